@@ -1,0 +1,2141 @@
+\restrict dbmate
+
+-- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
+-- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+--
+-- Name: api; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA api;
+
+
+--
+-- Name: SCHEMA api; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON SCHEMA api IS 'Tenant-facing views and functions called by the HTTP layer as app_user';
+
+
+--
+-- Name: core; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA core;
+
+
+--
+-- Name: SCHEMA core; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON SCHEMA core IS 'Private tables; reached by app_user only through api views and functions, under row-level security';
+
+
+--
+-- Name: extensions; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA extensions;
+
+
+--
+-- Name: SCHEMA extensions; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON SCHEMA extensions IS 'Extensions, kept out of the schemas the roles can list';
+
+
+--
+-- Name: platform; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA platform;
+
+
+--
+-- Name: SCHEMA platform; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON SCHEMA platform IS 'Cross-tenant functions for platform operators, executable by uber_admin only';
+
+
+--
+-- Name: pgcrypto; Type: EXTENSION; Schema: -; Owner: -
+--
+
+CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA extensions;
+
+
+--
+-- Name: EXTENSION pgcrypto; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON EXTENSION pgcrypto IS 'cryptographic functions';
+
+
+--
+-- Name: begin_request(text, text, text); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id text) RETURNS TABLE(tenant_id uuid, key_id uuid, user_id uuid, permissions text[], last_used_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_key record;
+begin
+  select k.tenant_id, k.key_id, k.user_id, k.permissions, k.last_used_at
+  into v_key
+  from core.tenant_api_keys k
+  join core.tenants t on t.tenant_id = k.tenant_id
+  where k.key_hash = p_key_hash
+    and k.revoked_at is null
+    and (k.expires_at is null or k.expires_at > now())
+    and t.deactivated_at is null;
+  if not found then
+    raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
+  end if;
+  if p_permission is not null and not ('*' = any (v_key.permissions) or p_permission = any (v_key.permissions)) then
+    raise exception 'the API key lacks the permission %', p_permission using errcode = 'PT403';
+  end if;
+  perform set_config('app.tenant_id', v_key.tenant_id::text, true),
+          set_config('app.api_key_id', v_key.key_id::text, true),
+          set_config('app.user_id', coalesce(v_key.user_id::text, ''), true),
+          set_config('app.request_id', coalesce(p_request_id, ''), true);
+  return query select v_key.tenant_id, v_key.key_id, v_key.user_id, v_key.permissions, v_key.last_used_at;
+end
+$$;
+
+
+--
+-- Name: FUNCTION begin_request(p_key_hash text, p_permission text, p_request_id text); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id text) IS 'Authenticates a key hash, checks one permission and sets app.tenant_id, app.api_key_id, app.user_id and app.request_id for the transaction';
+
+
+--
+-- Name: create_api_key(text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+begin
+  -- A key can hand out only what it holds itself: no escalation to '*'.
+  if not exists (
+    select from core.tenant_api_keys k
+    where k.key_id = core.current_api_key_id()
+      and ('*' = any (k.permissions) or coalesce(p_permissions, '{}') <@ k.permissions)
+  ) then
+    raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
+  end if;
+  if p_expires_at is not null and p_expires_at <= now() then
+    raise exception 'expires_at must be in the future' using errcode = 'check_violation';
+  end if;
+  return query
+    select * from core.issue_api_key((select core.current_tenant_id()), p_name, p_permissions, p_user_id, p_expires_at);
+end
+$$;
+
+
+--
+-- Name: FUNCTION create_api_key(p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Issues a key for the current tenant with at most the calling key''s permissions; returns the key once';
+
+
+--
+-- Name: current_tenant_id(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.current_tenant_id() RETURNS uuid
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ select nullif(current_setting('app.tenant_id', true), '')::uuid $$;
+
+
+--
+-- Name: FUNCTION current_tenant_id(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.current_tenant_id() IS 'Tenant of the current transaction from app.tenant_id; NULL when unset or empty, so policies fail closed';
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: documents; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.documents (
+    tenant_id uuid DEFAULT core.current_tenant_id() NOT NULL,
+    document_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    title text NOT NULL,
+    content_hash text NOT NULL,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT documents_content_hash_check CHECK ((content_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT documents_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
+    CONSTRAINT documents_title_check CHECK (((char_length(title) >= 1) AND (char_length(title) <= 500)))
+);
+
+ALTER TABLE ONLY core.documents FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE documents; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.documents IS 'Documents of a tenant';
+
+
+--
+-- Name: COLUMN documents.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.documents.tenant_id IS 'Tenant the document belongs to; set from app.tenant_id';
+
+
+--
+-- Name: COLUMN documents.document_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.documents.document_id IS 'Identity of the document within the tenant';
+
+
+--
+-- Name: COLUMN documents.user_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.documents.user_id IS 'Author: a user of the same tenant';
+
+
+--
+-- Name: COLUMN documents.title; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.documents.title IS 'Title, 1-500 characters';
+
+
+--
+-- Name: COLUMN documents.content_hash; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.documents.content_hash IS 'SHA-256 of the content as 64 lower-case hex digits';
+
+
+--
+-- Name: COLUMN documents.metadata; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.documents.metadata IS 'Free-form JSON object';
+
+
+--
+-- Name: COLUMN documents.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.documents.created_at IS 'When the document was created';
+
+
+--
+-- Name: COLUMN documents.updated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.documents.updated_at IS 'When the row last changed (maintained by trigger)';
+
+
+--
+-- Name: documents; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.documents WITH (security_invoker='true') AS
+ SELECT documents.document_id,
+    documents.tenant_id,
+    documents.user_id,
+    documents.title,
+    documents.content_hash,
+    documents.metadata,
+    documents.created_at,
+    documents.updated_at
+   FROM core.documents;
+
+
+--
+-- Name: VIEW documents; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.documents IS 'Documents of the current tenant';
+
+
+--
+-- Name: create_document(uuid, text, text, jsonb); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.create_document(p_user_id uuid, p_title text, p_content_hash text, p_metadata jsonb DEFAULT '{}'::jsonb) RETURNS SETOF api.documents
+    LANGUAGE sql
+    AS $$
+  insert into core.documents (user_id, title, content_hash, metadata)
+  values (p_user_id, p_title, p_content_hash, coalesce(p_metadata, '{}'))
+  returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at
+$$;
+
+
+--
+-- Name: FUNCTION create_document(p_user_id uuid, p_title text, p_content_hash text, p_metadata jsonb); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.create_document(p_user_id uuid, p_title text, p_content_hash text, p_metadata jsonb) IS 'Stores a document of the current tenant authored by one of its users';
+
+
+--
+-- Name: users; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.users (
+    tenant_id uuid DEFAULT core.current_tenant_id() NOT NULL,
+    user_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    email text NOT NULL,
+    role text DEFAULT 'member'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT users_email_check CHECK ((((char_length(email) >= 3) AND (char_length(email) <= 320)) AND (email ~ '^[^@[:space:]]+@[^@[:space:]]+$'::text))),
+    CONSTRAINT users_role_check CHECK ((role = ANY (ARRAY['tenant_admin'::text, 'member'::text, 'viewer'::text])))
+);
+
+ALTER TABLE ONLY core.users FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE users; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.users IS 'People of a tenant';
+
+
+--
+-- Name: COLUMN users.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.users.tenant_id IS 'Tenant the user belongs to; set from app.tenant_id';
+
+
+--
+-- Name: COLUMN users.user_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.users.user_id IS 'Identity of the user within the tenant';
+
+
+--
+-- Name: COLUMN users.email; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.users.email IS 'Email address, unique per tenant regardless of case';
+
+
+--
+-- Name: COLUMN users.role; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.users.role IS 'Role within the tenant: tenant_admin, member or viewer';
+
+
+--
+-- Name: COLUMN users.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.users.created_at IS 'When the user was created';
+
+
+--
+-- Name: COLUMN users.updated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.users.updated_at IS 'When the row last changed (maintained by trigger)';
+
+
+--
+-- Name: users; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.users WITH (security_invoker='true') AS
+ SELECT users.user_id,
+    users.tenant_id,
+    users.email,
+    users.role,
+    users.created_at,
+    users.updated_at
+   FROM core.users;
+
+
+--
+-- Name: VIEW users; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.users IS 'Users of the current tenant';
+
+
+--
+-- Name: create_user(text, text); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.create_user(p_email text, p_role text DEFAULT 'member'::text) RETURNS SETOF api.users
+    LANGUAGE sql
+    AS $$
+  insert into core.users (email, role)
+  values (p_email, coalesce(p_role, 'member'))
+  returning user_id, tenant_id, email, role, created_at, updated_at
+$$;
+
+
+--
+-- Name: FUNCTION create_user(p_email text, p_role text); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.create_user(p_email text, p_role text) IS 'Adds a user to the current tenant';
+
+
+--
+-- Name: delete_document(uuid); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.delete_document(p_document_id uuid) RETURNS SETOF api.documents
+    LANGUAGE sql
+    AS $$
+  delete from core.documents
+  where document_id = p_document_id
+  returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at
+$$;
+
+
+--
+-- Name: FUNCTION delete_document(p_document_id uuid); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.delete_document(p_document_id uuid) IS 'Removes a document of the current tenant; no row when unknown';
+
+
+--
+-- Name: delete_user(uuid); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.delete_user(p_user_id uuid) RETURNS SETOF api.users
+    LANGUAGE sql
+    AS $$
+  delete from core.users
+  where user_id = p_user_id
+  returning user_id, tenant_id, email, role, created_at, updated_at
+$$;
+
+
+--
+-- Name: FUNCTION delete_user(p_user_id uuid); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.delete_user(p_user_id uuid) IS 'Removes a user of the current tenant and the API keys bound to them; no row when unknown';
+
+
+--
+-- Name: tenant_api_keys; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.tenant_api_keys (
+    tenant_id uuid DEFAULT core.current_tenant_id() NOT NULL,
+    key_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    key_hash text NOT NULL,
+    key_prefix text NOT NULL,
+    name text NOT NULL,
+    permissions text[] DEFAULT '{}'::text[] NOT NULL,
+    user_id uuid,
+    expires_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    last_used_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenant_api_keys_key_hash_check CHECK ((key_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT tenant_api_keys_key_prefix_check CHECK (((char_length(key_prefix) >= 8) AND (char_length(key_prefix) <= 16))),
+    CONSTRAINT tenant_api_keys_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
+    CONSTRAINT tenant_api_keys_permissions_check CHECK (((permissions <@ ARRAY['users:read'::text, 'users:write'::text, 'documents:read'::text, 'documents:write'::text, 'keys:read'::text, 'keys:write'::text, 'audit:read'::text, 'config:read'::text, 'config:write'::text, '*'::text]) AND (array_position(permissions, NULL::text) IS NULL)))
+);
+
+ALTER TABLE ONLY core.tenant_api_keys FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenant_api_keys; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.tenant_api_keys IS 'API keys of a tenant, stored as hashes only';
+
+
+--
+-- Name: COLUMN tenant_api_keys.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.tenant_id IS 'Tenant the key opens';
+
+
+--
+-- Name: COLUMN tenant_api_keys.key_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.key_id IS 'Identity of the key within the tenant';
+
+
+--
+-- Name: COLUMN tenant_api_keys.key_hash; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.key_hash IS 'SHA-256 of the key as lower-case hex; the key itself is never stored';
+
+
+--
+-- Name: COLUMN tenant_api_keys.key_prefix; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.key_prefix IS 'First characters of the key, shown to people to tell keys apart';
+
+
+--
+-- Name: COLUMN tenant_api_keys.name; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.name IS 'What the key is for, 1-200 characters';
+
+
+--
+-- Name: COLUMN tenant_api_keys.permissions; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.permissions IS 'Granted permissions, e.g. documents:read, or * for all';
+
+
+--
+-- Name: COLUMN tenant_api_keys.user_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.user_id IS 'User the key acts as, if bound; the key is deleted with that user';
+
+
+--
+-- Name: COLUMN tenant_api_keys.expires_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.expires_at IS 'When the key stops working by itself, if ever';
+
+
+--
+-- Name: COLUMN tenant_api_keys.revoked_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.revoked_at IS 'When the key was revoked; a revoked key never works again';
+
+
+--
+-- Name: COLUMN tenant_api_keys.last_used_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.last_used_at IS 'Last successful use, recorded at most once a minute';
+
+
+--
+-- Name: COLUMN tenant_api_keys.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.created_at IS 'When the key was issued';
+
+
+--
+-- Name: COLUMN tenant_api_keys.updated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.updated_at IS 'When the row last changed (maintained by trigger)';
+
+
+--
+-- Name: api_keys; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.api_keys WITH (security_invoker='true') AS
+ SELECT tenant_api_keys.key_id,
+    tenant_api_keys.tenant_id,
+    tenant_api_keys.key_prefix,
+    tenant_api_keys.name,
+    tenant_api_keys.permissions,
+    tenant_api_keys.user_id,
+    tenant_api_keys.expires_at,
+    tenant_api_keys.revoked_at,
+    tenant_api_keys.last_used_at,
+    tenant_api_keys.created_at,
+    tenant_api_keys.updated_at
+   FROM core.tenant_api_keys;
+
+
+--
+-- Name: VIEW api_keys; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.api_keys IS 'API keys of the current tenant, without their hashes';
+
+
+--
+-- Name: list_api_keys(integer, timestamp with time zone, uuid); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.list_api_keys(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_key_id uuid DEFAULT NULL::uuid) RETURNS SETOF api.api_keys
+    LANGUAGE sql STABLE
+    AS $$
+  select *
+  from api.api_keys k
+  where p_after_created_at is null
+     or (k.created_at, k.key_id) < (p_after_created_at, p_after_key_id)
+  order by k.created_at desc, k.key_id desc
+  limit least(greatest(coalesce(p_limit, 20), 1), 100)
+$$;
+
+
+--
+-- Name: FUNCTION list_api_keys(p_limit integer, p_after_created_at timestamp with time zone, p_after_key_id uuid); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.list_api_keys(p_limit integer, p_after_created_at timestamp with time zone, p_after_key_id uuid) IS 'API keys of the current tenant, newest first, keyset-paginated after (created_at, key_id)';
+
+
+--
+-- Name: audit_logs; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.audit_logs (
+    log_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    tenant_id uuid NOT NULL,
+    user_id uuid,
+    api_key_id uuid,
+    action text NOT NULL,
+    resource_type text NOT NULL,
+    resource_id uuid NOT NULL,
+    details jsonb DEFAULT '{}'::jsonb NOT NULL,
+    request_id text,
+    "timestamp" timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT audit_logs_action_check CHECK ((action ~ '^[a-z][a-z_.]{0,99}$'::text)),
+    CONSTRAINT audit_logs_details_check CHECK ((jsonb_typeof(details) = 'object'::text)),
+    CONSTRAINT audit_logs_request_id_check CHECK ((char_length(request_id) <= 200)),
+    CONSTRAINT audit_logs_resource_type_check CHECK ((resource_type ~ '^[a-z][a-z_]{0,99}$'::text))
+);
+
+ALTER TABLE ONLY core.audit_logs FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE audit_logs; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.audit_logs IS 'Append-only trail of every change to tenant-scoped rows, written by trigger';
+
+
+--
+-- Name: COLUMN audit_logs.log_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.log_id IS 'Identity of the entry';
+
+
+--
+-- Name: COLUMN audit_logs.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.tenant_id IS 'Tenant whose row changed';
+
+
+--
+-- Name: COLUMN audit_logs.user_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.user_id IS 'Acting user (app.user_id), when the request was bound to one';
+
+
+--
+-- Name: COLUMN audit_logs.api_key_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.api_key_id IS 'API key that made the request (app.api_key_id); NULL for platform operations';
+
+
+--
+-- Name: COLUMN audit_logs.action; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.action IS 'What happened: insert, update or delete';
+
+
+--
+-- Name: COLUMN audit_logs.resource_type; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.resource_type IS 'Table the changed row belongs to, e.g. documents';
+
+
+--
+-- Name: COLUMN audit_logs.resource_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.resource_id IS 'Primary id of the changed row within its tenant';
+
+
+--
+-- Name: COLUMN audit_logs.details; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.details IS 'Changed columns with old and new values (never key_hash) and the database role';
+
+
+--
+-- Name: COLUMN audit_logs.request_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.request_id IS 'x-request-id of the HTTP request (app.request_id)';
+
+
+--
+-- Name: COLUMN audit_logs."timestamp"; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs."timestamp" IS 'Start of the transaction that made the change';
+
+
+--
+-- Name: audit_logs; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.audit_logs WITH (security_invoker='true') AS
+ SELECT audit_logs.log_id,
+    audit_logs.tenant_id,
+    audit_logs.user_id,
+    audit_logs.api_key_id,
+    audit_logs.action,
+    audit_logs.resource_type,
+    audit_logs.resource_id,
+    audit_logs.details,
+    audit_logs.request_id,
+    audit_logs."timestamp"
+   FROM core.audit_logs;
+
+
+--
+-- Name: VIEW audit_logs; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.audit_logs IS 'Audit trail of the current tenant';
+
+
+--
+-- Name: list_audit_logs(integer, timestamp with time zone, uuid, uuid, text, text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.list_audit_logs(p_limit integer DEFAULT 50, p_after_timestamp timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_log_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_action text DEFAULT NULL::text, p_resource_type text DEFAULT NULL::text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF api.audit_logs
+    LANGUAGE sql STABLE
+    AS $$
+  select *
+  from api.audit_logs a
+  where (p_after_timestamp is null or (a."timestamp", a.log_id) < (p_after_timestamp, p_after_log_id))
+    and (p_user_id is null or a.user_id = p_user_id)
+    and (p_action is null or a.action = p_action)
+    and (p_resource_type is null or a.resource_type = p_resource_type)
+    and (p_since is null or a."timestamp" >= p_since)
+    and (p_until is null or a."timestamp" < p_until)
+  order by a."timestamp" desc, a.log_id desc
+  limit least(greatest(coalesce(p_limit, 50), 1), 100)
+$$;
+
+
+--
+-- Name: FUNCTION list_audit_logs(p_limit integer, p_after_timestamp timestamp with time zone, p_after_log_id uuid, p_user_id uuid, p_action text, p_resource_type text, p_since timestamp with time zone, p_until timestamp with time zone); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.list_audit_logs(p_limit integer, p_after_timestamp timestamp with time zone, p_after_log_id uuid, p_user_id uuid, p_action text, p_resource_type text, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Audit entries of the current tenant, newest first, keyset-paginated after ("timestamp", log_id); since inclusive, until exclusive';
+
+
+--
+-- Name: list_documents(integer, timestamp with time zone, uuid, uuid, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.list_documents(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_document_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, p_created_before timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF api.documents
+    LANGUAGE sql STABLE
+    AS $$
+  select *
+  from api.documents d
+  where (p_after_created_at is null or (d.created_at, d.document_id) < (p_after_created_at, p_after_document_id))
+    and (p_user_id is null or d.user_id = p_user_id)
+    and (p_created_after is null or d.created_at >= p_created_after)
+    and (p_created_before is null or d.created_at < p_created_before)
+  order by d.created_at desc, d.document_id desc
+  limit least(greatest(coalesce(p_limit, 20), 1), 100)
+$$;
+
+
+--
+-- Name: FUNCTION list_documents(p_limit integer, p_after_created_at timestamp with time zone, p_after_document_id uuid, p_user_id uuid, p_created_after timestamp with time zone, p_created_before timestamp with time zone); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.list_documents(p_limit integer, p_after_created_at timestamp with time zone, p_after_document_id uuid, p_user_id uuid, p_created_after timestamp with time zone, p_created_before timestamp with time zone) IS 'Documents of the current tenant, newest first, keyset-paginated after (created_at, document_id); created_after inclusive, created_before exclusive';
+
+
+--
+-- Name: list_users(integer, timestamp with time zone, uuid); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.list_users(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_user_id uuid DEFAULT NULL::uuid) RETURNS SETOF api.users
+    LANGUAGE sql STABLE
+    AS $$
+  select *
+  from api.users u
+  where p_after_created_at is null
+     or (u.created_at, u.user_id) < (p_after_created_at, p_after_user_id)
+  order by u.created_at desc, u.user_id desc
+  limit least(greatest(coalesce(p_limit, 20), 1), 100)
+$$;
+
+
+--
+-- Name: FUNCTION list_users(p_limit integer, p_after_created_at timestamp with time zone, p_after_user_id uuid); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.list_users(p_limit integer, p_after_created_at timestamp with time zone, p_after_user_id uuid) IS 'Users of the current tenant, newest first, keyset-paginated after (created_at, user_id)';
+
+
+--
+-- Name: revoke_api_key(uuid); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.revoke_api_key(p_key_id uuid) RETURNS SETOF api.api_keys
+    LANGUAGE sql
+    AS $$
+  update core.tenant_api_keys
+  set revoked_at = coalesce(revoked_at, now())
+  where key_id = p_key_id
+  returning key_id, tenant_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
+            last_used_at, created_at, updated_at
+$$;
+
+
+--
+-- Name: FUNCTION revoke_api_key(p_key_id uuid); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.revoke_api_key(p_key_id uuid) IS 'Revokes a key of the current tenant at once; revoking twice keeps the first time; no row when unknown';
+
+
+--
+-- Name: schema_version(); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.schema_version() RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$ select max(version) from public.schema_migrations $$;
+
+
+--
+-- Name: FUNCTION schema_version(); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.schema_version() IS 'Newest applied dbmate migration, for readiness checks';
+
+
+--
+-- Name: touch_api_key(text); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.touch_api_key(p_key_hash text) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  update core.tenant_api_keys
+  set last_used_at = now()
+  where key_hash = p_key_hash
+    and (last_used_at is null or last_used_at < now() - interval '1 minute')
+$$;
+
+
+--
+-- Name: FUNCTION touch_api_key(p_key_hash text); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.touch_api_key(p_key_hash text) IS 'Sets last_used_at of the key with this hash, at most once a minute';
+
+
+--
+-- Name: update_document(uuid, text, text, jsonb); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.update_document(p_document_id uuid, p_title text DEFAULT NULL::text, p_content_hash text DEFAULT NULL::text, p_metadata jsonb DEFAULT NULL::jsonb) RETURNS SETOF api.documents
+    LANGUAGE sql
+    AS $$
+  update core.documents
+  set title = coalesce(p_title, title),
+      content_hash = coalesce(p_content_hash, content_hash),
+      metadata = coalesce(p_metadata, metadata)
+  where document_id = p_document_id
+  returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at
+$$;
+
+
+--
+-- Name: FUNCTION update_document(p_document_id uuid, p_title text, p_content_hash text, p_metadata jsonb); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.update_document(p_document_id uuid, p_title text, p_content_hash text, p_metadata jsonb) IS 'Changes the given fields of a document of the current tenant (NULL keeps a field); no row when unknown';
+
+
+--
+-- Name: tenant_configs; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.tenant_configs (
+    tenant_id uuid NOT NULL,
+    template_id uuid,
+    settings jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenant_configs_settings_check CHECK ((jsonb_typeof(settings) = 'object'::text))
+);
+
+ALTER TABLE ONLY core.tenant_configs FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenant_configs; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.tenant_configs IS 'One configuration row per tenant';
+
+
+--
+-- Name: COLUMN tenant_configs.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_configs.tenant_id IS 'Tenant the configuration belongs to';
+
+
+--
+-- Name: COLUMN tenant_configs.template_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_configs.template_id IS 'Template the configuration was seeded from, if any';
+
+
+--
+-- Name: COLUMN tenant_configs.settings; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_configs.settings IS 'Tenant settings as a JSON object';
+
+
+--
+-- Name: COLUMN tenant_configs.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_configs.created_at IS 'When the configuration was created';
+
+
+--
+-- Name: COLUMN tenant_configs.updated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_configs.updated_at IS 'When the row last changed (maintained by trigger)';
+
+
+--
+-- Name: tenant_config; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.tenant_config WITH (security_invoker='true') AS
+ SELECT tenant_configs.tenant_id,
+    tenant_configs.template_id,
+    tenant_configs.settings,
+    tenant_configs.created_at,
+    tenant_configs.updated_at
+   FROM core.tenant_configs;
+
+
+--
+-- Name: VIEW tenant_config; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.tenant_config IS 'Configuration of the current tenant: one row, or none without context';
+
+
+--
+-- Name: update_tenant_config(jsonb); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.update_tenant_config(p_settings_patch jsonb) RETURNS SETOF api.tenant_config
+    LANGUAGE sql
+    AS $$
+  -- A JSON merge patch of the top level: keys with a null value are removed.
+  update core.tenant_configs
+  set settings = jsonb_strip_nulls(settings || p_settings_patch)
+  where tenant_id = (select core.current_tenant_id())
+  returning tenant_id, template_id, settings, created_at, updated_at
+$$;
+
+
+--
+-- Name: FUNCTION update_tenant_config(p_settings_patch jsonb); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.update_tenant_config(p_settings_patch jsonb) IS 'Merges a JSON object into the current tenant''s settings; a key set to null is removed';
+
+
+--
+-- Name: update_user(uuid, text, text); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.update_user(p_user_id uuid, p_email text DEFAULT NULL::text, p_role text DEFAULT NULL::text) RETURNS SETOF api.users
+    LANGUAGE sql
+    AS $$
+  update core.users
+  set email = coalesce(p_email, email),
+      role = coalesce(p_role, role)
+  where user_id = p_user_id
+  returning user_id, tenant_id, email, role, created_at, updated_at
+$$;
+
+
+--
+-- Name: FUNCTION update_user(p_user_id uuid, p_email text, p_role text); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.update_user(p_user_id uuid, p_email text, p_role text) IS 'Changes the given fields of a user of the current tenant (NULL keeps a field); no row when unknown';
+
+
+--
+-- Name: current_api_key_id(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.current_api_key_id() RETURNS uuid
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ select nullif(current_setting('app.api_key_id', true), '')::uuid $$;
+
+
+--
+-- Name: FUNCTION current_api_key_id(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.current_api_key_id() IS 'API key of the current request from app.api_key_id, for the audit trail';
+
+
+--
+-- Name: current_request_id(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.current_request_id() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ select nullif(current_setting('app.request_id', true), '') $$;
+
+
+--
+-- Name: FUNCTION current_request_id(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.current_request_id() IS 'Request id of the current HTTP request from app.request_id, for the audit trail';
+
+
+--
+-- Name: current_user_id(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.current_user_id() RETURNS uuid
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ select nullif(current_setting('app.user_id', true), '')::uuid $$;
+
+
+--
+-- Name: FUNCTION current_user_id(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.current_user_id() IS 'Acting user from app.user_id, for the audit trail; NULL when unset';
+
+
+--
+-- Name: issue_api_key(uuid, text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
+    LANGUAGE sql
+    AS $$
+  with new_key as (
+    select 'tnk_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=') as secret
+  ), inserted as (
+    insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at)
+    select p_tenant_id, encode(sha256(convert_to(n.secret, 'UTF8')), 'hex'), left(n.secret, 12),
+           p_name, coalesce(p_permissions, '{}'), p_user_id, p_expires_at
+    from new_key n
+    returning key_id, tenant_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
+              last_used_at, created_at, updated_at
+  )
+  select n.secret, i.*
+  from new_key n, inserted i
+$$;
+
+
+--
+-- Name: FUNCTION issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Creates an API key and returns it once, in the column key; only its hash is stored';
+
+
+--
+-- Name: record_audit(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.record_audit() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_old jsonb := case when tg_op <> 'INSERT' then to_jsonb(old) end;
+  v_new jsonb := case when tg_op <> 'DELETE' then to_jsonb(new) end;
+  v_row jsonb := coalesce(v_new, v_old);
+  v_not_audited constant text[] := array['key_hash', 'created_at', 'updated_at', 'last_used_at'];
+  v_changed text[];
+begin
+  select coalesce(array_agg(column_name order by column_name), '{}')
+  into v_changed
+  from jsonb_object_keys(v_row) as column_name
+  where column_name <> all (v_not_audited)
+    and (tg_op <> 'UPDATE' or v_old -> column_name is distinct from v_new -> column_name);
+
+  -- An update that changed nothing an auditor cares about (say, only
+  -- last_used_at) leaves no entry.
+  if tg_op = 'UPDATE' and cardinality(v_changed) = 0 then
+    return null;
+  end if;
+
+  insert into core.audit_logs
+    (tenant_id, user_id, api_key_id, action, resource_type, resource_id, details, request_id)
+  values (
+    (v_row ->> 'tenant_id')::uuid,
+    core.current_user_id(),
+    core.current_api_key_id(),
+    lower(tg_op),
+    tg_table_name,
+    (v_row ->> tg_argv[0])::uuid,
+    jsonb_build_object('changed', to_jsonb(v_changed), 'db_role', session_user)
+      || case when v_old is null then '{}' else jsonb_build_object('old', (
+           select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_old) where key = any (v_changed))) end
+      || case when v_new is null then '{}' else jsonb_build_object('new', (
+           select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_new) where key = any (v_changed))) end,
+    core.current_request_id()
+  );
+  return null;
+end
+$$;
+
+
+--
+-- Name: FUNCTION record_audit(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.record_audit() IS 'Trigger: writes one audit_logs row per changed row, actor and request taken from the session settings';
+
+
+--
+-- Name: reject_audit_change(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.reject_audit_change() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  raise exception 'audit_logs is append-only: % is not allowed', tg_op
+    using errcode = 'insufficient_privilege';
+end
+$$;
+
+
+--
+-- Name: FUNCTION reject_audit_change(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.reject_audit_change() IS 'Trigger: refuses UPDATE, DELETE and TRUNCATE on the audit trail';
+
+
+--
+-- Name: set_updated_at(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.set_updated_at() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  new.updated_at := now();
+  return new;
+end
+$$;
+
+
+--
+-- Name: FUNCTION set_updated_at(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.set_updated_at() IS 'Trigger: keeps updated_at equal to the time of the last change';
+
+
+--
+-- Name: create_api_key(uuid, text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.create_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if not exists (select from core.tenants t where t.tenant_id = p_tenant_id and t.deactivated_at is null) then
+    raise exception 'no active tenant %', p_tenant_id using errcode = 'no_data_found';
+  end if;
+  if p_expires_at is not null and p_expires_at <= now() then
+    raise exception 'expires_at must be in the future' using errcode = 'check_violation';
+  end if;
+  return query select * from core.issue_api_key(p_tenant_id, p_name, p_permissions, p_user_id, p_expires_at);
+end
+$$;
+
+
+--
+-- Name: FUNCTION create_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.create_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Issues a key for any active tenant (platform operators); returns the key once';
+
+
+--
+-- Name: tenants; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.tenants (
+    tenant_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    domain text,
+    subscription_tier text DEFAULT 'free'::text NOT NULL,
+    deactivated_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenants_domain_check CHECK (((char_length(domain) <= 253) AND (domain ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$'::text))),
+    CONSTRAINT tenants_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
+    CONSTRAINT tenants_subscription_tier_check CHECK ((subscription_tier = ANY (ARRAY['free'::text, 'pro'::text, 'enterprise'::text])))
+);
+
+ALTER TABLE ONLY core.tenants FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenants; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.tenants IS 'Customers of the platform; the root every tenant-scoped row belongs to';
+
+
+--
+-- Name: COLUMN tenants.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.tenant_id IS 'Identity of the tenant and the key every tenant-scoped table is partitioned by';
+
+
+--
+-- Name: COLUMN tenants.name; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.name IS 'Display name, 1-200 characters';
+
+
+--
+-- Name: COLUMN tenants.domain; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.domain IS 'Optional lower-case hostname, unique across tenants';
+
+
+--
+-- Name: COLUMN tenants.subscription_tier; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.subscription_tier IS 'Plan: free, pro or enterprise';
+
+
+--
+-- Name: COLUMN tenants.deactivated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.deactivated_at IS 'When a platform operator deactivated the tenant; its keys stop working, its data is kept';
+
+
+--
+-- Name: COLUMN tenants.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.created_at IS 'When the tenant was provisioned';
+
+
+--
+-- Name: COLUMN tenants.updated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.updated_at IS 'When the row last changed (maintained by trigger)';
+
+
+--
+-- Name: tenants; Type: VIEW; Schema: platform; Owner: -
+--
+
+CREATE VIEW platform.tenants WITH (security_invoker='true') AS
+ SELECT tenants.tenant_id,
+    tenants.name,
+    tenants.domain,
+    tenants.subscription_tier,
+    tenants.deactivated_at,
+    tenants.created_at,
+    tenants.updated_at
+   FROM core.tenants;
+
+
+--
+-- Name: VIEW tenants; Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON VIEW platform.tenants IS 'Every tenant, for platform operators';
+
+
+--
+-- Name: create_tenant(text, text, text, text); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.create_tenant(p_name text, p_domain text DEFAULT NULL::text, p_subscription_tier text DEFAULT 'free'::text, p_template_name text DEFAULT NULL::text) RETURNS SETOF platform.tenants
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_tenant_id uuid;
+  v_template core.templates;
+begin
+  if p_template_name is not null then
+    select * into v_template from core.templates where name = p_template_name;
+    if not found then
+      raise exception 'unknown template "%"', p_template_name
+        using errcode = 'no_data_found', hint = 'list templates with GET /v1/templates';
+    end if;
+  end if;
+
+  insert into core.tenants (name, domain, subscription_tier)
+  values (p_name, p_domain, coalesce(p_subscription_tier, 'free'))
+  returning tenant_id into v_tenant_id;
+
+  insert into core.tenant_configs (tenant_id, template_id, settings)
+  values (v_tenant_id, v_template.template_id, coalesce(v_template.default_config, '{}'));
+
+  return query select * from platform.tenants where tenant_id = v_tenant_id;
+end
+$$;
+
+
+--
+-- Name: FUNCTION create_tenant(p_name text, p_domain text, p_subscription_tier text, p_template_name text); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.create_tenant(p_name text, p_domain text, p_subscription_tier text, p_template_name text) IS 'Provisions a tenant and its configuration, seeded from the named template when given';
+
+
+--
+-- Name: deactivate_tenant(uuid); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.deactivate_tenant(p_tenant_id uuid) RETURNS SETOF platform.tenants
+    LANGUAGE sql
+    AS $$
+  update core.tenants
+  set deactivated_at = coalesce(deactivated_at, now())
+  where tenant_id = p_tenant_id
+  returning tenant_id, name, domain, subscription_tier, deactivated_at, created_at, updated_at
+$$;
+
+
+--
+-- Name: FUNCTION deactivate_tenant(p_tenant_id uuid); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.deactivate_tenant(p_tenant_id uuid) IS 'Deactivates a tenant: its API keys stop working at once; its data and audit trail are kept';
+
+
+--
+-- Name: audit_logs; Type: VIEW; Schema: platform; Owner: -
+--
+
+CREATE VIEW platform.audit_logs WITH (security_invoker='true') AS
+ SELECT audit_logs.log_id,
+    audit_logs.tenant_id,
+    audit_logs.user_id,
+    audit_logs.api_key_id,
+    audit_logs.action,
+    audit_logs.resource_type,
+    audit_logs.resource_id,
+    audit_logs.details,
+    audit_logs.request_id,
+    audit_logs."timestamp"
+   FROM core.audit_logs;
+
+
+--
+-- Name: VIEW audit_logs; Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON VIEW platform.audit_logs IS 'Audit trail of every tenant, for platform operators';
+
+
+--
+-- Name: list_audit_logs(integer, timestamp with time zone, uuid, uuid); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.list_audit_logs(p_limit integer DEFAULT 50, p_after_timestamp timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_log_id uuid DEFAULT NULL::uuid, p_tenant_id uuid DEFAULT NULL::uuid) RETURNS SETOF platform.audit_logs
+    LANGUAGE sql STABLE
+    AS $$
+  select *
+  from platform.audit_logs a
+  where (p_after_timestamp is null or (a."timestamp", a.log_id) < (p_after_timestamp, p_after_log_id))
+    and (p_tenant_id is null or a.tenant_id = p_tenant_id)
+  order by a."timestamp" desc, a.log_id desc
+  limit least(greatest(coalesce(p_limit, 50), 1), 100)
+$$;
+
+
+--
+-- Name: FUNCTION list_audit_logs(p_limit integer, p_after_timestamp timestamp with time zone, p_after_log_id uuid, p_tenant_id uuid); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.list_audit_logs(p_limit integer, p_after_timestamp timestamp with time zone, p_after_log_id uuid, p_tenant_id uuid) IS 'Audit entries across tenants (optionally one), newest first, keyset-paginated';
+
+
+--
+-- Name: list_tenants(integer, timestamp with time zone, uuid); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.list_tenants(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_tenant_id uuid DEFAULT NULL::uuid) RETURNS SETOF platform.tenants
+    LANGUAGE sql STABLE
+    AS $$
+  select *
+  from platform.tenants t
+  where p_after_created_at is null
+     or (t.created_at, t.tenant_id) < (p_after_created_at, p_after_tenant_id)
+  order by t.created_at desc, t.tenant_id desc
+  limit least(greatest(coalesce(p_limit, 20), 1), 100)
+$$;
+
+
+--
+-- Name: FUNCTION list_tenants(p_limit integer, p_after_created_at timestamp with time zone, p_after_tenant_id uuid); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.list_tenants(p_limit integer, p_after_created_at timestamp with time zone, p_after_tenant_id uuid) IS 'Tenants newest first, keyset-paginated after (created_at, tenant_id)';
+
+
+--
+-- Name: update_tenant(uuid, text, text, boolean, text); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.update_tenant(p_tenant_id uuid, p_name text DEFAULT NULL::text, p_domain text DEFAULT NULL::text, p_clear_domain boolean DEFAULT false, p_subscription_tier text DEFAULT NULL::text) RETURNS SETOF platform.tenants
+    LANGUAGE sql
+    AS $$
+  update core.tenants
+  set name = coalesce(p_name, name),
+      domain = case when p_clear_domain then null else coalesce(p_domain, domain) end,
+      subscription_tier = coalesce(p_subscription_tier, subscription_tier)
+  where tenant_id = p_tenant_id
+  returning tenant_id, name, domain, subscription_tier, deactivated_at, created_at, updated_at
+$$;
+
+
+--
+-- Name: FUNCTION update_tenant(p_tenant_id uuid, p_name text, p_domain text, p_clear_domain boolean, p_subscription_tier text); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.update_tenant(p_tenant_id uuid, p_name text, p_domain text, p_clear_domain boolean, p_subscription_tier text) IS 'Changes the given fields of a tenant (NULL keeps a field); p_clear_domain removes the domain';
+
+
+--
+-- Name: templates; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.templates (
+    template_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    industry text NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    default_config jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT templates_default_config_check CHECK ((jsonb_typeof(default_config) = 'object'::text)),
+    CONSTRAINT templates_description_check CHECK ((char_length(description) <= 2000)),
+    CONSTRAINT templates_industry_check CHECK (((char_length(industry) >= 1) AND (char_length(industry) <= 100))),
+    CONSTRAINT templates_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200)))
+);
+
+
+--
+-- Name: TABLE templates; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.templates IS 'Platform-wide catalog of starting configurations; not tenant-scoped';
+
+
+--
+-- Name: COLUMN templates.template_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.templates.template_id IS 'Identity of the template';
+
+
+--
+-- Name: COLUMN templates.name; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.templates.name IS 'Unique display name, e.g. Fintech Template';
+
+
+--
+-- Name: COLUMN templates.industry; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.templates.industry IS 'Industry the template is made for';
+
+
+--
+-- Name: COLUMN templates.description; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.templates.description IS 'What the template sets up, for people choosing one';
+
+
+--
+-- Name: COLUMN templates.default_config; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.templates.default_config IS 'Settings copied into a tenant configuration created from this template';
+
+
+--
+-- Name: COLUMN templates.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.templates.created_at IS 'When the template was added';
+
+
+--
+-- Name: COLUMN templates.updated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.templates.updated_at IS 'When the row last changed (maintained by trigger)';
+
+
+--
+-- Name: templates; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.templates WITH (security_invoker='true') AS
+ SELECT templates.template_id,
+    templates.name,
+    templates.industry,
+    templates.description,
+    templates.default_config,
+    templates.created_at,
+    templates.updated_at
+   FROM core.templates;
+
+
+--
+-- Name: VIEW templates; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.templates IS 'The template catalog, readable by every tenant';
+
+
+--
+-- Name: tenant; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.tenant WITH (security_invoker='true') AS
+ SELECT tenants.tenant_id,
+    tenants.name,
+    tenants.domain,
+    tenants.subscription_tier,
+    tenants.created_at,
+    tenants.updated_at
+   FROM core.tenants;
+
+
+--
+-- Name: VIEW tenant; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.tenant IS 'The tenant of the current context: one row, or none without context';
+
+
+--
+-- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.schema_migrations (
+    version character varying NOT NULL
+);
+
+
+--
+-- Name: audit_logs audit_logs_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.audit_logs
+    ADD CONSTRAINT audit_logs_pkey PRIMARY KEY (tenant_id, log_id);
+
+
+--
+-- Name: documents documents_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.documents
+    ADD CONSTRAINT documents_pkey PRIMARY KEY (tenant_id, document_id);
+
+
+--
+-- Name: templates templates_name_key; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.templates
+    ADD CONSTRAINT templates_name_key UNIQUE (name);
+
+
+--
+-- Name: templates templates_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.templates
+    ADD CONSTRAINT templates_pkey PRIMARY KEY (template_id);
+
+
+--
+-- Name: tenant_api_keys tenant_api_keys_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_api_keys
+    ADD CONSTRAINT tenant_api_keys_pkey PRIMARY KEY (tenant_id, key_id);
+
+
+--
+-- Name: tenant_api_keys tenant_api_keys_tenant_id_key_hash_key; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_api_keys
+    ADD CONSTRAINT tenant_api_keys_tenant_id_key_hash_key UNIQUE (tenant_id, key_hash);
+
+
+--
+-- Name: tenant_configs tenant_configs_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_configs
+    ADD CONSTRAINT tenant_configs_pkey PRIMARY KEY (tenant_id);
+
+
+--
+-- Name: tenants tenants_domain_key; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenants
+    ADD CONSTRAINT tenants_domain_key UNIQUE (domain);
+
+
+--
+-- Name: tenants tenants_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenants
+    ADD CONSTRAINT tenants_pkey PRIMARY KEY (tenant_id);
+
+
+--
+-- Name: users users_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.users
+    ADD CONSTRAINT users_pkey PRIMARY KEY (tenant_id, user_id);
+
+
+--
+-- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.schema_migrations
+    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: audit_logs_tenant_timestamp_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX audit_logs_tenant_timestamp_idx ON core.audit_logs USING btree (tenant_id, "timestamp" DESC, log_id DESC);
+
+
+--
+-- Name: audit_logs_tenant_user_timestamp_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX audit_logs_tenant_user_timestamp_idx ON core.audit_logs USING btree (tenant_id, user_id, "timestamp" DESC, log_id DESC);
+
+
+--
+-- Name: audit_logs_timestamp_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX audit_logs_timestamp_idx ON core.audit_logs USING btree ("timestamp" DESC, log_id DESC);
+
+
+--
+-- Name: documents_tenant_created_at_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX documents_tenant_created_at_idx ON core.documents USING btree (tenant_id, created_at DESC, document_id DESC);
+
+
+--
+-- Name: documents_tenant_user_created_at_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX documents_tenant_user_created_at_idx ON core.documents USING btree (tenant_id, user_id, created_at DESC, document_id DESC);
+
+
+--
+-- Name: tenant_api_keys_key_hash_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX tenant_api_keys_key_hash_idx ON core.tenant_api_keys USING btree (key_hash);
+
+
+--
+-- Name: tenant_api_keys_tenant_created_at_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX tenant_api_keys_tenant_created_at_idx ON core.tenant_api_keys USING btree (tenant_id, created_at DESC, key_id DESC);
+
+
+--
+-- Name: tenant_api_keys_tenant_user_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX tenant_api_keys_tenant_user_idx ON core.tenant_api_keys USING btree (tenant_id, user_id);
+
+
+--
+-- Name: tenant_configs_template_id_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX tenant_configs_template_id_idx ON core.tenant_configs USING btree (template_id);
+
+
+--
+-- Name: tenants_created_at_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX tenants_created_at_idx ON core.tenants USING btree (created_at DESC, tenant_id DESC);
+
+
+--
+-- Name: users_tenant_created_at_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX users_tenant_created_at_idx ON core.users USING btree (tenant_id, created_at DESC, user_id DESC);
+
+
+--
+-- Name: users_tenant_email_key; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE UNIQUE INDEX users_tenant_email_key ON core.users USING btree (tenant_id, lower(email));
+
+
+--
+-- Name: documents record_audit; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.documents FOR EACH ROW EXECUTE FUNCTION core.record_audit('document_id');
+
+
+--
+-- Name: tenant_api_keys record_audit; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.record_audit('key_id');
+
+
+--
+-- Name: tenant_configs record_audit; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenant_configs FOR EACH ROW EXECUTE FUNCTION core.record_audit('tenant_id');
+
+
+--
+-- Name: tenants record_audit; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenants FOR EACH ROW EXECUTE FUNCTION core.record_audit('tenant_id');
+
+
+--
+-- Name: users record_audit; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.users FOR EACH ROW EXECUTE FUNCTION core.record_audit('user_id');
+
+
+--
+-- Name: audit_logs reject_truncate; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER reject_truncate BEFORE TRUNCATE ON core.audit_logs FOR EACH STATEMENT EXECUTE FUNCTION core.reject_audit_change();
+
+
+--
+-- Name: audit_logs reject_update_delete; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER reject_update_delete BEFORE DELETE OR UPDATE ON core.audit_logs FOR EACH ROW EXECUTE FUNCTION core.reject_audit_change();
+
+
+--
+-- Name: documents set_updated_at; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.documents FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+
+--
+-- Name: templates set_updated_at; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.templates FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+
+--
+-- Name: tenant_api_keys set_updated_at; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+
+--
+-- Name: tenant_configs set_updated_at; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.tenant_configs FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+
+--
+-- Name: tenants set_updated_at; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.tenants FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+
+--
+-- Name: users set_updated_at; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.users FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+
+--
+-- Name: audit_logs audit_logs_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.audit_logs
+    ADD CONSTRAINT audit_logs_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
+-- Name: documents documents_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.documents
+    ADD CONSTRAINT documents_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
+-- Name: documents documents_tenant_id_user_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.documents
+    ADD CONSTRAINT documents_tenant_id_user_id_fkey FOREIGN KEY (tenant_id, user_id) REFERENCES core.users(tenant_id, user_id);
+
+
+--
+-- Name: tenant_api_keys tenant_api_keys_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_api_keys
+    ADD CONSTRAINT tenant_api_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
+-- Name: tenant_api_keys tenant_api_keys_tenant_id_user_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_api_keys
+    ADD CONSTRAINT tenant_api_keys_tenant_id_user_id_fkey FOREIGN KEY (tenant_id, user_id) REFERENCES core.users(tenant_id, user_id) ON DELETE CASCADE;
+
+
+--
+-- Name: tenant_configs tenant_configs_template_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_configs
+    ADD CONSTRAINT tenant_configs_template_id_fkey FOREIGN KEY (template_id) REFERENCES core.templates(template_id);
+
+
+--
+-- Name: tenant_configs tenant_configs_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_configs
+    ADD CONSTRAINT tenant_configs_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
+-- Name: users users_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.users
+    ADD CONSTRAINT users_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
+-- Name: audit_logs; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.audit_logs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: documents delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.documents FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenant_api_keys delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.tenant_api_keys FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenant_configs delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.tenant_configs FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenants delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.tenants FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: users delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.users FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: documents; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.documents ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: audit_logs insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.audit_logs FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: documents insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.documents FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenant_api_keys insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.tenant_api_keys FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenant_configs insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.tenant_configs FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenants insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.tenants FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: users insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.users FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: audit_logs select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.audit_logs FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: documents select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.documents FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenant_api_keys select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.tenant_api_keys FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenant_configs select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.tenant_configs FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenants select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.tenants FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: users select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.users FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenant_api_keys; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.tenant_api_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tenant_configs; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.tenant_configs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tenants; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.tenants ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: documents update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.documents FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenant_api_keys update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.tenant_api_keys FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenant_configs update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.tenant_configs FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: tenants update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.tenants FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: users update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.users FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: users; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.users ENABLE ROW LEVEL SECURITY;
+
+--
+-- PostgreSQL database dump complete
+--
+
+\unrestrict dbmate
+
+
+--
+-- Dbmate schema migrations
+--
+
+INSERT INTO public.schema_migrations (version) VALUES
+    ('20261124000100'),
+    ('20261124000200'),
+    ('20261124000300'),
+    ('20261124000400'),
+    ('20261124000500'),
+    ('20261124000600'),
+    ('20261124000700');

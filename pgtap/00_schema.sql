@@ -1,0 +1,356 @@
+-- Schema: every table, column, type, key, constraint, index and trigger the
+-- migrations create, and the seeded template. Check constraints are also
+-- exercised with a value just inside and just outside each rule, so a
+-- constraint that exists but checks the wrong thing fails here.
+begin;
+select plan(252);
+
+-- pgTAP is installed by the superuser after `alter default privileges revoke
+-- execute on functions from public`, so its functions are not executable by
+-- the roles the suites switch to. Granted for this transaction only.
+grant execute on all functions in schema public to app_user, uber_admin;
+
+-- Schemas, roles and the objects in them --------------------------------------
+
+select has_schema(s, format('schema %s exists', s))
+from unnest(array['core', 'api', 'platform', 'extensions']) as s;
+
+select has_role('app_user', 'role app_user (runtime role of the HTTP layer) exists');
+select has_role('uber_admin', 'role uber_admin (platform operators) exists');
+select has_extension('extensions', 'pgcrypto', 'pgcrypto is installed in schema extensions');
+
+select tables_are('core',
+  array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys'],
+  'core holds exactly the seven tables the migrations create');
+select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
+select tables_are('platform', '{}'::name[], 'platform holds no tables, only views and functions');
+
+select views_are('api',
+  array['tenant', 'audit_logs', 'templates', 'tenant_config', 'users', 'documents', 'api_keys'],
+  'api exposes exactly the tenant-facing views');
+select views_are('platform', array['tenants', 'audit_logs'],
+  'platform exposes exactly the operator views');
+
+select functions_are('api',
+  array['list_audit_logs', 'update_tenant_config', 'list_users', 'create_user', 'update_user', 'delete_user',
+        'list_documents', 'create_document', 'update_document', 'delete_document', 'create_api_key',
+        'list_api_keys', 'revoke_api_key', 'begin_request', 'touch_api_key', 'schema_version'],
+  'api holds exactly the functions the HTTP layer calls');
+select functions_are('platform',
+  array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key'],
+  'platform holds exactly the operator functions');
+select functions_are('core',
+  array['current_tenant_id', 'current_user_id', 'current_api_key_id', 'current_request_id', 'set_updated_at',
+        'reject_audit_change', 'record_audit', 'issue_api_key'],
+  'core holds exactly the context helpers, trigger functions and key issuer');
+
+-- Columns, types and nullability ----------------------------------------------
+
+select columns_are('core', 'tenants',
+  array['tenant_id', 'name', 'domain', 'subscription_tier', 'deactivated_at', 'created_at', 'updated_at'],
+  'core.tenants has exactly the columns of the migration');
+select columns_are('core', 'audit_logs',
+  array['log_id', 'tenant_id', 'user_id', 'api_key_id', 'action', 'resource_type', 'resource_id', 'details',
+        'request_id', 'timestamp'],
+  'core.audit_logs has exactly the columns of the migration');
+select columns_are('core', 'templates',
+  array['template_id', 'name', 'industry', 'description', 'default_config', 'created_at', 'updated_at'],
+  'core.templates has exactly the columns of the migration');
+select columns_are('core', 'tenant_configs',
+  array['tenant_id', 'template_id', 'settings', 'created_at', 'updated_at'],
+  'core.tenant_configs has exactly the columns of the migration');
+select columns_are('core', 'users',
+  array['tenant_id', 'user_id', 'email', 'role', 'created_at', 'updated_at'],
+  'core.users has exactly the columns of the migration');
+select columns_are('core', 'documents',
+  array['tenant_id', 'document_id', 'user_id', 'title', 'content_hash', 'metadata', 'created_at', 'updated_at'],
+  'core.documents has exactly the columns of the migration');
+select columns_are('core', 'tenant_api_keys',
+  array['tenant_id', 'key_id', 'key_hash', 'key_prefix', 'name', 'permissions', 'user_id', 'expires_at',
+        'revoked_at', 'last_used_at', 'created_at', 'updated_at'],
+  'core.tenant_api_keys has exactly the columns of the migration');
+
+create temp table expected_columns (tab name, col name, typ text, not_null boolean);
+insert into expected_columns values
+  ('tenants', 'tenant_id', 'uuid', true),
+  ('tenants', 'name', 'text', true),
+  ('tenants', 'domain', 'text', false),
+  ('tenants', 'subscription_tier', 'text', true),
+  ('tenants', 'deactivated_at', 'timestamp with time zone', false),
+  ('tenants', 'created_at', 'timestamp with time zone', true),
+  ('tenants', 'updated_at', 'timestamp with time zone', true),
+  ('audit_logs', 'log_id', 'uuid', true),
+  ('audit_logs', 'tenant_id', 'uuid', true),
+  ('audit_logs', 'user_id', 'uuid', false),
+  ('audit_logs', 'api_key_id', 'uuid', false),
+  ('audit_logs', 'action', 'text', true),
+  ('audit_logs', 'resource_type', 'text', true),
+  ('audit_logs', 'resource_id', 'uuid', true),
+  ('audit_logs', 'details', 'jsonb', true),
+  ('audit_logs', 'request_id', 'text', false),
+  ('audit_logs', 'timestamp', 'timestamp with time zone', true),
+  ('templates', 'template_id', 'uuid', true),
+  ('templates', 'name', 'text', true),
+  ('templates', 'industry', 'text', true),
+  ('templates', 'description', 'text', true),
+  ('templates', 'default_config', 'jsonb', true),
+  ('templates', 'created_at', 'timestamp with time zone', true),
+  ('templates', 'updated_at', 'timestamp with time zone', true),
+  ('tenant_configs', 'tenant_id', 'uuid', true),
+  ('tenant_configs', 'template_id', 'uuid', false),
+  ('tenant_configs', 'settings', 'jsonb', true),
+  ('tenant_configs', 'created_at', 'timestamp with time zone', true),
+  ('tenant_configs', 'updated_at', 'timestamp with time zone', true),
+  ('users', 'tenant_id', 'uuid', true),
+  ('users', 'user_id', 'uuid', true),
+  ('users', 'email', 'text', true),
+  ('users', 'role', 'text', true),
+  ('users', 'created_at', 'timestamp with time zone', true),
+  ('users', 'updated_at', 'timestamp with time zone', true),
+  ('documents', 'tenant_id', 'uuid', true),
+  ('documents', 'document_id', 'uuid', true),
+  ('documents', 'user_id', 'uuid', true),
+  ('documents', 'title', 'text', true),
+  ('documents', 'content_hash', 'text', true),
+  ('documents', 'metadata', 'jsonb', true),
+  ('documents', 'created_at', 'timestamp with time zone', true),
+  ('documents', 'updated_at', 'timestamp with time zone', true),
+  ('tenant_api_keys', 'tenant_id', 'uuid', true),
+  ('tenant_api_keys', 'key_id', 'uuid', true),
+  ('tenant_api_keys', 'key_hash', 'text', true),
+  ('tenant_api_keys', 'key_prefix', 'text', true),
+  ('tenant_api_keys', 'name', 'text', true),
+  ('tenant_api_keys', 'permissions', 'text[]', true),
+  ('tenant_api_keys', 'user_id', 'uuid', false),
+  ('tenant_api_keys', 'expires_at', 'timestamp with time zone', false),
+  ('tenant_api_keys', 'revoked_at', 'timestamp with time zone', false),
+  ('tenant_api_keys', 'last_used_at', 'timestamp with time zone', false),
+  ('tenant_api_keys', 'created_at', 'timestamp with time zone', true),
+  ('tenant_api_keys', 'updated_at', 'timestamp with time zone', true);
+
+select col_type_is('core', tab, col, typ, format('core.%I.%I is of type %s', tab, col, typ))
+from expected_columns order by tab, col;
+
+select case when not_null
+  then col_not_null('core', tab, col, format('core.%I.%I is NOT NULL', tab, col))
+  else col_is_null('core', tab, col, format('core.%I.%I is nullable (optional)', tab, col)) end
+from expected_columns order by tab, col;
+
+-- The tenant of a new row comes from the transaction's context, never from
+-- the client: every table app_user inserts into defaults tenant_id to it.
+select col_default_is('core', t, 'tenant_id', 'core.current_tenant_id()',
+  format('core.%I.tenant_id defaults to core.current_tenant_id()', t))
+from unnest(array['users', 'documents', 'tenant_api_keys']) as t;
+select col_default_is('core', 'tenants', 'subscription_tier', 'free', 'a new tenant is on the free tier');
+select col_default_is('core', 'users', 'role', 'member', 'a new user is a member');
+select col_default_is('core', 'tenant_api_keys', 'permissions', '{}', 'a new API key holds no permission');
+
+-- Keys ------------------------------------------------------------------------
+
+select has_pk('core', t, format('core.%I has a primary key', t))
+from unnest(array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents',
+                  'tenant_api_keys']) as t;
+select col_is_pk('core', 'tenants', array['tenant_id'], 'the primary key of core.tenants is (tenant_id)');
+select col_is_pk('core', 'audit_logs', array['tenant_id', 'log_id'],
+  'the primary key of core.audit_logs is (tenant_id, log_id)');
+select col_is_pk('core', 'templates', array['template_id'], 'the primary key of core.templates is (template_id)');
+select col_is_pk('core', 'tenant_configs', array['tenant_id'],
+  'the primary key of core.tenant_configs is (tenant_id): one configuration per tenant');
+select col_is_pk('core', 'users', array['tenant_id', 'user_id'], 'the primary key of core.users is (tenant_id, user_id)');
+select col_is_pk('core', 'documents', array['tenant_id', 'document_id'],
+  'the primary key of core.documents is (tenant_id, document_id)');
+select col_is_pk('core', 'tenant_api_keys', array['tenant_id', 'key_id'],
+  'the primary key of core.tenant_api_keys is (tenant_id, key_id)');
+
+select col_is_unique('core', 'tenants', array['domain'], 'a domain belongs to at most one tenant');
+select col_is_unique('core', 'templates', array['name'], 'template names are unique');
+select col_is_unique('core', 'tenant_api_keys', array['tenant_id', 'key_hash'],
+  'a key hash is unique within its tenant');
+select index_is_unique('core', 'users', 'users_tenant_email_key',
+  'an email is unique within its tenant (users_tenant_email_key is a unique index)');
+
+select fk_ok('core', 'audit_logs', array['tenant_id'], 'core', 'tenants', array['tenant_id'],
+  'audit entries reference their tenant');
+select fk_ok('core', 'tenant_configs', array['tenant_id'], 'core', 'tenants', array['tenant_id'],
+  'a configuration references its tenant');
+select fk_ok('core', 'tenant_configs', array['template_id'], 'core', 'templates', array['template_id'],
+  'a configuration references the template it was seeded from');
+select fk_ok('core', 'users', array['tenant_id'], 'core', 'tenants', array['tenant_id'],
+  'users reference their tenant');
+select fk_ok('core', 'documents', array['tenant_id'], 'core', 'tenants', array['tenant_id'],
+  'documents reference their tenant');
+select fk_ok('core', 'documents', array['tenant_id', 'user_id'], 'core', 'users', array['tenant_id', 'user_id'],
+  'documents reference their author through (tenant_id, user_id), so the author is of the same tenant');
+select fk_ok('core', 'tenant_api_keys', array['tenant_id'], 'core', 'tenants', array['tenant_id'],
+  'API keys reference their tenant');
+select fk_ok('core', 'tenant_api_keys', array['tenant_id', 'user_id'], 'core', 'users', array['tenant_id', 'user_id'],
+  'API keys reference their user through (tenant_id, user_id), so the user is of the same tenant');
+select is(
+  (select confdeltype from pg_constraint where conname = 'tenant_api_keys_tenant_id_user_id_fkey'
+     and conrelid = 'core.tenant_api_keys'::regclass),
+  'c'::"char",
+  'deleting a user deletes the API keys bound to them (ON DELETE CASCADE)');
+
+-- Indexes ---------------------------------------------------------------------
+
+select indexes_are('core', 'tenants', array['tenants_pkey', 'tenants_domain_key', 'tenants_created_at_idx'],
+  'core.tenants has exactly its primary key, the domain key and the listing index');
+select indexes_are('core', 'audit_logs',
+  array['audit_logs_pkey', 'audit_logs_tenant_timestamp_idx', 'audit_logs_tenant_user_timestamp_idx',
+        'audit_logs_timestamp_idx'],
+  'core.audit_logs has exactly its primary key and the three listing indexes');
+select indexes_are('core', 'templates', array['templates_pkey', 'templates_name_key'],
+  'core.templates has exactly its primary key and the name key');
+select indexes_are('core', 'tenant_configs', array['tenant_configs_pkey', 'tenant_configs_template_id_idx'],
+  'core.tenant_configs has exactly its primary key and the template foreign-key index');
+select indexes_are('core', 'users', array['users_pkey', 'users_tenant_email_key', 'users_tenant_created_at_idx'],
+  'core.users has exactly its primary key, the email key and the listing index');
+select indexes_are('core', 'documents',
+  array['documents_pkey', 'documents_tenant_created_at_idx', 'documents_tenant_user_created_at_idx'],
+  'core.documents has exactly its primary key and the two listing indexes');
+select indexes_are('core', 'tenant_api_keys',
+  array['tenant_api_keys_pkey', 'tenant_api_keys_tenant_id_key_hash_key', 'tenant_api_keys_key_hash_idx',
+        'tenant_api_keys_tenant_user_idx', 'tenant_api_keys_tenant_created_at_idx'],
+  'core.tenant_api_keys has exactly its primary key, the hash key and the three lookup indexes');
+
+select has_index('core', tab, idx, cols, format('index %s is on core.%s (%s)', idx, tab, array_to_string(cols, ', ')))
+from (values
+  ('tenants', 'tenants_created_at_idx', array['created_at', 'tenant_id']),
+  ('audit_logs', 'audit_logs_tenant_timestamp_idx', array['tenant_id', '"timestamp"', 'log_id']),
+  ('audit_logs', 'audit_logs_tenant_user_timestamp_idx', array['tenant_id', 'user_id', '"timestamp"', 'log_id']),
+  ('audit_logs', 'audit_logs_timestamp_idx', array['"timestamp"', 'log_id']),
+  ('tenant_configs', 'tenant_configs_template_id_idx', array['template_id']),
+  ('users', 'users_tenant_email_key', array['tenant_id', 'lower(email)']),
+  ('users', 'users_tenant_created_at_idx', array['tenant_id', 'created_at', 'user_id']),
+  ('documents', 'documents_tenant_created_at_idx', array['tenant_id', 'created_at', 'document_id']),
+  ('documents', 'documents_tenant_user_created_at_idx', array['tenant_id', 'user_id', 'created_at', 'document_id']),
+  ('tenant_api_keys', 'tenant_api_keys_key_hash_idx', array['key_hash']),
+  ('tenant_api_keys', 'tenant_api_keys_tenant_user_idx', array['tenant_id', 'user_id']),
+  ('tenant_api_keys', 'tenant_api_keys_tenant_created_at_idx', array['tenant_id', 'created_at', 'key_id'])
+) as v(tab, idx, cols);
+
+-- Triggers --------------------------------------------------------------------
+
+select has_trigger('core', t, 'set_updated_at', format('core.%I keeps updated_at current by trigger', t))
+from unnest(array['tenants', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys']) as t;
+select has_trigger('core', t, 'record_audit', format('changes to core.%I are audited by trigger', t))
+from unnest(array['tenants', 'tenant_configs', 'users', 'documents', 'tenant_api_keys']) as t;
+select has_trigger('core', 'audit_logs', 'reject_update_delete', 'core.audit_logs refuses UPDATE and DELETE by trigger');
+select has_trigger('core', 'audit_logs', 'reject_truncate', 'core.audit_logs refuses TRUNCATE by trigger');
+
+-- Check constraints exist on every bounded or enumerated column ---------------
+
+select col_has_check('core', tab, col, format('core.%I.%I has a check constraint', tab, col))
+from (values
+  ('tenants', 'name'), ('tenants', 'domain'), ('tenants', 'subscription_tier'),
+  ('audit_logs', 'action'), ('audit_logs', 'resource_type'), ('audit_logs', 'details'), ('audit_logs', 'request_id'),
+  ('templates', 'name'), ('templates', 'industry'), ('templates', 'description'), ('templates', 'default_config'),
+  ('tenant_configs', 'settings'),
+  ('users', 'email'), ('users', 'role'),
+  ('documents', 'title'), ('documents', 'content_hash'), ('documents', 'metadata'),
+  ('tenant_api_keys', 'key_hash'), ('tenant_api_keys', 'key_prefix'), ('tenant_api_keys', 'name'),
+  ('tenant_api_keys', 'permissions')
+) as v(tab, col);
+
+-- ...and each one accepts the edge of its rule and refuses just past it.
+-- Run as the superuser: constraints bind every role, and RLS is not the point here.
+
+insert into core.tenants (name) values ('Constraint fixture') returning tenant_id as tenant_id \gset
+insert into core.users (tenant_id, email) values (:'tenant_id', 'fixture@example.com') returning user_id \gset
+
+select lives_ok(format('insert into core.tenants (name) values (%L)', repeat('n', 200)),
+  'a tenant name of 200 characters is accepted');
+select throws_ok(format('insert into core.tenants (name) values (%L)', repeat('n', 201)), '23514', null,
+  'a tenant name of 201 characters is refused');
+select throws_ok($$ insert into core.tenants (name) values ('') $$, '23514', null,
+  'an empty tenant name is refused');
+select lives_ok($$ insert into core.tenants (name, domain) values ('Acme', 'acme-bank.example.com') $$,
+  'a lower-case hostname is accepted as a tenant domain');
+select throws_ok($$ insert into core.tenants (name, domain) values ('Acme', 'Acme.example.com') $$, '23514', null,
+  'a tenant domain with upper-case letters is refused');
+select throws_ok($$ insert into core.tenants (name, domain) values ('Acme', 'localhost') $$, '23514', null,
+  'a tenant domain without a dot is refused');
+select throws_ok($$ insert into core.tenants (name, domain) values ('Acme', '-acme.example.com') $$, '23514', null,
+  'a tenant domain label starting with a hyphen is refused');
+select throws_ok($$ insert into core.tenants (name, domain) values ('Acme 2', 'acme-bank.example.com') $$, '23505', null,
+  'a domain already used by another tenant is refused');
+select lives_ok($$ insert into core.tenants (name, subscription_tier) values ('Big', 'enterprise') $$,
+  'subscription tier enterprise is accepted');
+select throws_ok($$ insert into core.tenants (name, subscription_tier) values ('Big', 'gold') $$, '23514', null,
+  'a subscription tier other than free, pro or enterprise is refused');
+
+select lives_ok(format($$ insert into core.users (tenant_id, email, role) values (%L, 'v@example.com', 'viewer') $$,
+  :'tenant_id'), 'user role viewer is accepted');
+select throws_ok(format($$ insert into core.users (tenant_id, email, role) values (%L, 'o@example.com', 'owner') $$,
+  :'tenant_id'), '23514', null, 'a user role other than tenant_admin, member or viewer is refused');
+select throws_ok(format($$ insert into core.users (tenant_id, email) values (%L, 'FIXTURE@example.com') $$,
+  :'tenant_id'), '23505', null, 'an email differing only in case from another user of the tenant is refused');
+
+select lives_ok(format($$ insert into core.documents (tenant_id, user_id, title, content_hash)
+    values (%L, %L, %L, repeat('0', 64)) $$, :'tenant_id', :'user_id', repeat('t', 500)),
+  'a document title of 500 characters is accepted');
+select throws_ok(format($$ insert into core.documents (tenant_id, user_id, title, content_hash)
+    values (%L, %L, %L, repeat('0', 64)) $$, :'tenant_id', :'user_id', repeat('t', 501)), '23514', null,
+  'a document title of 501 characters is refused');
+select throws_ok(format($$ insert into core.documents (tenant_id, user_id, title, content_hash)
+    values (%L, %L, '', repeat('0', 64)) $$, :'tenant_id', :'user_id'), '23514', null,
+  'an empty document title is refused');
+select lives_ok(format($$ insert into core.documents (tenant_id, user_id, title, content_hash)
+    values (%L, %L, 'Hash', repeat('af', 32)) $$, :'tenant_id', :'user_id'),
+  'a content hash of 64 lower-case hex digits is accepted');
+select throws_ok(format($$ insert into core.documents (tenant_id, user_id, title, content_hash)
+    values (%L, %L, 'Hash', repeat('AF', 32)) $$, :'tenant_id', :'user_id'), '23514', null,
+  'a content hash in upper-case hex is refused');
+select throws_ok(format($$ insert into core.documents (tenant_id, user_id, title, content_hash)
+    values (%L, %L, 'Hash', repeat('a', 63)) $$, :'tenant_id', :'user_id'), '23514', null,
+  'a content hash of 63 hex digits is refused');
+select throws_ok(format($$ insert into core.documents (tenant_id, user_id, title, content_hash, metadata)
+    values (%L, %L, 'Meta', repeat('0', 64), '[1]') $$, :'tenant_id', :'user_id'), '23514', null,
+  'document metadata that is a JSON array, not an object, is refused');
+
+select throws_ok(format($$ insert into core.tenant_configs (tenant_id, settings) values (%L, '"on"') $$, :'tenant_id'),
+  '23514', null, 'tenant settings that are a JSON string, not an object, are refused');
+select lives_ok(format($$ insert into core.tenant_configs (tenant_id, settings) values (%L, '{"on": true}') $$,
+  :'tenant_id'), 'tenant settings that are a JSON object are accepted');
+select lives_ok($$ insert into core.templates (name, industry, default_config) values ('Good', 'x', '{}') $$,
+  'a template default_config that is a JSON object is accepted');
+select throws_ok($$ insert into core.templates (name, industry, default_config) values ('Bad', 'x', '[]') $$,
+  '23514', null, 'a template default_config that is a JSON array, not an object, is refused');
+select throws_ok(format($$ insert into core.templates (name, industry) values (%L, 'x') $$, repeat('n', 201)),
+  '23514', null, 'a template name of 201 characters is refused');
+select lives_ok(format($$ insert into core.audit_logs (tenant_id, action, resource_type, resource_id, details)
+    values (%L, 'insert', 'documents', gen_random_uuid(), '{}') $$, :'tenant_id'),
+  'an audit entry whose details are a JSON object is accepted');
+select throws_ok(format($$ insert into core.audit_logs (tenant_id, action, resource_type, resource_id, details)
+    values (%L, 'insert', 'documents', gen_random_uuid(), '[]') $$, :'tenant_id'), '23514', null,
+  'an audit entry whose details are a JSON array is refused');
+
+select lives_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions)
+    values (%L, repeat('1', 64), 'tnk_abcdefgh', 'Reader', '{documents:read,*}') $$, :'tenant_id'),
+  'API key permissions drawn from the known list are accepted');
+select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions)
+    values (%L, repeat('2', 64), 'tnk_abcdefgh', 'Root', '{documents:read,admin}') $$, :'tenant_id'), '23514', null,
+  'an API key permission outside the known list is refused');
+select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions)
+    values (%L, repeat('3', 64), 'tnk_abcdefgh', 'Null', array['documents:read', null]) $$, :'tenant_id'),
+  '23514', null, 'an API key permission list containing NULL is refused');
+select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name)
+    values (%L, repeat('4', 64), 'tnk_abcdefgh', '') $$, :'tenant_id'), '23514', null,
+  'an empty API key name is refused');
+select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name)
+    values (%L, upper(repeat('ab', 32)), 'tnk_abcdefgh', 'Upper') $$, :'tenant_id'), '23514', null,
+  'a key hash in upper-case hex is refused');
+
+-- Seed data -------------------------------------------------------------------
+
+select results_eq(
+  $$ select industry, jsonb_typeof(default_config) from core.templates where name = 'Fintech Template' $$,
+  $$ values ('fintech'::text, 'object'::text) $$,
+  'the Fintech Template is seeded, for the fintech industry, with an object as default configuration');
+select is(
+  (select default_config ->> 'data_residency' from core.templates where name = 'Fintech Template'),
+  'eu',
+  'the Fintech Template keeps data in the EU by default');
+
+select * from finish();
+rollback;

@@ -1,0 +1,275 @@
+# Shared by every script in scripts/: toolchain installation, the project-local
+# PostgreSQL cluster and the generated .local/env. Sourced, never executed.
+#
+# Why one file: dev, test, db and bench must agree on ports, paths, role names
+# and secrets, and a newcomer should find that agreement in one place.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOCAL_DIR="$ROOT/.local"
+ENV_FILE="$LOCAL_DIR/env"
+TOOLS_DIR="$ROOT/scripts/tools"
+PG_DIR="$LOCAL_DIR/pg"
+PG_DATA="$PG_DIR/data"
+PG_SOCKET_DIR="$PG_DIR/run"
+PG_LOG="$PG_DIR/postgres.log"
+LOCAL_PG_PORT="${LOCAL_PG_PORT:-54329}"
+LOCAL_PG_HOST=127.0.0.1
+DEV_DB=tenancy
+PG_MAJOR=15
+DENO_MAJOR=2
+APT_PACKAGES="postgresql-$PG_MAJOR postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl"
+
+# The migration named here is the one the service expects; /ready compares it
+# with schema_migrations. Keep it in step with db/migrations.
+export DBMATE_MIGRATIONS_DIR="$ROOT/db/migrations"
+export DBMATE_SCHEMA_FILE="$ROOT/db/schema.sql"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# --- toolchain -------------------------------------------------------------
+
+# Installs the pinned npm tools (Deno, dbmate, squawk) once; reinstalls only
+# when package-lock.json changes, so a warm run costs nothing.
+ensure_node_tools() {
+  command -v npm >/dev/null || die "npm is not installed: install Node.js 20+ with npm, then re-run"
+  local stamp="$TOOLS_DIR/node_modules/.lock-stamp"
+  if [ ! -f "$stamp" ] || ! cmp -s "$TOOLS_DIR/package-lock.json" "$stamp"; then
+    log "installing pinned tools (deno, dbmate, squawk) into scripts/tools/node_modules"
+    # npm ci rejects lock files that leave out other platforms' optional
+    # binaries (npm 11), so install from the lock without rewriting it.
+    npm install --no-save --prefix "$TOOLS_DIR" --no-audit --no-fund --loglevel=error >&2 ||
+      die "npm install in scripts/tools failed (npm says why above); check access to the npm registry"
+    cp "$TOOLS_DIR/package-lock.json" "$stamp"
+  fi
+  DBMATE="$TOOLS_DIR/node_modules/.bin/dbmate"
+  SQUAWK="$TOOLS_DIR/node_modules/.bin/squawk"
+  if command -v deno >/dev/null && deno --version 2>/dev/null | grep -q "^deno $DENO_MAJOR\."; then
+    DENO="$(command -v deno)"
+  else
+    DENO="$TOOLS_DIR/node_modules/.bin/deno"
+  fi
+  export DENO DBMATE SQUAWK
+  # Deno caches npm packages under DENO_DIR; keep it project-local so a fresh
+  # clone never depends on state in $HOME.
+  export DENO_DIR="${DENO_DIR:-$LOCAL_DIR/deno}"
+  export DENO_NO_UPDATE_CHECK=1
+}
+
+# Finds PostgreSQL $PG_MAJOR+ server binaries, pgTAP and pg_prove; installs the
+# Debian packages when missing and we are root, else says exactly what to run.
+ensure_postgres_tools() {
+  local need_server="$1" bindir="" missing=""
+  for candidate in /usr/lib/postgresql/*/bin; do
+    [ -x "$candidate/pg_ctl" ] || continue
+    local major="${candidate#/usr/lib/postgresql/}"
+    major="${major%/bin}"
+    [ "$major" -ge "$PG_MAJOR" ] && bindir="$candidate"
+  done
+  if [ "$need_server" = yes ] && [ -z "$bindir" ]; then missing="$APT_PACKAGES"; fi
+  if [ -n "$bindir" ]; then
+    local major="${bindir#/usr/lib/postgresql/}"
+    major="${major%/bin}"
+    [ -f "/usr/share/postgresql/$major/extension/pgtap.control" ] || missing="$missing postgresql-$major-pgtap"
+  fi
+  command -v pg_prove >/dev/null || missing="$missing libtap-parser-sourcehandler-pgtap-perl"
+  command -v psql >/dev/null || [ -n "$bindir" ] || missing="$missing postgresql-client-$PG_MAJOR"
+  if [ -n "$missing" ]; then
+    if is_root && command -v apt-get >/dev/null; then
+      log "installing Debian packages:$missing"
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } >&2 ||
+        die "apt-get install failed for:$missing"
+      ensure_postgres_tools "$need_server"
+      return
+    fi
+    die "missing PostgreSQL tools; run: sudo apt-get install -y$missing"
+  fi
+  if [ -n "$bindir" ]; then PG_BIN="$bindir"; else PG_BIN="$(dirname "$(command -v psql)")"; fi
+  # dbmate dumps the schema with pg_dump; it must match the server's major.
+  export PATH="$PG_BIN:$PATH" PG_BIN
+}
+
+# --- the project-local cluster ---------------------------------------------
+
+# PostgreSQL refuses to run as root, so as root the cluster runs as the
+# unprivileged OS user "postgres" (created when missing).
+as_pg_owner() {
+  if is_root; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+local_cluster_running() {
+  [ -f "$PG_DATA/PG_VERSION" ] && as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/$LOCAL_PG_HOST/$1") 2>/dev/null; }
+
+random_secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+
+init_local_cluster() {
+  [ -f "$PG_DATA/PG_VERSION" ] && return
+  if is_root; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+    runuser -u postgres -- test -x "$ROOT" ||
+      die "the OS user 'postgres' cannot enter $ROOT; clone the repository somewhere it can read (e.g. under /work or /srv), or set DATABASE_URL"
+  fi
+  log "initialising PostgreSQL cluster in .local/pg (port $LOCAL_PG_PORT)"
+  mkdir -p "$PG_DIR" "$PG_SOCKET_DIR"
+  local pwfile="$PG_DIR/superuser.pw"
+  [ -f "$pwfile" ] || random_secret >"$pwfile"
+  chmod 600 "$pwfile"
+  if is_root; then chown -R postgres: "$PG_DIR"; fi
+  as_pg_owner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --pwfile="$pwfile" \
+    --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C >"$PG_DIR/initdb.log" 2>&1 ||
+    die "initdb failed; see .local/pg/initdb.log"
+  cat >>"$PG_DATA/postgresql.conf" <<EOF
+
+# --- set by scripts/lib/common.sh for the project-local cluster ---
+listen_addresses = '$LOCAL_PG_HOST'
+unix_socket_directories = '$PG_SOCKET_DIR'
+max_connections = 200
+shared_buffers = 256MB
+log_min_messages = warning
+log_min_error_statement = panic
+EOF
+}
+
+start_local_cluster() {
+  init_local_cluster
+  if local_cluster_running; then return; fi
+  if port_in_use "$LOCAL_PG_PORT"; then
+    die "port $LOCAL_PG_PORT is already in use by another process; stop it or choose another port with LOCAL_PG_PORT=<port>"
+  fi
+  log "starting PostgreSQL on $LOCAL_PG_HOST:$LOCAL_PG_PORT"
+  rm -f "$PG_DATA/postmaster.pid"
+  as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -o "-p $LOCAL_PG_PORT" -w -t 60 start >/dev/null ||
+    die "PostgreSQL did not start; the last lines of .local/pg/postgres.log say why: $(tail -n 3 "$PG_LOG" 2>/dev/null | tr '\n' ' ')"
+}
+
+stop_local_cluster() {
+  if local_cluster_running; then
+    log "stopping PostgreSQL"
+    as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
+  fi
+}
+
+local_url() { # user password database
+  printf 'postgres://%s:%s@%s:%s/%s?sslmode=disable' "$1" "$2" "$LOCAL_PG_HOST" "$LOCAL_PG_PORT" "$3"
+}
+
+# --- environment -------------------------------------------------------------
+
+# Reads .local/env when present, otherwise generates it: role passwords and the
+# platform admin token are created once and reused on every later run.
+load_or_create_env() {
+  local external=""
+  if [ "${DATABASE_MODE:-}" != local ]; then external="${DATABASE_URL:-}"; fi
+  if [ -f "$ENV_FILE" ]; then
+    # shellcheck disable=SC1090
+    set -a && . "$ENV_FILE" && set +a
+  fi
+  if [ -n "$external" ]; then DATABASE_URL="$external"; fi
+  # Role URLs stored for one mode must not leak into the other.
+  if [ -z "$external" ]; then unset APP_DATABASE_URL ADMIN_DATABASE_URL; fi
+  APP_USER_PASSWORD="${APP_USER_PASSWORD:-$(random_secret)}"
+  UBER_ADMIN_PASSWORD="${UBER_ADMIN_PASSWORD:-$(random_secret)}"
+  PLATFORM_ADMIN_TOKEN="${PLATFORM_ADMIN_TOKEN:-padm_$(random_secret)}"
+  if [ -z "$external" ]; then
+    DATABASE_MODE=local
+    local superuser_pw
+    superuser_pw="$(cat "$PG_DIR/superuser.pw")"
+    DATABASE_URL="$(local_url postgres "$superuser_pw" "$DEV_DB")"
+    APP_DATABASE_URL="$(local_url app_user "$APP_USER_PASSWORD" "$DEV_DB")"
+    ADMIN_DATABASE_URL="$(local_url uber_admin "$UBER_ADMIN_PASSWORD" "$DEV_DB")"
+  else
+    DATABASE_MODE=external
+    APP_DATABASE_URL="${APP_DATABASE_URL:-$(url_with_user "$DATABASE_URL" app_user "$APP_USER_PASSWORD")}"
+    ADMIN_DATABASE_URL="${ADMIN_DATABASE_URL:-$(url_with_user "$DATABASE_URL" uber_admin "$UBER_ADMIN_PASSWORD")}"
+  fi
+  export DATABASE_URL APP_DATABASE_URL ADMIN_DATABASE_URL PLATFORM_ADMIN_TOKEN DATABASE_MODE
+  mkdir -p "$LOCAL_DIR"
+  (umask 077 && cat >"$ENV_FILE") <<EOF
+# Generated by scripts/ (see README). Secrets: never commit or paste this file.
+export DATABASE_MODE=$DATABASE_MODE
+export DATABASE_URL=$DATABASE_URL
+export APP_DATABASE_URL=$APP_DATABASE_URL
+export ADMIN_DATABASE_URL=$ADMIN_DATABASE_URL
+export PLATFORM_ADMIN_TOKEN=$PLATFORM_ADMIN_TOKEN
+export APP_USER_PASSWORD=$APP_USER_PASSWORD
+export UBER_ADMIN_PASSWORD=$UBER_ADMIN_PASSWORD
+EOF
+  # scripts/dev's demo key survives rewrites of the file.
+  if [ -n "${DEMO_API_KEY:-}" ]; then
+    printf 'export DEMO_TENANT_ID=%s\nexport DEMO_API_KEY=%s\n' "${DEMO_TENANT_ID:-}" "$DEMO_API_KEY" >>"$ENV_FILE"
+  fi
+}
+
+# Rewrites a URL's user, password and (optionally) database name.
+url_with_user() { # url user password [database]
+  node -e '
+    const [url, user, password, database] = process.argv.slice(1);
+    const u = new URL(url);
+    u.username = user; u.password = password;
+    if (database) u.pathname = "/" + database;
+    process.stdout.write(u.toString());
+  ' "$@"
+}
+
+url_database_name() { # url
+  node -e 'process.stdout.write(decodeURIComponent(new URL(process.argv[1]).pathname.slice(1)))' "$1"
+}
+
+url_with_database() { # url database
+  node -e '
+    const u = new URL(process.argv[1]); u.pathname = "/" + process.argv[2];
+    process.stdout.write(u.toString());
+  ' "$@"
+}
+
+# Fails with one line when the server behind DATABASE_URL cannot be reached,
+# instead of letting a later tool print its own stack of errors.
+check_database_reachable() { # url
+  local output
+  if ! output="$(psql "$(url_with_database "$1" postgres)" -XAtqc 'select 1' 2>&1)"; then
+    output="$(printf '%s' "$output" | head -n 1 | sed -E 's#postgres(ql)?://[^ ]*#<url>#g')"
+    die "cannot connect to the database server in DATABASE_URL ($output); check the URL, or unset DATABASE_URL to use the project-local cluster"
+  fi
+}
+
+# Migrates a database and gives the runtime roles the generated passwords.
+# Roles are cluster-wide, so this also serves the test database.
+migrate_database() { # database-url
+  "$DBMATE" --url "$1" --wait --wait-timeout 30s --no-dump-schema up >&2 ||
+    die "dbmate up failed for $(printf '%s' "$1" | sed -E 's#//[^@]*@#//#')"
+  psql "$1" -XqAt -v ON_ERROR_STOP=1 \
+    -v app_pw="$APP_USER_PASSWORD" -v admin_pw="$UBER_ADMIN_PASSWORD" >/dev/null <<'SQL'
+alter role app_user password :'app_pw';
+alter role uber_admin password :'admin_pw';
+SQL
+}
+
+# Everything before the first query: tools, cluster (unless DATABASE_URL is
+# set), environment, and the migrated development database.
+prepare_environment() {
+  ensure_node_tools
+  # A shell that sourced .local/env carries DATABASE_MODE=local: that is still
+  # the project-local cluster, not an external server.
+  if [ -n "${DATABASE_URL:-}" ] && [ "${DATABASE_MODE:-}" != local ]; then
+    ensure_postgres_tools no
+  else
+    ensure_postgres_tools yes
+    start_local_cluster
+  fi
+  load_or_create_env
+  check_database_reachable "$DATABASE_URL"
+}

@@ -1,0 +1,166 @@
+/**
+ * The request pipeline: request id -> route -> credentials -> validation ->
+ * one transaction with the tenant context -> JSON or problem+json -> one log
+ * line. Every route, whatever it does, passes through here.
+ */
+import type postgres from "postgres";
+import { z } from "zod";
+import { type Pools, runTransaction, type Sql } from "./db.ts";
+import { apiKeyHash, requireAdminToken } from "./http/auth.ts";
+import { HttpError, problemResponse } from "./http/problem.ts";
+import { queryOf, readJsonBody, requestIdOf, validate } from "./http/request.ts";
+import { type DbRoute, type Route, Router } from "./http/router.ts";
+import { log } from "./log.ts";
+import { adminRoutes } from "./routes/admin.ts";
+import { apiKeyRoutes } from "./routes/api_keys.ts";
+import { auditLogRoutes } from "./routes/audit_logs.ts";
+import { documentRoutes } from "./routes/documents.ts";
+import { systemRoutes } from "./routes/system.ts";
+import { tenantRoutes } from "./routes/tenant.ts";
+import { userRoutes } from "./routes/users.ts";
+
+/** Every route of the service, in documentation order. */
+export function allRoutes(): Route[] {
+  const routes: Route[] = [
+    ...systemRoutes(() => routes),
+    ...tenantRoutes,
+    ...userRoutes,
+    ...documentRoutes,
+    ...apiKeyRoutes,
+    ...auditLogRoutes,
+    ...adminRoutes,
+  ];
+  return routes;
+}
+
+// last_used_at is recorded at most once a minute per key, after the response.
+const TOUCH_INTERVAL_MS = 60_000;
+
+interface Outcome {
+  response: Response;
+  tenantId: string | null;
+}
+
+async function serveDbRoute(
+  route: DbRoute,
+  request: Request,
+  pathParams: Record<string, string>,
+  pools: Pools,
+  requestId: string,
+): Promise<Outcome> {
+  const { config } = pools;
+  let pool: Sql;
+  let context: (tx: Sql) => postgres.PendingQuery<postgres.Row[]>;
+  let keyHash: string | undefined;
+  if (route.access === "admin") {
+    if (!pools.admin || !config.platformAdminToken) {
+      throw new HttpError(
+        503,
+        "Platform routes are disabled: ADMIN_DATABASE_URL or PLATFORM_ADMIN_TOKEN is not set",
+      );
+    }
+    await requireAdminToken(request, config.platformAdminToken);
+    pool = pools.admin;
+    context = (tx) => tx`select set_config('app.request_id', ${requestId}, true)`;
+  } else {
+    const hash = keyHash = await apiKeyHash(request);
+    pool = pools.app;
+    context = (tx) =>
+      tx`select tenant_id, key_id, last_used_at from api.begin_request(${hash}, ${
+        route.permission ?? null
+      }, ${requestId})`;
+  }
+
+  const url = new URL(request.url);
+  const params = route.params ? validate(route.params, pathParams, "path") : {};
+  const query = validate(route.query ?? noQuery, queryOf(url), "query");
+  const body = route.body
+    ? validate(route.body, await readJsonBody(request, config.bodyLimitBytes), "body")
+    : undefined;
+
+  const input = { params, query, body, requestId };
+  const result = await runTransaction(pool, {
+    readOnly: route.method === "GET",
+    poolWaitMs: config.poolWaitMs,
+    context,
+  }, (tx) => route.run({ ...input, tx }));
+  const reply = route.reply(result.value as postgres.Row[], { ...input, tx: pool });
+
+  const contextRow = result.context[0];
+  if (keyHash && contextRow && isStale(contextRow.last_used_at)) touchKey(pools.app, keyHash);
+
+  const status = route.status ?? 200;
+  const response = status === 204
+    ? new Response(null, { status })
+    : new Response(JSON.stringify(reply), { status, headers: { "content-type": "application/json" } });
+  return { response, tenantId: (contextRow?.tenant_id as string | undefined) ?? null };
+}
+
+// Routes without a query schema accept no query parameters at all.
+const noQuery = z.strictObject({});
+
+function isStale(lastUsedAt: unknown): boolean {
+  return !lastUsedAt || Date.now() - Date.parse(String(lastUsedAt)) > TOUCH_INTERVAL_MS;
+}
+
+function touchKey(sql: Sql, keyHash: string): void {
+  sql`select api.touch_api_key(${keyHash})`.catch((error) =>
+    log("warn", "could not record API key use", { code: (error as { code?: string }).code })
+  );
+}
+
+/**
+ * Builds the service's request handler.
+ *
+ * @param pools database pools and configuration
+ * @returns a handler for Deno.serve
+ */
+export function createHandler(pools: Pools): (request: Request) => Promise<Response> {
+  const router = new Router(allRoutes());
+  return async function handle(request: Request): Promise<Response> {
+    const started = performance.now();
+    const requestId = requestIdOf(request);
+    const url = new URL(request.url);
+    let routeName = "unmatched";
+    let tenantId: string | null = null;
+    let response: Response;
+    try {
+      const match = router.match(request.method, url.pathname);
+      if (match.kind === "not_found") throw new HttpError(404, "No such route; see /docs");
+      if (match.kind === "method_not_allowed") {
+        throw new HttpError(405, `Use ${match.allow.join(", ")} on this path`, {
+          headers: { allow: match.allow.join(", ") },
+        });
+      }
+      const { route, params } = match;
+      routeName = `${route.method} ${route.path}`;
+      if (route.access === "public") {
+        response = await route.serve(request, pools);
+      } else {
+        ({ response, tenantId } = await serveDbRoute(route, request, params, pools, requestId));
+      }
+    } catch (error) {
+      if (!(error instanceof HttpError)) {
+        log("error", "unhandled error", { request_id: requestId, error: String((error as Error)?.name) });
+      } else if (error.status === 500) {
+        log("error", "database error", { request_id: requestId, sqlstate: error.options.sqlstate });
+      }
+      response = problemResponse(
+        error instanceof HttpError ? error : new HttpError(500, "An unexpected error occurred"),
+        requestId,
+      );
+    }
+    response.headers.set("x-request-id", requestId);
+    if (pools.config.logRequests) {
+      log("info", "request", {
+        method: request.method,
+        route: routeName,
+        status: response.status,
+        duration_ms: Math.round((performance.now() - started) * 100) / 100,
+        request_id: requestId,
+        tenant_id: tenantId,
+      });
+    }
+    return response;
+  };
+}

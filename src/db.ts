@@ -1,0 +1,280 @@
+/**
+ * Database pools and the one way the HTTP layer runs SQL: a transaction per
+ * request on a reserved connection, with BEGIN, the context statement, the
+ * route's query and COMMIT pipelined so that a simple request costs one round
+ * trip to PostgreSQL. Errors leave here as HttpError, never as driver errors.
+ */
+import postgres from "postgres";
+import type { Config } from "./config.ts";
+import { HttpError } from "./http/problem.ts";
+
+/** A postgres.js client: a pool, or a connection reserved from one. */
+export type Sql = postgres.Sql<Record<string, never>>;
+
+/** A query that has been built but not necessarily sent yet. */
+export type PendingQuery = postgres.PendingQuery<postgres.Row[]>;
+
+/** Both pools of the service; `admin` is absent when ADMIN_DATABASE_URL is not set. */
+export interface Pools {
+  app: Sql;
+  admin?: Sql;
+  config: Config;
+}
+
+// PostgreSQL prints timestamptz as "2026-11-24 20:12:11.8275+00" (the session
+// runs in UTC). Keeping it a string preserves microseconds, which keyset
+// cursors need; JavaScript dates would round them to milliseconds.
+function isoTimestamp(value: string): string {
+  return value.replace(" ", "T").replace(/\+00$/, "Z").replace(/([+-]\d\d)$/, "$1:00");
+}
+
+/**
+ * Opens a pool.
+ *
+ * @param url connection URL (its password never appears in errors or logs)
+ * @param config pool size, timeouts
+ * @returns the pool; connections open lazily
+ */
+export function createPool(url: string, config: Config): Sql {
+  return postgres(url, {
+    max: config.poolMax,
+    connect_timeout: config.connectTimeoutSeconds,
+    idle_timeout: 60,
+    max_lifetime: 30 * 60,
+    prepare: true,
+    onnotice: () => {},
+    types: {
+      timestamptz: {
+        to: 1184,
+        from: [1184],
+        serialize: (value: unknown) => value instanceof Date ? value.toISOString() : String(value),
+        parse: isoTimestamp,
+      },
+    },
+    connection: {
+      application_name: "tenancy-api",
+      TimeZone: "UTC",
+      statement_timeout: config.statementTimeoutMs,
+    },
+  }) as unknown as Sql;
+}
+
+/**
+ * Opens the app pool, and the admin pool when configured.
+ *
+ * @param config service configuration
+ * @returns the pools
+ */
+export function createPools(config: Config): Pools {
+  return {
+    app: createPool(config.appDatabaseUrl, config),
+    admin: config.adminDatabaseUrl ? createPool(config.adminDatabaseUrl, config) : undefined,
+    config,
+  };
+}
+
+/**
+ * Closes every pool, letting running queries finish for up to `timeoutSeconds`.
+ *
+ * @param pools the pools to close
+ * @param timeoutSeconds grace period before connections are cut
+ */
+export async function closePools(pools: Pools, timeoutSeconds = 5): Promise<void> {
+  await Promise.all([
+    pools.app.end({ timeout: timeoutSeconds }),
+    pools.admin?.end({ timeout: timeoutSeconds }),
+  ]);
+}
+
+/**
+ * Opens `count` connections at once and checks each with a query, so a
+ * misconfigured URL shows at start-up rather than on the first request.
+ *
+ * @param sql the pool
+ * @param count how many connections to open
+ */
+export async function warmPool(sql: Sql, count: number): Promise<void> {
+  const connections = await Promise.all(Array.from({ length: count }, () => sql.reserve()));
+  try {
+    await Promise.all(connections.map((connection) => connection`select 1`));
+  } finally {
+    connections.forEach((connection) => connection.release());
+  }
+}
+
+const transientCodes = new Set(["53300", "57P01", "57P02", "57P03", "40001", "40P01"]);
+const driverConnectionCodes = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+]);
+
+/**
+ * Tells whether an error means the database was unreachable or briefly unable
+ * to serve, as opposed to a problem with the request.
+ *
+ * @param error anything thrown by postgres.js
+ * @returns true for connection failures, shutdowns, overload, serialization failures
+ */
+export function isTransientDatabaseError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== "string") {
+    return error instanceof Deno.errors.ConnectionRefused || error instanceof Deno.errors.ConnectionReset;
+  }
+  return code.startsWith("08") || transientCodes.has(code) || driverConnectionCodes.has(code);
+}
+
+/**
+ * Maps a database error to the HTTP error a client may see.
+ *
+ * @param error anything thrown while running a request's SQL
+ * @returns an HttpError; unknown errors become a bare 500
+ */
+export function toHttpError(error: unknown): HttpError {
+  if (error instanceof HttpError) return error;
+  if (isTransientDatabaseError(error)) {
+    return new HttpError(503, "The database is unavailable; retry shortly");
+  }
+  const code = (error as { code?: unknown })?.code;
+  const message = String((error as { message?: unknown })?.message ?? "");
+  switch (code) {
+    case "PT401":
+      return new HttpError(401, "The API key is unknown, revoked or expired");
+    case "PT403":
+      return new HttpError(
+        403,
+        message.startsWith("a key can only")
+          ? "A key can only grant permissions it holds itself"
+          : "The API key lacks the permission this route needs",
+      );
+    case "23505":
+      return new HttpError(409, "A resource with the same unique value already exists");
+    case "23503":
+      return message.startsWith("update or delete")
+        ? new HttpError(409, "The resource is still referenced by other resources")
+        : new HttpError(422, "A referenced resource does not exist in this tenant");
+    case "23514":
+    case "22P02":
+    case "22P05":
+    case "22021":
+    case "22001":
+    case "22023":
+      return new HttpError(400, "A value is out of range or malformed");
+    case "P0002":
+      return new HttpError(404, "A referenced resource does not exist");
+    case "57014":
+      return new HttpError(503, "The request took too long; retry shortly");
+    case "42501":
+      return new HttpError(403, "The operation is not permitted");
+  }
+  return new HttpError(500, "An unexpected error occurred", {
+    sqlstate: typeof code === "string" ? code : undefined,
+  });
+}
+
+/** What `runTransaction` needs to know about the request. */
+export interface TransactionOptions {
+  readOnly: boolean;
+  /** Statement that sets the context, sent right after BEGIN (e.g. api.begin_request). */
+  context: (sql: Sql) => PendingQuery;
+  /** Longest wait for a free connection before answering 503. */
+  poolWaitMs: number;
+}
+
+/** Result of a transaction: the context statement's rows and the work's result. */
+export interface TransactionResult<T> {
+  context: postgres.Row[];
+  value: T;
+}
+
+function isPendingQuery(value: unknown): value is PendingQuery {
+  return typeof (value as PendingQuery)?.execute === "function" &&
+    typeof (value as PendingQuery)?.then === "function";
+}
+
+async function reserveWithin(sql: Sql, waitMs: number): Promise<postgres.ReservedSql> {
+  const reservation = sql.reserve();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new HttpError(503, "All database connections are busy; retry shortly")),
+      waitMs,
+    );
+  });
+  try {
+    return await Promise.race([reservation, timeout]);
+  } catch (error) {
+    // A reservation that arrives after we gave up goes straight back.
+    reservation.then((connection) => connection.release(), () => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs one request's transaction on a reserved connection.
+ *
+ * BEGIN, the context statement and the first query of `work` are sent
+ * together. When `work` returns a single unsent query, COMMIT follows it in
+ * the same write, so the whole transaction costs one round trip.
+ *
+ * @param sql the pool
+ * @param options read-only flag, context statement, pool wait bound
+ * @param work the route's SQL, given the transaction's connection
+ * @returns the context rows and the work's result
+ * @throws HttpError mapped from any database error
+ */
+export async function runTransaction<T>(
+  sql: Sql,
+  options: TransactionOptions,
+  work: (tx: Sql) => PendingQuery | Promise<T>,
+): Promise<TransactionResult<T>> {
+  let connection: postgres.ReservedSql | undefined;
+  let open = false;
+  try {
+    connection = await reserveWithin(sql, options.poolWaitMs);
+    const tx = connection as unknown as Sql;
+    const begin = tx.unsafe(options.readOnly ? "begin read only" : "begin").execute();
+    open = true;
+    const context = options.context(tx).execute();
+    const pending = work(tx);
+    if (isPendingQuery(pending)) {
+      pending.execute();
+      const commit = tx`commit`.execute();
+      // Settle in pipeline order so the first failure reported is the real
+      // cause (say, PT401), not the "transaction aborted" that follows it.
+      const settled = await Promise.allSettled([begin, context, pending, commit]);
+      open = false;
+      const failure = settled.find((outcome) => outcome.status === "rejected");
+      if (failure) throw (failure as PromiseRejectedResult).reason;
+      return {
+        context: (settled[1] as PromiseFulfilledResult<postgres.Row[]>).value,
+        value: (settled[2] as PromiseFulfilledResult<T>).value,
+      };
+    }
+    // Observed below; without this a failed context statement would leave the
+    // work's rejection (transaction aborted) unhandled.
+    const result = Promise.resolve(pending);
+    result.catch(() => {});
+    const [, contextRows] = await Promise.all([begin, context]);
+    const value = await result;
+    await tx`commit`;
+    open = false;
+    return { context: contextRows, value };
+  } catch (error) {
+    if (open && connection) {
+      await connection`rollback`.catch(() => {});
+    }
+    throw toHttpError(error);
+  } finally {
+    connection?.release();
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The route model: each route declares its method, path, access, permission
+ * and zod schemas once; the same declaration drives validation, dispatch and
+ * the OpenAPI document.
+ */
+import type { z } from "zod";
+import type { PendingQuery, Pools, Sql } from "../db.ts";
+import type postgres from "postgres";
+
+/** HTTP methods the API uses. */
+export type Method = "GET" | "POST" | "PATCH" | "DELETE";
+
+/** Permissions an API key can hold; `*` holds them all. */
+export const PERMISSIONS = [
+  "users:read",
+  "users:write",
+  "documents:read",
+  "documents:write",
+  "keys:read",
+  "keys:write",
+  "audit:read",
+  "config:read",
+  "config:write",
+  "*",
+] as const;
+
+/** One permission an API key can hold. */
+export type Permission = (typeof PERMISSIONS)[number];
+
+/** Validated input of a database route. */
+export interface RouteInput<P, Q, B> {
+  tx: Sql;
+  params: P;
+  query: Q;
+  body: B;
+  requestId: string;
+}
+
+interface RouteDocs {
+  method: Method;
+  /** URLPattern pathname, e.g. `/v1/users/:user_id`. */
+  path: string;
+  tag: string;
+  summary: string;
+  params?: z.ZodType;
+  query?: z.ZodType;
+  body?: z.ZodType;
+  response?: z.ZodType;
+  /** Status of a successful response (200 unless stated). */
+  status?: number;
+}
+
+/** A route that needs no database transaction (health, docs). */
+export interface PublicRoute extends RouteDocs {
+  access: "public";
+  serve(request: Request, pools: Pools): Response | Promise<Response>;
+}
+
+/** A route that runs one transaction as app_user (tenant) or uber_admin (admin). */
+export interface DbRoute extends RouteDocs {
+  access: "tenant" | "admin";
+  /** Permission a tenant key needs; none means any valid key. */
+  permission?: Permission;
+  run(input: RouteInput<unknown, unknown, unknown>): PendingQuery | Promise<postgres.Row[]>;
+  reply(rows: postgres.Row[], input: RouteInput<unknown, unknown, unknown>): unknown;
+}
+
+/** Any route of the table. */
+export type Route = PublicRoute | DbRoute;
+
+/** Declaration of a database route with typed input. */
+export interface DbRouteSpec<P, Q, B> extends RouteDocs {
+  access: "tenant" | "admin";
+  permission?: Permission;
+  params?: z.ZodType<P>;
+  query?: z.ZodType<Q>;
+  body?: z.ZodType<B>;
+  run(input: RouteInput<P, Q, B>): PendingQuery | Promise<postgres.Row[]>;
+  reply(rows: postgres.Row[], input: RouteInput<P, Q, B>): unknown;
+}
+
+/**
+ * Declares a database route; the generics type the handler's input from the
+ * schemas, then are erased so routes of every shape share one table.
+ *
+ * @param spec the route
+ * @returns the route for the table
+ */
+export function dbRoute<P = Record<string, never>, Q = Record<string, never>, B = undefined>(
+  spec: DbRouteSpec<P, Q, B>,
+): DbRoute {
+  return spec as unknown as DbRoute;
+}
+
+/** A route with its compiled pattern. */
+interface CompiledRoute {
+  route: Route;
+  pattern: URLPattern;
+}
+
+/** Outcome of matching a request against the table. */
+export type Match =
+  | { kind: "found"; route: Route; params: Record<string, string> }
+  | { kind: "method_not_allowed"; allow: Method[] }
+  | { kind: "not_found" };
+
+/** Matches requests to routes by path, then method. */
+export class Router {
+  readonly #compiled: CompiledRoute[];
+
+  /**
+   * @param routes the route table
+   */
+  constructor(readonly routes: Route[]) {
+    this.#compiled = routes.map((route) => ({ route, pattern: new URLPattern({ pathname: route.path }) }));
+  }
+
+  /**
+   * Finds the route for a method and path.
+   *
+   * @param method the request method
+   * @param pathname the request path
+   * @returns the route and its path parameters, or why there is none
+   */
+  match(method: string, pathname: string): Match {
+    const allow: Method[] = [];
+    for (const { route, pattern } of this.#compiled) {
+      const result = pattern.exec({ pathname });
+      if (!result) continue;
+      if (route.method === method) {
+        return { kind: "found", route, params: result.pathname.groups as Record<string, string> };
+      }
+      allow.push(route.method);
+    }
+    return allow.length ? { kind: "method_not_allowed", allow } : { kind: "not_found" };
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Platform operations, run as uber_admin behind PLATFORM_ADMIN_TOKEN:
+ * provisioning and deactivating tenants, issuing their first keys, and
+ * reading the audit trail across tenants.
+ */
+import type { z } from "zod";
+import { dbRoute, type Route } from "../http/router.ts";
+import {
+  AdminAuditLogListQuery,
+  AdminTenant,
+  AuditLog,
+  CreateApiKey,
+  CreateTenant,
+  NewApiKey,
+  pageOf,
+  PageQuery,
+  TenantPath,
+  UpdateTenant,
+} from "../schemas.ts";
+import { decodeCursor, oneOr404, page } from "./reply.ts";
+
+type Path = z.infer<typeof TenantPath>;
+type None = Record<string, never>;
+
+export const adminRoutes: Route[] = [
+  dbRoute<None, z.infer<typeof PageQuery>>({
+    method: "GET",
+    path: "/v1/admin/tenants",
+    tag: "Platform",
+    summary: "List tenants, newest first",
+    access: "admin",
+    query: PageQuery,
+    response: pageOf(AdminTenant),
+    run: ({ tx, query }) => {
+      const cursor = decodeCursor(query.cursor);
+      return tx`select * from platform.list_tenants(${query.limit}, ${cursor.after}, ${cursor.id})`;
+    },
+    reply: (rows, { query }) => page(rows, query.limit, { after: "created_at", id: "tenant_id" }),
+  }),
+  dbRoute<None, None, z.infer<typeof CreateTenant>>({
+    method: "POST",
+    path: "/v1/admin/tenants",
+    tag: "Platform",
+    summary: "Provision a tenant, its configuration seeded from template_name when given",
+    access: "admin",
+    body: CreateTenant,
+    response: AdminTenant,
+    status: 201,
+    run: ({ tx, body }) =>
+      tx`select * from platform.create_tenant(
+        ${body.name}, ${body.domain ?? null}, ${body.subscription_tier ?? null}, ${
+        body.template_name ?? null
+      })`,
+    reply: (rows) => oneOr404(rows, "tenant"),
+  }),
+  dbRoute<Path>({
+    method: "GET",
+    path: "/v1/admin/tenants/:tenant_id",
+    tag: "Platform",
+    summary: "Get a tenant",
+    access: "admin",
+    params: TenantPath,
+    response: AdminTenant,
+    run: ({ tx, params }) => tx`select * from platform.tenants where tenant_id = ${params.tenant_id}`,
+    reply: (rows) => oneOr404(rows, "tenant"),
+  }),
+  dbRoute<Path, None, z.infer<typeof UpdateTenant>>({
+    method: "PATCH",
+    path: "/v1/admin/tenants/:tenant_id",
+    tag: "Platform",
+    summary: "Change a tenant's name, domain or subscription tier",
+    access: "admin",
+    params: TenantPath,
+    body: UpdateTenant,
+    response: AdminTenant,
+    run: ({ tx, params, body }) =>
+      tx`select * from platform.update_tenant(
+        ${params.tenant_id}, ${body.name ?? null}, ${body.domain ?? null}, ${body.domain === null},
+        ${body.subscription_tier ?? null})`,
+    reply: (rows) => oneOr404(rows, "tenant"),
+  }),
+  dbRoute<Path>({
+    method: "DELETE",
+    path: "/v1/admin/tenants/:tenant_id",
+    tag: "Platform",
+    summary: "Deactivate a tenant: its keys stop working at once; its data and audit trail are kept",
+    access: "admin",
+    params: TenantPath,
+    response: AdminTenant,
+    run: ({ tx, params }) => tx`select * from platform.deactivate_tenant(${params.tenant_id})`,
+    reply: (rows) => oneOr404(rows, "tenant"),
+  }),
+  dbRoute<Path, None, z.infer<typeof CreateApiKey>>({
+    method: "POST",
+    path: "/v1/admin/tenants/:tenant_id/api-keys",
+    tag: "Platform",
+    summary: "Issue an API key for a tenant; the key is shown only here",
+    access: "admin",
+    params: TenantPath,
+    body: CreateApiKey,
+    response: NewApiKey,
+    status: 201,
+    run: ({ tx, params, body }) =>
+      tx`select * from platform.create_api_key(
+        ${params.tenant_id}, ${body.name}, ${body.permissions}, ${body.user_id ?? null}, ${
+        body.expires_at ?? null
+      })`,
+    reply: (rows) => oneOr404(rows, "tenant"),
+  }),
+  dbRoute<None, z.infer<typeof AdminAuditLogListQuery>>({
+    method: "GET",
+    path: "/v1/admin/audit-logs",
+    tag: "Platform",
+    summary: "List audit entries across tenants, newest first, optionally for one tenant",
+    access: "admin",
+    query: AdminAuditLogListQuery,
+    response: pageOf(AuditLog),
+    run: ({ tx, query }) => {
+      const cursor = decodeCursor(query.cursor);
+      return tx`select * from platform.list_audit_logs(
+        ${query.limit}, ${cursor.after}, ${cursor.id}, ${query.tenant_id ?? null})`;
+    },
+    reply: (rows, { query }) => page(rows, query.limit, { after: "timestamp", id: "log_id" }),
+  }),
+];

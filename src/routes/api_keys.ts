@@ -1,0 +1,58 @@
+/**
+ * API keys of the caller's tenant. A new key is returned once, in the create
+ * response; afterwards only its prefix is ever shown.
+ */
+import type { z } from "zod";
+import { dbRoute, type Route } from "../http/router.ts";
+import { ApiKey, CreateApiKey, KeyPath, NewApiKey, pageOf, PageQuery } from "../schemas.ts";
+import { decodeCursor, oneOr404, page } from "./reply.ts";
+
+type List = z.infer<typeof PageQuery>;
+
+export const apiKeyRoutes: Route[] = [
+  dbRoute<Record<string, never>, List>({
+    method: "GET",
+    path: "/v1/api-keys",
+    tag: "API keys",
+    summary: "List API keys (never the keys themselves), newest first",
+    access: "tenant",
+    permission: "keys:read",
+    query: PageQuery,
+    response: pageOf(ApiKey),
+    run: ({ tx, query }) => {
+      const cursor = decodeCursor(query.cursor);
+      return tx`select * from api.list_api_keys(${query.limit}, ${cursor.after}, ${cursor.id})`;
+    },
+    reply: (rows, { query }) => page(rows, query.limit, { after: "created_at", id: "key_id" }),
+  }),
+  dbRoute<Record<string, never>, Record<string, never>, z.infer<typeof CreateApiKey>>({
+    method: "POST",
+    path: "/v1/api-keys",
+    tag: "API keys",
+    summary: "Issue an API key with at most the calling key's permissions; the key is shown only here",
+    access: "tenant",
+    permission: "keys:write",
+    body: CreateApiKey,
+    response: NewApiKey,
+    status: 201,
+    run: ({ tx, body }) =>
+      tx`select * from api.create_api_key(
+        ${body.name}, ${body.permissions}, ${body.user_id ?? null}, ${body.expires_at ?? null})`,
+    reply: (rows) => oneOr404(rows, "API key"),
+  }),
+  dbRoute<z.infer<typeof KeyPath>>({
+    method: "DELETE",
+    path: "/v1/api-keys/:key_id",
+    tag: "API keys",
+    summary: "Revoke an API key; it stops working at once",
+    access: "tenant",
+    permission: "keys:write",
+    params: KeyPath,
+    status: 204,
+    run: ({ tx, params }) => tx`select key_id from api.revoke_api_key(${params.key_id})`,
+    reply: (rows) => {
+      oneOr404(rows, "API key");
+      return null;
+    },
+  }),
+];

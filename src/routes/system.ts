@@ -1,0 +1,114 @@
+/**
+ * Liveness, readiness and the API's own documentation.
+ */
+import { runTransaction } from "../db.ts";
+import type { Pools } from "../db.ts";
+import { type HttpError, RETRY_AFTER_SECONDS } from "../http/problem.ts";
+import type { Route } from "../http/router.ts";
+import { docsPage, openApiDocument } from "../openapi.ts";
+import { EXPECTED_SCHEMA_VERSION } from "../schema_version.ts";
+import { z } from "zod";
+
+const READY_TIMEOUT_MS = 2000;
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+async function readiness(pools: Pools): Promise<Response> {
+  const check = runTransaction(pools.app, {
+    readOnly: true,
+    poolWaitMs: READY_TIMEOUT_MS,
+    context: (tx) => tx`select api.schema_version() as version`,
+  }, (tx) => tx`select 1`);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), READY_TIMEOUT_MS));
+  try {
+    const result = await Promise.race([check, timeout]);
+    if (!result) return notReady("The database did not answer in time");
+    const version = String(result.context[0]?.version ?? "");
+    if (version < EXPECTED_SCHEMA_VERSION) {
+      return notReady(`The database schema is at ${version || "no migration"}; run dbmate up`, version);
+    }
+    return json({
+      status: "ready",
+      schema_version: version,
+      expected_schema_version: EXPECTED_SCHEMA_VERSION,
+    });
+  } catch (error) {
+    return (error as HttpError).status === 503
+      ? notReady("The database is unreachable")
+      : notReady("The database schema is not what this service expects; run dbmate up");
+  } finally {
+    clearTimeout(timer);
+    check.catch(() => {});
+  }
+}
+
+function notReady(reason: string, version?: string): Response {
+  return json(
+    {
+      status: "unavailable",
+      reason,
+      schema_version: version ?? null,
+      expected_schema_version: EXPECTED_SCHEMA_VERSION,
+    },
+    503,
+    { "retry-after": String(RETRY_AFTER_SECONDS) },
+  );
+}
+
+/**
+ * Routes that need no tenant: health, readiness, OpenAPI and docs.
+ *
+ * @param documented the routes the OpenAPI document describes
+ * @returns the system routes
+ */
+export function systemRoutes(documented: () => Route[]): Route[] {
+  let document: Record<string, unknown> | undefined;
+  const openApi = () => document ??= openApiDocument(documented());
+  return [
+    {
+      method: "GET",
+      path: "/health",
+      tag: "System",
+      summary: "The process is up (does not touch the database)",
+      access: "public",
+      response: z.object({ status: z.literal("ok") }),
+      serve: () => json({ status: "ok" }),
+    },
+    {
+      method: "GET",
+      path: "/ready",
+      tag: "System",
+      summary: "The database answers within 2 s and its schema is at the expected migration (else 503)",
+      access: "public",
+      response: z.object({
+        status: z.string(),
+        schema_version: z.string(),
+        expected_schema_version: z.string(),
+      }),
+      serve: (_request, pools) => readiness(pools),
+    },
+    {
+      method: "GET",
+      path: "/openapi.json",
+      tag: "System",
+      summary: "This API's OpenAPI 3.1 document",
+      access: "public",
+      serve: () => json(openApi()),
+    },
+    {
+      method: "GET",
+      path: "/docs",
+      tag: "System",
+      summary: "This API's documentation as a web page",
+      access: "public",
+      serve: () =>
+        new Response(docsPage(openApi()), { headers: { "content-type": "text/html; charset=utf-8" } }),
+    },
+  ];
+}

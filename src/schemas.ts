@@ -1,0 +1,204 @@
+/**
+ * zod schemas for every request and response. They validate requests and, via
+ * zod's JSON Schema output, become the OpenAPI document, so the two cannot
+ * drift apart. Bodies are strict: an unknown field (a tenant_id, say) is a 400.
+ */
+import { z } from "zod";
+import { PERMISSIONS } from "./http/router.ts";
+
+/** Text PostgreSQL can store exactly: no NUL character, no lone surrogate. */
+export function text(min: number, max: number) {
+  return z.string().min(min).max(max).refine(
+    (value) => !value.includes("\u0000") && value.isWellFormed(),
+    "Must not contain NUL characters or unpaired surrogates",
+  );
+}
+
+const uuid = z.uuid();
+const timestamp = z.iso.datetime({ offset: true });
+const jsonObject = z.record(z.string(), z.unknown());
+const tier = z.enum(["free", "pro", "enterprise"]);
+const role = z.enum(["tenant_admin", "member", "viewer"]);
+const permission = z.enum(PERMISSIONS);
+const hostname = z.string().max(253).regex(
+  /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/,
+  "Must be a lower-case hostname such as acme.example",
+);
+
+function listQuery(defaultLimit: number) {
+  return {
+    limit: z.coerce.number().int().min(1).max(100).default(defaultLimit)
+      .meta({ description: "Page size, 1-100" }),
+    cursor: z.string().max(512).optional().meta({ description: "next_cursor of the previous page" }),
+  };
+}
+
+function nonEmpty<T extends z.ZodObject>(schema: T) {
+  return schema.refine((value) => Object.keys(value).length > 0, "Send at least one field to change");
+}
+
+// --- path parameters -------------------------------------------------------
+
+export const UserPath = z.strictObject({ user_id: uuid });
+export const DocumentPath = z.strictObject({ document_id: uuid });
+export const KeyPath = z.strictObject({ key_id: uuid });
+export const TenantPath = z.strictObject({ tenant_id: uuid });
+
+// --- query strings -----------------------------------------------------------
+
+export const PageQuery = z.strictObject(listQuery(20));
+export const DocumentListQuery = z.strictObject({
+  ...listQuery(20),
+  user_id: uuid.optional(),
+  created_after: timestamp.optional().meta({ description: "Inclusive lower bound on created_at" }),
+  created_before: timestamp.optional().meta({ description: "Exclusive upper bound on created_at" }),
+});
+export const AuditLogListQuery = z.strictObject({
+  ...listQuery(50),
+  user_id: uuid.optional(),
+  action: z.enum(["insert", "update", "delete"]).optional(),
+  resource_type: z.string().regex(/^[a-z_]{1,100}$/).optional(),
+  since: timestamp.optional().meta({ description: "Inclusive lower bound on timestamp" }),
+  until: timestamp.optional().meta({ description: "Exclusive upper bound on timestamp" }),
+});
+export const AdminAuditLogListQuery = z.strictObject({ ...listQuery(50), tenant_id: uuid.optional() });
+
+// --- request bodies ----------------------------------------------------------
+
+export const CreateUser = z.strictObject({ email: z.email().max(320), role: role.optional() });
+export const UpdateUser = nonEmpty(
+  z.strictObject({ email: z.email().max(320).optional(), role: role.optional() }),
+);
+
+export const CreateDocument = z.strictObject({
+  user_id: uuid.meta({ description: "Author: a user of the same tenant" }),
+  title: text(1, 500),
+  content_hash: z.string().regex(/^[0-9a-f]{64}$/, "Must be a SHA-256 as 64 lower-case hex digits"),
+  metadata: jsonObject.optional(),
+});
+export const UpdateDocument = nonEmpty(z.strictObject({
+  title: text(1, 500).optional(),
+  content_hash: z.string().regex(/^[0-9a-f]{64}$/, "Must be a SHA-256 as 64 lower-case hex digits")
+    .optional(),
+  metadata: jsonObject.optional(),
+}));
+
+export const CreateApiKey = z.strictObject({
+  name: text(1, 200),
+  permissions: z.array(permission).min(1).max(PERMISSIONS.length),
+  user_id: uuid.optional().meta({ description: "Bind the key to this user of the tenant" }),
+  expires_at: timestamp.optional(),
+});
+
+export const PatchConfig = z.strictObject({
+  settings: jsonObject.meta({ description: "Merged into the settings; a key set to null is removed" }),
+});
+
+export const CreateTenant = z.strictObject({
+  name: text(1, 200),
+  domain: hostname.optional(),
+  subscription_tier: tier.optional(),
+  template_name: text(1, 200).optional().meta({ description: "Seed the configuration from this template" }),
+});
+export const UpdateTenant = nonEmpty(z.strictObject({
+  name: text(1, 200).optional(),
+  domain: hostname.nullable().optional().meta({ description: "null removes the domain" }),
+  subscription_tier: tier.optional(),
+}));
+
+// --- responses -----------------------------------------------------------------
+
+export const Tenant = z.object({
+  tenant_id: uuid,
+  name: z.string(),
+  domain: z.string().nullable(),
+  subscription_tier: tier,
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export const AdminTenant = Tenant.extend({ deactivated_at: timestamp.nullable() });
+export const User = z.object({
+  user_id: uuid,
+  tenant_id: uuid,
+  email: z.string(),
+  role,
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export const Document = z.object({
+  document_id: uuid,
+  tenant_id: uuid,
+  user_id: uuid,
+  title: z.string(),
+  content_hash: z.string(),
+  metadata: jsonObject,
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export const ApiKey = z.object({
+  key_id: uuid,
+  tenant_id: uuid,
+  key_prefix: z.string(),
+  name: z.string(),
+  permissions: z.array(permission),
+  user_id: uuid.nullable(),
+  expires_at: timestamp.nullable(),
+  revoked_at: timestamp.nullable(),
+  last_used_at: timestamp.nullable(),
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export const NewApiKey = ApiKey.extend({
+  key: z.string().meta({ description: "The key itself; shown only in this response" }),
+});
+export const AuditLog = z.object({
+  log_id: uuid,
+  tenant_id: uuid,
+  user_id: uuid.nullable(),
+  api_key_id: uuid.nullable(),
+  action: z.string(),
+  resource_type: z.string(),
+  resource_id: uuid,
+  details: jsonObject,
+  request_id: z.string().nullable(),
+  timestamp,
+});
+export const Template = z.object({
+  template_id: uuid,
+  name: z.string(),
+  industry: z.string(),
+  description: z.string(),
+  default_config: jsonObject,
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+export const TenantConfig = z.object({
+  tenant_id: uuid,
+  template_id: uuid.nullable(),
+  settings: jsonObject,
+  created_at: timestamp,
+  updated_at: timestamp,
+});
+
+/**
+ * The list envelope every list route answers with.
+ *
+ * @param item schema of one item
+ * @returns the page schema
+ */
+export function pageOf(item: z.ZodType) {
+  return z.object({ items: z.array(item), next_cursor: z.string().nullable() });
+}
+
+export const Problem = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  request_id: z.string(),
+  errors: z.array(z.object({
+    location: z.enum(["body", "query", "path", "header"]),
+    field: z.string(),
+    message: z.string(),
+  })).optional(),
+});
