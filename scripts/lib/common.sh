@@ -225,6 +225,21 @@ url_with_user() { # url user password [database]
   ' "$@"
 }
 
+# Runs a command with libpq's PG* variables taken from a URL, for tools such
+# as pg_prove that accept no connection URL.
+with_pg_env() { # url command...
+  local url="$1"
+  shift
+  local assignments
+  assignments="$(node -e '
+    const u = new URL(process.argv[1]);
+    const out = { PGHOST: u.hostname, PGPORT: u.port || "5432", PGUSER: decodeURIComponent(u.username),
+      PGPASSWORD: decodeURIComponent(u.password), PGDATABASE: decodeURIComponent(u.pathname.slice(1)) };
+    for (const [k, v] of Object.entries(out)) process.stdout.write(k + "=" + v + "\n");
+  ' "$url")"
+  env $assignments "$@"
+}
+
 url_database_name() { # url
   node -e 'process.stdout.write(decodeURIComponent(new URL(process.argv[1]).pathname.slice(1)))' "$1"
 }

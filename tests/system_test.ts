@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { EXPECTED_SCHEMA_VERSION } from "../src/schema_version.ts";
+import { ConfigError, loadConfig } from "../src/config.ts";
+import { call, startServer } from "./support.ts";
+
+Deno.test("GET /health answers 200 without touching the database", async () => {
+  const server = await startServer({ APP_DATABASE_URL: "postgres://nobody:wrong@127.0.0.1:1/none" });
+  try {
+    const response = await call(server, "GET", "/health");
+    assert.equal(response.status, 200);
+    assert.deepEqual(response.body, { status: "ok" });
+    assert.match(response.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("GET /ready answers 200 with the schema version when the database is migrated", async () => {
+  const server = await startServer();
+  try {
+    const response = await call(server, "GET", "/ready");
+    assert.equal(response.status, 200);
+    assert.equal(response.body.schema_version, EXPECTED_SCHEMA_VERSION);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("GET /ready answers 503 with Retry-After when the database is unreachable", async () => {
+  const server = await startServer({ APP_DATABASE_URL: "postgres://nobody:wrong@127.0.0.1:1/none" });
+  try {
+    const response = await call(server, "GET", "/ready");
+    assert.equal(response.status, 503);
+    assert.equal(response.headers.get("retry-after"), "1");
+    assert.equal(response.body.status, "unavailable");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("EXPECTED_SCHEMA_VERSION names the newest migration in db/migrations", () => {
+  const versions = [...Deno.readDirSync(new URL("../db/migrations", import.meta.url))]
+    .map((entry) => entry.name.split("_")[0])
+    .sort();
+  assert.equal(EXPECTED_SCHEMA_VERSION, versions.at(-1));
+});
+
+Deno.test("a caller-supplied x-request-id is echoed when well formed and replaced when not", async () => {
+  const server = await startServer();
+  try {
+    const kept = await call(server, "GET", "/health", { headers: { "x-request-id": "req-123.abc" } });
+    assert.equal(kept.headers.get("x-request-id"), "req-123.abc");
+    const replaced = await call(server, "GET", "/health", {
+      headers: { "x-request-id": "bad id\u00e9<script>" },
+    });
+    assert.notEqual(replaced.headers.get("x-request-id"), "bad id\u00e9<script>");
+    assert.match(replaced.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("configuration errors name each bad variable and never echo a secret", () => {
+  const secretUrl = "mysql://user:s3cret-password@host/db";
+  try {
+    loadConfig({ APP_DATABASE_URL: secretUrl, PORT: "70000", DB_POOL_MIN: "5", DB_POOL_MAX: "2" });
+    assert.fail("loadConfig accepted a bad environment");
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    const message = (error as ConfigError).message;
+    assert.match(message, /APP_DATABASE_URL: must be a postgres/);
+    assert.match(message, /PORT:/);
+    assert.doesNotMatch(message, /s3cret-password/);
+  }
+});
+
+Deno.test("configuration defaults: pool of 10 with 2 opened at start-up", () => {
+  const config = loadConfig({ APP_DATABASE_URL: "postgres://app@127.0.0.1/db" });
+  assert.equal(config.poolMax, 10);
+  assert.equal(config.poolMin, 2);
+  assert.equal(config.port, 8000);
+});
