@@ -126,6 +126,49 @@ COMMENT ON FUNCTION api.begin_request(p_key_hash text, p_permission text, p_requ
 
 
 --
+-- Name: claim_idempotency_key(text, text); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.claim_idempotency_key(p_idempotency_key text, p_request_hash text) RETURNS TABLE(claimed boolean, request_hash text, response_status integer, response_body jsonb)
+    LANGUAGE plpgsql
+    AS $$
+begin
+  -- Keep the table small: drop a few of this tenant's expired keys.
+  delete from core.idempotency_keys k
+  where k.tenant_id = (select core.current_tenant_id())
+    and k.expires_at < now()
+    and k.idempotency_key <> p_idempotency_key
+    and k.idempotency_key in (
+      select e.idempotency_key from core.idempotency_keys e
+      where e.tenant_id = (select core.current_tenant_id()) and e.expires_at < now()
+      limit 10);
+
+  return query
+    insert into core.idempotency_keys as k (idempotency_key, request_hash)
+    values (p_idempotency_key, p_request_hash)
+    on conflict (tenant_id, idempotency_key) do update
+      set request_hash = excluded.request_hash, response_status = null, response_body = null,
+          created_at = now(), expires_at = now() + interval '24 hours'
+      where k.expires_at < now()
+    returning true, k.request_hash, k.response_status, k.response_body;
+  if not found then
+    return query
+      select false, k.request_hash, k.response_status, k.response_body
+      from core.idempotency_keys k
+      where k.idempotency_key = p_idempotency_key;
+  end if;
+end
+$$;
+
+
+--
+-- Name: FUNCTION claim_idempotency_key(p_idempotency_key text, p_request_hash text); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.claim_idempotency_key(p_idempotency_key text, p_request_hash text) IS 'Claims an Idempotency-Key for the current tenant (claimed = true), or returns the stored request hash and response';
+
+
+--
 -- Name: create_api_key(text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: api; Owner: -
 --
 
@@ -839,6 +882,26 @@ $$;
 --
 
 COMMENT ON FUNCTION api.revoke_api_key(p_key_id uuid) IS 'Revokes a key of the current tenant at once; revoking twice keeps the first time; no row when unknown';
+
+
+--
+-- Name: save_idempotent_response(text, integer, jsonb); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.save_idempotent_response(p_idempotency_key text, p_status integer, p_body jsonb) RETURNS void
+    LANGUAGE sql
+    AS $$
+  update core.idempotency_keys
+  set response_status = p_status, response_body = p_body
+  where idempotency_key = p_idempotency_key
+$$;
+
+
+--
+-- Name: FUNCTION save_idempotent_response(p_idempotency_key text, p_status integer, p_body jsonb); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.save_idempotent_response(p_idempotency_key text, p_status integer, p_body jsonb) IS 'Stores the response of the request that claimed an Idempotency-Key, in the same transaction as its write';
 
 
 --
@@ -1595,6 +1658,90 @@ COMMENT ON VIEW api.tenant IS 'The tenant of the current context: one row, or no
 
 
 --
+-- Name: idempotency_keys; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.idempotency_keys (
+    tenant_id uuid DEFAULT core.current_tenant_id() NOT NULL,
+    idempotency_key text NOT NULL,
+    request_hash text NOT NULL,
+    response_status integer,
+    response_body jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone DEFAULT (now() + '24:00:00'::interval) NOT NULL,
+    CONSTRAINT idempotency_keys_idempotency_key_check CHECK (((char_length(idempotency_key) >= 1) AND (char_length(idempotency_key) <= 255))),
+    CONSTRAINT idempotency_keys_request_hash_check CHECK ((request_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT idempotency_keys_response_status_check CHECK (((response_status >= 100) AND (response_status <= 599)))
+);
+
+ALTER TABLE ONLY core.idempotency_keys FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE idempotency_keys; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.idempotency_keys IS 'Responses of POST requests sent with an Idempotency-Key, replayed to retries';
+
+
+--
+-- Name: COLUMN idempotency_keys.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.idempotency_keys.tenant_id IS 'Tenant that sent the request';
+
+
+--
+-- Name: COLUMN idempotency_keys.idempotency_key; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.idempotency_keys.idempotency_key IS 'The client''s Idempotency-Key header';
+
+
+--
+-- Name: COLUMN idempotency_keys.request_hash; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.idempotency_keys.request_hash IS 'SHA-256 of method, path and body; a retry must match it';
+
+
+--
+-- Name: COLUMN idempotency_keys.response_status; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.idempotency_keys.response_status IS 'HTTP status of the original response';
+
+
+--
+-- Name: COLUMN idempotency_keys.response_body; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.idempotency_keys.response_body IS 'JSON body of the original response';
+
+
+--
+-- Name: COLUMN idempotency_keys.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.idempotency_keys.created_at IS 'When the key was first used';
+
+
+--
+-- Name: COLUMN idempotency_keys.updated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.idempotency_keys.updated_at IS 'When the row last changed (maintained by trigger)';
+
+
+--
+-- Name: COLUMN idempotency_keys.expires_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.idempotency_keys.expires_at IS 'After this the key may be reused for a new request';
+
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1617,6 +1764,14 @@ ALTER TABLE ONLY core.audit_logs
 
 ALTER TABLE ONLY core.documents
     ADD CONSTRAINT documents_pkey PRIMARY KEY (tenant_id, document_id);
+
+
+--
+-- Name: idempotency_keys idempotency_keys_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.idempotency_keys
+    ADD CONSTRAINT idempotency_keys_pkey PRIMARY KEY (tenant_id, idempotency_key);
 
 
 --
@@ -1727,6 +1882,13 @@ CREATE INDEX documents_tenant_user_created_at_idx ON core.documents USING btree 
 
 
 --
+-- Name: idempotency_keys_tenant_expires_at_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX idempotency_keys_tenant_expires_at_idx ON core.idempotency_keys USING btree (tenant_id, expires_at);
+
+
+--
 -- Name: tenant_api_keys_key_hash_idx; Type: INDEX; Schema: core; Owner: -
 --
 
@@ -1832,6 +1994,13 @@ CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.documents FOR EACH ROW EXECU
 
 
 --
+-- Name: idempotency_keys set_updated_at; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.idempotency_keys FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+
+--
 -- Name: templates set_updated_at; Type: TRIGGER; Schema: core; Owner: -
 --
 
@@ -1891,6 +2060,14 @@ ALTER TABLE ONLY core.documents
 
 
 --
+-- Name: idempotency_keys idempotency_keys_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.idempotency_keys
+    ADD CONSTRAINT idempotency_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
 -- Name: tenant_api_keys tenant_api_keys_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
 --
 
@@ -1944,6 +2121,13 @@ CREATE POLICY delete_own_tenant ON core.documents FOR DELETE USING ((tenant_id =
 
 
 --
+-- Name: idempotency_keys delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.idempotency_keys FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
 -- Name: tenant_api_keys delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -1978,6 +2162,12 @@ CREATE POLICY delete_own_tenant ON core.users FOR DELETE USING ((tenant_id = ( S
 ALTER TABLE core.documents ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: idempotency_keys; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.idempotency_keys ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: audit_logs insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -1989,6 +2179,13 @@ CREATE POLICY insert_own_tenant ON core.audit_logs FOR INSERT WITH CHECK ((tenan
 --
 
 CREATE POLICY insert_own_tenant ON core.documents FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: idempotency_keys insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.idempotency_keys FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
 
 
 --
@@ -2031,6 +2228,13 @@ CREATE POLICY select_own_tenant ON core.audit_logs FOR SELECT USING ((tenant_id 
 --
 
 CREATE POLICY select_own_tenant ON core.documents FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
+-- Name: idempotency_keys select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.idempotency_keys FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
 
 
 --
@@ -2087,6 +2291,13 @@ CREATE POLICY update_own_tenant ON core.documents FOR UPDATE USING ((tenant_id =
 
 
 --
+-- Name: idempotency_keys update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.idempotency_keys FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+
+
+--
 -- Name: tenant_api_keys update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -2138,4 +2349,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261124000400'),
     ('20261124000500'),
     ('20261124000600'),
-    ('20261124000700');
+    ('20261124000700'),
+    ('20261124000800');

@@ -5,8 +5,8 @@
  */
 import type postgres from "postgres";
 import { z } from "zod";
-import { type Pools, runTransaction, type Sql } from "./db.ts";
-import { apiKeyHash, requireAdminToken } from "./http/auth.ts";
+import { type Pools, runTransaction, type Sql, type TransactionResult } from "./db.ts";
+import { apiKeyHash, requireAdminToken, sha256Hex } from "./http/auth.ts";
 import { HttpError, problemResponse } from "./http/problem.ts";
 import { queryOf, readJsonBody, requestIdOf, validate } from "./http/request.ts";
 import { type DbRoute, type Route, Router } from "./http/router.ts";
@@ -79,25 +79,75 @@ async function serveDbRoute(
     : undefined;
 
   const input = { params, query, body, requestId };
-  const result = await runTransaction(pool, {
-    readOnly: route.method === "GET",
-    poolWaitMs: config.poolWaitMs,
-    context,
-  }, (tx) => route.run({ ...input, tx }));
-  const reply = route.reply(result.value as postgres.Row[], { ...input, tx: pool });
+  const status = route.status ?? 200;
+  const options = { readOnly: route.method === "GET", poolWaitMs: config.poolWaitMs, context };
+  const idempotencyKey = route.access === "tenant" && route.method === "POST"
+    ? idempotencyKeyOf(request)
+    : null;
+  let result: TransactionResult<unknown>;
+  let reply: { status: number; body: unknown; replayed: boolean };
+  if (idempotencyKey) {
+    const requestHash = await sha256Hex(`${request.method} ${url.pathname}\n${JSON.stringify(body)}`);
+    result = await runTransaction(pool, { ...options, replaySafe: true }, async (tx) => {
+      const [claim] = await tx`select * from api.claim_idempotency_key(${idempotencyKey}, ${requestHash})`;
+      if (!claim.claimed) return replayOf(claim, requestHash);
+      const replyBody = route.reply(await route.run({ ...input, tx }), { ...input, tx });
+      await tx`select api.save_idempotent_response(${idempotencyKey}, ${status}, ${
+        tx.json(replyBody as never)
+      })`;
+      return { status, body: replyBody, replayed: false };
+    });
+    reply = result.value as typeof reply;
+  } else {
+    result = await runTransaction(pool, options, (tx) => route.run({ ...input, tx }));
+    reply = {
+      status,
+      body: route.reply(result.value as postgres.Row[], { ...input, tx: pool }),
+      replayed: false,
+    };
+  }
 
   const contextRow = result.context[0];
   if (keyHash && contextRow && isStale(contextRow.last_used_at)) touchKey(pools.app, keyHash);
 
-  const status = route.status ?? 200;
-  const response = status === 204
-    ? new Response(null, { status })
-    : new Response(JSON.stringify(reply), { status, headers: { "content-type": "application/json" } });
+  const headers = new Headers({ "content-type": "application/json" });
+  if (reply.replayed) headers.set("idempotent-replayed", "true");
+  const response = reply.status === 204
+    ? new Response(null, { status: reply.status })
+    : new Response(JSON.stringify(reply.body), { status: reply.status, headers });
   return { response, tenantId: (contextRow?.tenant_id as string | undefined) ?? null };
 }
 
 // Routes without a query schema accept no query parameters at all.
 const noQuery = z.strictObject({});
+
+const wellFormedIdempotencyKey = /^[\x21-\x7e]{1,255}$/;
+
+function idempotencyKeyOf(request: Request): string | null {
+  const key = request.headers.get("idempotency-key");
+  if (key === null) return null;
+  if (!wellFormedIdempotencyKey.test(key)) {
+    throw new HttpError(400, "The Idempotency-Key header is invalid", {
+      errors: [{
+        location: "header",
+        field: "idempotency-key",
+        message: "Must be 1-255 visible ASCII characters",
+      }],
+    });
+  }
+  return key;
+}
+
+// What an earlier request with the same Idempotency-Key answered.
+function replayOf(claim: postgres.Row, requestHash: string) {
+  if (claim.request_hash !== requestHash) {
+    throw new HttpError(422, "This Idempotency-Key was already used for a different request");
+  }
+  if (claim.response_status === null) {
+    throw new HttpError(409, "A request with this Idempotency-Key is still in progress; retry shortly");
+  }
+  return { status: Number(claim.response_status), body: claim.response_body, replayed: true };
+}
 
 function isStale(lastUsedAt: unknown): boolean {
   return !lastUsedAt || Date.now() - Date.parse(String(lastUsedAt)) > TOUCH_INTERVAL_MS;

@@ -24,6 +24,7 @@ const envSchema = z.object({
   DB_STATEMENT_TIMEOUT_MS: positiveInt(5000, 600_000),
   BODY_LIMIT_BYTES: positiveInt(1_048_576, 100 * 1_048_576),
   LOG_REQUESTS: z.enum(["true", "false"]).default("true"),
+  DB_PGBOUNCER: z.enum(["true", "false"]).default("false"),
 }).refine((env) => env.DB_POOL_MIN <= env.DB_POOL_MAX, {
   message: "must not exceed DB_POOL_MAX",
   path: ["DB_POOL_MIN"],
@@ -43,6 +44,8 @@ export interface Config {
   statementTimeoutMs: number;
   bodyLimitBytes: number;
   logRequests: boolean;
+  /** Behind PgBouncer in transaction mode: no prepared statements, no session startup options. */
+  pgbouncer: boolean;
 }
 
 /** Thrown when the environment does not describe a runnable service. */
@@ -84,5 +87,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     statementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     logRequests: e.LOG_REQUESTS === "true",
+    pgbouncer: e.DB_PGBOUNCER === "true",
   };
 }

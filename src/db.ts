@@ -41,7 +41,9 @@ export function createPool(url: string, config: Config): Sql {
     connect_timeout: config.connectTimeoutSeconds,
     idle_timeout: 60,
     max_lifetime: 30 * 60,
-    prepare: true,
+    // PgBouncer in transaction mode hands each transaction to any server
+    // connection, so statements prepared on one are unknown on the next.
+    prepare: !config.pgbouncer,
     onnotice: () => {},
     types: {
       timestamptz: {
@@ -51,11 +53,12 @@ export function createPool(url: string, config: Config): Sql {
         parse: isoTimestamp,
       },
     },
-    connection: {
-      application_name: "tenancy-api",
-      TimeZone: "UTC",
-      statement_timeout: config.statementTimeoutMs,
-    },
+    // PgBouncer refuses startup parameters it does not track, such as
+    // statement_timeout; behind it the role's own setting (5 s, set by the
+    // migrations) applies.
+    connection: config.pgbouncer
+      ? { application_name: "tenancy-api", TimeZone: "UTC" }
+      : { application_name: "tenancy-api", TimeZone: "UTC", statement_timeout: config.statementTimeoutMs },
   }) as unknown as Sql;
 }
 
@@ -80,10 +83,15 @@ export function createPools(config: Config): Pools {
  * @param timeoutSeconds grace period before connections are cut
  */
 export async function closePools(pools: Pools, timeoutSeconds = 5): Promise<void> {
-  await Promise.all([
-    pools.app.end({ timeout: timeoutSeconds }),
-    pools.admin?.end({ timeout: timeoutSeconds }),
+  // postgres.js's end() can stay pending after failed connection attempts;
+  // never let that hold up a shutdown.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const bound = new Promise((resolve) => timer = setTimeout(resolve, timeoutSeconds * 1000 + 500));
+  await Promise.race([
+    Promise.all([pools.app.end({ timeout: timeoutSeconds }), pools.admin?.end({ timeout: timeoutSeconds })]),
+    bound,
   ]);
+  clearTimeout(timer);
 }
 
 /**
@@ -186,6 +194,13 @@ export interface TransactionOptions {
   context: (sql: Sql) => PendingQuery;
   /** Longest wait for a free connection before answering 503. */
   poolWaitMs: number;
+  /**
+   * The work may run twice without harm even if a COMMIT's outcome is
+   * unknown (it is read-only, or guarded by an Idempotency-Key).
+   */
+  replaySafe?: boolean;
+  /** Time after which no further attempt starts (default: 3 s from now). */
+  retryBudgetMs?: number;
 }
 
 /** Result of a transaction: the context statement's rows and the work's result. */
@@ -194,9 +209,29 @@ export interface TransactionResult<T> {
   value: T;
 }
 
+/** Attempts per transaction, the first included. */
+export const MAX_ATTEMPTS = 4;
+const DEFAULT_RETRY_BUDGET_MS = 3000;
+
 function isPendingQuery(value: unknown): value is PendingQuery {
   return typeof (value as PendingQuery)?.execute === "function" &&
     typeof (value as PendingQuery)?.then === "function";
+}
+
+/** Exponential backoff with full jitter: 0-25 ms, 0-50 ms, 0-100 ms, ... */
+function backoffMs(attempt: number): number {
+  return Math.random() * 25 * 2 ** (attempt - 1);
+}
+
+// A PostgresError came from the server: it reports a statement that failed,
+// so the transaction it belonged to did not commit.
+function reportedByServer(error: unknown): boolean {
+  return (error as { severity?: unknown })?.severity !== undefined;
+}
+
+/** Why one attempt failed, and whether anything had been sent by then. */
+class AttemptFailure {
+  constructor(readonly error: unknown, readonly sent: boolean) {}
 }
 
 async function reserveWithin(sql: Sql, waitMs: number): Promise<postgres.ReservedSql> {
@@ -219,28 +254,19 @@ async function reserveWithin(sql: Sql, waitMs: number): Promise<postgres.Reserve
   }
 }
 
-/**
- * Runs one request's transaction on a reserved connection.
- *
- * BEGIN, the context statement and the first query of `work` are sent
- * together. When `work` returns a single unsent query, COMMIT follows it in
- * the same write, so the whole transaction costs one round trip.
- *
- * @param sql the pool
- * @param options read-only flag, context statement, pool wait bound
- * @param work the route's SQL, given the transaction's connection
- * @returns the context rows and the work's result
- * @throws HttpError mapped from any database error
- */
-export async function runTransaction<T>(
+async function attemptTransaction<T>(
   sql: Sql,
   options: TransactionOptions,
   work: (tx: Sql) => PendingQuery | Promise<T>,
 ): Promise<TransactionResult<T>> {
-  let connection: postgres.ReservedSql | undefined;
-  let open = false;
+  let connection: postgres.ReservedSql;
   try {
     connection = await reserveWithin(sql, options.poolWaitMs);
+  } catch (error) {
+    throw new AttemptFailure(error, false);
+  }
+  let open = false;
+  try {
     const tx = connection as unknown as Sql;
     const begin = tx.unsafe(options.readOnly ? "begin read only" : "begin").execute();
     open = true;
@@ -270,11 +296,56 @@ export async function runTransaction<T>(
     open = false;
     return { context: contextRows, value };
   } catch (error) {
-    if (open && connection) {
-      await connection`rollback`.catch(() => {});
-    }
-    throw toHttpError(error);
+    if (open) await connection`rollback`.catch(() => {});
+    throw new AttemptFailure(error, true);
   } finally {
-    connection?.release();
+    connection.release();
+  }
+}
+
+/**
+ * Runs one request's transaction on a reserved connection, retrying
+ * transient failures.
+ *
+ * BEGIN, the context statement and the first query of `work` are sent
+ * together. When `work` returns a single unsent query, COMMIT follows it in
+ * the same write, so the whole transaction costs one round trip.
+ *
+ * A failed attempt is retried, with jittered exponential backoff, at most
+ * MAX_ATTEMPTS times within the budget, when the failure is transient
+ * (connection refused or lost, server shutting down or starting, too many
+ * connections, serialization failure, deadlock) and re-running is safe:
+ * nothing was sent yet, the server reported the failure (so nothing
+ * committed), or the work is replay-safe. A write whose COMMIT may have
+ * landed is never blindly re-run.
+ *
+ * @param sql the pool
+ * @param options read-only flag, context statement, pool wait bound, retry policy
+ * @param work the route's SQL, given the transaction's connection
+ * @returns the context rows and the work's result
+ * @throws HttpError mapped from the last database error
+ */
+export async function runTransaction<T>(
+  sql: Sql,
+  options: TransactionOptions,
+  work: (tx: Sql) => PendingQuery | Promise<T>,
+): Promise<TransactionResult<T>> {
+  const deadline = performance.now() + (options.retryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS);
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await attemptTransaction(sql, options, work);
+    } catch (failure) {
+      if (!(failure instanceof AttemptFailure)) throw toHttpError(failure);
+      const { error, sent } = failure;
+      const safe = !sent || options.readOnly || options.replaySafe || reportedByServer(error);
+      const delay = backoffMs(attempt);
+      if (
+        !safe || !isTransientDatabaseError(error) || attempt >= MAX_ATTEMPTS ||
+        performance.now() + delay > deadline
+      ) {
+        throw toHttpError(error);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
   }
 }

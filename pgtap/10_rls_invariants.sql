@@ -1,0 +1,328 @@
+-- Invariants read from the catalog, so a table, view, function or role added
+-- next year is held to the same rules without anyone remembering to list it.
+-- Each check returns the offenders; the test passes when there are none, and
+-- a failure names them. A sanity check beside each proves the catalog query
+-- really finds the objects it is meant to judge (an empty query would pass
+-- vacuously).
+begin;
+select plan(51);
+
+-- pgTAP is installed by the superuser after `alter default privileges revoke
+-- execute on functions from public`, so its functions are not executable by
+-- the roles the suites switch to. Granted for this transaction only.
+grant execute on all functions in schema public to app_user, uber_admin;
+
+-- Every ordinary or partitioned table, in any non-system schema, that has a
+-- tenant_id column.
+create temp view tenant_tables as
+  select c.oid, c.oid::regclass::text as tab
+  from pg_class c
+  join pg_namespace n on n.oid = c.relnamespace
+  where c.relkind in ('r', 'p')
+    and n.nspname not in ('pg_catalog', 'information_schema')
+    and n.nspname !~ '^pg_(toast|temp)'
+    and exists (select from pg_attribute a
+                where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
+
+create temp view user_schemas as
+  select oid, nspname from pg_namespace
+  where nspname not in ('pg_catalog', 'information_schema') and nspname !~ '^pg_(toast|temp)';
+
+select set_has(
+  'select tab from tenant_tables',
+  $$ values ('core.tenants'), ('core.audit_logs'), ('core.tenant_configs'), ('core.users'), ('core.documents'),
+            ('core.tenant_api_keys') $$,
+  'the catalog query finds every known tenant-scoped table');
+
+-- Row-level security on every tenant-scoped table ------------------------------
+
+select is(
+  array(select tab from tenant_tables t join pg_class c on c.oid = t.oid where not c.relrowsecurity order by 1),
+  '{}'::text[],
+  'every table with a tenant_id column has row-level security enabled');
+select is(
+  array(select tab from tenant_tables t join pg_class c on c.oid = t.oid where not c.relforcerowsecurity order by 1),
+  '{}'::text[],
+  'every table with a tenant_id column forces row-level security, so its owner is bound by it too');
+select is(
+  array(select tab from tenant_tables t
+        join pg_attribute a on a.attrelid = t.oid and a.attname = 'tenant_id'
+        where not a.attnotnull order by 1),
+  '{}'::text[],
+  'every tenant_id column is NOT NULL, so no row escapes its tenant''s policies');
+
+-- core.audit_logs is the one exception to "a policy for every command": it
+-- has no UPDATE or DELETE policy because triggers refuse both for every role
+-- (checked below).
+select is(
+  array(select format('%s has no permissive %s policy', t.tab, cmd)
+        from tenant_tables t
+        cross join unnest(array['SELECT', 'INSERT', 'UPDATE', 'DELETE']) as cmd
+        where t.tab <> 'core.audit_logs'
+          and not exists (select from pg_policies p
+                          where format('%I.%I', p.schemaname, p.tablename)::regclass = t.oid
+                            and p.permissive = 'PERMISSIVE' and p.cmd in (cmd, 'ALL'))
+        order by 1),
+  '{}'::text[],
+  'every tenant-scoped table except core.audit_logs has a policy for SELECT, INSERT, UPDATE and DELETE');
+select is(
+  array(select format('%s has no permissive %s policy', t.tab, cmd)
+        from tenant_tables t
+        cross join unnest(array['SELECT', 'INSERT']) as cmd
+        where t.tab = 'core.audit_logs'
+          and not exists (select from pg_policies p
+                          where format('%I.%I', p.schemaname, p.tablename)::regclass = t.oid
+                            and p.permissive = 'PERMISSIVE' and p.cmd in (cmd, 'ALL'))),
+  '{}'::text[],
+  'core.audit_logs has policies for SELECT and INSERT');
+select policies_are('core', 'audit_logs', array['select_own_tenant', 'insert_own_tenant'],
+  'core.audit_logs has only select and insert policies: nothing may update or delete an entry');
+
+select trigger_is('core', 'audit_logs', 'reject_update_delete', 'core', 'reject_audit_change',
+  'the reject_update_delete trigger on core.audit_logs runs core.reject_audit_change()');
+-- tgtype bits: 1 row, 2 before, 8 delete, 16 update, 32 truncate.
+select ok(
+  exists (select from pg_trigger
+          where tgrelid = 'core.audit_logs'::regclass and tgname = 'reject_update_delete'
+            and tgtype & 1 = 1 and tgtype & 2 = 2 and tgtype & 24 = 24 and tgenabled in ('O', 'A')),
+  'reject_update_delete is an enabled BEFORE UPDATE OR DELETE row trigger');
+select ok(
+  exists (select from pg_trigger
+          where tgrelid = 'core.audit_logs'::regclass and tgname = 'reject_truncate'
+            and tgtype & 2 = 2 and tgtype & 32 = 32 and tgenabled in ('O', 'A')),
+  'reject_truncate is an enabled BEFORE TRUNCATE trigger');
+
+-- ...and it really raises. Creating a tenant writes an audit entry to aim at.
+insert into core.tenants (name) values ('Invariant fixture');
+select isnt_empty('select 1 from core.audit_logs', 'an audit entry was appended when the tenant was created');
+select throws_ok('update core.audit_logs set action = action', '42501',
+  'audit_logs is append-only: UPDATE is not allowed',
+  'updating an audit entry raises insufficient_privilege, even for the superuser');
+select throws_ok('delete from core.audit_logs', '42501', 'audit_logs is append-only: DELETE is not allowed',
+  'deleting an audit entry raises insufficient_privilege, even for the superuser');
+
+select is(
+  array(select format('%I.%I %s', schemaname, tablename, policyname)
+        from pg_policies
+        where regexp_replace(lower(coalesce(qual, '')), '[\s()]', '', 'g') in ('true', '1=1')
+           or regexp_replace(lower(coalesce(with_check, '')), '[\s()]', '', 'g') in ('true', '1=1')
+        order by 1),
+  '{}'::text[],
+  'no policy anywhere is USING (true) or WITH CHECK (true)');
+select is(
+  array(select format('%I.%I %s', p.schemaname, p.tablename, p.policyname)
+        from pg_policies p
+        join tenant_tables t on t.oid = format('%I.%I', p.schemaname, p.tablename)::regclass
+        where (p.qual is not null and p.qual not like '%tenant_id = ( SELECT core.current_tenant_id()%')
+           or (p.with_check is not null and p.with_check not like '%tenant_id = ( SELECT core.current_tenant_id()%')
+        order by 1),
+  '{}'::text[],
+  'every policy of a tenant-scoped table compares tenant_id with (SELECT core.current_tenant_id()), evaluated once per statement');
+
+-- Views run with the privileges and policies of their caller -------------------
+
+create temp view exposed_views as
+  select c.oid, c.oid::regclass::text as view_name, c.reloptions
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace
+  where c.relkind = 'v' and n.nspname in ('api', 'platform');
+
+select set_has('select view_name from exposed_views',
+  $$ values ('api.documents'), ('api.users'), ('api.api_keys'), ('api.audit_logs'), ('platform.tenants') $$,
+  'the catalog query finds the api and platform views');
+select is(
+  array(select view_name from exposed_views v
+        where not exists (select from pg_options_to_table(v.reloptions) o
+                          where o.option_name = 'security_invoker'
+                            and lower(o.option_value) in ('true', 'on', '1', 'yes'))
+        order by 1),
+  '{}'::text[],
+  'every view in api and platform is security_invoker, so row-level security applies to its caller');
+
+-- SECURITY DEFINER functions ---------------------------------------------------
+
+create temp view definer_functions as
+  select p.oid, p.oid::regprocedure::text as fn, p.proconfig
+  from pg_proc p join user_schemas n on n.oid = p.pronamespace
+  where p.prosecdef;
+
+select set_eq('select fn from definer_functions',
+  $$ values ('core.record_audit()'), ('api.begin_request(text,text,text)'), ('api.touch_api_key(text)'),
+            ('api.schema_version()') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, key touch, schema version)');
+select is(
+  array(select fn from definer_functions
+        where not exists (select from unnest(proconfig) as c where c like 'search\_path=%')
+        order by 1),
+  '{}'::text[],
+  'every SECURITY DEFINER function in a non-system schema pins its search_path');
+
+-- app_user: the runtime role owns nothing and can escalate to nothing ----------
+
+select is(
+  (select count(*)::int from pg_shdepend
+   where refclassid = 'pg_authid'::regclass and refobjid = 'app_user'::regrole and deptype = 'o'
+     and dbid in (0, (select oid from pg_database where datname = current_database()))),
+  0,
+  'app_user owns no object of any kind in this database or the cluster');
+select is(array(select oid::regclass::text from pg_class where relowner = 'app_user'::regrole order by 1),
+  '{}'::text[], 'app_user owns no table, view, sequence or index');
+select is(array(select oid::regprocedure::text from pg_proc where proowner = 'app_user'::regrole order by 1),
+  '{}'::text[], 'app_user owns no function');
+select is(array(select nspname::text from pg_namespace where nspowner = 'app_user'::regrole order by 1),
+  '{}'::text[], 'app_user owns no schema');
+select is(array(select oid::regtype::text from pg_type where typowner = 'app_user'::regrole order by 1),
+  '{}'::text[], 'app_user owns no type');
+
+select isnt_superuser('app_user', 'app_user is not a superuser');
+select ok(not rolbypassrls, 'app_user does not bypass row-level security') from pg_roles where rolname = 'app_user';
+select ok(not rolcreaterole, 'app_user cannot create roles') from pg_roles where rolname = 'app_user';
+select ok(not rolcreatedb, 'app_user cannot create databases') from pg_roles where rolname = 'app_user';
+
+-- Temporary schemas are governed by the database's TEMP privilege, not by
+-- schema grants, so they are left out.
+select is(
+  array(select nspname::text from user_schemas where has_schema_privilege('app_user', oid, 'CREATE') order by 1),
+  '{}'::text[],
+  'app_user cannot create objects in any schema');
+select ok(has_schema_privilege('app_user', 'api', 'USAGE'), 'app_user may use schema api');
+select ok(not has_schema_privilege('app_user', 'platform', 'USAGE'), 'app_user may not use schema platform');
+
+select is(
+  array(select format('%s on %s', priv, c.oid::regclass)
+        from pg_class c join user_schemas n on n.oid = c.relnamespace
+        cross join unnest(array['TRUNCATE', 'REFERENCES', 'TRIGGER']) as priv
+        cross join unnest(array['app_user', 'uber_admin']) as r
+        where c.relkind in ('r', 'p', 'v') and has_table_privilege(r, c.oid, priv)
+        order by 1),
+  '{}'::text[],
+  'neither app_user nor uber_admin may TRUNCATE (which ignores row-level security), reference or add triggers to any table');
+select is(
+  array(select c.oid::regclass::text
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname in ('core', 'api', 'platform')
+          and exists (select from aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a where a.grantee = 0)
+        order by 1),
+  '{}'::text[],
+  'no table or view in core, api or platform grants anything to PUBLIC');
+
+-- uber_admin bypasses row-level security but is no superuser -------------------
+
+select ok(rolbypassrls, 'uber_admin bypasses row-level security, to operate across tenants')
+from pg_roles where rolname = 'uber_admin';
+select isnt_superuser('uber_admin', 'uber_admin is not a superuser');
+select ok(not rolcreaterole, 'uber_admin cannot create roles') from pg_roles where rolname = 'uber_admin';
+
+select ok(not pg_has_role('app_user', 'uber_admin', 'MEMBER'), 'app_user is not a member of uber_admin');
+select is(
+  array(select rolname::text from pg_roles
+        where (rolsuper or rolbypassrls) and rolname <> 'app_user' and pg_has_role('app_user', oid, 'MEMBER')
+        order by 1),
+  '{}'::text[],
+  'app_user is not a member, directly or indirectly, of any role that bypasses row-level security');
+-- SET ROLE is checked against the session user, so become app_user for the
+-- session (the superuser may, and may come back) rather than only SET ROLE.
+set local session authorization app_user;
+select throws_ok('set role uber_admin', '42501', 'permission denied to set role "uber_admin"',
+  'app_user cannot SET ROLE uber_admin');
+select throws_ok('set role postgres', '42501', 'permission denied to set role "postgres"',
+  'app_user cannot SET ROLE to the superuser');
+reset session authorization;
+
+-- Function privileges -----------------------------------------------------------
+
+select is(
+  array(select p.oid::regprocedure::text
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname in ('api', 'core', 'platform')
+          and exists (select from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                      where a.grantee = 0 and a.privilege_type = 'EXECUTE')
+        order by 1),
+  '{}'::text[],
+  'no function in api, core or platform is executable by PUBLIC');
+select ok(has_function_privilege('app_user', 'api.begin_request(text,text,text)', 'EXECUTE'),
+  'app_user may execute api.begin_request, which it was granted by name');
+select is(
+  array(select p.oid::regprocedure::text
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = 'platform' and has_function_privilege('app_user', p.oid, 'EXECUTE')
+        order by 1),
+  '{}'::text[],
+  'app_user may execute no platform function');
+select ok(has_function_privilege('uber_admin', 'platform.create_tenant(text,text,text,text)', 'EXECUTE'),
+  'uber_admin may execute platform.create_tenant');
+select is(
+  array(select p.oid::regprocedure::text
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = 'core' and p.prorettype = 'trigger'::regtype
+          and (has_function_privilege('app_user', p.oid, 'EXECUTE')
+               or has_function_privilege('uber_admin', p.oid, 'EXECUTE'))
+        order by 1),
+  '{}'::text[],
+  'neither app_user nor uber_admin may execute a trigger function directly');
+
+-- Keys of tenant-scoped tables ---------------------------------------------------
+
+create temp view tenant_unique_indexes as
+  select i.indexrelid::regclass::text as index_name, i.indkey, a.attnum as tenant_attnum
+  from pg_index i
+  join tenant_tables t on t.oid = i.indrelid
+  join pg_attribute a on a.attrelid = i.indrelid and a.attname = 'tenant_id'
+  where i.indisunique;
+
+select set_has('select index_name from tenant_unique_indexes',
+  $$ values ('core.users_pkey'), ('core.users_tenant_email_key'), ('core.tenant_api_keys_tenant_id_key_hash_key'),
+            ('core.tenants_domain_key') $$,
+  'the catalog query finds the primary keys, unique constraints and unique indexes of tenant-scoped tables');
+-- core.tenants is the root: its primary key is tenant_id itself. Its unique
+-- domain is a platform-wide rule (a hostname can route to only one tenant),
+-- so it deliberately spans tenants and is the one exemption.
+select is(
+  array(select index_name from tenant_unique_indexes
+        where index_name <> 'core.tenants_domain_key'
+          and not tenant_attnum = any (string_to_array(indkey::text, ' ')::int2[])
+        order by 1),
+  '{}'::text[],
+  'every primary key, unique constraint and unique index of a tenant-scoped table includes tenant_id (except the platform-wide tenant domain)');
+
+create temp view tenant_foreign_keys as
+  select c.conname, c.conrelid::regclass::text as tab, c.conkey, c.confkey, s.attnum as src_tenant, r.attnum as ref_tenant
+  from pg_constraint c
+  join tenant_tables st on st.oid = c.conrelid
+  join tenant_tables rt on rt.oid = c.confrelid
+  join pg_attribute s on s.attrelid = c.conrelid and s.attname = 'tenant_id'
+  join pg_attribute r on r.attrelid = c.confrelid and r.attname = 'tenant_id'
+  where c.contype = 'f';
+
+select set_has('select conname::text from tenant_foreign_keys',
+  $$ values ('documents_tenant_id_user_id_fkey'), ('tenant_api_keys_tenant_id_user_id_fkey'),
+            ('audit_logs_tenant_id_fkey') $$,
+  'the catalog query finds the foreign keys between tenant-scoped tables');
+select is(
+  array(select format('%s on %s', conname, tab) from tenant_foreign_keys f
+        where not exists (select from unnest(f.conkey, f.confkey) as k(src, ref)
+                          where k.src = f.src_tenant and k.ref = f.ref_tenant)
+        order by 1),
+  '{}'::text[],
+  'every foreign key between tenant-scoped tables pairs tenant_id with tenant_id, so no row can point into another tenant');
+
+create temp view all_foreign_keys as
+  select c.conname, c.conrelid, c.conrelid::regclass::text as tab, c.conkey
+  from pg_constraint c join user_schemas n on n.oid = c.connamespace
+  where c.contype = 'f';
+
+select cmp_ok((select count(*)::int from all_foreign_keys), '>=', 8,
+  'the catalog query finds the foreign keys of every schema');
+select is(
+  array(select format('%s on %s', f.conname, f.tab) from all_foreign_keys f
+        where not exists (
+          select from pg_index i
+          where i.indrelid = f.conrelid and i.indpred is null and i.indnkeyatts >= cardinality(f.conkey)
+            and (select array_agg(k order by k)
+                 from unnest((string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(f.conkey)]) as k)
+              = (select array_agg(k order by k) from unnest(f.conkey) as k))
+        order by 1),
+  '{}'::text[],
+  'every foreign key has an index whose leading columns are its columns, so deletes and joins on it do not scan');
+
+select * from finish();
+rollback;

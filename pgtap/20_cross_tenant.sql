@@ -1,0 +1,317 @@
+-- Attack matrix: app_user, holding tenant A's context, goes after tenant B's
+-- rows in every tenant-scoped table, directly and through the api. Each denied
+-- case is paired with the allowed one on A's own rows, so a policy that
+-- refuses everything fails as surely as one that lets everything through.
+-- Superusers bypass row-level security even when it is forced: every attack
+-- runs after `set local role app_user`.
+begin;
+select plan(70);
+
+-- pgTAP is installed by the superuser after `alter default privileges revoke
+-- execute on functions from public`, so its functions are not executable by
+-- the roles the suites switch to. Granted for this transaction only.
+grant execute on all functions in schema public to app_user, uber_admin;
+
+-- Fixtures ----------------------------------------------------------------------
+
+-- Two tenants, provisioned the way a platform operator does it.
+set local role uber_admin;
+select tenant_id as tenant_a from platform.create_tenant('Tenant A', 'a.example.com', 'pro', 'Fintech Template') \gset
+select tenant_id as tenant_b from platform.create_tenant('Tenant B', 'b.example.com', 'free', 'Fintech Template') \gset
+reset role;
+
+-- Each tenant's own user and document, created through the api under its context.
+set local role app_user;
+set local app.tenant_id = :'tenant_a';
+select user_id as user_a from api.create_user('alice@a.example.com', 'tenant_admin') \gset
+select user_id as spare_user_a from api.create_user('spare@a.example.com') \gset
+select document_id as doc_a from api.create_document(:'user_a', 'A ledger', repeat('a', 64)) \gset
+select document_id as spare_doc_a from api.create_document(:'user_a', 'A draft', repeat('d', 64)) \gset
+set local app.tenant_id = :'tenant_b';
+select user_id as user_b from api.create_user('bob@b.example.com', 'tenant_admin') \gset
+select document_id as doc_b from api.create_document(:'user_b', 'B ledger', repeat('b', 64)) \gset
+reset role;
+
+-- One API key each, holding every permission, bound to the tenant's user.
+set local role uber_admin;
+select key_id as key_a, key as secret_a
+from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gset
+select key_id as key_b from platform.create_api_key(:'tenant_b', 'B automation', '{*}', :'user_b') \gset
+reset role;
+
+-- Every table with a tenant_id column, found in the catalog.
+create temp view tenant_tables as
+  select c.oid::regclass as rel
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace
+  where c.relkind in ('r', 'p')
+    and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp)'
+    and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
+
+-- Row count and digest of one tenant's rows in every tenant-scoped table.
+create function pg_temp.tenant_fingerprint(p_tenant_id uuid)
+returns table (rel text, row_count bigint, digest text)
+language plpgsql stable
+as $$
+declare
+  v_rel regclass;
+begin
+  for v_rel in select t.rel from tenant_tables t order by 1 loop
+    return query execute format(
+      'select %L::text, count(*), md5(coalesce(string_agg(to_jsonb(t)::text, %L order by to_jsonb(t)::text), %L))
+       from %s t where t.tenant_id = $1', v_rel, ',', '', v_rel)
+    using p_tenant_id;
+  end loop;
+end
+$$;
+
+-- For every table or view with a tenant_id column that the calling role may
+-- read: how many of its visible rows belong to a tenant other than p_tenant_id.
+create function pg_temp.rows_of_other_tenants(p_tenant_id uuid)
+returns table (rel text, foreign_rows bigint)
+language plpgsql stable
+as $$
+declare
+  v_rel regclass;
+begin
+  for v_rel in
+    select c.oid::regclass
+    from pg_class c
+    join pg_namespace n on n.oid = c.relnamespace
+    join pg_attribute a on a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped
+    where c.relkind in ('r', 'p', 'v')
+      and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp)'
+      and has_schema_privilege(n.oid, 'USAGE')
+      and has_column_privilege(c.oid, a.attnum, 'SELECT')
+    order by 1
+  loop
+    return query execute format(
+      'select %L::text, count(*) from %s where tenant_id is distinct from $1', v_rel, v_rel)
+    using p_tenant_id;
+  end loop;
+end
+$$;
+grant execute on function pg_temp.rows_of_other_tenants(uuid) to app_user, uber_admin;
+
+create temp table b_before as select * from pg_temp.tenant_fingerprint(:'tenant_b');
+select ok((select bool_and(row_count > 0) from b_before),
+  'the fixtures give tenant B rows in every tenant-scoped table, so every attack has a target');
+
+-- Reads ---------------------------------------------------------------------------
+
+set local role app_user;
+set local app.tenant_id = :'tenant_a';
+
+select set_has('select rel from pg_temp.rows_of_other_tenants($$' || :'tenant_a' || '$$)',
+  $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'), ('core.tenant_configs'), ('core.tenants'),
+            ('core.audit_logs'), ('api.users'), ('api.documents'), ('api.api_keys'), ('api.tenant_config'),
+            ('api.tenant'), ('api.audit_logs') $$,
+  'app_user can read every tenant-scoped table and api view, so the sweep below covers them all');
+select is(
+  array(select format('%s shows %s foreign rows', rel, foreign_rows)
+        from pg_temp.rows_of_other_tenants(:'tenant_a') where foreign_rows > 0),
+  '{}'::text[],
+  'under tenant A''s context no readable table or view shows a row of another tenant');
+
+select is((select count(*)::int from core.users where tenant_id = :'tenant_b'), 0,
+  'tenant A reads none of tenant B''s users');
+select is((select count(*)::int from core.users), 2, 'tenant A reads its own two users');
+select is_empty(format('select 1 from api.users where user_id = %L', :'user_b'),
+  'tenant A cannot fetch tenant B''s user by id through api.users');
+select is((select count(*)::int from core.documents where tenant_id = :'tenant_b'), 0,
+  'tenant A reads none of tenant B''s documents');
+select is((select count(*)::int from api.documents), 2, 'tenant A reads its own two documents');
+select is_empty(format('select 1 from api.documents where document_id = %L', :'doc_b'),
+  'tenant A cannot fetch tenant B''s document by id through api.documents');
+select is((select count(key_id)::int from core.tenant_api_keys where tenant_id = :'tenant_b'), 0,
+  'tenant A reads none of tenant B''s API keys');
+select results_eq('select key_id from api.list_api_keys()', format('values (%L::uuid)', :'key_a'),
+  'api.list_api_keys lists tenant A''s key and only it');
+select is((select count(*)::int from core.tenant_configs where tenant_id = :'tenant_b'), 0,
+  'tenant A reads none of tenant B''s configuration');
+select results_eq('select tenant_id from api.tenant_config', format('values (%L::uuid)', :'tenant_a'),
+  'api.tenant_config shows tenant A''s configuration and only it');
+select is((select count(*)::int from core.tenants where tenant_id = :'tenant_b'), 0,
+  'tenant A cannot read tenant B''s tenant row');
+select results_eq('select tenant_id from api.tenant', format('values (%L::uuid)', :'tenant_a'),
+  'api.tenant shows tenant A and only it');
+select is((select count(*)::int from core.audit_logs where tenant_id = :'tenant_b'), 0,
+  'tenant A reads none of tenant B''s audit entries');
+select isnt_empty('select 1 from api.list_audit_logs()', 'tenant A reads its own audit entries');
+
+-- Updates -------------------------------------------------------------------------
+
+select is_empty(format($$ update core.users set role = 'viewer' where tenant_id = %L returning 1 $$, :'tenant_b'),
+  'tenant A''s UPDATE of tenant B''s users touches no row');
+select is_empty(format($$ select * from api.update_user(%L, p_role => 'viewer') $$, :'user_b'),
+  'api.update_user on tenant B''s user returns no row under tenant A');
+select isnt_empty(format($$ select * from api.update_user(%L, p_role => 'member') $$, :'user_a'),
+  'api.update_user on tenant A''s own user returns the row');
+select is_empty(format($$ update core.documents set title = 'pwned' where tenant_id = %L returning 1 $$, :'tenant_b'),
+  'tenant A''s UPDATE of tenant B''s documents touches no row');
+select is_empty(format($$ select * from api.update_document(%L, p_title => 'pwned') $$, :'doc_b'),
+  'api.update_document on tenant B''s document returns no row under tenant A');
+select isnt_empty(format($$ select * from api.update_document(%L, p_title => 'A ledger v2') $$, :'doc_a'),
+  'api.update_document on tenant A''s own document returns the row');
+select is_empty(format($$ update core.tenant_api_keys set revoked_at = now() where tenant_id = %L returning 1 $$,
+  :'tenant_b'), 'tenant A''s UPDATE revoking tenant B''s API keys touches no row');
+select is_empty(format('select * from api.revoke_api_key(%L)', :'key_b'),
+  'api.revoke_api_key on tenant B''s key returns no row under tenant A');
+select is_empty(format($$ update core.tenant_configs set settings = '{}' where tenant_id = %L returning 1 $$,
+  :'tenant_b'), 'tenant A''s UPDATE of tenant B''s configuration touches no row');
+select results_eq($$ select tenant_id, settings ->> 'currency' from api.update_tenant_config('{"currency": "USD"}') $$,
+  format($$ values (%L::uuid, 'USD') $$, :'tenant_a'),
+  'api.update_tenant_config changes tenant A''s configuration and only it');
+select throws_ok(format($$ update core.tenants set name = 'pwned' where tenant_id = %L $$, :'tenant_b'), '42501',
+  'permission denied for table tenants', 'app_user may not UPDATE core.tenants at all');
+select throws_ok(format($$ update core.audit_logs set action = 'x' where tenant_id = %L $$, :'tenant_b'), '42501',
+  'permission denied for table audit_logs', 'app_user may not UPDATE core.audit_logs at all');
+select throws_ok(format('update core.users set tenant_id = %L where user_id = %L', :'tenant_b', :'user_a'), '42501',
+  'permission denied for table users', 'tenant A cannot move its user into tenant B: tenant_id is not updatable');
+
+-- Deletes -------------------------------------------------------------------------
+
+select is_empty(format('delete from core.documents where tenant_id = %L returning 1', :'tenant_b'),
+  'tenant A''s DELETE of tenant B''s documents touches no row');
+select is_empty(format('select * from api.delete_document(%L)', :'doc_b'),
+  'api.delete_document on tenant B''s document returns no row under tenant A');
+select isnt_empty(format('select * from api.delete_document(%L)', :'spare_doc_a'),
+  'api.delete_document on tenant A''s own document deletes it');
+select is_empty(format('delete from core.users where tenant_id = %L returning 1', :'tenant_b'),
+  'tenant A''s DELETE of tenant B''s users touches no row');
+select is_empty(format('select * from api.delete_user(%L)', :'user_b'),
+  'api.delete_user on tenant B''s user returns no row under tenant A');
+select isnt_empty(format('select * from api.delete_user(%L)', :'spare_user_a'),
+  'api.delete_user on tenant A''s own user deletes it');
+select throws_ok(format('delete from core.tenant_api_keys where tenant_id = %L', :'tenant_b'), '42501',
+  'permission denied for table tenant_api_keys', 'app_user may not DELETE API keys at all (keys are revoked, not deleted)');
+select throws_ok(format('delete from core.tenant_configs where tenant_id = %L', :'tenant_b'), '42501',
+  'permission denied for table tenant_configs', 'app_user may not DELETE configurations at all');
+select throws_ok(format('delete from core.tenants where tenant_id = %L', :'tenant_b'), '42501',
+  'permission denied for table tenants', 'app_user may not DELETE tenants at all');
+select throws_ok(format('delete from core.audit_logs where tenant_id = %L', :'tenant_b'), '42501',
+  'permission denied for table audit_logs', 'app_user may not DELETE audit entries at all');
+
+-- Inserts into tenant B ---------------------------------------------------------------
+
+-- tenant_id is insert-granted only on core.tenant_api_keys; there the policy
+-- itself must refuse tenant B.
+select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions)
+    values (%L, repeat('e', 64), 'tnk_evilevil', 'Planted', '{*}') $$, :'tenant_b'), '42501',
+  'new row violates row-level security policy for table "tenant_api_keys"',
+  'tenant A cannot plant an API key in tenant B: the insert policy refuses it');
+select throws_ok(format($$ select * from core.issue_api_key(%L, 'Planted', '{*}') $$, :'tenant_b'), '42501',
+  'new row violates row-level security policy for table "tenant_api_keys"',
+  'core.issue_api_key, executable by app_user, cannot issue a key for tenant B');
+select lives_ok(format($$ select * from core.issue_api_key(%L, 'Own', '{documents:read}') $$, :'tenant_a'),
+  'core.issue_api_key issues a key for tenant A itself');
+select throws_ok(format($$ insert into core.users (tenant_id, email) values (%L, 'mallory@b.example.com') $$,
+  :'tenant_b'), '42501', 'permission denied for table users',
+  'tenant A cannot choose tenant_id when adding a user: the column is not insert-granted');
+select lives_ok($$ insert into core.users (email) values ('carol@a.example.com') $$,
+  'tenant A adds a user through the granted columns; tenant_id comes from its context');
+select is((select tenant_id from core.users where email = 'carol@a.example.com'), :'tenant_a'::uuid,
+  'the user added without a tenant_id landed in tenant A');
+select throws_ok(format($$ insert into core.documents (tenant_id, user_id, title, content_hash)
+    values (%L, %L, 'Planted', repeat('e', 64)) $$, :'tenant_b', :'user_b'), '42501',
+  'permission denied for table documents',
+  'tenant A cannot choose tenant_id when adding a document: the column is not insert-granted');
+select throws_ok(format($$ insert into core.tenant_configs (tenant_id, settings) values (%L, '{}') $$, :'tenant_b'),
+  '42501', 'permission denied for table tenant_configs', 'app_user may not INSERT configurations at all');
+select throws_ok(format($$ insert into core.tenants (tenant_id, name) values (%L, 'Tenant B2') $$, :'tenant_b'),
+  '42501', 'permission denied for table tenants', 'app_user may not INSERT tenants at all');
+select throws_ok(format($$ insert into core.audit_logs (tenant_id, action, resource_type, resource_id)
+    values (%L, 'delete', 'documents', %L) $$, :'tenant_b', :'doc_b'),
+  '42501', 'permission denied for table audit_logs', 'app_user may not forge audit entries');
+
+-- Cross-tenant references -----------------------------------------------------------
+
+select throws_ok(format($$ select * from api.create_document(%L, 'Stolen author', repeat('c', 64)) $$, :'user_b'),
+  '23503', 'insert or update on table "documents" violates foreign key constraint "documents_tenant_id_user_id_fkey"',
+  'a document of tenant A cannot name tenant B''s user as author');
+select lives_ok(format($$ select * from api.create_document(%L, 'Own author', repeat('c', 64)) $$, :'user_a'),
+  'a document of tenant A can name tenant A''s user as author');
+select results_eq(
+  format($$ select tenant_id from api.begin_request(encode(sha256(convert_to(%L, 'UTF8')), 'hex'), 'keys:write', 'req-x') $$,
+    :'secret_a'),
+  format('values (%L::uuid)', :'tenant_a'),
+  'tenant A''s key authenticates as tenant A (context for the key tests below)');
+select throws_ok(format($$ select * from api.create_api_key('Stolen user', '{documents:read}', %L) $$, :'user_b'),
+  '23503',
+  'insert or update on table "tenant_api_keys" violates foreign key constraint "tenant_api_keys_tenant_id_user_id_fkey"',
+  'an API key of tenant A cannot be bound to tenant B''s user');
+select lives_ok(format($$ select * from api.create_api_key('Own user', '{documents:read}', %L) $$, :'user_a'),
+  'an API key of tenant A can be bound to tenant A''s user');
+
+-- Defence in depth: the policies refuse tenant B on their own -------------------------
+
+-- The grants above already stop app_user from naming a tenant_id on most
+-- tables. Widen them for this transaction, as a careless future migration
+-- might, and check that the insert and update policies still refuse tenant B.
+reset role;
+grant insert on core.users, core.documents, core.tenant_configs, core.tenants, core.audit_logs to app_user;
+grant update (tenant_id) on core.users, core.documents to app_user;
+set local role app_user;
+
+select throws_ok(format($$ insert into core.users (tenant_id, email) values (%L, 'mallory@b.example.com') $$,
+  :'tenant_b'), '42501', 'new row violates row-level security policy for table "users"',
+  'with INSERT (tenant_id) granted, the policy still refuses a user for tenant B');
+select throws_ok(format($$ insert into core.documents (tenant_id, user_id, title, content_hash)
+    values (%L, %L, 'Planted', repeat('e', 64)) $$, :'tenant_b', :'user_b'), '42501',
+  'new row violates row-level security policy for table "documents"',
+  'with INSERT (tenant_id) granted, the policy still refuses a document for tenant B');
+select throws_ok(format($$ insert into core.tenant_configs (tenant_id, settings) values (%L, '{}') $$, :'tenant_b'),
+  '42501', 'new row violates row-level security policy for table "tenant_configs"',
+  'with INSERT granted, the policy still refuses a configuration for tenant B');
+select throws_ok(format($$ insert into core.tenants (tenant_id, name) values (%L, 'Tenant B2') $$, :'tenant_b'),
+  '42501', 'new row violates row-level security policy for table "tenants"',
+  'with INSERT granted, the policy still refuses a tenant row other than tenant A');
+select throws_ok(format($$ insert into core.audit_logs (tenant_id, action, resource_type, resource_id)
+    values (%L, 'delete', 'documents', %L) $$, :'tenant_b', :'doc_b'), '42501',
+  'new row violates row-level security policy for table "audit_logs"',
+  'with INSERT granted, the policy still refuses a forged audit entry for tenant B');
+select throws_ok(format('update core.users set tenant_id = %L where user_id = %L', :'tenant_b', :'user_a'), '42501',
+  'new row violates row-level security policy for table "users"',
+  'with UPDATE (tenant_id) granted, the policy still refuses moving a user into tenant B');
+select throws_ok(format('update core.documents set tenant_id = %L where document_id = %L', :'tenant_b', :'doc_a'),
+  '42501', 'new row violates row-level security policy for table "documents"',
+  'with UPDATE (tenant_id) granted, the policy still refuses moving a document into tenant B');
+select lives_ok(format($$ insert into core.users (tenant_id, email) values (%L, 'dave@a.example.com') $$, :'tenant_a'),
+  'with INSERT (tenant_id) granted, a user for tenant A itself is still accepted');
+
+-- The widened grants last until the rollback at the end of this file; only
+-- superuser and uber_admin checks follow.
+reset role;
+
+-- Tenant B is untouched -------------------------------------------------------------
+
+select set_eq('select * from pg_temp.tenant_fingerprint(' || quote_literal(:'tenant_b') || ')',
+  'select * from b_before',
+  'after every attack by tenant A, tenant B''s rows in every tenant-scoped table are exactly as before (checked as superuser)');
+select isnt(
+  (select digest from pg_temp.tenant_fingerprint(:'tenant_a') where rel = 'core.documents'),
+  (select md5('')),
+  'the fingerprint sees tenant A''s documents, so an unchanged tenant B is not a blind spot');
+
+-- The platform operator sees every tenant ------------------------------------------------
+
+-- uber_admin bypasses row-level security, even with tenant A's context still set.
+set local role uber_admin;
+select set_has('select tenant_id from platform.tenants',
+  format('values (%L::uuid), (%L::uuid)', :'tenant_a', :'tenant_b'),
+  'uber_admin sees both tenants in platform.tenants');
+select set_has('select tenant_id from core.users', format('values (%L::uuid), (%L::uuid)', :'tenant_a', :'tenant_b'),
+  'uber_admin sees users of both tenants');
+select set_has('select tenant_id from core.documents', format('values (%L::uuid), (%L::uuid)', :'tenant_a', :'tenant_b'),
+  'uber_admin sees documents of both tenants');
+select set_has('select tenant_id from platform.audit_logs',
+  format('values (%L::uuid), (%L::uuid)', :'tenant_a', :'tenant_b'),
+  'uber_admin sees audit entries of both tenants');
+select set_has(
+  format('select rel from pg_temp.rows_of_other_tenants(%L) where foreign_rows > 0', :'tenant_a'),
+  $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'), ('core.tenant_configs'), ('core.tenants'),
+            ('core.audit_logs') $$,
+  'uber_admin sees rows of other tenants in every tenant-scoped table, where app_user saw none');
+reset role;
+
+select * from finish();
+rollback;

@@ -1,0 +1,169 @@
+-- Fail closed: without a tenant context (app.tenant_id never set, or set to
+-- the empty string, which is what a transaction-local setting reads as once
+-- its transaction is over) app_user reads no tenant row and writes none.
+--
+-- The fixtures are written by the superuser with explicit tenant ids, not
+-- through the api, because the api needs app.tenant_id and, once a setting has
+-- been set in a session, it can never again be "not set" there.
+begin;
+select plan(36);
+
+-- pgTAP is installed by the superuser after `alter default privileges revoke
+-- execute on functions from public`, so its functions are not executable by
+-- the roles the suites switch to. Granted for this transaction only.
+grant execute on all functions in schema public to app_user, uber_admin;
+
+select ok(current_setting('app.tenant_id', true) is null,
+  'the session starts with app.tenant_id not set at all');
+
+-- Fixtures ----------------------------------------------------------------------
+
+set local role uber_admin;
+select tenant_id as tenant_a from platform.create_tenant('Tenant A', null, 'pro', 'Fintech Template') \gset
+reset role;
+insert into core.users (tenant_id, email) values (:'tenant_a', 'alice@a.example.com') returning user_id as user_a \gset
+insert into core.documents (tenant_id, user_id, title, content_hash)
+values (:'tenant_a', :'user_a', 'A ledger', repeat('a', 64)) returning document_id as doc_a \gset
+set local role uber_admin;
+select key_id as key_a from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gset
+reset role;
+
+-- For every table or view with a tenant_id column that the calling role may
+-- read: how many rows it shows.
+create function pg_temp.visible_rows()
+returns table (rel text, row_count bigint)
+language plpgsql stable
+as $$
+declare
+  v_rel regclass;
+begin
+  for v_rel in
+    select c.oid::regclass
+    from pg_class c
+    join pg_namespace n on n.oid = c.relnamespace
+    join pg_attribute a on a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped
+    where c.relkind in ('r', 'p', 'v')
+      and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp)'
+      and has_schema_privilege(n.oid, 'USAGE')
+      and has_column_privilege(c.oid, a.attnum, 'SELECT')
+    order by 1
+  loop
+    return query execute format('select %L::text, count(*) from %s', v_rel, v_rel);
+  end loop;
+end
+$$;
+grant execute on function pg_temp.visible_rows() to app_user;
+
+create temp table rows_before as select * from pg_temp.visible_rows();
+select is(
+  array(select rel from rows_before where row_count = 0 and rel like 'core.%' order by 1),
+  '{}'::text[],
+  'the fixtures put rows in every tenant-scoped table, so reading none of them means something');
+
+-- No context at all -------------------------------------------------------------
+
+set local role app_user;
+
+select set_has('select rel from pg_temp.visible_rows()',
+  $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'), ('core.tenant_configs'), ('core.tenants'),
+            ('core.audit_logs'), ('api.users'), ('api.documents'), ('api.api_keys'), ('api.tenant_config'),
+            ('api.tenant'), ('api.audit_logs') $$,
+  'app_user can read every tenant-scoped table and api view, so the sweep below covers them all');
+select is(
+  array(select format('%s shows %s rows', rel, row_count) from pg_temp.visible_rows() where row_count > 0),
+  '{}'::text[],
+  'without app.tenant_id every tenant-scoped table and api view reads as empty');
+select is_empty('select * from api.list_users()', 'without context api.list_users lists nobody');
+select is_empty('select * from api.list_documents()', 'without context api.list_documents lists nothing');
+select is_empty('select * from api.list_api_keys()', 'without context api.list_api_keys lists nothing');
+select is_empty('select * from api.list_audit_logs()', 'without context api.list_audit_logs lists nothing');
+
+select throws_ok($$ select * from api.create_user('mallory@example.com') $$, '42501',
+  'new row violates row-level security policy for table "users"',
+  'without context api.create_user is refused by the insert policy');
+select throws_ok(format($$ select * from api.create_document(%L, 'Orphan', repeat('f', 64)) $$, :'user_a'), '42501',
+  'new row violates row-level security policy for table "documents"',
+  'without context api.create_document is refused by the insert policy');
+select throws_ok(format($$ select * from core.issue_api_key(%L, 'Orphan', '{*}') $$, :'tenant_a'), '42501',
+  'new row violates row-level security policy for table "tenant_api_keys"',
+  'without context a key cannot be issued, even naming an existing tenant');
+select throws_ok($$ select * from api.create_api_key('Orphan', '{documents:read}') $$, 'PT403',
+  'a key can only grant permissions it holds itself',
+  'without context api.create_api_key refuses: there is no calling key');
+select is_empty(format($$ select * from api.update_user(%L, p_role => 'viewer') $$, :'user_a'),
+  'without context api.update_user changes nobody');
+select is_empty(format($$ select * from api.update_document(%L, p_title => 'pwned') $$, :'doc_a'),
+  'without context api.update_document changes nothing');
+select is_empty(format('select * from api.revoke_api_key(%L)', :'key_a'),
+  'without context api.revoke_api_key revokes nothing');
+select is_empty($$ select * from api.update_tenant_config('{"currency": "USD"}') $$,
+  'without context api.update_tenant_config changes nothing');
+select is_empty(format('select * from api.delete_document(%L)', :'doc_a'),
+  'without context api.delete_document deletes nothing');
+select is_empty(format('select * from api.delete_user(%L)', :'user_a'),
+  'without context api.delete_user deletes nobody');
+select is_empty($$ update core.users set role = 'viewer' returning 1 $$,
+  'without context an unqualified UPDATE of core.users touches no row');
+select is_empty('delete from core.documents returning 1',
+  'without context an unqualified DELETE of core.documents touches no row');
+
+-- Empty context ---------------------------------------------------------------------
+
+set local app.tenant_id = '';
+
+select is(
+  array(select format('%s shows %s rows', rel, row_count) from pg_temp.visible_rows() where row_count > 0),
+  '{}'::text[],
+  'with app.tenant_id set to the empty string every tenant-scoped table and api view reads as empty');
+select is_empty('select * from api.list_documents()', 'with an empty context api.list_documents lists nothing');
+select throws_ok($$ select * from api.create_user('mallory@example.com') $$, '42501',
+  'new row violates row-level security policy for table "users"',
+  'with an empty context api.create_user is refused by the insert policy');
+select throws_ok(format($$ select * from api.create_document(%L, 'Orphan', repeat('f', 64)) $$, :'user_a'), '42501',
+  'new row violates row-level security policy for table "documents"',
+  'with an empty context api.create_document is refused by the insert policy');
+select throws_ok(format($$ select * from core.issue_api_key(%L, 'Orphan', '{*}') $$, :'tenant_a'), '42501',
+  'new row violates row-level security policy for table "tenant_api_keys"',
+  'with an empty context a key cannot be issued, even naming an existing tenant');
+select is_empty(format($$ select * from api.update_document(%L, p_title => 'pwned') $$, :'doc_a'),
+  'with an empty context api.update_document changes nothing');
+select is_empty(format('select * from api.delete_user(%L)', :'user_a'),
+  'with an empty context api.delete_user deletes nobody');
+select is_empty($$ select * from api.update_tenant_config('{"currency": "USD"}') $$,
+  'with an empty context api.update_tenant_config changes nothing');
+
+-- Malformed context ------------------------------------------------------------------
+
+set local app.tenant_id = 'not-a-uuid';
+select throws_ok('select * from api.users', '22P02', null,
+  'a malformed app.tenant_id makes reads fail rather than match anything');
+select throws_ok($$ select * from api.create_user('mallory@example.com') $$, '22P02', null,
+  'a malformed app.tenant_id makes writes fail rather than land anywhere');
+
+-- With the tenant's context, the same calls work -----------------------------------
+
+set local app.tenant_id = :'tenant_a';
+select results_eq('select user_id from api.users', format('values (%L::uuid)', :'user_a'),
+  'with tenant A''s context api.users shows tenant A''s user');
+select results_eq('select document_id from api.list_documents()', format('values (%L::uuid)', :'doc_a'),
+  'with tenant A''s context api.list_documents lists tenant A''s document');
+select isnt_empty($$ select * from api.create_user('bob@a.example.com') $$,
+  'with tenant A''s context api.create_user adds a user');
+select isnt_empty(format($$ select * from api.update_document(%L, p_title => 'A ledger v2') $$, :'doc_a'),
+  'with tenant A''s context api.update_document changes the document');
+reset role;
+
+-- Nothing was written while the context was missing --------------------------------
+
+select results_eq(
+  $$ select rel, row_count from pg_temp.visible_rows() where rel in ('core.users', 'core.documents')
+     order by rel $$,
+  $$ select rel, row_count + case rel when 'core.users' then 1 else 0 end from rows_before
+     where rel in ('core.users', 'core.documents') order by rel $$,
+  'only the user added under tenant A''s context is new; no document or user was written without context');
+select is(
+  (select title from core.documents where document_id = :'doc_a'), 'A ledger v2',
+  'the document changed only under tenant A''s context, never to the title tried without context');
+
+select * from finish();
+rollback;
