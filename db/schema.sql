@@ -173,13 +173,18 @@ COMMENT ON FUNCTION api.claim_idempotency_key(p_idempotency_key text, p_request_
 --
 
 CREATE FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
     AS $$
 begin
+  if core.current_tenant_id() is null then
+    raise exception 'no tenant context' using errcode = 'PT401';
+  end if;
   -- A key can hand out only what it holds itself: no escalation to '*'.
   if not exists (
     select from core.tenant_api_keys k
-    where k.key_id = core.current_api_key_id()
+    where k.tenant_id = core.current_tenant_id()
+      and k.key_id = core.current_api_key_id()
       and ('*' = any (k.permissions) or coalesce(p_permissions, '{}') <@ k.permissions)
   ) then
     raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
@@ -492,7 +497,7 @@ $$;
 -- Name: FUNCTION delete_user(p_user_id uuid); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.delete_user(p_user_id uuid) IS 'Removes a user of the current tenant and the API keys bound to them; no row when unknown';
+COMMENT ON FUNCTION api.delete_user(p_user_id uuid) IS 'Removes a user of the current tenant and the API keys bound to them; no row when unknown; fails (23503) while the user authors documents';
 
 
 --
@@ -1978,12 +1983,16 @@ CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.users FOR E
 
 CREATE TRIGGER reject_truncate BEFORE TRUNCATE ON core.audit_logs FOR EACH STATEMENT EXECUTE FUNCTION core.reject_audit_change();
 
+ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER reject_truncate;
+
 
 --
 -- Name: audit_logs reject_update_delete; Type: TRIGGER; Schema: core; Owner: -
 --
 
 CREATE TRIGGER reject_update_delete BEFORE DELETE OR UPDATE ON core.audit_logs FOR EACH ROW EXECUTE FUNCTION core.reject_audit_change();
+
+ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER reject_update_delete;
 
 
 --

@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(252);
+select plan(284);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -20,8 +20,9 @@ select has_role('uber_admin', 'role uber_admin (platform operators) exists');
 select has_extension('extensions', 'pgcrypto', 'pgcrypto is installed in schema extensions');
 
 select tables_are('core',
-  array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys'],
-  'core holds exactly the seven tables the migrations create');
+  array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
+        'idempotency_keys'],
+  'core holds exactly the eight tables the migrations create');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
 select tables_are('platform', '{}'::name[], 'platform holds no tables, only views and functions');
 
@@ -34,7 +35,8 @@ select views_are('platform', array['tenants', 'audit_logs'],
 select functions_are('api',
   array['list_audit_logs', 'update_tenant_config', 'list_users', 'create_user', 'update_user', 'delete_user',
         'list_documents', 'create_document', 'update_document', 'delete_document', 'create_api_key',
-        'list_api_keys', 'revoke_api_key', 'begin_request', 'touch_api_key', 'schema_version'],
+        'list_api_keys', 'revoke_api_key', 'begin_request', 'touch_api_key', 'schema_version',
+        'claim_idempotency_key', 'save_idempotent_response'],
   'api holds exactly the functions the HTTP layer calls');
 select functions_are('platform',
   array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key'],
@@ -69,6 +71,10 @@ select columns_are('core', 'tenant_api_keys',
   array['tenant_id', 'key_id', 'key_hash', 'key_prefix', 'name', 'permissions', 'user_id', 'expires_at',
         'revoked_at', 'last_used_at', 'created_at', 'updated_at'],
   'core.tenant_api_keys has exactly the columns of the migration');
+select columns_are('core', 'idempotency_keys',
+  array['tenant_id', 'idempotency_key', 'request_hash', 'response_status', 'response_body', 'created_at',
+        'updated_at', 'expires_at'],
+  'core.idempotency_keys has exactly the columns of the migration');
 
 create temp table expected_columns (tab name, col name, typ text, not_null boolean);
 insert into expected_columns values
@@ -126,7 +132,15 @@ insert into expected_columns values
   ('tenant_api_keys', 'revoked_at', 'timestamp with time zone', false),
   ('tenant_api_keys', 'last_used_at', 'timestamp with time zone', false),
   ('tenant_api_keys', 'created_at', 'timestamp with time zone', true),
-  ('tenant_api_keys', 'updated_at', 'timestamp with time zone', true);
+  ('tenant_api_keys', 'updated_at', 'timestamp with time zone', true),
+  ('idempotency_keys', 'tenant_id', 'uuid', true),
+  ('idempotency_keys', 'idempotency_key', 'text', true),
+  ('idempotency_keys', 'request_hash', 'text', true),
+  ('idempotency_keys', 'response_status', 'integer', false),
+  ('idempotency_keys', 'response_body', 'jsonb', false),
+  ('idempotency_keys', 'created_at', 'timestamp with time zone', true),
+  ('idempotency_keys', 'updated_at', 'timestamp with time zone', true),
+  ('idempotency_keys', 'expires_at', 'timestamp with time zone', true);
 
 select col_type_is('core', tab, col, typ, format('core.%I.%I is of type %s', tab, col, typ))
 from expected_columns order by tab, col;
@@ -140,16 +154,18 @@ from expected_columns order by tab, col;
 -- the client: every table app_user inserts into defaults tenant_id to it.
 select col_default_is('core', t, 'tenant_id', 'core.current_tenant_id()',
   format('core.%I.tenant_id defaults to core.current_tenant_id()', t))
-from unnest(array['users', 'documents', 'tenant_api_keys']) as t;
+from unnest(array['users', 'documents', 'tenant_api_keys', 'idempotency_keys']) as t;
 select col_default_is('core', 'tenants', 'subscription_tier', 'free', 'a new tenant is on the free tier');
 select col_default_is('core', 'users', 'role', 'member', 'a new user is a member');
 select col_default_is('core', 'tenant_api_keys', 'permissions', '{}', 'a new API key holds no permission');
+select col_default_is('core', 'idempotency_keys', 'expires_at', $$(now() + '24:00:00'::interval)$$,
+  'an idempotency key expires 24 hours after it is claimed');
 
 -- Keys ------------------------------------------------------------------------
 
 select has_pk('core', t, format('core.%I has a primary key', t))
 from unnest(array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents',
-                  'tenant_api_keys']) as t;
+                  'tenant_api_keys', 'idempotency_keys']) as t;
 select col_is_pk('core', 'tenants', array['tenant_id'], 'the primary key of core.tenants is (tenant_id)');
 select col_is_pk('core', 'audit_logs', array['tenant_id', 'log_id'],
   'the primary key of core.audit_logs is (tenant_id, log_id)');
@@ -161,6 +177,8 @@ select col_is_pk('core', 'documents', array['tenant_id', 'document_id'],
   'the primary key of core.documents is (tenant_id, document_id)');
 select col_is_pk('core', 'tenant_api_keys', array['tenant_id', 'key_id'],
   'the primary key of core.tenant_api_keys is (tenant_id, key_id)');
+select col_is_pk('core', 'idempotency_keys', array['tenant_id', 'idempotency_key'],
+  'the primary key of core.idempotency_keys is (tenant_id, idempotency_key): a key is unique per tenant');
 
 select col_is_unique('core', 'tenants', array['domain'], 'a domain belongs to at most one tenant');
 select col_is_unique('core', 'templates', array['name'], 'template names are unique');
@@ -185,6 +203,8 @@ select fk_ok('core', 'tenant_api_keys', array['tenant_id'], 'core', 'tenants', a
   'API keys reference their tenant');
 select fk_ok('core', 'tenant_api_keys', array['tenant_id', 'user_id'], 'core', 'users', array['tenant_id', 'user_id'],
   'API keys reference their user through (tenant_id, user_id), so the user is of the same tenant');
+select fk_ok('core', 'idempotency_keys', array['tenant_id'], 'core', 'tenants', array['tenant_id'],
+  'idempotency keys reference their tenant');
 select is(
   (select confdeltype from pg_constraint where conname = 'tenant_api_keys_tenant_id_user_id_fkey'
      and conrelid = 'core.tenant_api_keys'::regclass),
@@ -212,6 +232,8 @@ select indexes_are('core', 'tenant_api_keys',
   array['tenant_api_keys_pkey', 'tenant_api_keys_tenant_id_key_hash_key', 'tenant_api_keys_key_hash_idx',
         'tenant_api_keys_tenant_user_idx', 'tenant_api_keys_tenant_created_at_idx'],
   'core.tenant_api_keys has exactly its primary key, the hash key and the three lookup indexes');
+select indexes_are('core', 'idempotency_keys', array['idempotency_keys_pkey', 'idempotency_keys_tenant_expires_at_idx'],
+  'core.idempotency_keys has exactly its primary key and the expiry index');
 
 select has_index('core', tab, idx, cols, format('index %s is on core.%s (%s)', idx, tab, array_to_string(cols, ', ')))
 from (values
@@ -226,13 +248,15 @@ from (values
   ('documents', 'documents_tenant_user_created_at_idx', array['tenant_id', 'user_id', 'created_at', 'document_id']),
   ('tenant_api_keys', 'tenant_api_keys_key_hash_idx', array['key_hash']),
   ('tenant_api_keys', 'tenant_api_keys_tenant_user_idx', array['tenant_id', 'user_id']),
-  ('tenant_api_keys', 'tenant_api_keys_tenant_created_at_idx', array['tenant_id', 'created_at', 'key_id'])
+  ('tenant_api_keys', 'tenant_api_keys_tenant_created_at_idx', array['tenant_id', 'created_at', 'key_id']),
+  ('idempotency_keys', 'idempotency_keys_tenant_expires_at_idx', array['tenant_id', 'expires_at'])
 ) as v(tab, idx, cols);
 
 -- Triggers --------------------------------------------------------------------
 
 select has_trigger('core', t, 'set_updated_at', format('core.%I keeps updated_at current by trigger', t))
-from unnest(array['tenants', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys']) as t;
+from unnest(array['tenants', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
+                  'idempotency_keys']) as t;
 select has_trigger('core', t, 'record_audit', format('changes to core.%I are audited by trigger', t))
 from unnest(array['tenants', 'tenant_configs', 'users', 'documents', 'tenant_api_keys']) as t;
 select has_trigger('core', 'audit_logs', 'reject_update_delete', 'core.audit_logs refuses UPDATE and DELETE by trigger');
@@ -249,7 +273,8 @@ from (values
   ('users', 'email'), ('users', 'role'),
   ('documents', 'title'), ('documents', 'content_hash'), ('documents', 'metadata'),
   ('tenant_api_keys', 'key_hash'), ('tenant_api_keys', 'key_prefix'), ('tenant_api_keys', 'name'),
-  ('tenant_api_keys', 'permissions')
+  ('tenant_api_keys', 'permissions'),
+  ('idempotency_keys', 'idempotency_key'), ('idempotency_keys', 'request_hash'), ('idempotency_keys', 'response_status')
 ) as v(tab, col);
 
 -- ...and each one accepts the edge of its rule and refuses just past it.
@@ -340,6 +365,19 @@ select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash
 select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name)
     values (%L, upper(repeat('ab', 32)), 'tnk_abcdefgh', 'Upper') $$, :'tenant_id'), '23514', null,
   'a key hash in upper-case hex is refused');
+
+select lives_ok(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
+    values (%L, %L, repeat('c', 64), 599) $$, :'tenant_id', repeat('k', 255)),
+  'an idempotency key of 255 characters with a hex request hash and status 599 is accepted');
+select throws_ok(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash)
+    values (%L, %L, repeat('c', 64)) $$, :'tenant_id', repeat('k', 256)), '23514', null,
+  'an idempotency key of 256 characters is refused');
+select throws_ok(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash)
+    values (%L, 'retry-1', 'not-a-hash') $$, :'tenant_id'), '23514', null,
+  'a request hash that is not 64 lower-case hex digits is refused');
+select throws_ok(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
+    values (%L, 'retry-2', repeat('c', 64), 600) $$, :'tenant_id'), '23514', null,
+  'a stored HTTP status above 599 is refused');
 
 -- Seed data -------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ create temp view user_schemas as
 select set_has(
   'select tab from tenant_tables',
   $$ values ('core.tenants'), ('core.audit_logs'), ('core.tenant_configs'), ('core.users'), ('core.documents'),
-            ('core.tenant_api_keys') $$,
+            ('core.tenant_api_keys'), ('core.idempotency_keys') $$,
   'the catalog query finds every known tenant-scoped table');
 
 -- Row-level security on every tenant-scoped table ------------------------------
@@ -55,24 +55,24 @@ select is(
 -- has no UPDATE or DELETE policy because triggers refuse both for every role
 -- (checked below).
 select is(
-  array(select format('%s has no permissive %s policy', t.tab, cmd)
+  array(select format('%s has no permissive %s policy', t.tab, wanted.cmd)
         from tenant_tables t
-        cross join unnest(array['SELECT', 'INSERT', 'UPDATE', 'DELETE']) as cmd
+        cross join unnest(array['SELECT', 'INSERT', 'UPDATE', 'DELETE']) as wanted (cmd)
         where t.tab <> 'core.audit_logs'
           and not exists (select from pg_policies p
                           where format('%I.%I', p.schemaname, p.tablename)::regclass = t.oid
-                            and p.permissive = 'PERMISSIVE' and p.cmd in (cmd, 'ALL'))
+                            and p.permissive = 'PERMISSIVE' and p.cmd in (wanted.cmd, 'ALL'))
         order by 1),
   '{}'::text[],
   'every tenant-scoped table except core.audit_logs has a policy for SELECT, INSERT, UPDATE and DELETE');
 select is(
-  array(select format('%s has no permissive %s policy', t.tab, cmd)
+  array(select format('%s has no permissive %s policy', t.tab, wanted.cmd)
         from tenant_tables t
-        cross join unnest(array['SELECT', 'INSERT']) as cmd
+        cross join unnest(array['SELECT', 'INSERT']) as wanted (cmd)
         where t.tab = 'core.audit_logs'
           and not exists (select from pg_policies p
                           where format('%I.%I', p.schemaname, p.tablename)::regclass = t.oid
-                            and p.permissive = 'PERMISSIVE' and p.cmd in (cmd, 'ALL'))),
+                            and p.permissive = 'PERMISSIVE' and p.cmd in (wanted.cmd, 'ALL'))),
   '{}'::text[],
   'core.audit_logs has policies for SELECT and INSERT');
 select policies_are('core', 'audit_logs', array['select_own_tenant', 'insert_own_tenant'],
@@ -147,8 +147,8 @@ create temp view definer_functions as
 
 select set_eq('select fn from definer_functions',
   $$ values ('core.record_audit()'), ('api.begin_request(text,text,text)'), ('api.touch_api_key(text)'),
-            ('api.schema_version()') $$,
-  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, key touch, schema version)');
+            ('api.schema_version()'), ('api.create_api_key(text,text[],uuid,timestamp with time zone)') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, key touch, schema version, key issuing)');
 select is(
   array(select fn from definer_functions
         where not exists (select from unnest(proconfig) as c where c like 'search\_path=%')

@@ -5,7 +5,7 @@
 -- Superusers bypass row-level security even when it is forced: every attack
 -- runs after `set local role app_user`.
 begin;
-select plan(70);
+select plan(87);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -30,6 +30,9 @@ select document_id as spare_doc_a from api.create_document(:'user_a', 'A draft',
 set local app.tenant_id = :'tenant_b';
 select user_id as user_b from api.create_user('bob@b.example.com', 'tenant_admin') \gset
 select document_id as doc_b from api.create_document(:'user_b', 'B ledger', repeat('b', 64)) \gset
+-- Tenant B's client sent POST with Idempotency-Key retry-1 and got 201.
+select claimed from api.claim_idempotency_key('retry-1', repeat('b', 64)) \gset ignored_
+select api.save_idempotent_response('retry-1', 201, '{"document_id": "b"}') \gset ignored_
 reset role;
 
 -- One API key each, holding every permission, bound to the tenant's user.
@@ -93,7 +96,8 @@ $$;
 grant execute on function pg_temp.rows_of_other_tenants(uuid) to app_user, uber_admin;
 
 create temp table b_before as select * from pg_temp.tenant_fingerprint(:'tenant_b');
-select ok((select bool_and(row_count > 0) from b_before),
+create temp table a_before as select * from pg_temp.tenant_fingerprint(:'tenant_a');
+select is(array(select rel from b_before where row_count = 0 order by 1), '{}'::text[],
   'the fixtures give tenant B rows in every tenant-scoped table, so every attack has a target');
 
 -- Reads ---------------------------------------------------------------------------
@@ -101,10 +105,10 @@ select ok((select bool_and(row_count > 0) from b_before),
 set local role app_user;
 set local app.tenant_id = :'tenant_a';
 
-select set_has('select rel from pg_temp.rows_of_other_tenants($$' || :'tenant_a' || '$$)',
+select set_has(format('select rel from pg_temp.rows_of_other_tenants(%L)', :'tenant_a'),
   $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'), ('core.tenant_configs'), ('core.tenants'),
-            ('core.audit_logs'), ('api.users'), ('api.documents'), ('api.api_keys'), ('api.tenant_config'),
-            ('api.tenant'), ('api.audit_logs') $$,
+            ('core.audit_logs'), ('core.idempotency_keys'), ('api.users'), ('api.documents'), ('api.api_keys'),
+            ('api.tenant_config'), ('api.tenant'), ('api.audit_logs') $$,
   'app_user can read every tenant-scoped table and api view, so the sweep below covers them all');
 select is(
   array(select format('%s shows %s foreign rows', rel, foreign_rows)
@@ -137,6 +141,14 @@ select results_eq('select tenant_id from api.tenant', format('values (%L::uuid)'
 select is((select count(*)::int from core.audit_logs where tenant_id = :'tenant_b'), 0,
   'tenant A reads none of tenant B''s audit entries');
 select isnt_empty('select 1 from api.list_audit_logs()', 'tenant A reads its own audit entries');
+select is((select count(*)::int from core.idempotency_keys where tenant_id = :'tenant_b'), 0,
+  'tenant A reads none of tenant B''s idempotency keys');
+select results_eq($$ select claimed, response_status from api.claim_idempotency_key('retry-1', repeat('a', 64)) $$,
+  $$ values (true, null::integer) $$,
+  'tenant A claims Idempotency-Key retry-1 afresh: tenant B''s stored response for the same key is not replayed');
+select results_eq($$ select claimed, request_hash = repeat('a', 64) from api.claim_idempotency_key('retry-1', repeat('a', 64)) $$,
+  $$ values (false, true) $$,
+  'a retry of tenant A''s own request finds tenant A''s claim, not tenant B''s');
 
 -- Updates -------------------------------------------------------------------------
 
@@ -161,6 +173,10 @@ select is_empty(format($$ update core.tenant_configs set settings = '{}' where t
 select results_eq($$ select tenant_id, settings ->> 'currency' from api.update_tenant_config('{"currency": "USD"}') $$,
   format($$ values (%L::uuid, 'USD') $$, :'tenant_a'),
   'api.update_tenant_config changes tenant A''s configuration and only it');
+select is_empty(format($$ update core.idempotency_keys set response_status = 500 where tenant_id = %L returning 1 $$,
+  :'tenant_b'), 'tenant A''s UPDATE of tenant B''s idempotency keys touches no row');
+select lives_ok($$ select api.save_idempotent_response('retry-1', 500, '{"overwritten": true}') $$,
+  'tenant A stores a response for its own retry-1 (tenant B''s row of the same name must stay as it was)');
 select throws_ok(format($$ update core.tenants set name = 'pwned' where tenant_id = %L $$, :'tenant_b'), '42501',
   'permission denied for table tenants', 'app_user may not UPDATE core.tenants at all');
 select throws_ok(format($$ update core.audit_logs set action = 'x' where tenant_id = %L $$, :'tenant_b'), '42501',
@@ -182,6 +198,8 @@ select is_empty(format('select * from api.delete_user(%L)', :'user_b'),
   'api.delete_user on tenant B''s user returns no row under tenant A');
 select isnt_empty(format('select * from api.delete_user(%L)', :'spare_user_a'),
   'api.delete_user on tenant A''s own user deletes it');
+select is_empty(format('delete from core.idempotency_keys where tenant_id = %L returning 1', :'tenant_b'),
+  'tenant A''s DELETE of tenant B''s idempotency keys touches no row');
 select throws_ok(format('delete from core.tenant_api_keys where tenant_id = %L', :'tenant_b'), '42501',
   'permission denied for table tenant_api_keys', 'app_user may not DELETE API keys at all (keys are revoked, not deleted)');
 select throws_ok(format('delete from core.tenant_configs where tenant_id = %L', :'tenant_b'), '42501',
@@ -193,17 +211,18 @@ select throws_ok(format('delete from core.audit_logs where tenant_id = %L', :'te
 
 -- Inserts into tenant B ---------------------------------------------------------------
 
--- tenant_id is insert-granted only on core.tenant_api_keys; there the policy
--- itself must refuse tenant B.
+-- Keys are issued only through api.create_api_key: app_user can neither
+-- insert into core.tenant_api_keys nor call core.issue_api_key directly.
 select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions)
     values (%L, repeat('e', 64), 'tnk_evilevil', 'Planted', '{*}') $$, :'tenant_b'), '42501',
-  'new row violates row-level security policy for table "tenant_api_keys"',
-  'tenant A cannot plant an API key in tenant B: the insert policy refuses it');
+  'permission denied for table tenant_api_keys',
+  'tenant A cannot plant an API key in tenant B: app_user may not insert keys directly');
 select throws_ok(format($$ select * from core.issue_api_key(%L, 'Planted', '{*}') $$, :'tenant_b'), '42501',
-  'new row violates row-level security policy for table "tenant_api_keys"',
-  'core.issue_api_key, executable by app_user, cannot issue a key for tenant B');
-select lives_ok(format($$ select * from core.issue_api_key(%L, 'Own', '{documents:read}') $$, :'tenant_a'),
-  'core.issue_api_key issues a key for tenant A itself');
+  'permission denied for function issue_api_key',
+  'core.issue_api_key is not executable by app_user, so it cannot issue a key for tenant B');
+select throws_ok(format($$ select * from core.issue_api_key(%L, 'Own', '{documents:read}') $$, :'tenant_a'), '42501',
+  'permission denied for function issue_api_key',
+  'core.issue_api_key is not executable by app_user even for its own tenant (no bypass of the escalation check)');
 select throws_ok(format($$ insert into core.users (tenant_id, email) values (%L, 'mallory@b.example.com') $$,
   :'tenant_b'), '42501', 'permission denied for table users',
   'tenant A cannot choose tenant_id when adding a user: the column is not insert-granted');
@@ -217,6 +236,9 @@ select throws_ok(format($$ insert into core.documents (tenant_id, user_id, title
   'tenant A cannot choose tenant_id when adding a document: the column is not insert-granted');
 select throws_ok(format($$ insert into core.tenant_configs (tenant_id, settings) values (%L, '{}') $$, :'tenant_b'),
   '42501', 'permission denied for table tenant_configs', 'app_user may not INSERT configurations at all');
+select throws_ok(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash)
+    values (%L, 'retry-2', repeat('e', 64)) $$, :'tenant_b'), '42501', 'permission denied for table idempotency_keys',
+  'tenant A cannot choose tenant_id when claiming an idempotency key: the column is not insert-granted');
 select throws_ok(format($$ insert into core.tenants (tenant_id, name) values (%L, 'Tenant B2') $$, :'tenant_b'),
   '42501', 'permission denied for table tenants', 'app_user may not INSERT tenants at all');
 select throws_ok(format($$ insert into core.audit_logs (tenant_id, action, resource_type, resource_id)
@@ -248,7 +270,8 @@ select lives_ok(format($$ select * from api.create_api_key('Own user', '{documen
 -- tables. Widen them for this transaction, as a careless future migration
 -- might, and check that the insert and update policies still refuse tenant B.
 reset role;
-grant insert on core.users, core.documents, core.tenant_configs, core.tenants, core.audit_logs to app_user;
+grant insert on core.users, core.documents, core.tenant_configs, core.tenants, core.audit_logs,
+  core.idempotency_keys to app_user;
 grant update (tenant_id) on core.users, core.documents to app_user;
 set local role app_user;
 
@@ -269,6 +292,10 @@ select throws_ok(format($$ insert into core.audit_logs (tenant_id, action, resou
     values (%L, 'delete', 'documents', %L) $$, :'tenant_b', :'doc_b'), '42501',
   'new row violates row-level security policy for table "audit_logs"',
   'with INSERT granted, the policy still refuses a forged audit entry for tenant B');
+select throws_ok(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash)
+    values (%L, 'retry-2', repeat('e', 64)) $$, :'tenant_b'), '42501',
+  'new row violates row-level security policy for table "idempotency_keys"',
+  'with INSERT (tenant_id) granted, the policy still refuses an idempotency key for tenant B');
 select throws_ok(format('update core.users set tenant_id = %L where user_id = %L', :'tenant_b', :'user_a'), '42501',
   'new row violates row-level security policy for table "users"',
   'with UPDATE (tenant_id) granted, the policy still refuses moving a user into tenant B');
@@ -278,19 +305,10 @@ select throws_ok(format('update core.documents set tenant_id = %L where document
 select lives_ok(format($$ insert into core.users (tenant_id, email) values (%L, 'dave@a.example.com') $$, :'tenant_a'),
   'with INSERT (tenant_id) granted, a user for tenant A itself is still accepted');
 
--- The widened grants last until the rollback at the end of this file; only
--- superuser and uber_admin checks follow.
+-- The widened grants last until the rollback at the end of this file. Nothing
+-- below depends on them: the blind writes use only the shipped UPDATE and
+-- DELETE grants.
 reset role;
-
--- Tenant B is untouched -------------------------------------------------------------
-
-select set_eq('select * from pg_temp.tenant_fingerprint(' || quote_literal(:'tenant_b') || ')',
-  'select * from b_before',
-  'after every attack by tenant A, tenant B''s rows in every tenant-scoped table are exactly as before (checked as superuser)');
-select isnt(
-  (select digest from pg_temp.tenant_fingerprint(:'tenant_a') where rel = 'core.documents'),
-  (select md5('')),
-  'the fingerprint sees tenant A''s documents, so an unchanged tenant B is not a blind spot');
 
 -- The platform operator sees every tenant ------------------------------------------------
 
@@ -312,6 +330,46 @@ select set_has(
             ('core.audit_logs') $$,
   'uber_admin sees rows of other tenants in every tenant-scoped table, where app_user saw none');
 reset role;
+
+-- Blind writes -------------------------------------------------------------------------
+
+-- An UPDATE or DELETE that reads no column (no WHERE, no RETURNING) is
+-- filtered by the UPDATE and DELETE policies alone, not by the SELECT policy
+-- as well: these show that those policies hold on their own. They hit tenant
+-- A's rows, which is fine this late in the file.
+set local role app_user;
+set local app.tenant_id = :'tenant_a';
+select lives_ok($$ update core.users set role = 'viewer' $$, 'tenant A runs an unqualified UPDATE of core.users');
+select lives_ok($$ update core.documents set title = 'blind' $$,
+  'tenant A runs an unqualified UPDATE of core.documents');
+select lives_ok($$ update core.tenant_api_keys set revoked_at = now() $$,
+  'tenant A runs an unqualified UPDATE revoking every key it can reach');
+select lives_ok($$ update core.tenant_configs set settings = '{}' $$,
+  'tenant A runs an unqualified UPDATE of core.tenant_configs');
+select lives_ok($$ update core.idempotency_keys set response_status = 500 $$,
+  'tenant A runs an unqualified UPDATE of core.idempotency_keys');
+select lives_ok($$ delete from core.documents $$, 'tenant A runs an unqualified DELETE of core.documents');
+select lives_ok($$ delete from core.idempotency_keys $$, 'tenant A runs an unqualified DELETE of core.idempotency_keys');
+select lives_ok($$ delete from core.users $$, 'tenant A runs an unqualified DELETE of core.users');
+reset role;
+select results_eq(
+  format($$ select (select count(*)::int from core.documents where tenant_id = %1$L),
+                   (select count(*)::int from core.users where tenant_id = %1$L),
+                   (select count(*)::int from core.tenant_api_keys where tenant_id = %1$L and revoked_at is null) $$,
+    :'tenant_a'),
+  'values (0, 0, 0)',
+  'the blind writes did reach tenant A''s own rows: its documents and users are gone, its keys revoked');
+
+-- Tenant B is untouched -------------------------------------------------------------
+
+select set_eq(format('select * from pg_temp.tenant_fingerprint(%L)', :'tenant_b'),
+  'select * from b_before',
+  'after every attack by tenant A, tenant B''s rows in every tenant-scoped table are exactly as before (checked as superuser)');
+select is(
+  array(select rel from (select * from pg_temp.tenant_fingerprint(:'tenant_a') except select * from a_before) as changed
+        order by 1),
+  array['core.audit_logs', 'core.documents', 'core.tenant_api_keys', 'core.tenant_configs', 'core.users'],
+  'the same fingerprint does see tenant A''s own rows change, so an unchanged tenant B is no blind spot');
 
 select * from finish();
 rollback;

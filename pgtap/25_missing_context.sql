@@ -6,7 +6,7 @@
 -- through the api, because the api needs app.tenant_id and, once a setting has
 -- been set in a session, it can never again be "not set" there.
 begin;
-select plan(36);
+select plan(42);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -24,6 +24,8 @@ reset role;
 insert into core.users (tenant_id, email) values (:'tenant_a', 'alice@a.example.com') returning user_id as user_a \gset
 insert into core.documents (tenant_id, user_id, title, content_hash)
 values (:'tenant_a', :'user_a', 'A ledger', repeat('a', 64)) returning document_id as doc_a \gset
+insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
+values (:'tenant_a', 'retry-1', repeat('a', 64), 201);
 set local role uber_admin;
 select key_id as key_a from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gset
 reset role;
@@ -66,8 +68,8 @@ set local role app_user;
 
 select set_has('select rel from pg_temp.visible_rows()',
   $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'), ('core.tenant_configs'), ('core.tenants'),
-            ('core.audit_logs'), ('api.users'), ('api.documents'), ('api.api_keys'), ('api.tenant_config'),
-            ('api.tenant'), ('api.audit_logs') $$,
+            ('core.audit_logs'), ('core.idempotency_keys'), ('api.users'), ('api.documents'), ('api.api_keys'),
+            ('api.tenant_config'), ('api.tenant'), ('api.audit_logs') $$,
   'app_user can read every tenant-scoped table and api view, so the sweep below covers them all');
 select is(
   array(select format('%s shows %s rows', rel, row_count) from pg_temp.visible_rows() where row_count > 0),
@@ -85,11 +87,14 @@ select throws_ok(format($$ select * from api.create_document(%L, 'Orphan', repea
   'new row violates row-level security policy for table "documents"',
   'without context api.create_document is refused by the insert policy');
 select throws_ok(format($$ select * from core.issue_api_key(%L, 'Orphan', '{*}') $$, :'tenant_a'), '42501',
-  'new row violates row-level security policy for table "tenant_api_keys"',
+  'permission denied for function issue_api_key',
   'without context a key cannot be issued, even naming an existing tenant');
-select throws_ok($$ select * from api.create_api_key('Orphan', '{documents:read}') $$, 'PT403',
-  'a key can only grant permissions it holds itself',
-  'without context api.create_api_key refuses: there is no calling key');
+select throws_ok($$ select * from api.claim_idempotency_key('retry-1', repeat('f', 64)) $$, '42501',
+  'new row violates row-level security policy for table "idempotency_keys"',
+  'without context an idempotency key can be neither claimed nor replayed');
+select throws_ok($$ select * from api.create_api_key('Orphan', '{documents:read}') $$, 'PT401',
+  'no tenant context',
+  'without context api.create_api_key refuses: there is no tenant to issue for');
 select is_empty(format($$ select * from api.update_user(%L, p_role => 'viewer') $$, :'user_a'),
   'without context api.update_user changes nobody');
 select is_empty(format($$ select * from api.update_document(%L, p_title => 'pwned') $$, :'doc_a'),
@@ -106,6 +111,14 @@ select is_empty($$ update core.users set role = 'viewer' returning 1 $$,
   'without context an unqualified UPDATE of core.users touches no row');
 select is_empty('delete from core.documents returning 1',
   'without context an unqualified DELETE of core.documents touches no row');
+-- Blind writes read no column, so only the UPDATE and DELETE policies filter
+-- them (not the SELECT policy too); the effect is checked at the end.
+select lives_ok($$ update core.documents set title = 'blind' $$,
+  'without context a blind UPDATE of core.documents runs');
+select lives_ok($$ update core.tenant_api_keys set revoked_at = now() $$,
+  'without context a blind UPDATE revoking every reachable key runs');
+select lives_ok($$ delete from core.idempotency_keys $$,
+  'without context a blind DELETE of core.idempotency_keys runs');
 
 -- Empty context ---------------------------------------------------------------------
 
@@ -123,10 +136,13 @@ select throws_ok(format($$ select * from api.create_document(%L, 'Orphan', repea
   'new row violates row-level security policy for table "documents"',
   'with an empty context api.create_document is refused by the insert policy');
 select throws_ok(format($$ select * from core.issue_api_key(%L, 'Orphan', '{*}') $$, :'tenant_a'), '42501',
-  'new row violates row-level security policy for table "tenant_api_keys"',
+  'permission denied for function issue_api_key',
   'with an empty context a key cannot be issued, even naming an existing tenant');
 select is_empty(format($$ select * from api.update_document(%L, p_title => 'pwned') $$, :'doc_a'),
   'with an empty context api.update_document changes nothing');
+select throws_ok($$ select * from api.claim_idempotency_key('retry-1', repeat('f', 64)) $$, '42501',
+  'new row violates row-level security policy for table "idempotency_keys"',
+  'with an empty context an idempotency key can be neither claimed nor replayed');
 select is_empty(format('select * from api.delete_user(%L)', :'user_a'),
   'with an empty context api.delete_user deletes nobody');
 select is_empty($$ select * from api.update_tenant_config('{"currency": "USD"}') $$,
@@ -164,6 +180,11 @@ select results_eq(
 select is(
   (select title from core.documents where document_id = :'doc_a'), 'A ledger v2',
   'the document changed only under tenant A''s context, never to the title tried without context');
+select results_eq(
+  format($$ select (select revoked_at is null from core.tenant_api_keys where key_id = %L),
+                   (select count(*)::int from core.idempotency_keys where tenant_id = %L) $$, :'key_a', :'tenant_a'),
+  'values (true, 1)',
+  'the blind writes without context neither revoked tenant A''s key nor deleted its idempotency key');
 
 select * from finish();
 rollback;

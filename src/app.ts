@@ -5,7 +5,7 @@
  */
 import type postgres from "postgres";
 import { z } from "zod";
-import { type Pools, runTransaction, type Sql, type TransactionResult } from "./db.ts";
+import { type DatabasePool, type Pools, runTransaction, type Sql, type TransactionResult } from "./db.ts";
 import { apiKeyHash, requireAdminToken, sha256Hex } from "./http/auth.ts";
 import { HttpError, problemResponse } from "./http/problem.ts";
 import { queryOf, readJsonBody, requestIdOf, validate } from "./http/request.ts";
@@ -49,7 +49,7 @@ async function serveDbRoute(
   requestId: string,
 ): Promise<Outcome> {
   const { config } = pools;
-  let pool: Sql;
+  let pool: DatabasePool;
   let context: (tx: Sql) => postgres.PendingQuery<postgres.Row[]>;
   let keyHash: string | undefined;
   if (route.access === "admin") {
@@ -99,10 +99,11 @@ async function serveDbRoute(
     });
     reply = result.value as typeof reply;
   } else {
-    result = await runTransaction(pool, options, (tx) => route.run({ ...input, tx }));
+    let used: Sql | undefined;
+    result = await runTransaction(pool, options, (tx) => route.run({ ...input, tx: used = tx }));
     reply = {
       status,
-      body: route.reply(result.value as postgres.Row[], { ...input, tx: pool }),
+      body: route.reply(result.value as postgres.Row[], { ...input, tx: used! }),
       replayed: false,
     };
   }
@@ -153,8 +154,8 @@ function isStale(lastUsedAt: unknown): boolean {
   return !lastUsedAt || Date.now() - Date.parse(String(lastUsedAt)) > TOUCH_INTERVAL_MS;
 }
 
-function touchKey(sql: Sql, keyHash: string): void {
-  sql`select api.touch_api_key(${keyHash})`.catch((error) =>
+function touchKey(pool: DatabasePool, keyHash: string): void {
+  pool.withConnection((sql) => sql`select api.touch_api_key(${keyHash})`).catch((error) =>
     log("warn", "could not record API key use", { code: (error as { code?: string }).code })
   );
 }

@@ -1,6 +1,6 @@
 /**
  * Database pools and the one way the HTTP layer runs SQL: a transaction per
- * request on a reserved connection, with BEGIN, the context statement, the
+ * request on a connection of its own, with BEGIN, the context statement, the
  * route's query and COMMIT pipelined so that a simple request costs one round
  * trip to PostgreSQL. Errors leave here as HttpError, never as driver errors.
  */
@@ -8,7 +8,7 @@ import postgres from "postgres";
 import type { Config } from "./config.ts";
 import { HttpError } from "./http/problem.ts";
 
-/** A postgres.js client: a pool, or a connection reserved from one. */
+/** A postgres.js client (in a DatabasePool, one holding a single connection). */
 export type Sql = postgres.Sql<Record<string, never>>;
 
 /** A query that has been built but not necessarily sent yet. */
@@ -16,8 +16,8 @@ export type PendingQuery = postgres.PendingQuery<postgres.Row[]>;
 
 /** Both pools of the service; `admin` is absent when ADMIN_DATABASE_URL is not set. */
 export interface Pools {
-  app: Sql;
-  admin?: Sql;
+  app: DatabasePool;
+  admin?: DatabasePool;
   config: Config;
 }
 
@@ -28,19 +28,14 @@ function isoTimestamp(value: string): string {
   return value.replace(" ", "T").replace(/\+00$/, "Z").replace(/([+-]\d\d)$/, "$1:00");
 }
 
-/**
- * Opens a pool.
- *
- * @param url connection URL (its password never appears in errors or logs)
- * @param config pool size, timeouts
- * @returns the pool; connections open lazily
- */
-export function createPool(url: string, config: Config): Sql {
-  return postgres(url, {
-    max: config.poolMax,
+function clientOptions(config: Config) {
+  return {
+    max: 1,
     connect_timeout: config.connectTimeoutSeconds,
     idle_timeout: 60,
-    max_lifetime: 30 * 60,
+    // postgres.js would end the connection at its lifetime even between two
+    // statements of an open transaction; DatabasePool recycles it on release.
+    max_lifetime: null,
     // PgBouncer in transaction mode hands each transaction to any server
     // connection, so statements prepared on one are unknown on the next.
     prepare: !config.pgbouncer,
@@ -59,7 +54,168 @@ export function createPool(url: string, config: Config): Sql {
     connection: config.pgbouncer
       ? { application_name: "tenancy-api", TimeZone: "UTC" }
       : { application_name: "tenancy-api", TimeZone: "UTC", statement_timeout: config.statementTimeoutMs },
-  }) as unknown as Sql;
+  };
+}
+
+const MAX_LIFETIME_MS = 30 * 60 * 1000;
+
+/** One connection of a DatabasePool: a single-connection postgres.js client. */
+export interface PooledConnection {
+  sql: Sql;
+  /** The connection is known to be open: it answered and has not closed since. */
+  connected: boolean;
+  /** When it last connected, for recycling old connections. */
+  since: number;
+}
+
+/**
+ * A fixed number of connections, each lent to one caller at a time.
+ *
+ * Why not postgres.js's own pool: in 3.4.9 its reserve() loses connections
+ * for good when connections fail (a rejected reservation stays queued and
+ * later swallows a healthy connection; porsager/postgres#1195), and a query
+ * or release() on a reserved connection whose socket closed crashes the
+ * process or corrupts the pool (#1199, #1208). After a database restart under
+ * load the service then answered 503 forever. Here each connection is a
+ * postgres.js client with max: 1, which recovers from failures on its own, and
+ * a client whose connection failed is discarded rather than reused.
+ */
+export class DatabasePool {
+  readonly #url: string;
+  readonly #config: Config;
+  readonly #idle: PooledConnection[];
+  readonly #waiters: { resolve: (slot: PooledConnection) => void; reject: (error: Error) => void }[] = [];
+  readonly #clients = new Set<Sql>();
+  #ended = false;
+
+  /**
+   * @param url connection URL (its password never appears in errors or logs)
+   * @param config pool size (DB_POOL_MAX), timeouts, PgBouncer mode
+   */
+  constructor(url: string, config: Config) {
+    this.#url = url;
+    this.#config = config;
+    this.#idle = Array.from({ length: config.poolMax }, () => this.#newConnection());
+  }
+
+  #newConnection(): PooledConnection {
+    const slot: PooledConnection = { sql: undefined as unknown as Sql, connected: false, since: 0 };
+    const sql = postgres(this.#url, {
+      ...clientOptions(this.#config),
+      onclose: () => {
+        if (slot.sql === sql) slot.connected = false;
+      },
+    }) as unknown as Sql;
+    slot.sql = sql;
+    this.#clients.add(sql);
+    return slot;
+  }
+
+  /**
+   * Lends a connection, waiting at most `waitMs` for one to be free.
+   *
+   * @param waitMs longest wait before giving up
+   * @returns the connection; give it back with release()
+   * @throws HttpError 503 when none is free in time or the pool is closed
+   */
+  acquire(waitMs: number): Promise<PooledConnection> {
+    if (this.#ended) return Promise.reject(new HttpError(503, "The service is shutting down"));
+    const slot = this.#idle.pop();
+    if (slot) return Promise.resolve(slot);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve: (slot: PooledConnection) => {
+          clearTimeout(timer);
+          resolve(slot);
+        },
+        reject,
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+        reject(new HttpError(503, "All database connections are busy; retry shortly"));
+      }, waitMs);
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /**
+   * Takes a connection back. One whose connection failed, or that is older
+   * than the lifetime, is replaced by a fresh client.
+   *
+   * @param slot the connection acquire() lent
+   * @param failed true when a connection-level error was seen on it
+   */
+  release(slot: PooledConnection, failed: boolean): void {
+    let next = slot;
+    if (failed || (slot.connected && performance.now() - slot.since > MAX_LIFETIME_MS)) {
+      this.#retire(slot.sql);
+      next = this.#newConnection();
+    }
+    if (this.#ended) {
+      this.#retire(next.sql);
+      return;
+    }
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve(next);
+    else this.#idle.push(next);
+  }
+
+  #retire(sql: Sql): void {
+    this.#clients.delete(sql);
+    sql.end({ timeout: 0 }).catch(() => {});
+  }
+
+  /**
+   * Runs statements on one connection outside any transaction: one statement,
+   * or several that are harmless without one.
+   *
+   * @param fn the statements, given the connection
+   * @returns what fn returns
+   */
+  async withConnection<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
+    const slot = await this.acquire(this.#config.poolWaitMs);
+    let failed = false;
+    try {
+      const value = await fn(slot.sql);
+      markConnected(slot);
+      return value;
+    } catch (error) {
+      failed = connectionLost(error);
+      throw error;
+    } finally {
+      this.release(slot, failed);
+    }
+  }
+
+  /**
+   * Closes every connection, letting running queries finish for up to
+   * `timeoutSeconds`; later acquire() calls fail with 503.
+   *
+   * @param timeoutSeconds grace period before connections are cut
+   */
+  async end(timeoutSeconds: number): Promise<void> {
+    this.#ended = true;
+    for (const waiter of this.#waiters.splice(0)) {
+      waiter.reject(new HttpError(503, "The service is shutting down"));
+    }
+    await Promise.all([...this.#clients].map((sql) => sql.end({ timeout: timeoutSeconds })));
+  }
+}
+
+function markConnected(slot: PooledConnection): void {
+  if (!slot.connected) slot.since = performance.now();
+  slot.connected = true;
+}
+
+/**
+ * Opens a pool of DB_POOL_MAX connections.
+ *
+ * @param url connection URL (its password never appears in errors or logs)
+ * @param config pool size, timeouts
+ * @returns the pool; connections open lazily
+ */
+export function createPool(url: string, config: Config): DatabasePool {
+  return new DatabasePool(url, config);
 }
 
 /**
@@ -88,7 +244,7 @@ export async function closePools(pools: Pools, timeoutSeconds = 5): Promise<void
   let timer: ReturnType<typeof setTimeout> | undefined;
   const bound = new Promise((resolve) => timer = setTimeout(resolve, timeoutSeconds * 1000 + 500));
   await Promise.race([
-    Promise.all([pools.app.end({ timeout: timeoutSeconds }), pools.admin?.end({ timeout: timeoutSeconds })]),
+    Promise.all([pools.app.end(timeoutSeconds), pools.admin?.end(timeoutSeconds)]),
     bound,
   ]);
   clearTimeout(timer);
@@ -98,16 +254,11 @@ export async function closePools(pools: Pools, timeoutSeconds = 5): Promise<void
  * Opens `count` connections at once and checks each with a query, so a
  * misconfigured URL shows at start-up rather than on the first request.
  *
- * @param sql the pool
+ * @param pool the pool
  * @param count how many connections to open
  */
-export async function warmPool(sql: Sql, count: number): Promise<void> {
-  const connections = await Promise.all(Array.from({ length: count }, () => sql.reserve()));
-  try {
-    await Promise.all(connections.map((connection) => connection`select 1`));
-  } finally {
-    connections.forEach((connection) => connection.release());
-  }
+export async function warmPool(pool: DatabasePool, count: number): Promise<void> {
+  await Promise.all(Array.from({ length: count }, () => pool.withConnection((sql) => sql`select 1`)));
 }
 
 const transientCodes = new Set(["53300", "57P01", "57P02", "57P03", "40001", "40P01"]);
@@ -229,46 +380,56 @@ function reportedByServer(error: unknown): boolean {
   return (error as { severity?: unknown })?.severity !== undefined;
 }
 
+// The connection itself failed (or the server ended the session): the client
+// must not be used again (see DatabasePool), and the server has ended the
+// transaction with the session, so no ROLLBACK is sent.
+function connectionLost(error: unknown): boolean {
+  const { code, severity } = (error ?? {}) as { code?: unknown; severity?: unknown };
+  if (severity === "FATAL" || severity === "PANIC") return true;
+  if (typeof code !== "string") {
+    return error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe;
+  }
+  return driverConnectionCodes.has(code) || code.startsWith("08");
+}
+
 /** Why one attempt failed, and whether anything had been sent by then. */
 class AttemptFailure {
   constructor(readonly error: unknown, readonly sent: boolean) {}
 }
 
-async function reserveWithin(sql: Sql, waitMs: number): Promise<postgres.ReservedSql> {
-  const reservation = sql.reserve();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new HttpError(503, "All database connections are busy; retry shortly")),
-      waitMs,
-    );
-  });
-  try {
-    return await Promise.race([reservation, timeout]);
-  } catch (error) {
-    // A reservation that arrives after we gave up goes straight back.
-    reservation.then((connection) => connection.release(), () => {});
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function attemptTransaction<T>(
-  sql: Sql,
+  pool: DatabasePool,
   options: TransactionOptions,
   work: (tx: Sql) => PendingQuery | Promise<T>,
 ): Promise<TransactionResult<T>> {
-  let connection: postgres.ReservedSql;
+  let slot: PooledConnection;
   try {
-    connection = await reserveWithin(sql, options.poolWaitMs);
+    slot = await pool.acquire(options.poolWaitMs);
   } catch (error) {
     throw new AttemptFailure(error, false);
   }
+  const tx = slot.sql;
+  const beginStatement = options.readOnly ? "begin read only" : "begin";
   let open = false;
+  let lost = false;
   try {
-    const tx = connection as unknown as Sql;
-    const begin = tx.unsafe(options.readOnly ? "begin read only" : "begin").execute();
+    let begin: Promise<unknown>;
+    if (slot.connected) {
+      begin = tx.unsafe(beginStatement).execute();
+    } else {
+      // Statements sent while the client is still connecting wait in its
+      // queue, and when that connection fails postgres.js sends the next one
+      // on a new connection, outside the transaction. So on a connection not
+      // known to be open, BEGIN goes alone first.
+      try {
+        await tx.unsafe(beginStatement);
+      } catch (error) {
+        lost = connectionLost(error);
+        throw new AttemptFailure(error, false);
+      }
+      markConnected(slot);
+      begin = Promise.resolve();
+    }
     open = true;
     const context = options.context(tx).execute();
     const pending = work(tx);
@@ -281,6 +442,7 @@ async function attemptTransaction<T>(
       open = false;
       const failure = settled.find((outcome) => outcome.status === "rejected");
       if (failure) throw (failure as PromiseRejectedResult).reason;
+      markConnected(slot);
       return {
         context: (settled[1] as PromiseFulfilledResult<postgres.Row[]>).value,
         value: (settled[2] as PromiseFulfilledResult<T>).value,
@@ -294,17 +456,20 @@ async function attemptTransaction<T>(
     const value = await result;
     await tx`commit`;
     open = false;
+    markConnected(slot);
     return { context: contextRows, value };
   } catch (error) {
-    if (open) await connection`rollback`.catch(() => {});
+    if (error instanceof AttemptFailure) throw error;
+    lost = connectionLost(error);
+    if (open && !lost) await tx`rollback`.catch(() => {});
     throw new AttemptFailure(error, true);
   } finally {
-    connection.release();
+    pool.release(slot, lost);
   }
 }
 
 /**
- * Runs one request's transaction on a reserved connection, retrying
+ * Runs one request's transaction on a connection of its own, retrying
  * transient failures.
  *
  * BEGIN, the context statement and the first query of `work` are sent
@@ -319,21 +484,21 @@ async function attemptTransaction<T>(
  * committed), or the work is replay-safe. A write whose COMMIT may have
  * landed is never blindly re-run.
  *
- * @param sql the pool
+ * @param pool the pool
  * @param options read-only flag, context statement, pool wait bound, retry policy
  * @param work the route's SQL, given the transaction's connection
  * @returns the context rows and the work's result
  * @throws HttpError mapped from the last database error
  */
 export async function runTransaction<T>(
-  sql: Sql,
+  pool: DatabasePool,
   options: TransactionOptions,
   work: (tx: Sql) => PendingQuery | Promise<T>,
 ): Promise<TransactionResult<T>> {
   const deadline = performance.now() + (options.retryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS);
   for (let attempt = 1;; attempt++) {
     try {
-      return await attemptTransaction(sql, options, work);
+      return await attemptTransaction(pool, options, work);
     } catch (failure) {
       if (!(failure instanceof AttemptFailure)) throw toHttpError(failure);
       const { error, sent } = failure;

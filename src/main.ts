@@ -31,13 +31,11 @@ async function main(): Promise<number> {
     });
   }
 
-  const controller = new AbortController();
   let server: Deno.HttpServer;
   try {
     server = Deno.serve({
       hostname: config.hostname,
       port: config.port,
-      signal: controller.signal,
       onListen: ({ hostname, port }) => log("info", "listening", { url: `http://${hostname}:${port}` }),
     }, createHandler(pools));
   } catch (error) {
@@ -51,19 +49,22 @@ async function main(): Promise<number> {
     throw error;
   }
 
+  // server.shutdown() stops accepting connections at once and lets in-flight
+  // requests finish; aborting the server's signal instead would cut their
+  // connections without a response.
+  const { promise: graceOver, resolve: endGrace } = Promise.withResolvers<void>();
+  let stopping = false;
   const stop = () => {
+    if (stopping) return;
+    stopping = true;
     log("info", "shutting down: finishing in-flight requests");
-    controller.abort();
+    server.shutdown().catch(() => {});
+    setTimeout(endGrace, SHUTDOWN_GRACE_MS);
   };
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);
 
-  await Promise.race([
-    server.finished,
-    new Promise((resolve) =>
-      controller.signal.addEventListener("abort", () => setTimeout(resolve, SHUTDOWN_GRACE_MS))
-    ),
-  ]);
+  await Promise.race([server.finished, graceOver]);
   await closePools(pools);
   log("info", "stopped");
   return 0;

@@ -14,9 +14,46 @@ export function text(min: number, max: number) {
   );
 }
 
-const uuid = z.uuid();
-const timestamp = z.iso.datetime({ offset: true });
-const jsonObject = z.record(z.string(), z.unknown());
+// Any 8-4-4-4-12 hex id, as PostgreSQL's uuid type accepts (not only version 4).
+const uuid = z.guid();
+// PostgreSQL has no year 0 (ISO 0000 is 1 BC written another way) and refuses it.
+const timestamp = z.iso.datetime({ offset: true }).refine(
+  (value) => !value.startsWith("0000-"),
+  "Must be a date in year 0001 or later",
+);
+
+/** Deepest nesting of arrays and objects PostgreSQL's jsonb functions are given. */
+const MAX_JSON_DEPTH = 32;
+
+function storableText(value: string): boolean {
+  return !value.includes("\u0000") && value.isWellFormed();
+}
+
+// What jsonb would refuse or choke on, found with a stack rather than
+// recursion, since the value may nest deeper than the JS stack allows.
+function jsonbProblem(value: object): string | null {
+  const pending: [unknown, number][] = [[value, 1]];
+  while (pending.length > 0) {
+    const [item, depth] = pending.pop()!;
+    if (typeof item === "string" && !storableText(item)) {
+      return "Must not contain NUL characters or unpaired surrogates";
+    }
+    if (item === null || typeof item !== "object") continue;
+    if (depth > MAX_JSON_DEPTH) return `Must nest at most ${MAX_JSON_DEPTH} levels deep`;
+    for (const [key, child] of Object.entries(item)) pending.push([key, depth], [child, depth + 1]);
+  }
+  return null;
+}
+
+// The object is passed on as parsed: z.record would copy it and silently drop
+// a "__proto__" key. Nesting is bounded because jsonb operators recurse and a
+// deep value would fail in PostgreSQL (stack depth limit exceeded) as a 500.
+const jsonObject = z.custom<Record<string, unknown>>().superRefine((value, ctx) => {
+  const problem = typeof value !== "object" || value === null || Array.isArray(value)
+    ? "Must be a JSON object"
+    : jsonbProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+}).meta({ type: "object", additionalProperties: {} });
 const tier = z.enum(["free", "pro", "enterprise"]);
 const role = z.enum(["tenant_admin", "member", "viewer"]);
 const permission = z.enum(PERMISSIONS);

@@ -56,6 +56,10 @@ create trigger reject_update_delete before update or delete on core.audit_logs
   for each row execute function core.reject_audit_change();
 create trigger reject_truncate before truncate on core.audit_logs
   for each statement execute function core.reject_audit_change();
+-- ALWAYS: they fire even with session_replication_role = replica, which a
+-- superuser could otherwise set to slip past them.
+alter table core.audit_logs enable always trigger reject_update_delete;
+alter table core.audit_logs enable always trigger reject_truncate;
 
 alter table core.audit_logs enable row level security;
 alter table core.audit_logs force row level security;

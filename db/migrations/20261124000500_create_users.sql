@@ -102,7 +102,7 @@ as $$
   returning user_id, tenant_id, email, role, created_at, updated_at
 $$;
 comment on function api.delete_user(uuid) is
-  'Removes a user of the current tenant and the API keys bound to them; no row when unknown';
+  'Removes a user of the current tenant and the API keys bound to them; no row when unknown; fails (23503) while the user authors documents';
 
 grant execute on function api.list_users(integer, timestamptz, uuid), api.create_user(text, text),
   api.update_user(uuid, text, text), api.delete_user(uuid) to app_user;

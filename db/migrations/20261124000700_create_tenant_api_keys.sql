@@ -9,6 +9,8 @@
  * authentication goes through api.begin_request, a SECURITY DEFINER function
  * that looks up exactly one key by hash and sets the transaction's tenant
  * context from it: the tenant is decided by the key, inside the database.
+ * Nor can app_user insert keys directly: api.create_api_key (SECURITY
+ * DEFINER) is the only way, so its no-escalation rule cannot be bypassed.
  */
 -- Fail fast instead of queueing behind long transactions on a live server.
 set local lock_timeout = '5s';
@@ -73,7 +75,6 @@ create policy delete_own_tenant on core.tenant_api_keys for delete
 
 grant select (tenant_id, key_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
     last_used_at, created_at, updated_at),
-  insert (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at),
   update (name, revoked_at) on core.tenant_api_keys to app_user;
 grant select (tenant_id, key_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
     last_used_at, created_at, updated_at),
@@ -87,11 +88,11 @@ create view api.api_keys with (security_invoker = true) as
 comment on view api.api_keys is 'API keys of the current tenant, without their hashes';
 grant select on api.api_keys to app_user;
 
-grant execute on function extensions.gen_random_bytes(integer) to app_user, uber_admin;
+grant execute on function extensions.gen_random_bytes(integer) to uber_admin;
 
 -- Issues a key: 256 random bits from pgcrypto's CSPRNG, base64url-encoded
--- behind the recognisable prefix "tnk_". Row-level security decides whether
--- the caller may issue it for p_tenant_id.
+-- behind the recognisable prefix "tnk_". Callers: platform.create_api_key
+-- (uber_admin) and api.create_api_key (SECURITY DEFINER, tenant from context).
 create function core.issue_api_key(
   p_tenant_id uuid,
   p_name text,
@@ -120,7 +121,7 @@ as $$
 $$;
 comment on function core.issue_api_key(uuid, text, text[], uuid, timestamptz) is
   'Creates an API key and returns it once, in the column key; only its hash is stored';
-grant execute on function core.issue_api_key(uuid, text, text[], uuid, timestamptz) to app_user, uber_admin;
+grant execute on function core.issue_api_key(uuid, text, text[], uuid, timestamptz) to uber_admin;
 
 create function api.create_api_key(
   p_name text,
@@ -132,13 +133,18 @@ create function api.create_api_key(
   expires_at timestamptz, revoked_at timestamptz, last_used_at timestamptz, created_at timestamptz,
   updated_at timestamptz
 )
-language plpgsql volatile
+language plpgsql volatile security definer
+set search_path = ''
 as $$
 begin
+  if core.current_tenant_id() is null then
+    raise exception 'no tenant context' using errcode = 'PT401';
+  end if;
   -- A key can hand out only what it holds itself: no escalation to '*'.
   if not exists (
     select from core.tenant_api_keys k
-    where k.key_id = core.current_api_key_id()
+    where k.tenant_id = core.current_tenant_id()
+      and k.key_id = core.current_api_key_id()
       and ('*' = any (k.permissions) or coalesce(p_permissions, '{}') <@ k.permissions)
   ) then
     raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
@@ -272,6 +278,6 @@ drop function api.revoke_api_key(uuid);
 drop function api.list_api_keys(integer, timestamptz, uuid);
 drop function api.create_api_key(text, text[], uuid, timestamptz);
 drop function core.issue_api_key(uuid, text, text[], uuid, timestamptz);
-revoke execute on function extensions.gen_random_bytes(integer) from app_user, uber_admin;
+revoke execute on function extensions.gen_random_bytes(integer) from uber_admin;
 drop view api.api_keys;
 drop table core.tenant_api_keys;

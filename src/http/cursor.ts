@@ -6,7 +6,11 @@
 import { z } from "zod";
 import { HttpError } from "./problem.ts";
 
-const cursorShape = z.tuple([z.iso.datetime({ offset: true }), z.uuid()]);
+// Year 0000 passes ISO 8601 but not PostgreSQL; such a cursor is tampered.
+const cursorShape = z.tuple([
+  z.iso.datetime({ offset: true }).refine((value) => !value.startsWith("0000")),
+  z.guid(),
+]);
 
 /** Position after which the next page starts. */
 export interface Cursor {

@@ -96,6 +96,13 @@ export function dbRoute<P = Record<string, never>, Q = Record<string, never>, B 
 interface CompiledRoute {
   route: Route;
   pattern: URLPattern;
+  /** Path up to the first parameter, and its number of segments. */
+  prefix: string;
+  segments: number;
+}
+
+function segmentCount(path: string): number {
+  return path.split("/").length;
 }
 
 /** Outcome of matching a request against the table. */
@@ -112,7 +119,12 @@ export class Router {
    * @param routes the route table
    */
   constructor(readonly routes: Route[]) {
-    this.#compiled = routes.map((route) => ({ route, pattern: new URLPattern({ pathname: route.path }) }));
+    this.#compiled = routes.map((route) => ({
+      route,
+      pattern: new URLPattern({ pathname: route.path }),
+      prefix: route.path.split(":")[0],
+      segments: segmentCount(route.path),
+    }));
   }
 
   /**
@@ -124,7 +136,10 @@ export class Router {
    */
   match(method: string, pathname: string): Match {
     const allow: Method[] = [];
-    for (const { route, pattern } of this.#compiled) {
+    const segments = segmentCount(pathname);
+    for (const { route, pattern, prefix, segments: expected } of this.#compiled) {
+      // URLPattern.exec costs microseconds; skip routes that cannot match.
+      if (segments !== expected || !pathname.startsWith(prefix)) continue;
       const result = pattern.exec({ pathname });
       if (!result) continue;
       if (route.method === method) {

@@ -1,0 +1,408 @@
+/**
+ * The benchmark behind ./scripts/bench: seeds its own databases, then measures
+ * in one run each HTTP route (wrk on loopback) against the pgbench ceiling of
+ * exactly the SQL transaction that route runs, the cost of row-level security,
+ * and how latency holds up as data grows. It reports; it never fails a build.
+ *
+ * Environment (from scripts/bench): DATABASE_URL (owner), APP_DATABASE_URL,
+ * ADMIN_DATABASE_URL, PG_BIN, DENO.
+ */
+
+interface Scale {
+  name: string;
+  tenants: number;
+  docsPerTenant: number;
+}
+
+interface CaseResult {
+  name: string;
+  http_rps: number;
+  pgbench_tps: number;
+  ratio: number;
+  p50_ms: number;
+  p99_ms: number;
+  errors: number;
+}
+
+interface WrkResult {
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  errors: number;
+}
+
+const SCALES: Record<string, Scale> = {
+  quick_small: { name: "quick-small", tenants: 50, docsPerTenant: 100 },
+  quick_large: { name: "quick-large", tenants: 500, docsPerTenant: 100 },
+  small: { name: "small", tenants: 100, docsPerTenant: 1_000 },
+  default: { name: "default", tenants: 1_000, docsPerTenant: 1_000 },
+  large: { name: "large", tenants: 10_000, docsPerTenant: 1_000 },
+};
+
+const CASES = [
+  { name: "GET /v1/documents/{id}", wrk: "get", script: "get_document.sql", permission: "documents:read" },
+  { name: "GET /v1/documents?limit=20", wrk: "list", script: "list_documents.sql", permission: "documents:read" },
+  { name: "POST /v1/documents", wrk: "post", script: "create_document.sql", permission: "documents:write" },
+  { name: "GET /v1/audit-logs?limit=50", wrk: "audit", script: "list_audit_logs.sql", permission: "audit:read" },
+];
+
+const CONNECTIONS = 8;
+const THREADS = 2;
+const ROOT = new URL("..", import.meta.url).pathname;
+
+function env(name: string): string {
+  const value = Deno.env.get(name);
+  if (!value) throw new Error(`${name} is not set; run ./scripts/bench`);
+  return value;
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+function pgEnv(url: string): Record<string, string> {
+  const u = new URL(url);
+  return {
+    PGHOST: u.hostname,
+    PGPORT: u.port || "5432",
+    PGUSER: decodeURIComponent(u.username),
+    PGPASSWORD: decodeURIComponent(u.password),
+    PGDATABASE: decodeURIComponent(u.pathname.slice(1)),
+  };
+}
+
+async function run(
+  command: string,
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string } = {},
+): Promise<string> {
+  const child = new Deno.Command(command, {
+    args,
+    env: options.env,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const output = await child.output();
+  const stdout = new TextDecoder().decode(output.stdout);
+  if (!output.success) {
+    throw new Error(
+      `${command} ${args.join(" ")} failed:\n${new TextDecoder().decode(output.stderr)}${stdout}`,
+    );
+  }
+  return stdout;
+}
+
+function psql(url: string, sql: string, variables: Record<string, string | number> = {}): Promise<string> {
+  const args = ["-XAtq", "-v", "ON_ERROR_STOP=1"];
+  for (const [name, value] of Object.entries(variables)) args.push("-v", `${name}=${value}`);
+  return run("psql", args, { env: pgEnv(url), stdin: sql });
+}
+
+function progress(message: string): void {
+  console.error(`==> ${message}`);
+}
+
+// --- data ---------------------------------------------------------------------
+
+async function ensureSeeded(scale: Scale): Promise<string> {
+  const owner = env("DATABASE_URL");
+  const database = `tenancy_bench_${scale.name.replace("-", "_")}`;
+  const url = withDatabase(owner, database);
+  const marker = `bench seed v1: ${scale.tenants} tenants x ${scale.docsPerTenant} documents`;
+  const existing = await psql(
+    withDatabase(owner, "postgres"),
+    `select shobj_description(oid, 'pg_database') from pg_database where datname = '${database}'`,
+  );
+  if (existing.trim() === marker) {
+    progress(`reusing seeded database ${database} (${marker})`);
+    return url;
+  }
+  const total = scale.tenants * scale.docsPerTenant;
+  progress(`seeding ${database}: ${scale.tenants} tenants, ${total.toLocaleString("en")} documents`);
+  const dbmate = `${ROOT}scripts/tools/node_modules/.bin/dbmate`;
+  await run(dbmate, ["--url", url, "drop"]);
+  await run(dbmate, ["--url", url, "--no-dump-schema", "up"]);
+  const seed = await Deno.readTextFile(`${ROOT}bench/seed.sql`);
+  const started = performance.now();
+  await psql(url, seed, {
+    step: "tenants",
+    tenants: scale.tenants,
+    docs_per_tenant: 0,
+    first_tenant: 0,
+    last_tenant: 0,
+  });
+  const chunk = Math.max(1, Math.floor(200_000 / scale.docsPerTenant));
+  for (let first = 1; first <= scale.tenants; first += chunk) {
+    const last = Math.min(scale.tenants, first + chunk - 1);
+    await psql(url, seed, {
+      step: "documents",
+      tenants: scale.tenants,
+      docs_per_tenant: scale.docsPerTenant,
+      first_tenant: first,
+      last_tenant: last,
+    });
+    const done = last * scale.docsPerTenant;
+    const seconds = (performance.now() - started) / 1000;
+    progress(
+      `  ${done.toLocaleString("en")} / ${total.toLocaleString("en")} documents (${seconds.toFixed(1)} s)`,
+    );
+  }
+  progress("  vacuum analyze");
+  await psql(url, "vacuum analyze");
+  await psql(
+    withDatabase(owner, "postgres"),
+    `comment on database ${database} is '${marker}'`,
+  );
+  await psql(url, "select 1"); // the runtime roles' passwords are cluster-wide; nothing else to set
+  return url;
+}
+
+async function writeEntries(url: string, scale: Scale): Promise<string> {
+  const lines = await psql(
+    url,
+    `select 'tnk_bench_' || lpad(t::text, 8, '0') || '_0123456789abcdef' || ',' ||
+            md5('doc-' || t || '-' || ((t * 7919 + k * 104729) % ${scale.docsPerTenant} + 1))::uuid || ',' ||
+            md5('user-' || t || '-' || (k % 10 + 1))::uuid
+     from generate_series(1, ${Math.min(scale.tenants, 2000)}) t, generate_series(0, 2) k`,
+  );
+  const path = `${ROOT}.local/bench-entries-${scale.name}.csv`;
+  await Deno.writeTextFile(path, lines);
+  return path;
+}
+
+// --- measurements ----------------------------------------------------------------
+
+async function startServer(url: string, port: number): Promise<Deno.ChildProcess> {
+  const app = withDatabase(env("APP_DATABASE_URL"), new URL(url).pathname.slice(1));
+  const child = new Deno.Command(env("DENO"), {
+    args: ["run", "--allow-net", "--allow-env", `${ROOT}src/main.ts`],
+    env: {
+      APP_DATABASE_URL: app,
+      PORT: String(port),
+      LOG_REQUESTS: "false",
+      DB_POOL_MAX: String(CONNECTIONS),
+      DB_POOL_MIN: String(CONNECTIONS),
+    },
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  for (let i = 0; i < 100; i++) {
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/ready`);
+      await response.body?.cancel();
+      if (response.ok) return child;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill("SIGTERM");
+  throw new Error("the service did not become ready within 10 s");
+}
+
+async function stopServer(child: Deno.ChildProcess): Promise<void> {
+  child.kill("SIGTERM");
+  await child.status;
+}
+
+async function wrk(port: number, entries: string, wrkCase: string, seconds: number): Promise<WrkResult> {
+  const output = await run("wrk", [
+    "-t",
+    String(THREADS),
+    "-c",
+    String(CONNECTIONS),
+    "-d",
+    `${seconds}s`,
+    "--timeout",
+    "5s",
+    "-s",
+    `${ROOT}bench/wrk.lua`,
+    `http://127.0.0.1:${port}`,
+    "--",
+    entries,
+    wrkCase,
+  ]);
+  const line = output.split("\n").find((l) => l.startsWith("WRK_RESULT "));
+  if (!line) throw new Error(`wrk printed no result:\n${output}`);
+  const r = JSON.parse(line.slice("WRK_RESULT ".length));
+  return {
+    rps: r.requests / (r.duration_us / 1e6),
+    p50_ms: r.p50_us / 1000,
+    p99_ms: r.p99_us / 1000,
+    errors: r.errors,
+  };
+}
+
+async function pgbench(
+  url: string,
+  script: string,
+  scale: Scale,
+  options: { seconds: number; permission?: string },
+): Promise<number> {
+  const output = await run(`${env("PG_BIN")}/pgbench`, [
+    "-n",
+    "-M",
+    "prepared",
+    "-c",
+    String(CONNECTIONS),
+    "-j",
+    String(THREADS),
+    "-T",
+    String(options.seconds),
+    "-D",
+    `permission=${options.permission ?? "*"}`,
+    "-D",
+    `tenants=${scale.tenants}`,
+    "-D",
+    `docs_per_tenant=${scale.docsPerTenant}`,
+    "-f",
+    `${ROOT}bench/pgbench/${script}`,
+  ], { env: pgEnv(url) });
+  const match = /tps = ([\d.]+)/.exec(output);
+  if (!match) throw new Error(`pgbench printed no tps:\n${output}`);
+  return Number(match[1]);
+}
+
+function round(value: number, digits = 2): number {
+  return Math.round(value * 10 ** digits) / 10 ** digits;
+}
+
+// --- main --------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const args = Deno.args;
+  const quick = args.includes("--quick");
+  const scaleFlag = args.includes("--scale") ? args[args.indexOf("--scale") + 1] : undefined;
+  if (scaleFlag && !["small", "default", "large"].includes(scaleFlag)) {
+    console.error("usage: scripts/bench [--quick] [--scale small|default|large]");
+    Deno.exit(2);
+  }
+  const seconds = quick ? 3 : 15;
+  const main = quick ? SCALES.quick_small : SCALES[scaleFlag ?? "default"];
+  const compare = quick
+    ? [SCALES.quick_small, SCALES.quick_large]
+    : scaleFlag
+    ? []
+    : [SCALES.small, SCALES.large];
+  const port = 18000 + Math.floor(Math.random() * 1000);
+  const appUrl = (db: string) => withDatabase(env("APP_DATABASE_URL"), new URL(db).pathname.slice(1));
+  const adminUrl = (db: string) => withDatabase(env("ADMIN_DATABASE_URL"), new URL(db).pathname.slice(1));
+
+  const mainUrl = await ensureSeeded(main);
+  const entries = await writeEntries(mainUrl, main);
+  const cases: CaseResult[] = [];
+  const server = await startServer(mainUrl, port);
+  try {
+    await wrk(port, entries, "get", 1); // warm-up: connections, prepared statements, caches
+    for (const c of CASES) {
+      progress(`${c.name}: pgbench ${seconds} s, then wrk ${seconds} s, ${CONNECTIONS} connections`);
+      const tps = await pgbench(appUrl(mainUrl), c.script, main, { seconds, permission: c.permission });
+      const http = await wrk(port, entries, c.wrk, seconds);
+      cases.push({
+        name: c.name,
+        http_rps: round(http.rps, 1),
+        pgbench_tps: round(tps, 1),
+        ratio: round(http.rps / tps),
+        p50_ms: round(http.p50_ms),
+        p99_ms: round(http.p99_ms),
+        errors: http.errors,
+      });
+    }
+  } finally {
+    await stopServer(server);
+  }
+
+  progress(`RLS overhead: app_user under RLS vs uber_admin with tenant_id filter, ${seconds} s each`);
+  const rlsTps = await pgbench(appUrl(mainUrl), "rls_list.sql", main, { seconds });
+  const bypassTps = await pgbench(adminUrl(mainUrl), "bypass_list.sql", main, { seconds });
+  const rlsOverheadRatio = round(bypassTps / rlsTps, 3);
+
+  const scale: Record<string, Record<string, { p50_ms: number; p99_ms: number; errors: number }>> = {};
+  for (const s of compare) {
+    const url = await ensureSeeded(s);
+    const scaleEntries = await writeEntries(url, s);
+    const scaleServer = await startServer(url, port + 1);
+    try {
+      await wrk(port + 1, scaleEntries, "get", 1);
+      for (const [label, wrkCase] of [["get", "get"], ["list", "list"]]) {
+        progress(`scale ${s.name}: ${label} for ${seconds} s`);
+        const r = await wrk(port + 1, scaleEntries, wrkCase, seconds);
+        scale[label] ??= {};
+        scale[label][s.name] = { p50_ms: round(r.p50_ms), p99_ms: round(r.p99_ms), errors: r.errors };
+      }
+    } finally {
+      await stopServer(scaleServer);
+    }
+  }
+  const [small, large] = compare;
+  const scaleRatios = small
+    ? Object.fromEntries(
+      Object.entries(scale).map(([label, byScale]) => [
+        label,
+        round(byScale[large.name].p99_ms / byScale[small.name].p99_ms),
+      ]),
+    )
+    : {};
+  const scaleP99Ratio = small ? Math.max(...Object.values(scaleRatios)) : null;
+
+  const machine = {
+    cores: navigator.hardwareConcurrency,
+    postgresql: (await psql(mainUrl, "show server_version")).trim(),
+    deno: Deno.version.deno,
+  };
+  const result = {
+    generated_at: new Date().toISOString(),
+    quick,
+    scale: main.name,
+    tenants: main.tenants,
+    documents: main.tenants * main.docsPerTenant,
+    connections: CONNECTIONS,
+    duration_s: seconds,
+    cases,
+    rls_overhead_ratio: rlsOverheadRatio,
+    rls: { rls_tps: round(rlsTps, 1), bypass_tps: round(bypassTps, 1) },
+    scale_p99_ratio: scaleP99Ratio,
+    scale_comparison: small
+      ? { small: small.name, large: large.name, latency: scale, p99_ratio: scaleRatios }
+      : null,
+    machine,
+  };
+  await Deno.mkdir(`${ROOT}bench/results`, { recursive: true });
+  await Deno.writeTextFile(`${ROOT}bench/results/latest.json`, JSON.stringify(result, null, 2) + "\n");
+
+  const pad = (value: unknown, width: number) => String(value).padEnd(width);
+  console.log(
+    `\n${pad("case", 30)}${pad("http req/s", 12)}${pad("pgbench tps", 13)}${pad("ratio", 8)}${
+      pad("p50 ms", 9)
+    }${pad("p99 ms", 9)}errors`,
+  );
+  for (const c of cases) {
+    console.log(
+      `${pad(c.name, 30)}${pad(c.http_rps, 12)}${pad(c.pgbench_tps, 13)}${pad(c.ratio, 8)}${
+        pad(c.p50_ms, 9)
+      }${pad(c.p99_ms, 9)}${c.errors}`,
+    );
+  }
+  console.log(`\nRLS overhead ratio (bypass tps / RLS tps): ${rlsOverheadRatio}`);
+  if (small) {
+    for (const [label, byScale] of Object.entries(scale)) {
+      console.log(
+        `scale ${label}: p99 ${byScale[small.name].p99_ms} ms (${small.name}) -> ${
+          byScale[large.name].p99_ms
+        } ms (${large.name}), ratio ${scaleRatios[label]}`,
+      );
+    }
+  }
+  console.log(`machine: ${machine.cores} cores, PostgreSQL ${machine.postgresql}, Deno ${machine.deno}`);
+  console.log("written: bench/results/latest.json");
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,250 @@
+-- Audit trail: every insert, update and delete through the api writes exactly
+-- one entry naming the action, the resource and the actor (user, API key,
+-- request) of the request; details never carry a key hash; and nobody, the
+-- superuser owner included, can rewrite or remove an entry.
+begin;
+select plan(35);
+
+-- pgTAP is installed by the superuser after `alter default privileges revoke
+-- execute on functions from public`, so its functions are not executable by
+-- the roles the suites switch to. Granted for this transaction only.
+grant execute on all functions in schema public to app_user, uber_admin;
+
+-- Every tenant-scoped table is audited ------------------------------------------
+
+create temp view tenant_tables as
+  select c.oid, c.oid::regclass::text as tab
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace
+  where c.relkind in ('r', 'p')
+    and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp)'
+    and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
+
+-- Exempt: the trail itself, and core.idempotency_keys, whose rows are request
+-- bookkeeping rather than business data (its migration says so): the write an
+-- idempotency key protects is audited itself. A new table is audited unless
+-- it is added here, with its reason.
+-- tgtype bits: 1 row, 2 before, 4 insert, 8 delete, 16 update.
+select is(
+  array(select tab from tenant_tables t
+        where t.tab not in ('core.audit_logs', 'core.idempotency_keys')
+          and not exists (select from pg_trigger g
+                          where g.tgrelid = t.oid and g.tgfoid = 'core.record_audit'::regproc
+                            and g.tgtype & 1 = 1 and g.tgtype & 2 = 0 and g.tgtype & 28 = 28
+                            and g.tgenabled in ('O', 'A'))
+        order by 1),
+  '{}'::text[],
+  'every tenant-scoped table but the two exempt ones has an enabled AFTER INSERT OR UPDATE OR DELETE row trigger running core.record_audit');
+select is(
+  array(select format('%s names %s', t.tab, arg)
+        from tenant_tables t
+        join pg_trigger g on g.tgrelid = t.oid and g.tgfoid = 'core.record_audit'::regproc
+        cross join lateral (select (string_to_array(encode(g.tgargs, 'escape'), '\000'))[1] as arg) a
+        join pg_index i on i.indrelid = t.oid and i.indisprimary
+        where not exists (select from pg_attribute att
+                          where att.attrelid = t.oid and att.attname = a.arg
+                            and att.attnum = any (string_to_array(i.indkey::text, ' ')::int2[]))
+        order by 1),
+  '{}'::text[],
+  'every record_audit trigger takes the resource id from a primary-key column of its table');
+
+-- Fixtures ---------------------------------------------------------------------------
+
+set local role uber_admin;
+select tenant_id as tenant_a from platform.create_tenant('Audited', 'audited.example.com', 'enterprise') \gset
+reset role;
+
+select bag_eq(
+  format($$ select action, resource_type, user_id, api_key_id, request_id from core.audit_logs
+            where tenant_id = %L and resource_id = %L $$, :'tenant_a', :'tenant_a'),
+  $$ values ('insert'::text, 'tenants'::text, null::uuid, null::uuid, null::text),
+            ('insert', 'tenant_configs', null, null, null) $$,
+  'provisioning a tenant audits the tenant and its configuration once each, with no API key as actor');
+
+set local role app_user;
+set local app.tenant_id = :'tenant_a';
+select user_id as actor from api.create_user('admin@audited.example.com', 'tenant_admin') \gset
+reset role;
+set local role uber_admin;
+select key_id as actor_key, key as actor_secret
+from platform.create_api_key(:'tenant_a', 'Audit actor', '{*}', :'actor') \gset
+reset role;
+select encode(sha256(convert_to(:'actor_secret', 'UTF8')), 'hex') as actor_hash \gset
+select count(*) as audit_before from core.audit_logs \gset
+
+-- Mutations through the api, each in its own "request" --------------------------------
+
+set local role app_user;
+select tenant_id from api.begin_request(:'actor_hash', 'users:write', 'req-01') \gset ignored_
+select user_id as erin from api.create_user('erin@audited.example.com') \gset
+select tenant_id from api.begin_request(:'actor_hash', 'users:write', 'req-02') \gset ignored_
+select user_id from api.update_user(:'erin', p_role => 'viewer') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'users:write', 'req-03') \gset ignored_
+select user_id from api.delete_user(:'erin') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'documents:write', 'req-04') \gset ignored_
+select document_id as doc from api.create_document(:'actor', 'Quarterly report', repeat('a', 64)) \gset
+select tenant_id from api.begin_request(:'actor_hash', 'documents:write', 'req-05') \gset ignored_
+select document_id from api.update_document(:'doc', p_title => 'Quarterly report (final)') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'documents:write', 'req-06') \gset ignored_
+select document_id from api.delete_document(:'doc') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'config:write', 'req-07') \gset ignored_
+select tenant_id from api.update_tenant_config('{"currency": "CHF"}') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'keys:write', 'req-08') \gset ignored_
+select key_id as issued_key, key as issued_secret from api.create_api_key('Reporting', '{documents:read}') \gset
+select tenant_id from api.begin_request(:'actor_hash', 'keys:write', 'req-09') \gset ignored_
+select key_id from api.revoke_api_key(:'issued_key') \gset ignored_
+-- Recording key use changes only last_used_at, which is not audited.
+select tenant_id from api.begin_request(:'actor_hash', null, 'req-10') \gset ignored_
+select api.touch_api_key(:'actor_hash') \gset ignored_
+reset role;
+
+-- One entry per mutation, with the request's actor ----------------------------------------
+
+select is((select count(*) from core.audit_logs) - :audit_before, 9::bigint,
+  'nine mutations through the api wrote exactly nine audit entries');
+select is(
+  array(select distinct tenant_id from core.audit_logs where "timestamp" = now()),
+  array[:'tenant_a'::uuid],
+  'every audit entry written in this transaction belongs to the tenant whose row changed');
+
+select bag_eq(
+  format('select action, resource_type, user_id, api_key_id, request_id from core.audit_logs where resource_id = %L',
+    :'erin'),
+  format($$ values ('insert'::text, 'users'::text, %1$L::uuid, %2$L::uuid, 'req-01'::text),
+                   ('update', 'users', %1$L, %2$L, 'req-02'),
+                   ('delete', 'users', %1$L, %2$L, 'req-03') $$, :'actor', :'actor_key'),
+  'creating, updating and deleting a user each wrote one entry with the acting user, key and request id');
+select bag_eq(
+  format('select action, resource_type, user_id, api_key_id, request_id from core.audit_logs where resource_id = %L',
+    :'doc'),
+  format($$ values ('insert'::text, 'documents'::text, %1$L::uuid, %2$L::uuid, 'req-04'::text),
+                   ('update', 'documents', %1$L, %2$L, 'req-05'),
+                   ('delete', 'documents', %1$L, %2$L, 'req-06') $$, :'actor', :'actor_key'),
+  'creating, updating and deleting a document each wrote one entry with the acting user, key and request id');
+select bag_eq(
+  format($$ select action, resource_type, user_id, api_key_id, request_id from core.audit_logs
+            where resource_id = %L and request_id is not null $$, :'tenant_a'),
+  format($$ values ('update'::text, 'tenant_configs'::text, %1$L::uuid, %2$L::uuid, 'req-07'::text) $$,
+    :'actor', :'actor_key'),
+  'updating the tenant configuration wrote one entry, keyed by the tenant id');
+select bag_eq(
+  format('select action, resource_type, user_id, api_key_id, request_id from core.audit_logs where resource_id = %L',
+    :'issued_key'),
+  format($$ values ('insert'::text, 'tenant_api_keys'::text, %1$L::uuid, %2$L::uuid, 'req-08'::text),
+                   ('update', 'tenant_api_keys', %1$L, %2$L, 'req-09') $$, :'actor', :'actor_key'),
+  'issuing and revoking an API key each wrote one entry with the acting user, key and request id');
+select is_empty(format($$ select 1 from core.audit_logs where request_id = 'req-10' $$),
+  'recording the use of a key (only last_used_at changes) wrote no entry');
+select isnt((select last_used_at from core.tenant_api_keys where key_id = :'actor_key'), null,
+  '...although api.touch_api_key did record the use');
+
+-- What the details say -----------------------------------------------------------------
+
+select results_eq(
+  format($$ select details -> 'changed', details #>> '{old,role}', details #>> '{new,role}' from core.audit_logs
+            where resource_id = %L and action = 'update' $$, :'erin'),
+  $$ values ('["role"]'::jsonb, 'member'::text, 'viewer'::text) $$,
+  'an update entry lists the changed columns with their old and new values');
+select results_eq(
+  format($$ select details #>> '{old,title}', details ? 'new' from core.audit_logs
+            where resource_id = %L and action = 'delete' $$, :'doc'),
+  $$ values ('Quarterly report (final)'::text, false) $$,
+  'a delete entry keeps the old values of the row and has no new ones');
+select ok(
+  (select details ? 'db_role' from core.audit_logs where resource_id = :'doc' and action = 'insert'),
+  'an entry records the database role that made the change');
+
+select is(
+  (select count(*)::int from core.audit_logs where resource_id = :'issued_key' and action = 'insert'
+     and details #>> '{new,key_prefix}' is not null),
+  1,
+  'the entry for an issued key records its audited columns (key_prefix among them)');
+select is(
+  (select count(*)::int from core.audit_logs where resource_id = :'issued_key' and details::text like '%key_hash%'),
+  0,
+  'no entry for the issued key mentions key_hash');
+select is(
+  (select count(*)::int from core.audit_logs a
+   where exists (select from core.tenant_api_keys k where a.details::text like '%' || k.key_hash || '%')),
+  0,
+  'no audit entry anywhere contains the hash of any API key');
+select is(
+  (select count(*)::int from core.audit_logs where details::text like '%' || :'issued_secret' || '%'),
+  0,
+  'no audit entry contains the plain text of an issued key');
+
+select results_eq(
+  $$ select count(*)::int from api.list_audit_logs(p_resource_type => 'documents') $$,
+  'values (3)',
+  'tenant A''s own audit entries are readable through api.list_audit_logs');
+
+-- Append-only, for everyone --------------------------------------------------------------
+
+select count(*) as audit_sealed from core.audit_logs \gset
+
+select throws_ok('update core.audit_logs set action = ''tampered''', '42501',
+  'audit_logs is append-only: UPDATE is not allowed', 'the superuser owner cannot update an audit entry');
+select throws_ok(format('delete from core.audit_logs where tenant_id = %L', :'tenant_a'), '42501',
+  'audit_logs is append-only: DELETE is not allowed', 'the superuser owner cannot delete an audit entry');
+select throws_ok('truncate core.audit_logs', '42501',
+  'audit_logs is append-only: TRUNCATE is not allowed', 'the superuser owner cannot truncate the audit trail');
+select throws_ok('truncate core.audit_logs cascade', '42501',
+  'audit_logs is append-only: TRUNCATE is not allowed', 'TRUNCATE ... CASCADE is refused too');
+
+set local role app_user;
+set local app.tenant_id = :'tenant_a';
+select throws_ok('update core.audit_logs set action = ''tampered''', '42501',
+  'permission denied for table audit_logs', 'app_user cannot update its tenant''s audit entries');
+select throws_ok('delete from core.audit_logs', '42501',
+  'permission denied for table audit_logs', 'app_user cannot delete its tenant''s audit entries');
+select throws_ok('truncate core.audit_logs', '42501',
+  'permission denied for table audit_logs', 'app_user cannot truncate the audit trail');
+select throws_ok($$ insert into core.audit_logs (tenant_id, action, resource_type, resource_id)
+    values (core.current_tenant_id(), 'insert', 'documents', gen_random_uuid()) $$, '42501',
+  'permission denied for table audit_logs', 'app_user cannot write an audit entry of its own making');
+reset role;
+
+set local role uber_admin;
+select throws_ok('update core.audit_logs set action = ''tampered''', '42501',
+  'permission denied for table audit_logs', 'uber_admin cannot update audit entries');
+select throws_ok('delete from core.audit_logs', '42501',
+  'permission denied for table audit_logs', 'uber_admin cannot delete audit entries');
+select throws_ok('truncate core.audit_logs', '42501',
+  'permission denied for table audit_logs', 'uber_admin cannot truncate the audit trail');
+reset role;
+
+-- Rewriting the rows an entry points at does not rewrite the entry.
+select lives_ok(format($$ update core.users set email = 'renamed@audited.example.com' where user_id = %L $$, :'actor'),
+  'the superuser may still change ordinary tenant rows (the append-only rule is the trail''s alone)');
+select is((select count(*) from core.audit_logs), :audit_sealed + 1::bigint,
+  'after every refused attempt the trail holds all its entries, plus one for the permitted change');
+select is(
+  (select count(*)::int from core.audit_logs where action = 'tampered'), 0,
+  'no audit entry was altered');
+
+-- Actor columns fall back to NULL, not to a stale or forged value -------------------------
+
+set local role app_user;
+set local app.tenant_id = :'tenant_a';
+set local app.user_id = '';
+set local app.api_key_id = '';
+set local app.request_id = '';
+select user_id as anon_user from api.create_user('anon@audited.example.com') \gset
+reset role;
+select results_eq(
+  format('select user_id, api_key_id, request_id from core.audit_logs where resource_id = %L', :'anon_user'),
+  $$ values (null::uuid, null::uuid, null::text) $$,
+  'a change made with empty actor settings is audited with NULL user, key and request, not with an earlier actor');
+set local role app_user;
+set local app.user_id = :'actor';
+set local app.api_key_id = :'actor_key';
+set local app.request_id = 'req-11';
+select user_id from api.update_user(:'anon_user', p_role => 'viewer') \gset ignored_
+reset role;
+select results_eq(
+  format($$ select user_id, api_key_id, request_id from core.audit_logs where resource_id = %L and action = 'update' $$,
+    :'anon_user'),
+  format($$ values (%L::uuid, %L::uuid, 'req-11'::text) $$, :'actor', :'actor_key'),
+  'a change made with actor settings is audited with exactly those settings');
+
+select * from finish();
+rollback;

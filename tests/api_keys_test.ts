@@ -1,0 +1,352 @@
+/**
+ * API keys: revoked and expired keys stop working, a key can hand out only
+ * what it holds, each permission opens exactly its routes, and no key is ever
+ * stored in plain text anywhere in the database.
+ */
+import assert from "node:assert/strict";
+import type { Permission } from "../src/http/router.ts";
+import { sha256Hex } from "../src/http/auth.ts";
+import { assertProblem, expectStatus, issueKey, send } from "./assertions.ts";
+import { createTenant, startServer, type TestServer } from "./support.ts";
+
+async function keyCount(server: TestServer, tenantId: string): Promise<number> {
+  const [{ count }] = await server.owner`
+    select count(*)::int as count from core.tenant_api_keys where tenant_id = ${tenantId}`;
+  return count;
+}
+
+Deno.test("a revoked key gets 401 at once, and revoking it again keeps the first revoked_at", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Revocation");
+    const created = await expectStatus(201, {
+      server,
+      method: "POST",
+      path: "/v1/api-keys",
+      token: tenant.key,
+      body: { name: "to revoke", permissions: ["users:read", "users:write"] },
+    });
+    const key = String(created.body.key);
+    await expectStatus(200, { server, method: "GET", path: "/v1/users", token: key });
+
+    await expectStatus(204, {
+      server,
+      method: "DELETE",
+      path: `/v1/api-keys/${created.body.key_id}`,
+      token: tenant.key,
+    });
+    assertProblem(await send(server, "GET", "/v1/users", { token: key }), 401);
+    assertProblem(await send(server, "GET", "/v1/tenant", { token: key }), 401);
+    assertProblem(
+      await send(server, "POST", "/v1/users", {
+        token: key,
+        body: { email: "after-revocation@example.test" },
+      }),
+      401,
+    );
+    const [first] = await server.owner`
+      select revoked_at::text from core.tenant_api_keys where key_id = ${String(created.body.key_id)}`;
+    assert.ok(first.revoked_at, "revoked_at is not set");
+
+    await expectStatus(204, {
+      server,
+      method: "DELETE",
+      path: `/v1/api-keys/${created.body.key_id}`,
+      token: tenant.key,
+    });
+    const [second] = await server.owner`
+      select revoked_at::text from core.tenant_api_keys where key_id = ${String(created.body.key_id)}`;
+    assert.equal(second.revoked_at, first.revoked_at);
+    await expectStatus(200, { server, method: "GET", path: "/v1/users", token: tenant.key });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a key can revoke itself, and its next request gets 401", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Self revocation");
+    await expectStatus(204, {
+      server,
+      method: "DELETE",
+      path: `/v1/api-keys/${tenant.keyId}`,
+      token: tenant.key,
+    });
+    assertProblem(await send(server, "GET", "/v1/tenant", { token: tenant.key }), 401);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a key stored with expires_at in the past gets 401", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Expired by the owner");
+    const key = `tnk_${crypto.randomUUID().replaceAll("-", "")}expired`;
+    const hash = await sha256Hex(key);
+    await server.owner`
+      insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions, expires_at)
+      values (${tenant.tenantId}, ${hash}, ${
+      key.slice(0, 12)
+    }, 'expired', '{*}', now() - interval '1 second')`;
+    assertProblem(await send(server, "GET", "/v1/tenant", { token: key }), 401);
+
+    // The same insert with a future expiry works: the 401 above is the expiry.
+    const live = `tnk_${crypto.randomUUID().replaceAll("-", "")}current`;
+    await server.owner`
+      insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions, expires_at)
+      values (${tenant.tenantId}, ${await sha256Hex(live)}, ${live.slice(0, 12)}, 'live', '{*}',
+              now() + interval '1 hour')`;
+    await expectStatus(200, { server, method: "GET", path: "/v1/tenant", token: live });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a key issued to expire in a second works until then and gets 401 after", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Expiring key");
+    const expiresAt = new Date(Date.now() + 1200).toISOString();
+    const created = await expectStatus(201, {
+      server,
+      method: "POST",
+      path: "/v1/api-keys",
+      token: tenant.key,
+      body: { name: "short lived", permissions: ["users:read"], expires_at: expiresAt },
+    });
+    assert.equal(Date.parse(String(created.body.expires_at)), Date.parse(expiresAt));
+    const key = String(created.body.key);
+    await expectStatus(200, { server, method: "GET", path: "/v1/users", token: key });
+    await new Promise((resolve) => setTimeout(resolve, Date.parse(expiresAt) - Date.now() + 300));
+    assertProblem(await send(server, "GET", "/v1/users", { token: key }), 401);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("POST /v1/api-keys and the platform route answer 400 for an expires_at in the past", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Past expiry");
+    const before = await keyCount(server, tenant.tenantId);
+    const body = { name: "already expired", permissions: ["users:read"], expires_at: "2020-01-01T00:00:00Z" };
+    assertProblem(await send(server, "POST", "/v1/api-keys", { token: tenant.key, body }), 400);
+    assertProblem(
+      await send(server, "POST", `/v1/admin/tenants/${tenant.tenantId}/api-keys`, {
+        token: server.config.platformAdminToken,
+        body,
+      }),
+      400,
+    );
+    assert.equal(await keyCount(server, tenant.tenantId), before);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a key cannot grant a permission it lacks (403), and can grant what it holds", async (t) => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "No escalation");
+    const { key } = await issueKey(server, tenant.tenantId, { permissions: ["keys:write", "users:read"] });
+    const denied: Permission[][] = [["*"], ["documents:read"], ["users:read", "users:write"], ["keys:read"]];
+    for (const permissions of denied) {
+      await t.step(`refuses ${JSON.stringify(permissions)}`, async () => {
+        const before = await keyCount(server, tenant.tenantId);
+        const reply = await send(server, "POST", "/v1/api-keys", {
+          token: key,
+          body: { name: "escalation", permissions },
+        });
+        assertProblem(reply, 403);
+        assert.match(String(reply.body.detail), /only grant permissions it holds/);
+        assert.equal(await keyCount(server, tenant.tenantId), before, "a refused key was stored");
+      });
+    }
+    for (
+      const permissions of [["users:read"], ["keys:write"], ["keys:write", "users:read"]] as Permission[][]
+    ) {
+      await t.step(`grants ${JSON.stringify(permissions)}`, async () => {
+        const reply = await expectStatus(201, {
+          server,
+          method: "POST",
+          path: "/v1/api-keys",
+          token: key,
+          body: { name: "subset", permissions },
+        });
+        assert.deepEqual(reply.body.permissions, permissions);
+      });
+    }
+    await t.step("a key with * may grant *", async () => {
+      await expectStatus(201, {
+        server,
+        method: "POST",
+        path: "/v1/api-keys",
+        token: tenant.key,
+        body: { name: "full", permissions: ["*"] },
+      });
+    });
+    await t.step("a key without keys:write cannot issue keys at all", async () => {
+      const reader = await issueKey(server, tenant.tenantId, { permissions: ["keys:read", "users:read"] });
+      assertProblem(
+        await send(server, "POST", "/v1/api-keys", {
+          token: reader.key,
+          body: { name: "x", permissions: ["users:read"] },
+        }),
+        403,
+      );
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a key holding exactly one read permission opens that list and gets 403 on the others", async (t) => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Permission matrix");
+    const lists: [Permission, string][] = [
+      ["users:read", "/v1/users"],
+      ["documents:read", "/v1/documents"],
+      ["keys:read", "/v1/api-keys"],
+      ["audit:read", "/v1/audit-logs"],
+      ["config:read", "/v1/config"],
+    ];
+    for (const [permission] of lists) {
+      const { key } = await issueKey(server, tenant.tenantId, { permissions: [permission] });
+      await t.step(permission, async () => {
+        for (const [needed, path] of lists) {
+          const reply = await send(server, "GET", path, { token: key });
+          assert.equal(reply.status, needed === permission ? 200 : 403, `${permission} on ${path}`);
+        }
+        await expectStatus(200, { server, method: "GET", path: "/v1/tenant", token: key });
+        await expectStatus(200, { server, method: "GET", path: "/v1/templates", token: key });
+      });
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("deleting a user removes the keys bound to them, which then get 401", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Bound keys");
+    const user = await expectStatus(201, {
+      server,
+      method: "POST",
+      path: "/v1/users",
+      token: tenant.key,
+      body: { email: `bound-${crypto.randomUUID().slice(0, 8)}@example.test` },
+    });
+    const bound = await issueKey(server, tenant.tenantId, {
+      permissions: ["users:read"],
+      userId: String(user.body.user_id),
+    });
+    await expectStatus(200, { server, method: "GET", path: "/v1/users", token: bound.key });
+    await expectStatus(204, {
+      server,
+      method: "DELETE",
+      path: `/v1/users/${user.body.user_id}`,
+      token: tenant.key,
+    });
+    assertProblem(await send(server, "GET", "/v1/users", { token: bound.key }), 401);
+    const [{ count }] = await server.owner`
+      select count(*)::int as count from core.tenant_api_keys where key_id = ${bound.keyId}`;
+    assert.equal(count, 0);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("using a key records last_used_at", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Last used");
+    const { key, keyId } = await issueKey(server, tenant.tenantId, { permissions: ["users:read"] });
+    const lastUsed = async () =>
+      (await server.owner`select last_used_at from core.tenant_api_keys where key_id = ${keyId}`)[0]
+        .last_used_at;
+    assert.equal(await lastUsed(), null);
+    await expectStatus(200, { server, method: "GET", path: "/v1/users", token: key });
+    const deadline = Date.now() + 3000;
+    while (await lastUsed() === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    assert.ok(await lastUsed(), "last_used_at was not recorded within 3 s");
+  } finally {
+    await server.close();
+  }
+});
+
+/**
+ * Counts, in every text, varchar, jsonb and array column of every table in
+ * schema core (listed from the catalog), the rows whose value contains the needle.
+ */
+async function occurrences(server: TestServer, needle: string): Promise<Record<string, number>> {
+  const sql = server.owner;
+  const columns = await sql<{ table_name: string; column_name: string }[]>`
+    select c.table_name, c.column_name
+    from information_schema.columns c
+    join information_schema.tables t using (table_schema, table_name)
+    where c.table_schema = 'core' and t.table_type = 'BASE TABLE'
+      and c.data_type in ('text', 'character varying', 'character', 'jsonb', 'json', 'ARRAY')
+    order by 1, 2`;
+  assert.ok(columns.length >= 20, `only ${columns.length} columns found: the scan would prove little`);
+  assert.ok(columns.some((c) => c.column_name === "key_hash"), "the scan does not reach key_hash");
+  const hits: Record<string, number> = {};
+  for (const { table_name, column_name } of columns) {
+    const [{ count }] = await sql`
+      select count(*)::int as count from ${sql("core")}.${sql(table_name)}
+      where ${sql(column_name)}::text like '%' || ${needle} || '%'`;
+    if (count > 0) hits[`${table_name}.${column_name}`] = count;
+  }
+  return hits;
+}
+
+async function issueEveryWay(server: TestServer, idempotent: boolean): Promise<string[]> {
+  const tenant = await createTenant(server, "Plain text scan");
+  const headers = idempotent ? { "idempotency-key": `key-${crypto.randomUUID()}` } : undefined;
+  const created = await expectStatus(201, {
+    server,
+    method: "POST",
+    path: "/v1/api-keys",
+    token: tenant.key,
+    headers,
+    body: { name: "scanned", permissions: ["users:read"], user_id: tenant.userId },
+  });
+  const keys = [String(created.body.key)];
+  if (!idempotent) {
+    keys.push(tenant.key, (await issueKey(server, tenant.tenantId, { permissions: ["keys:read"] })).key);
+  }
+  for (const key of keys) await expectStatus(200, { server, method: "GET", path: "/v1/tenant", token: key });
+  return keys;
+}
+
+Deno.test("the database never contains an API key in plain text, only its hash and prefix", async () => {
+  const server = await startServer();
+  try {
+    for (const key of await issueEveryWay(server, false)) {
+      assert.deepEqual(
+        await occurrences(server, key),
+        {},
+        `key ${key.slice(0, 12)}... is stored in plain text`,
+      );
+      // The scan finds what is there: the prefix and the hash of the same key.
+      assert.ok((await occurrences(server, key.slice(0, 12)))["tenant_api_keys.key_prefix"] === 1);
+      assert.ok((await occurrences(server, await sha256Hex(key)))["tenant_api_keys.key_hash"] === 1);
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a key issued with an Idempotency-Key is not stored in plain text either", async () => {
+  const server = await startServer();
+  try {
+    const [key] = await issueEveryWay(server, true);
+    assert.ok((await occurrences(server, await sha256Hex(key)))["tenant_api_keys.key_hash"] === 1);
+    assert.deepEqual(await occurrences(server, key), {}, "the key is stored in plain text");
+  } finally {
+    await server.close();
+  }
+});
