@@ -41,9 +41,19 @@ const SCALES: Record<string, Scale> = {
 
 const CASES = [
   { name: "GET /v1/documents/{id}", wrk: "get", script: "get_document.sql", permission: "documents:read" },
-  { name: "GET /v1/documents?limit=20", wrk: "list", script: "list_documents.sql", permission: "documents:read" },
+  {
+    name: "GET /v1/documents?limit=20",
+    wrk: "list",
+    script: "list_documents.sql",
+    permission: "documents:read",
+  },
   { name: "POST /v1/documents", wrk: "post", script: "create_document.sql", permission: "documents:write" },
-  { name: "GET /v1/audit-logs?limit=50", wrk: "audit", script: "list_audit_logs.sql", permission: "audit:read" },
+  {
+    name: "GET /v1/audit-logs?limit=50",
+    wrk: "audit",
+    script: "list_audit_logs.sql",
+    permission: "audit:read",
+  },
 ];
 
 const CONNECTIONS = 8;

@@ -90,10 +90,10 @@ async function serveDbRoute(
     const requestHash = await sha256Hex(`${request.method} ${url.pathname}\n${JSON.stringify(body)}`);
     result = await runTransaction(pool, { ...options, replaySafe: true }, async (tx) => {
       const [claim] = await tx`select * from api.claim_idempotency_key(${idempotencyKey}, ${requestHash})`;
-      if (!claim.claimed) return replayOf(claim, requestHash);
+      if (!claim.claimed) return replayOf(claim, requestHash, route.oneTimeSecret);
       const replyBody = route.reply(await route.run({ ...input, tx }), { ...input, tx });
       await tx`select api.save_idempotent_response(${idempotencyKey}, ${status}, ${
-        tx.json(replyBody as never)
+        tx.json(withoutSecret(replyBody, route.oneTimeSecret) as never)
       })`;
       return { status, body: replyBody, replayed: false };
     });
@@ -139,15 +139,31 @@ function idempotencyKeyOf(request: Request): string | null {
   return key;
 }
 
+// A secret shown once (a new API key) is never stored for replays.
+function withoutSecret(body: unknown, secret: string | undefined): unknown {
+  if (!secret || typeof body !== "object" || body === null) return body;
+  const { [secret]: _shownOnce, ...rest } = body as Record<string, unknown>;
+  return rest;
+}
+
 // What an earlier request with the same Idempotency-Key answered.
-function replayOf(claim: postgres.Row, requestHash: string) {
+function replayOf(claim: postgres.Row, requestHash: string, secret: string | undefined) {
   if (claim.request_hash !== requestHash) {
     throw new HttpError(422, "This Idempotency-Key was already used for a different request");
   }
   if (claim.response_status === null) {
     throw new HttpError(409, "A request with this Idempotency-Key is still in progress; retry shortly");
   }
-  return { status: Number(claim.response_status), body: claim.response_body, replayed: true };
+  const status = Number(claim.response_status);
+  if (secret && status < 300) {
+    const issued = (claim.response_body as Record<string, unknown> | null)?.key_id;
+    throw new HttpError(
+      409,
+      `The ${secret} was shown only to the first request with this Idempotency-Key` +
+        (issued ? ` (key_id ${issued}); revoke it and issue a new one if it was lost` : ""),
+    );
+  }
+  return { status, body: claim.response_body, replayed: true };
 }
 
 function isStale(lastUsedAt: unknown): boolean {

@@ -25,7 +25,8 @@ export interface Pools {
 // runs in UTC). Keeping it a string preserves microseconds, which keyset
 // cursors need; JavaScript dates would round them to milliseconds.
 function isoTimestamp(value: string): string {
-  return value.replace(" ", "T").replace(/\+00$/, "Z").replace(/([+-]\d\d)$/, "$1:00");
+  const iso = value.replace(" ", "T");
+  return iso.endsWith("+00") ? `${iso.slice(0, -3)}Z` : iso.replace(/([+-]\d\d)$/, "$1:00");
 }
 
 function clientOptions(config: Config) {
@@ -66,6 +67,8 @@ export interface PooledConnection {
   connected: boolean;
   /** When it last connected, for recycling old connections. */
   since: number;
+  /** Its connection has closed since it connected: the client is replaced before reuse. */
+  closed: boolean;
 }
 
 /**
@@ -76,9 +79,10 @@ export interface PooledConnection {
  * later swallows a healthy connection; porsager/postgres#1195), and a query
  * or release() on a reserved connection whose socket closed crashes the
  * process or corrupts the pool (#1199, #1208). After a database restart under
- * load the service then answered 503 forever. Here each connection is a
- * postgres.js client with max: 1, which recovers from failures on its own, and
- * a client whose connection failed is discarded rather than reused.
+ * load the service crashed, or answered 503 forever. Here each connection is
+ * a postgres.js client of its own (max: 1), lent to one caller at a time and
+ * used for one connection only: once that connection failed or closed, the
+ * client is replaced by a fresh one.
  */
 export class DatabasePool {
   readonly #url: string;
@@ -99,11 +103,18 @@ export class DatabasePool {
   }
 
   #newConnection(): PooledConnection {
-    const slot: PooledConnection = { sql: undefined as unknown as Sql, connected: false, since: 0 };
+    const slot: PooledConnection = {
+      sql: undefined as unknown as Sql,
+      connected: false,
+      since: 0,
+      closed: false,
+    };
     const sql = postgres(this.#url, {
       ...clientOptions(this.#config),
       onclose: () => {
-        if (slot.sql === sql) slot.connected = false;
+        if (slot.sql !== sql) return;
+        slot.connected = false;
+        slot.closed = true;
       },
     }) as unknown as Sql;
     slot.sql = sql;
@@ -121,7 +132,7 @@ export class DatabasePool {
   acquire(waitMs: number): Promise<PooledConnection> {
     if (this.#ended) return Promise.reject(new HttpError(503, "The service is shutting down"));
     const slot = this.#idle.pop();
-    if (slot) return Promise.resolve(slot);
+    if (slot) return Promise.resolve(slot.closed ? this.#replace(slot) : slot);
     return new Promise((resolve, reject) => {
       const waiter = {
         resolve: (slot: PooledConnection) => {
@@ -146,11 +157,8 @@ export class DatabasePool {
    * @param failed true when a connection-level error was seen on it
    */
   release(slot: PooledConnection, failed: boolean): void {
-    let next = slot;
-    if (failed || (slot.connected && performance.now() - slot.since > MAX_LIFETIME_MS)) {
-      this.#retire(slot.sql);
-      next = this.#newConnection();
-    }
+    const old = slot.connected && performance.now() - slot.since > MAX_LIFETIME_MS;
+    const next = failed || old || slot.closed ? this.#replace(slot) : slot;
     if (this.#ended) {
       this.#retire(next.sql);
       return;
@@ -158,6 +166,15 @@ export class DatabasePool {
     const waiter = this.#waiters.shift();
     if (waiter) waiter.resolve(next);
     else this.#idle.push(next);
+  }
+
+  // A client is used for one connection only: postgres.js 3.4.9 can leave a
+  // client whose connection was reset unable to connect again (its next
+  // queries hang until connect_timeout), so a fresh client is cheaper than
+  // trusting its reconnect.
+  #replace(slot: PooledConnection): PooledConnection {
+    this.#retire(slot.sql);
+    return this.#newConnection();
   }
 
   #retire(sql: Sql): void {
@@ -303,6 +320,11 @@ export function toHttpError(error: unknown): HttpError {
   }
   const code = (error as { code?: unknown })?.code;
   const message = String((error as { message?: unknown })?.message ?? "");
+  // Class 22 (data exception): a value PostgreSQL cannot take, such as a date
+  // it cannot represent. The request is at fault, not the service.
+  if (typeof code === "string" && code.startsWith("22")) {
+    return new HttpError(400, "A value is out of range or malformed");
+  }
   switch (code) {
     case "PT401":
       return new HttpError(401, "The API key is unknown, revoked or expired");
@@ -320,16 +342,15 @@ export function toHttpError(error: unknown): HttpError {
         ? new HttpError(409, "The resource is still referenced by other resources")
         : new HttpError(422, "A referenced resource does not exist in this tenant");
     case "23514":
-    case "22P02":
-    case "22P05":
-    case "22021":
-    case "22001":
-    case "22023":
       return new HttpError(400, "A value is out of range or malformed");
     case "P0002":
       return new HttpError(404, "A referenced resource does not exist");
     case "57014":
       return new HttpError(503, "The request took too long; retry shortly");
+    // lock_timeout (3 s for app_user): another transaction holds the row; a
+    // conflict of the moment, not a fault of the service or the request.
+    case "55P03":
+      return new HttpError(503, "The resource is busy; retry shortly");
     case "42501":
       return new HttpError(403, "The operation is not permitted");
   }

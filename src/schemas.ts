@@ -6,14 +6,6 @@
 import { z } from "zod";
 import { PERMISSIONS } from "./http/router.ts";
 
-/** Text PostgreSQL can store exactly: no NUL character, no lone surrogate. */
-export function text(min: number, max: number) {
-  return z.string().min(min).max(max).refine(
-    (value) => !value.includes("\u0000") && value.isWellFormed(),
-    "Must not contain NUL characters or unpaired surrogates",
-  );
-}
-
 // Any 8-4-4-4-12 hex id, as PostgreSQL's uuid type accepts (not only version 4).
 const uuid = z.guid();
 // PostgreSQL has no year 0 (ISO 0000 is 1 BC written another way) and refuses it.
@@ -25,8 +17,23 @@ const timestamp = z.iso.datetime({ offset: true }).refine(
 /** Deepest nesting of arrays and objects PostgreSQL's jsonb functions are given. */
 const MAX_JSON_DEPTH = 32;
 
+// Text PostgreSQL can store exactly: no NUL character, no lone surrogate.
 function storableText(value: string): boolean {
   return !value.includes("\u0000") && value.isWellFormed();
+}
+
+/**
+ * A string of `min` to `max` characters that PostgreSQL stores exactly.
+ *
+ * @param min fewest characters
+ * @param max most characters
+ * @returns the zod schema
+ */
+export function text(min: number, max: number) {
+  return z.string().min(min).max(max).refine(
+    storableText,
+    "Must not contain NUL characters or unpaired surrogates",
+  );
 }
 
 // What jsonb would refuse or choke on, found with a stack rather than

@@ -74,6 +74,7 @@ async function postgresBin(): Promise<string> {
  *
  * @param command program path
  * @param args its arguments
+ * @param options asPostgres: run as the OS user postgres when we are root
  * @returns its stdout
  * @throws Error with its stderr when it fails or times out
  */
@@ -160,6 +161,33 @@ async function postmasterPid(dataDir: string): Promise<number | null> {
   }
 }
 
+const STALE_AFTER_MS = 30 * 60 * 1000;
+
+// A test run that died before its finally blocks ran leaves its cluster
+// behind; the next run stops and removes clusters created long ago.
+async function removeStaleClusters(bin: string): Promise<void> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(CLUSTERS_DIR));
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    if (!entry.name.startsWith("cluster-")) continue;
+    const dir = `${CLUSTERS_DIR}/${entry.name}`;
+    const created = await Deno.stat(`${dir}/superuser.pw`).then(
+      (info) => info.mtime?.getTime() ?? 0,
+      () => 0,
+    );
+    if (Date.now() - created < STALE_AFTER_MS) continue;
+    if (await postmasterPid(`${dir}/data`)) {
+      await run(`${bin}/pg_ctl`, ["-D", `${dir}/data`, "stop", "-m", "immediate", "-w"], { asPostgres: true })
+        .catch(() => {});
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
 /**
  * Creates and starts a throwaway cluster on a free loopback port with a
  * database migrated by dbmate and passwords for app_user and uber_admin.
@@ -170,6 +198,7 @@ async function postmasterPid(dataDir: string): Promise<number | null> {
 export async function startCluster(options: { maxConnections?: number } = {}): Promise<TestCluster> {
   const bin = await postgresBin();
   const root = await runningAsRoot();
+  await removeStaleClusters(bin);
   await Deno.mkdir(CLUSTERS_DIR, { recursive: true });
   const dir = await Deno.makeTempDir({ dir: CLUSTERS_DIR, prefix: "cluster-" });
   const dataDir = `${dir}/data`;

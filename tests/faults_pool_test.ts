@@ -249,3 +249,97 @@ Deno.test("with every connection busy, the excess requests get 503 within DB_POO
     await server.close();
   }
 });
+
+/** Waits until `count` app_user sessions are blocked on a lock, within a bound. */
+async function waitForBlocked(owner: postgres.Sql, count: number): Promise<number[]> {
+  const deadline = performance.now() + 5000;
+  let pids: number[] = [];
+  while (performance.now() < deadline) {
+    pids = (await owner`
+      select pid from pg_stat_activity where usename = 'app_user' and wait_event_type = 'Lock'`)
+      .map((row) => row.pid);
+    if (pids.length >= count) return pids;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.fail(`only ${pids.length} of ${count} requests were blocked on the lock`);
+}
+
+Deno.test("requests whose database sessions are terminated get 503 or succeed on retry, and the pool recovers", async () => {
+  const server = await startServer({ DB_POOL_MAX: "2" });
+  const owner = postgres(Deno.env.get("DATABASE_URL")!, { max: 2, onnotice: () => {} });
+  try {
+    const tenant = await createTenant(server, "terminated");
+    const created = await call(server, "POST", "/v1/documents", {
+      token: tenant.key,
+      body: { user_id: tenant.userId, title: "contended", content_hash: SOME_HASH },
+    });
+    const documentId = String(created.body.document_id);
+    const key = `terminated-${crypto.randomUUID()}`;
+    const body = { user_id: tenant.userId, title: "idempotent", content_hash: SOME_HASH };
+
+    // One PATCH (BEGIN to COMMIT in one write) waits on the document's row
+    // lock; one idempotent POST (statement by statement) waits on its
+    // Idempotency-Key, which an owner transaction has claimed first.
+    const { promise: unlock, resolve: release } = Promise.withResolvers<void>();
+    const { promise: locked, resolve: lockTaken } = Promise.withResolvers<void>();
+    const holder = owner.begin(async (tx) => {
+      await tx`select 1 from core.documents where document_id = ${documentId} for update`;
+      await tx`insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash)
+               values (${tenant.tenantId}, ${key}, ${"0".repeat(64)})`;
+      lockTaken();
+      await unlock;
+      // Roll back, so the POST's retry can claim the key.
+      throw new Error("release the idempotency key");
+    }).catch(() => {});
+    try {
+      await locked;
+      const patch = call(server, "PATCH", `/v1/documents/${documentId}`, {
+        token: tenant.key,
+        body: { title: "patched" },
+      });
+      const post = call(server, "POST", "/v1/documents", {
+        token: tenant.key,
+        body,
+        headers: { "idempotency-key": key },
+      });
+      const pids = await waitForBlocked(owner, 2);
+      await owner`select pg_terminate_backend(pid) from unnest(${pids}::int[]) as pid`;
+      const patched = await patch;
+      // A write whose COMMIT may have landed is not re-run: 503, retry later.
+      assert.equal(patched.status, 503, JSON.stringify(patched.body));
+      assert.equal(patched.headers.get("content-type"), "application/problem+json");
+      release();
+      await holder;
+      // The idempotent POST may run again: it succeeds once the key is free.
+      const posted = await post;
+      assert.ok([201, 503].includes(posted.status), `the idempotent POST answered ${posted.status}`);
+    } finally {
+      release();
+      await holder;
+    }
+
+    // Both connections were replaced: the next requests go through at once.
+    for (let i = 0; i < 6; i++) {
+      const started = performance.now();
+      const reply = await call(server, "PATCH", `/v1/documents/${documentId}`, {
+        token: tenant.key,
+        body: { title: `after ${i}` },
+      });
+      assert.equal(reply.status, 200);
+      assert.ok(performance.now() - started < 1000, "a request after the terminations was slow");
+    }
+    const replay = await call(server, "POST", "/v1/documents", {
+      token: tenant.key,
+      body,
+      headers: { "idempotency-key": key },
+    });
+    assert.equal(replay.status, 201);
+    const [{ count }] = await owner`
+      select count(*)::int as count from core.documents
+      where tenant_id = ${tenant.tenantId} and title = 'idempotent'`;
+    assert.equal(count, 1, "the idempotent POST created its document exactly once");
+  } finally {
+    await owner.end({ timeout: 1 });
+    await server.close();
+  }
+});

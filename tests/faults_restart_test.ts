@@ -99,20 +99,28 @@ async function runLoad(
   return samples;
 }
 
-async function restartUnderLoad(
+/** How PostgreSQL goes away and comes back; resolves once it accepts connections. */
+interface Outage {
+  label: string;
+  run: (cluster: TestCluster) => Promise<void>;
+  /** Long enough that retries cannot hide it: some requests must get 503. */
+  expect503: boolean;
+}
+
+async function outageUnderLoad(
   server: TestServer,
   cluster: TestCluster,
   tenants: TestTenant[],
-  mode: "fast" | "immediate",
+  outage: Outage,
 ): Promise<void> {
   let stopped = false;
-  const load = runLoad(server, tenants, { label: mode, stop: () => stopped, maxMs: 20_000 });
+  const load = runLoad(server, tenants, { label: outage.label, stop: () => stopped, maxMs: 20_000 });
   let outageStart = 0;
   let outageEnd = 0;
   try {
     await sleep(500);
     outageStart = performance.now();
-    await cluster.restart(mode);
+    await outage.run(cluster);
     outageEnd = performance.now();
     await sleep(OBSERVE_AFTER_RECOVERY_MS);
   } finally {
@@ -125,7 +133,10 @@ async function restartUnderLoad(
   assert.equal((await call(server, "GET", "/health")).status, 200, "the server is still up");
 
   const during = samples.filter((sample) => sample.started >= outageStart && sample.started <= outageEnd);
-  assert.ok(during.length > 0, "some requests were sent while PostgreSQL was restarting");
+  assert.ok(during.length > 0, "some requests were sent while PostgreSQL was away");
+  if (outage.expect503) {
+    assert.ok(samples.some((sample) => sample.status === 503), "some requests were answered 503");
+  }
   for (const sample of samples) {
     if (sample.status >= 200 && sample.status < 300) continue;
     assert.equal(
@@ -184,7 +195,7 @@ async function restartUnderLoad(
     await owner.end({ timeout: 1 });
   }
   console.log(
-    `${mode} restart: ${samples.length} requests, ${during.length} during the ${
+    `${outage.label}: ${samples.length} requests, ${during.length} during the ${
       Math.round(outageEnd - outageStart)
     } ms outage, ${
       samples.filter((sample) => sample.status === 503).length
@@ -192,7 +203,7 @@ async function restartUnderLoad(
   );
 }
 
-Deno.test("PostgreSQL restarts under load: quick 503s during the outage, full recovery, no lost or duplicated writes", async (t) => {
+Deno.test("PostgreSQL restarts (fast, immediate) and a 1.5 s stop under load: quick 503s, full recovery, no lost or duplicated writes", async (t) => {
   const cluster = await startCluster();
   let server: TestServer | undefined;
   try {
@@ -205,8 +216,21 @@ Deno.test("PostgreSQL restarts under load: quick 503s during the outage, full re
     for (const name of ["restart-a", "restart-b", "restart-c", "restart-d"]) {
       tenants.push(await createTenant(server, name));
     }
-    for (const mode of ["fast", "immediate"] as const) {
-      await t.step(`pg_ctl restart -m ${mode}`, () => restartUnderLoad(server!, cluster, tenants, mode));
+    const outages: Outage[] = [
+      { label: "restart-fast", run: (db) => db.restart("fast"), expect503: false },
+      { label: "restart-immediate", run: (db) => db.restart("immediate"), expect503: false },
+      {
+        label: "down-1500ms",
+        run: async (db) => {
+          await db.stop("fast");
+          await sleep(1500);
+          await db.start();
+        },
+        expect503: true,
+      },
+    ];
+    for (const outage of outages) {
+      await t.step(outage.label, () => outageUnderLoad(server!, cluster, tenants, outage));
     }
   } finally {
     await server?.close();

@@ -96,6 +96,22 @@ ensure_postgres_tools() {
   export PATH="$PG_BIN:$PATH" PG_BIN
 }
 
+# The fault tests (tests/cluster.ts) start throwaway clusters and PgBouncer,
+# so scripts/test needs the server binaries and pgbouncer even when
+# DATABASE_URL points at another server.
+FAULT_TEST_APT_PACKAGES="pgbouncer"
+ensure_fault_test_tools() {
+  ensure_postgres_tools yes
+  if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then return; fi
+  if is_root && command -v apt-get >/dev/null; then
+    log "installing Debian packages: $FAULT_TEST_APT_PACKAGES"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $FAULT_TEST_APT_PACKAGES; } >&2 ||
+      die "apt-get install failed for: $FAULT_TEST_APT_PACKAGES"
+    return
+  fi
+  die "missing pgbouncer, which the fault tests run; run: sudo apt-get install -y $FAULT_TEST_APT_PACKAGES"
+}
+
 # --- the project-local cluster ---------------------------------------------
 
 # PostgreSQL refuses to run as root, so as root the cluster runs as the

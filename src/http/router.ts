@@ -61,6 +61,11 @@ export interface DbRoute extends RouteDocs {
   access: "tenant" | "admin";
   /** Permission a tenant key needs; none means any valid key. */
   permission?: Permission;
+  /**
+   * Response field shown only once (a new API key). It is never stored for
+   * Idempotency-Key replays; a retry is told the secret cannot be shown again.
+   */
+  oneTimeSecret?: string;
   run(input: RouteInput<unknown, unknown, unknown>): PendingQuery | Promise<postgres.Row[]>;
   reply(rows: postgres.Row[], input: RouteInput<unknown, unknown, unknown>): unknown;
 }
@@ -72,6 +77,7 @@ export type Route = PublicRoute | DbRoute;
 export interface DbRouteSpec<P, Q, B> extends RouteDocs {
   access: "tenant" | "admin";
   permission?: Permission;
+  oneTimeSecret?: string;
   params?: z.ZodType<P>;
   query?: z.ZodType<Q>;
   body?: z.ZodType<B>;

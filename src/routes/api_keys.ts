@@ -32,6 +32,7 @@ export const apiKeyRoutes: Route[] = [
     summary: "Issue an API key with at most the calling key's permissions; the key is shown only here",
     access: "tenant",
     permission: "keys:write",
+    oneTimeSecret: "key",
     body: CreateApiKey,
     response: NewApiKey,
     status: 201,
