@@ -169,40 +169,52 @@ COMMENT ON FUNCTION api.claim_idempotency_key(p_idempotency_key text, p_request_
 
 
 --
--- Name: create_api_key(text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: api; Owner: -
+-- Name: create_api_key(text, text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
+CREATE FUNCTION api.create_api_key(p_caller_key_hash text, p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
+#variable_conflict use_column
+declare
+  v_caller record;
 begin
-  if core.current_tenant_id() is null then
-    raise exception 'no tenant context' using errcode = 'PT401';
+  select k.tenant_id, k.permissions, k.user_id, k.expires_at
+  into v_caller
+  from core.tenant_api_keys k
+  join core.tenants t on t.tenant_id = k.tenant_id
+  where k.key_hash = p_caller_key_hash
+    and k.revoked_at is null
+    and (k.expires_at is null or k.expires_at > now())
+    and t.deactivated_at is null;
+  if not found or v_caller.tenant_id is distinct from core.current_tenant_id() then
+    raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
-  -- A key can hand out only what it holds itself: no escalation to '*'.
-  if not exists (
-    select from core.tenant_api_keys k
-    where k.tenant_id = core.current_tenant_id()
-      and k.key_id = core.current_api_key_id()
-      and ('*' = any (k.permissions) or coalesce(p_permissions, '{}') <@ k.permissions)
-  ) then
+  if not ('*' = any (v_caller.permissions) or coalesce(p_permissions, '{}') <@ v_caller.permissions) then
     raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
+  end if;
+  if v_caller.user_id is not null and coalesce(p_user_id, v_caller.user_id) <> v_caller.user_id then
+    raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
+  end if;
+  if v_caller.expires_at is not null and coalesce(p_expires_at, v_caller.expires_at) > v_caller.expires_at then
+    raise exception 'a key that expires can only issue keys that expire no later' using errcode = 'PT403';
   end if;
   if p_expires_at is not null and p_expires_at <= now() then
     raise exception 'expires_at must be in the future' using errcode = 'check_violation';
   end if;
   return query
-    select * from core.issue_api_key((select core.current_tenant_id()), p_name, p_permissions, p_user_id, p_expires_at);
+    select * from core.issue_api_key(v_caller.tenant_id, p_name, p_permissions,
+      coalesce(p_user_id, v_caller.user_id), coalesce(p_expires_at, v_caller.expires_at));
 end
 $$;
 
 
 --
--- Name: FUNCTION create_api_key(p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: api; Owner: -
+-- Name: FUNCTION create_api_key(p_caller_key_hash text, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Issues a key for the current tenant with at most the calling key''s permissions; returns the key once';
+COMMENT ON FUNCTION api.create_api_key(p_caller_key_hash text, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Issues a key for the calling key''s tenant with at most its permissions, life and user; returns the key once';
 
 
 --
@@ -1056,9 +1068,11 @@ COMMENT ON VIEW api.tenant_config IS 'Configuration of the current tenant: one r
 CREATE FUNCTION api.update_tenant_config(p_settings_patch jsonb) RETURNS SETOF api.tenant_config
     LANGUAGE sql
     AS $$
-  -- A JSON merge patch of the top level: keys with a null value are removed.
+  -- A JSON merge patch of the top level: keys set to null are removed;
+  -- nulls nested inside a value are kept as sent.
   update core.tenant_configs
-  set settings = jsonb_strip_nulls(settings || p_settings_patch)
+  set settings = (settings || p_settings_patch)
+    - array(select key from jsonb_each(p_settings_patch) where value = 'null'::jsonb)
   where tenant_id = (select core.current_tenant_id())
   returning tenant_id, template_id, settings, created_at, updated_at
 $$;
@@ -1168,6 +1182,29 @@ $$;
 --
 
 COMMENT ON FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Creates an API key and returns it once, in the column key; only its hash is stored';
+
+
+--
+-- Name: keep_revocation(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.keep_revocation() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if old.revoked_at is not null and new.revoked_at is distinct from old.revoked_at then
+    raise exception 'a revoked API key stays revoked' using errcode = 'insufficient_privilege';
+  end if;
+  return new;
+end
+$$;
+
+
+--
+-- Name: FUNCTION keep_revocation(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.keep_revocation() IS 'Trigger: refuses to clear or move revoked_at once it is set';
 
 
 --
@@ -1940,6 +1977,13 @@ CREATE INDEX users_tenant_created_at_idx ON core.users USING btree (tenant_id, c
 --
 
 CREATE UNIQUE INDEX users_tenant_email_key ON core.users USING btree (tenant_id, lower(email));
+
+
+--
+-- Name: tenant_api_keys keep_revocation; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER keep_revocation BEFORE UPDATE OF revoked_at ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.keep_revocation();
 
 
 --

@@ -147,7 +147,7 @@ create temp view definer_functions as
 
 select set_eq('select fn from definer_functions',
   $$ values ('core.record_audit()'), ('api.begin_request(text,text,text)'), ('api.touch_api_key(text)'),
-            ('api.schema_version()'), ('api.create_api_key(text,text[],uuid,timestamp with time zone)') $$,
+            ('api.schema_version()'), ('api.create_api_key(text,text,text[],uuid,timestamp with time zone)') $$,
   'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, key touch, schema version, key issuing)');
 select is(
   array(select fn from definer_functions

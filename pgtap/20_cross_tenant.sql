@@ -40,6 +40,7 @@ set local role uber_admin;
 select key_id as key_a, key as secret_a
 from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gset
 select key_id as key_b from platform.create_api_key(:'tenant_b', 'B automation', '{*}', :'user_b') \gset
+select encode(sha256(convert_to(:'secret_a', 'UTF8')), 'hex') as hash_a \gset
 reset role;
 
 -- Every table with a tenant_id column, found in the catalog.
@@ -253,15 +254,20 @@ select throws_ok(format($$ select * from api.create_document(%L, 'Stolen author'
 select lives_ok(format($$ select * from api.create_document(%L, 'Own author', repeat('c', 64)) $$, :'user_a'),
   'a document of tenant A can name tenant A''s user as author');
 select results_eq(
-  format($$ select tenant_id from api.begin_request(encode(sha256(convert_to(%L, 'UTF8')), 'hex'), 'keys:write', 'req-x') $$,
-    :'secret_a'),
+  format($$ select tenant_id from api.begin_request(%L, 'keys:write', 'req-x') $$, :'hash_a'),
   format('values (%L::uuid)', :'tenant_a'),
   'tenant A''s key authenticates as tenant A (context for the key tests below)');
-select throws_ok(format($$ select * from api.create_api_key('Stolen user', '{documents:read}', %L) $$, :'user_b'),
+-- Even a platform operator, who bypasses RLS, cannot bind A's key to B's user.
+set local role uber_admin;
+select throws_ok(format($$ select * from platform.create_api_key(%L, 'Stolen user', '{documents:read}', %L) $$,
+    :'tenant_a', :'user_b'),
   '23503',
   'insert or update on table "tenant_api_keys" violates foreign key constraint "tenant_api_keys_tenant_id_user_id_fkey"',
   'an API key of tenant A cannot be bound to tenant B''s user');
-select lives_ok(format($$ select * from api.create_api_key('Own user', '{documents:read}', %L) $$, :'user_a'),
+reset role;
+set local role app_user;
+select lives_ok(format($$ select * from api.create_api_key(%L, 'Own user', '{documents:read}', %L) $$,
+    :'hash_a', :'user_a'),
   'an API key of tenant A can be bound to tenant A''s user');
 
 -- Defence in depth: the policies refuse tenant B on their own -------------------------

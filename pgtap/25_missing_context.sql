@@ -27,7 +27,8 @@ values (:'tenant_a', :'user_a', 'A ledger', repeat('a', 64)) returning document_
 insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
 values (:'tenant_a', 'retry-1', repeat('a', 64), 201);
 set local role uber_admin;
-select key_id as key_a from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gset
+select key_id as key_a, encode(sha256(convert_to(key, 'UTF8')), 'hex') as hash_a
+from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gset
 reset role;
 
 -- For every table or view with a tenant_id column that the calling role may
@@ -92,9 +93,9 @@ select throws_ok(format($$ select * from core.issue_api_key(%L, 'Orphan', '{*}')
 select throws_ok($$ select * from api.claim_idempotency_key('retry-1', repeat('f', 64)) $$, '42501',
   'new row violates row-level security policy for table "idempotency_keys"',
   'without context an idempotency key can be neither claimed nor replayed');
-select throws_ok($$ select * from api.create_api_key('Orphan', '{documents:read}') $$, 'PT401',
-  'no tenant context',
-  'without context api.create_api_key refuses: there is no tenant to issue for');
+select throws_ok(format($$ select * from api.create_api_key(%L, 'Orphan', '{documents:read}') $$, :'hash_a'), 'PT401',
+  'unknown, revoked or expired API key',
+  'without context api.create_api_key refuses even a valid key: its tenant is not the context''s');
 select is_empty(format($$ select * from api.update_user(%L, p_role => 'viewer') $$, :'user_a'),
   'without context api.update_user changes nobody');
 select is_empty(format($$ select * from api.update_document(%L, p_title => 'pwned') $$, :'doc_a'),

@@ -89,7 +89,7 @@ select document_id from api.delete_document(:'doc') \gset ignored_
 select tenant_id from api.begin_request(:'actor_hash', 'config:write', 'req-07') \gset ignored_
 select tenant_id from api.update_tenant_config('{"currency": "CHF"}') \gset ignored_
 select tenant_id from api.begin_request(:'actor_hash', 'keys:write', 'req-08') \gset ignored_
-select key_id as issued_key, key as issued_secret from api.create_api_key('Reporting', '{documents:read}') \gset
+select key_id as issued_key, key as issued_secret from api.create_api_key(:'actor_hash', 'Reporting', '{documents:read}') \gset
 select tenant_id from api.begin_request(:'actor_hash', 'keys:write', 'req-09') \gset ignored_
 select key_id from api.revoke_api_key(:'issued_key') \gset ignored_
 -- Recording key use changes only last_used_at, which is not audited.

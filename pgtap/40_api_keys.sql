@@ -4,7 +4,7 @@
 -- SHA-256 hashes app_user cannot read, and a key can hand out no more than it
 -- holds.
 begin;
-select plan(48);
+select plan(55);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -21,6 +21,7 @@ reset role;
 set local role app_user;
 set local app.tenant_id = :'tenant_a';
 select user_id as owner from api.create_user('owner@keys.example.com', 'tenant_admin') \gset
+select user_id as colleague from api.create_user('colleague@keys.example.com', 'member') \gset
 reset role;
 
 set local role uber_admin;
@@ -36,6 +37,8 @@ select key_id as key_expiring, key as secret_expiring
 from platform.create_api_key(:'tenant_a', 'To expire', '{documents:read}', null, now() + interval '1 hour') \gset
 select key_id as key_leaving, key as secret_leaving
 from platform.create_api_key(:'tenant_d', 'Leaving tenant', '{*}') \gset
+select encode(sha256(convert_to(key, 'UTF8')), 'hex') as hash_short_lived
+from platform.create_api_key(:'tenant_a', 'Short-lived', '{documents:read}', null, now() + interval '1 hour') \gset
 reset role;
 
 select encode(sha256(convert_to(:'secret_all', 'UTF8')), 'hex') as hash_all,
@@ -150,21 +153,41 @@ set local role app_user;
 select lives_ok(format($$ select * from api.begin_request(%L, 'keys:write', 'req-20') $$, :'hash_granter'),
   'the granting key (keys:write, documents:read) authenticates');
 select key as issued_secret, key_id as issued_key, key_prefix as issued_prefix
-from api.create_api_key('Issued reader', '{documents:read}') \gset
+from api.create_api_key(:'hash_granter', 'Issued reader', '{documents:read}') \gset
 select results_eq(format('select permissions from api.api_keys where key_id = %L', :'issued_key'),
   $$ values ('{documents:read}'::text[]) $$,
   'a key may issue a key with a subset of its own permissions, and the new key holds just those');
-select lives_ok($$ select * from api.create_api_key('Issued twin', '{keys:write,documents:read}') $$,
+select lives_ok(format($$ select * from api.create_api_key(%L, 'Issued twin', '{keys:write,documents:read}') $$,
+    :'hash_granter'),
   'a key may issue a key with exactly its own permissions');
-select throws_ok($$ select * from api.create_api_key('Escalated', '{*}') $$, 'PT403',
+select throws_ok(format($$ select * from api.create_api_key(%L, 'Escalated', '{*}') $$, :'hash_granter'), 'PT403',
   'a key can only grant permissions it holds itself', 'a key cannot issue a key holding *');
-select throws_ok($$ select * from api.create_api_key('Escalated', '{documents:read,documents:write}') $$, 'PT403',
+select throws_ok(format($$ select * from api.create_api_key(%L, 'Escalated', '{documents:read,documents:write}') $$,
+    :'hash_granter'), 'PT403',
   'a key can only grant permissions it holds itself', 'a key cannot issue a key with a permission it lacks');
-select throws_ok($$ select * from api.create_api_key('Past', '{documents:read}', null, now() - interval '1 minute') $$,
+select throws_ok(format($$ select * from api.create_api_key(%L, 'Past', '{documents:read}', null,
+    now() - interval '1 minute') $$, :'hash_granter'),
   '23514', 'expires_at must be in the future', 'a key cannot be issued already expired');
 select lives_ok(format($$ select * from api.begin_request(%L, 'keys:write', 'req-21') $$, :'hash_all'),
   'the key holding * authenticates');
-select lives_ok($$ select * from api.create_api_key('Admin', '{*}') $$, 'a key holding * may issue a key holding *');
+select lives_ok(format($$ select * from api.create_api_key(%L, 'Admin', '{*}') $$, :'hash_all'),
+  'a key holding * may issue a key holding *');
+select throws_ok(format($$ select * from api.create_api_key(%L, 'Someone else', '{*}', %L) $$, :'hash_all', :'colleague'),
+  'PT403', 'a key bound to a user can only issue keys bound to that user',
+  'a key bound to a user cannot issue a key bound to anyone else');
+select results_eq(format($$ select user_id from api.create_api_key(%L, 'Inherits user', '{*}') $$, :'hash_all'),
+  format('values (%L::uuid)', :'owner'), 'a key issued by a user-bound key is bound to the same user');
+select lives_ok(format($$ select * from api.begin_request(%L, 'documents:read', 'req-22') $$, :'hash_short_lived'),
+  'a key that expires in an hour authenticates');
+select throws_ok(format($$ select * from api.create_api_key(%L, 'Outlives', '{documents:read}', null,
+    now() + interval '2 hours') $$, :'hash_short_lived'),
+  'PT403', 'a key that expires can only issue keys that expire no later',
+  'a key that expires in an hour cannot issue a key that expires in two');
+select set_config('app.tenant_id', :'tenant_d', true) \gset ignored_
+select throws_ok(format($$ select * from api.create_api_key(%L, 'Forged', '{*}') $$, :'hash_all'),
+  'PT401', 'unknown, revoked or expired API key',
+  'a session that forges app.tenant_id cannot issue keys there: the calling key''s own tenant decides');
+select set_config('app.tenant_id', :'tenant_a', true) \gset ignored_
 
 -- The issued key: shown once, stored as its hash only ----------------------------------------
 
@@ -212,6 +235,18 @@ select is(pg_temp.tables_containing(:'issued_prefix'), array['core.audit_logs', 
   'the search does find the stored prefix, in the key row and its audit entry, so it would find the key too');
 
 select isnt(:'issued_secret'::text, :'secret_read'::text, 'two issued keys differ');
+
+-- Revocation is final ---------------------------------------------------------------------
+
+reset role;
+update core.tenant_api_keys set revoked_at = coalesce(revoked_at, now()) where key_id = :'key_revoked';
+select throws_ok(format('update core.tenant_api_keys set revoked_at = null where key_id = %L', :'key_revoked'),
+  '42501', 'a revoked API key stays revoked', 'not even the owner can clear revoked_at: a revoked key never works again');
+set local role app_user;
+select set_config('app.tenant_id', :'tenant_a', true) \gset ignored_
+select throws_ok(format('update core.tenant_api_keys set name = %L where key_id = %L', 'Renamed', :'key_read'),
+  '42501', 'permission denied for table tenant_api_keys', 'app_user may change only revoked_at of a key, not its name');
+reset role;
 
 select * from finish();
 rollback;

@@ -78,7 +78,7 @@ async function serveDbRoute(
     ? validate(route.body, await readJsonBody(request, config.bodyLimitBytes), "body")
     : undefined;
 
-  const input = { params, query, body, requestId };
+  const input = { params, query, body, requestId, keyHash };
   const status = route.status ?? 200;
   const options = { readOnly: route.method === "GET", poolWaitMs: config.poolWaitMs, context };
   const idempotencyKey = route.access === "tenant" && route.method === "POST"

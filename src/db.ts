@@ -139,7 +139,10 @@ export class DatabasePool {
           clearTimeout(timer);
           resolve(slot);
         },
-        reject,
+        reject: (error: Error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
       };
       const timer = setTimeout(() => {
         this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
@@ -329,10 +332,12 @@ export function toHttpError(error: unknown): HttpError {
     case "PT401":
       return new HttpError(401, "The API key is unknown, revoked or expired");
     case "PT403":
+      // Our own messages from api.create_api_key ("a key can only ...",
+      // "a key bound to a user ..."): fixed sentences, safe to show.
       return new HttpError(
         403,
-        message.startsWith("a key can only")
-          ? "A key can only grant permissions it holds itself"
+        message.startsWith("a key ")
+          ? `A${message.slice(1)}`
           : "The API key lacks the permission this route needs",
       );
     case "23505":
@@ -395,10 +400,11 @@ function backoffMs(attempt: number): number {
   return Math.random() * 25 * 2 ** (attempt - 1);
 }
 
-// A PostgresError came from the server: it reports a statement that failed,
-// so the transaction it belonged to did not commit.
+// An ERROR from the server reports a statement that failed, so the
+// transaction it belonged to did not commit. A FATAL ends the session: it may
+// arrive after a COMMIT that landed, so it proves nothing.
 function reportedByServer(error: unknown): boolean {
-  return (error as { severity?: unknown })?.severity !== undefined;
+  return (error as { severity?: unknown })?.severity === "ERROR";
 }
 
 // The connection itself failed (or the server ended the session): the client
@@ -453,6 +459,11 @@ async function attemptTransaction<T>(
     }
     open = true;
     const context = options.context(tx).execute();
+    // Every outcome is read below; these handlers only keep a rejection from
+    // counting as unhandled (which ends a Deno process) when `work` throws
+    // before they are awaited.
+    begin.catch(() => {});
+    context.catch(() => {});
     const pending = work(tx);
     if (isPendingQuery(pending)) {
       pending.execute();

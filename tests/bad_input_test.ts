@@ -780,3 +780,25 @@ Deno.test("the random stream is reproducible from its seed and covers every meth
   }
   assert.ok(new Set(a.map((r) => r.path.split("?")[0])).size > 50);
 });
+
+Deno.test("a tampered cursor sent with an unknown key or a key lacking the permission answers 400 and the server keeps serving", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Cursor tamper");
+    const auditOnly = await issueKey(server, tenant.tenantId, { permissions: ["audit:read"] });
+    const callers = [`tnk_${"x".repeat(30)}`, auditOnly.key, tenant.key];
+    for (const token of callers) {
+      for (
+        const path of ["/v1/users?cursor=x", "/v1/documents?cursor=%E2%98%83", "/v1/api-keys?cursor=W10"]
+      ) {
+        const reply = await send(server, "GET", path, { token });
+        assertProblem(reply, 400);
+        assert.deepEqual(fieldErrors(reply), ["query:cursor"]);
+      }
+    }
+    const health = await send(server, "GET", "/health");
+    assert.equal(health.status, 200);
+  } finally {
+    await server.close();
+  }
+});

@@ -146,10 +146,22 @@ Deno.test("isTransientDatabaseError and toHttpError classify real postgres.js er
         produce: () =>
           onFreshClient(appUrl, async (sql) => {
             const [{ pid }] = await sql`select pg_backend_pid() as pid`;
-            const sleeping = sql`select pg_sleep(5)`;
-            await new Promise((resolve) => setTimeout(resolve, 100));
+            // Queries are sent when executed; read the outcome at once so the
+            // rejection is never unhandled.
+            const outcome = sql`select pg_sleep(5)`.execute().then(
+              () => undefined,
+              (error: unknown) => error,
+            );
+            // Terminate only once the backend is really running the sleep.
+            for (let poll = 0; poll < 250; poll++) {
+              const [{ running }] = await owner`
+                select exists (select from pg_stat_activity where pid = ${pid} and state = 'active') as running`;
+              if (running) break;
+              await new Promise((resolve) => setTimeout(resolve, 20));
+            }
             await owner`select pg_terminate_backend(${pid})`;
-            await sleeping;
+            const error = await outcome;
+            if (error) throw error;
           }),
       },
       {

@@ -91,9 +91,11 @@ grant select on api.tenant_config to app_user;
 create function api.update_tenant_config(p_settings_patch jsonb) returns setof api.tenant_config
 language sql volatile
 as $$
-  -- A JSON merge patch of the top level: keys with a null value are removed.
+  -- A JSON merge patch of the top level: keys set to null are removed;
+  -- nulls nested inside a value are kept as sent.
   update core.tenant_configs
-  set settings = jsonb_strip_nulls(settings || p_settings_patch)
+  set settings = (settings || p_settings_patch)
+    - array(select key from jsonb_each(p_settings_patch) where value = 'null'::jsonb)
   where tenant_id = (select core.current_tenant_id())
   returning tenant_id, template_id, settings, created_at, updated_at
 $$;

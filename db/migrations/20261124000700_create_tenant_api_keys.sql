@@ -57,6 +57,22 @@ create index tenant_api_keys_tenant_created_at_idx on core.tenant_api_keys (tena
 
 create trigger set_updated_at before update on core.tenant_api_keys
   for each row execute function core.set_updated_at();
+
+-- Revocation is final: "a revoked key never works again" holds for every
+-- role, whatever UPDATE it is granted.
+create function core.keep_revocation() returns trigger
+language plpgsql volatile
+as $$
+begin
+  if old.revoked_at is not null and new.revoked_at is distinct from old.revoked_at then
+    raise exception 'a revoked API key stays revoked' using errcode = 'insufficient_privilege';
+  end if;
+  return new;
+end
+$$;
+comment on function core.keep_revocation() is 'Trigger: refuses to clear or move revoked_at once it is set';
+create trigger keep_revocation before update of revoked_at on core.tenant_api_keys
+  for each row execute function core.keep_revocation();
 create trigger record_audit after insert or update or delete on core.tenant_api_keys
   for each row execute function core.record_audit('key_id');
 
@@ -75,7 +91,7 @@ create policy delete_own_tenant on core.tenant_api_keys for delete
 
 grant select (tenant_id, key_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
     last_used_at, created_at, updated_at),
-  update (name, revoked_at) on core.tenant_api_keys to app_user;
+  update (revoked_at) on core.tenant_api_keys to app_user;
 grant select (tenant_id, key_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
     last_used_at, created_at, updated_at),
   insert (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at)
@@ -123,7 +139,12 @@ comment on function core.issue_api_key(uuid, text, text[], uuid, timestamptz) is
   'Creates an API key and returns it once, in the column key; only its hash is stored';
 grant execute on function core.issue_api_key(uuid, text, text[], uuid, timestamptz) to uber_admin;
 
+-- The calling key is identified by its hash, never by app.api_key_id: a
+-- session can set its own settings, but only a holder of the key knows it.
+-- A key can hand out no more than it holds: no permission it lacks, no
+-- longer life, no other user.
 create function api.create_api_key(
+  p_caller_key_hash text,
   p_name text,
   p_permissions text[],
   p_user_id uuid default null,
@@ -136,28 +157,40 @@ create function api.create_api_key(
 language plpgsql volatile security definer
 set search_path = ''
 as $$
+#variable_conflict use_column
+declare
+  v_caller record;
 begin
-  if core.current_tenant_id() is null then
-    raise exception 'no tenant context' using errcode = 'PT401';
+  select k.tenant_id, k.permissions, k.user_id, k.expires_at
+  into v_caller
+  from core.tenant_api_keys k
+  join core.tenants t on t.tenant_id = k.tenant_id
+  where k.key_hash = p_caller_key_hash
+    and k.revoked_at is null
+    and (k.expires_at is null or k.expires_at > now())
+    and t.deactivated_at is null;
+  if not found or v_caller.tenant_id is distinct from core.current_tenant_id() then
+    raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
-  -- A key can hand out only what it holds itself: no escalation to '*'.
-  if not exists (
-    select from core.tenant_api_keys k
-    where k.tenant_id = core.current_tenant_id()
-      and k.key_id = core.current_api_key_id()
-      and ('*' = any (k.permissions) or coalesce(p_permissions, '{}') <@ k.permissions)
-  ) then
+  if not ('*' = any (v_caller.permissions) or coalesce(p_permissions, '{}') <@ v_caller.permissions) then
     raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
+  end if;
+  if v_caller.user_id is not null and coalesce(p_user_id, v_caller.user_id) <> v_caller.user_id then
+    raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
+  end if;
+  if v_caller.expires_at is not null and coalesce(p_expires_at, v_caller.expires_at) > v_caller.expires_at then
+    raise exception 'a key that expires can only issue keys that expire no later' using errcode = 'PT403';
   end if;
   if p_expires_at is not null and p_expires_at <= now() then
     raise exception 'expires_at must be in the future' using errcode = 'check_violation';
   end if;
   return query
-    select * from core.issue_api_key((select core.current_tenant_id()), p_name, p_permissions, p_user_id, p_expires_at);
+    select * from core.issue_api_key(v_caller.tenant_id, p_name, p_permissions,
+      coalesce(p_user_id, v_caller.user_id), coalesce(p_expires_at, v_caller.expires_at));
 end
 $$;
-comment on function api.create_api_key(text, text[], uuid, timestamptz) is
-  'Issues a key for the current tenant with at most the calling key''s permissions; returns the key once';
+comment on function api.create_api_key(text, text, text[], uuid, timestamptz) is
+  'Issues a key for the calling key''s tenant with at most its permissions, life and user; returns the key once';
 
 create function api.list_api_keys(
   p_limit integer default 20,
@@ -237,7 +270,7 @@ as $$
 $$;
 comment on function api.touch_api_key(text) is 'Sets last_used_at of the key with this hash, at most once a minute';
 
-grant execute on function api.create_api_key(text, text[], uuid, timestamptz),
+grant execute on function api.create_api_key(text, text, text[], uuid, timestamptz),
   api.list_api_keys(integer, timestamptz, uuid), api.revoke_api_key(uuid),
   api.begin_request(text, text, text), api.touch_api_key(text) to app_user;
 
@@ -276,8 +309,9 @@ drop function api.touch_api_key(text);
 drop function api.begin_request(text, text, text);
 drop function api.revoke_api_key(uuid);
 drop function api.list_api_keys(integer, timestamptz, uuid);
-drop function api.create_api_key(text, text[], uuid, timestamptz);
+drop function api.create_api_key(text, text, text[], uuid, timestamptz);
 drop function core.issue_api_key(uuid, text, text[], uuid, timestamptz);
 revoke execute on function extensions.gen_random_bytes(integer) from uber_admin;
 drop view api.api_keys;
 drop table core.tenant_api_keys;
+drop function core.keep_revocation();

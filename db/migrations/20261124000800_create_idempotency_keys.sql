@@ -128,7 +128,9 @@ set local lock_timeout = '5s';
 set local statement_timeout = '60s';
 do $$
 begin
-  execute format('alter role app_user in database %I reset all', current_database());
+  execute format('alter role app_user in database %I reset statement_timeout', current_database());
+  execute format('alter role app_user in database %I reset idle_in_transaction_session_timeout', current_database());
+  execute format('alter role app_user in database %I reset lock_timeout', current_database());
 end
 $$;
 drop function api.save_idempotent_response(text, integer, jsonb);

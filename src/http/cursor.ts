@@ -31,6 +31,22 @@ export function encodeCursor(after: string, id: string): string {
 }
 
 /**
+ * Tells whether a string is a cursor this API issued, so that query
+ * validation refuses any other before a transaction starts.
+ *
+ * @param cursor the opaque cursor
+ * @returns true when it decodes to a position
+ */
+export function isCursor(cursor: string): boolean {
+  try {
+    decodeCursor(cursor);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Decodes a cursor from a query string.
  *
  * @param cursor the opaque cursor, or undefined for the first page

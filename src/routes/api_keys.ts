@@ -29,16 +29,17 @@ export const apiKeyRoutes: Route[] = [
     method: "POST",
     path: "/v1/api-keys",
     tag: "API keys",
-    summary: "Issue an API key with at most the calling key's permissions; the key is shown only here",
+    summary:
+      "Issue an API key with at most the calling key's permissions, lifetime and user; the key is shown only here",
     access: "tenant",
     permission: "keys:write",
     oneTimeSecret: "key",
     body: CreateApiKey,
     response: NewApiKey,
     status: 201,
-    run: ({ tx, body }) =>
+    run: ({ tx, body, keyHash }) =>
       tx`select * from api.create_api_key(
-        ${body.name}, ${body.permissions}, ${body.user_id ?? null}, ${body.expires_at ?? null})`,
+        ${keyHash!}, ${body.name}, ${body.permissions}, ${body.user_id ?? null}, ${body.expires_at ?? null})`,
     reply: (rows) => oneOr404(rows, "API key"),
   }),
   dbRoute<z.infer<typeof KeyPath>>({
