@@ -237,7 +237,7 @@ load_or_create_env() {
     for name in DATABASE_MODE DATABASE_URL APP_DATABASE_URL ADMIN_DATABASE_URL PLATFORM_ADMIN_TOKEN \
       APP_USER_PASSWORD UBER_ADMIN_PASSWORD DEMO_TENANT_ID DEMO_API_KEY; do
       # %q quotes URLs whose query strings hold & or ; for the shell.
-      [ -n "${!name:-}" ] && printf 'export %s=%q\n' "$name" "${!name}"
+      if [ -n "${!name:-}" ]; then printf 'export %s=%q\n' "$name" "${!name}"; fi
     done
   } | (umask 077 && cat >"$ENV_FILE")
 }
