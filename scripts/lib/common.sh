@@ -285,6 +285,9 @@ check_database_reachable() { # url
   local output
   if ! output="$(psql "$(url_with_database "$1" postgres)" -XAtqc 'select 1' 2>&1)"; then
     output="$(printf '%s' "$output" | head -n 1 | sed -E 's#postgres(ql)?://[^ ]*#<url>#g')"
+    if [ "${DATABASE_MODE:-}" = local ]; then
+      die "the project-local cluster does not accept connections ($output); see .local/pg/postgres.log, or start afresh with scripts/db reset"
+    fi
     die "cannot connect to the database server in DATABASE_URL ($output); check the URL, or unset DATABASE_URL to use the project-local cluster"
   fi
 }

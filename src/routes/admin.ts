@@ -22,6 +22,7 @@ import { decodeCursor, oneOr404, page } from "./reply.ts";
 type Path = z.infer<typeof TenantPath>;
 type None = Record<string, never>;
 
+/** Platform routes (/v1/admin/*), run as uber_admin behind PLATFORM_ADMIN_TOKEN. */
 export const adminRoutes: Route[] = [
   dbRoute<None, z.infer<typeof PageQuery>>({
     method: "GET",

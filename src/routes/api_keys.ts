@@ -9,6 +9,7 @@ import { decodeCursor, oneOr404, page } from "./reply.ts";
 
 type List = z.infer<typeof PageQuery>;
 
+/** Routes of /v1/api-keys: list, issue (key shown once) and revoke. */
 export const apiKeyRoutes: Route[] = [
   dbRoute<Record<string, never>, List>({
     method: "GET",

@@ -6,6 +6,7 @@ import { dbRoute, type Route } from "../http/router.ts";
 import { AuditLog, AuditLogListQuery, pageOf } from "../schemas.ts";
 import { decodeCursor, page } from "./reply.ts";
 
+/** Route of /v1/audit-logs: the tenant's audit trail, newest first. */
 export const auditLogRoutes: Route[] = [
   dbRoute<Record<string, never>, z.infer<typeof AuditLogListQuery>>({
     method: "GET",

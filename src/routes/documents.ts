@@ -17,6 +17,7 @@ import { decodeCursor, oneOr404, page } from "./reply.ts";
 type Path = z.infer<typeof DocumentPath>;
 type List = z.infer<typeof DocumentListQuery>;
 
+/** Routes of /v1/documents: list with filters, create, read, change, delete. */
 export const documentRoutes: Route[] = [
   dbRoute<Record<string, never>, List>({
     method: "GET",

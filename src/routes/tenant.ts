@@ -6,6 +6,7 @@ import { pageOf, PatchConfig, Template, Tenant, TenantConfig } from "../schemas.
 import type { z } from "zod";
 import { oneOr404 } from "./reply.ts";
 
+/** Routes of the caller's tenant, its configuration and the template catalog. */
 export const tenantRoutes: Route[] = [
   dbRoute({
     method: "GET",

@@ -10,6 +10,7 @@ import { decodeCursor, oneOr404, page } from "./reply.ts";
 type Path = z.infer<typeof UserPath>;
 type List = z.infer<typeof PageQuery>;
 
+/** Routes of /v1/users: list, add, read, change, remove. */
 export const userRoutes: Route[] = [
   dbRoute<Record<string, never>, List>({
     method: "GET",
