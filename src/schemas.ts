@@ -46,6 +46,8 @@ function jsonbProblem(value: object): string | null {
     if (typeof item === "string" && !storableText(item)) {
       return "Must not contain NUL characters or unpaired surrogates";
     }
+    // JSON.parse turns 1e400 into Infinity, which would be stored as null.
+    if (typeof item === "number" && !Number.isFinite(item)) return "Numbers must be finite (1e400 is not)";
     if (item === null || typeof item !== "object") continue;
     if (depth > MAX_JSON_DEPTH) return `Must nest at most ${MAX_JSON_DEPTH} levels deep`;
     for (const [key, child] of Object.entries(item)) pending.push([key, depth], [child, depth + 1]);

@@ -802,3 +802,19 @@ Deno.test("a tampered cursor sent with an unknown key or a key lacking the permi
     await server.close();
   }
 });
+
+Deno.test("a number too large for a double in metadata answers 400 rather than being stored as null", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Huge numbers");
+    const reply = await send(server, "POST", "/v1/documents", {
+      token: tenant.key,
+      rawBody:
+        `{"user_id":"${tenant.userId}","title":"t","content_hash":"${SOME_HASH}","metadata":{"n":1e400}}`,
+    });
+    assertProblem(reply, 400);
+    assert.deepEqual(fieldErrors(reply), ["body:metadata"]);
+  } finally {
+    await server.close();
+  }
+});
