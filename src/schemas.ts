@@ -4,7 +4,7 @@
  * drift apart. Bodies are strict: an unknown field (a tenant_id, say) is a 400.
  */
 import { z } from "zod";
-import { isCursor } from "./http/cursor.ts";
+import { parseCursor } from "./http/cursor.ts";
 import { PERMISSIONS } from "./http/router.ts";
 
 // Any 8-4-4-4-12 hex id, as PostgreSQL's uuid type accepts (not only version 4).
@@ -76,7 +76,11 @@ function listQuery(defaultLimit: number) {
   return {
     limit: z.coerce.number().int().min(1).max(100).default(defaultLimit)
       .meta({ description: "Page size, 1-100" }),
-    cursor: z.string().max(512).refine(isCursor, "Not a cursor issued by this API").optional()
+    cursor: z.string().max(512).transform((value, ctx) => {
+      const cursor = parseCursor(value);
+      if (!cursor) ctx.addIssue({ code: "custom", message: "Not a cursor issued by this API" });
+      return cursor ?? z.NEVER;
+    }).optional()
       .meta({ description: "next_cursor of the previous page" }),
   };
 }

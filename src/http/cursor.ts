@@ -1,10 +1,9 @@
 /**
  * Opaque keyset cursors: the sort key and id of the last row of a page,
  * base64url-encoded. A cursor that does not decode to exactly that shape is
- * rejected with 400, so a tampered cursor never reaches SQL.
+ * rejected with 400 by query validation, so a tampered cursor never reaches SQL.
  */
 import { z } from "zod";
-import { HttpError } from "./problem.ts";
 
 // Year 0000 passes ISO 8601 but not PostgreSQL; such a cursor is tampered.
 const cursorShape = z.tuple([
@@ -31,38 +30,18 @@ export function encodeCursor(after: string, id: string): string {
 }
 
 /**
- * Tells whether a string is a cursor this API issued, so that query
- * validation refuses any other before a transaction starts.
+ * Decodes a cursor from a query string, once, during query validation.
  *
  * @param cursor the opaque cursor
- * @returns true when it decodes to a position
+ * @returns the position, or null when it is not a cursor this API issued
  */
-export function isCursor(cursor: string): boolean {
-  try {
-    decodeCursor(cursor);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Decodes a cursor from a query string.
- *
- * @param cursor the opaque cursor, or undefined for the first page
- * @returns the position, or nulls for the first page
- * @throws HttpError 400 when the cursor is not one we issued
- */
-export function decodeCursor(cursor: string | undefined): { after: string | null; id: string | null } {
-  if (cursor === undefined) return { after: null, id: null };
+export function parseCursor(cursor: string): Cursor | null {
   try {
     const json = atob(cursor.replaceAll("-", "+").replaceAll("_", "/"));
     const [after, id] = cursorShape.parse(JSON.parse(json));
     return { after, id };
   } catch {
-    throw new HttpError(400, "The cursor is invalid; use next_cursor from a previous page", {
-      errors: [{ location: "query", field: "cursor", message: "Not a cursor issued by this API" }],
-    });
+    return null;
   }
 }
 

@@ -17,7 +17,7 @@ import {
   TenantPath,
   UpdateTenant,
 } from "../schemas.ts";
-import { decodeCursor, oneOr404, page } from "./reply.ts";
+import { oneOr404, page } from "./reply.ts";
 
 type Path = z.infer<typeof TenantPath>;
 type None = Record<string, never>;
@@ -33,8 +33,9 @@ export const adminRoutes: Route[] = [
     query: PageQuery,
     response: pageOf(AdminTenant),
     run: ({ tx, query }) => {
-      const cursor = decodeCursor(query.cursor);
-      return tx`select * from platform.list_tenants(${query.limit}, ${cursor.after}, ${cursor.id})`;
+      return tx`select * from platform.list_tenants(${query.limit}, ${query.cursor?.after ?? null}, ${
+        query.cursor?.id ?? null
+      })`;
     },
     reply: (rows, { query }) => page(rows, query.limit, { after: "created_at", id: "tenant_id" }),
   }),
@@ -117,9 +118,10 @@ export const adminRoutes: Route[] = [
     query: AdminAuditLogListQuery,
     response: pageOf(AuditLog),
     run: ({ tx, query }) => {
-      const cursor = decodeCursor(query.cursor);
       return tx`select * from platform.list_audit_logs(
-        ${query.limit}, ${cursor.after}, ${cursor.id}, ${query.tenant_id ?? null})`;
+        ${query.limit}, ${query.cursor?.after ?? null}, ${query.cursor?.id ?? null}, ${
+        query.tenant_id ?? null
+      })`;
     },
     reply: (rows, { query }) => page(rows, query.limit, { after: "timestamp", id: "log_id" }),
   }),

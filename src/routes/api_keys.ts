@@ -5,7 +5,7 @@
 import type { z } from "zod";
 import { dbRoute, type Route } from "../http/router.ts";
 import { ApiKey, CreateApiKey, KeyPath, NewApiKey, pageOf, PageQuery } from "../schemas.ts";
-import { decodeCursor, oneOr404, page } from "./reply.ts";
+import { oneOr404, page } from "./reply.ts";
 
 type List = z.infer<typeof PageQuery>;
 
@@ -21,8 +21,9 @@ export const apiKeyRoutes: Route[] = [
     query: PageQuery,
     response: pageOf(ApiKey),
     run: ({ tx, query }) => {
-      const cursor = decodeCursor(query.cursor);
-      return tx`select * from api.list_api_keys(${query.limit}, ${cursor.after}, ${cursor.id})`;
+      return tx`select * from api.list_api_keys(${query.limit}, ${query.cursor?.after ?? null}, ${
+        query.cursor?.id ?? null
+      })`;
     },
     reply: (rows, { query }) => page(rows, query.limit, { after: "created_at", id: "key_id" }),
   }),

@@ -4,7 +4,7 @@
 import type { z } from "zod";
 import { dbRoute, type Route } from "../http/router.ts";
 import { AuditLog, AuditLogListQuery, pageOf } from "../schemas.ts";
-import { decodeCursor, page } from "./reply.ts";
+import { page } from "./reply.ts";
 
 /** Route of /v1/audit-logs: the tenant's audit trail, newest first. */
 export const auditLogRoutes: Route[] = [
@@ -18,10 +18,11 @@ export const auditLogRoutes: Route[] = [
     query: AuditLogListQuery,
     response: pageOf(AuditLog),
     run: ({ tx, query }) => {
-      const cursor = decodeCursor(query.cursor);
       return tx`
         select * from api.list_audit_logs(
-          ${query.limit}, ${cursor.after}, ${cursor.id}, ${query.user_id ?? null}, ${query.action ?? null},
+          ${query.limit}, ${query.cursor?.after ?? null}, ${query.cursor?.id ?? null}, ${
+        query.user_id ?? null
+      }, ${query.action ?? null},
           ${query.resource_type ?? null}, ${query.since ?? null}, ${query.until ?? null})`;
     },
     reply: (rows, { query }) => page(rows, query.limit, { after: "timestamp", id: "log_id" }),

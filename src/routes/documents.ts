@@ -12,7 +12,7 @@ import {
   pageOf,
   UpdateDocument,
 } from "../schemas.ts";
-import { decodeCursor, oneOr404, page } from "./reply.ts";
+import { oneOr404, page } from "./reply.ts";
 
 type Path = z.infer<typeof DocumentPath>;
 type List = z.infer<typeof DocumentListQuery>;
@@ -29,10 +29,11 @@ export const documentRoutes: Route[] = [
     query: DocumentListQuery,
     response: pageOf(Document),
     run: ({ tx, query }) => {
-      const cursor = decodeCursor(query.cursor);
       return tx`
         select * from api.list_documents(
-          ${query.limit}, ${cursor.after}, ${cursor.id}, ${query.user_id ?? null},
+          ${query.limit}, ${query.cursor?.after ?? null}, ${query.cursor?.id ?? null}, ${
+        query.user_id ?? null
+      },
           ${query.created_after ?? null}, ${query.created_before ?? null})`;
     },
     reply: (rows, { query }) => page(rows, query.limit, { after: "created_at", id: "document_id" }),

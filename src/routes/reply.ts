@@ -3,7 +3,7 @@
  */
 import type postgres from "postgres";
 import { HttpError } from "../http/problem.ts";
-import { decodeCursor, page } from "../http/cursor.ts";
+import { page } from "../http/cursor.ts";
 
 /**
  * The single row a by-id query returned. Another tenant's row is invisible
@@ -19,4 +19,4 @@ export function oneOr404(rows: postgres.Row[], what: string): postgres.Row {
   return rows[0];
 }
 
-export { decodeCursor, page };
+export { page };

@@ -5,7 +5,7 @@
 import type { z } from "zod";
 import { dbRoute, type Route } from "../http/router.ts";
 import { CreateUser, pageOf, PageQuery, UpdateUser, User, UserPath } from "../schemas.ts";
-import { decodeCursor, oneOr404, page } from "./reply.ts";
+import { oneOr404, page } from "./reply.ts";
 
 type Path = z.infer<typeof UserPath>;
 type List = z.infer<typeof PageQuery>;
@@ -22,8 +22,9 @@ export const userRoutes: Route[] = [
     query: PageQuery,
     response: pageOf(User),
     run: ({ tx, query }) => {
-      const cursor = decodeCursor(query.cursor);
-      return tx`select * from api.list_users(${query.limit}, ${cursor.after}, ${cursor.id})`;
+      return tx`select * from api.list_users(${query.limit}, ${query.cursor?.after ?? null}, ${
+        query.cursor?.id ?? null
+      })`;
     },
     reply: (rows, { query }) => page(rows, query.limit, { after: "created_at", id: "user_id" }),
   }),
