@@ -41,37 +41,41 @@ interface Outcome {
   tenantId: string | null;
 }
 
-async function serveDbRoute(
-  route: DbRoute,
-  request: Request,
-  pathParams: Record<string, string>,
-  pools: Pools,
-  requestId: string,
-): Promise<Outcome> {
+/** What the pipeline knows about a request before its route runs. */
+interface RequestContext {
+  url: URL;
+  pathParams: Record<string, string>;
+  requestId: string;
+  pools: Pools;
+  /** sha256Hex of PLATFORM_ADMIN_TOKEN, computed once; absent when the admin routes are off. */
+  adminTokenDigest?: Promise<string>;
+}
+
+async function serveDbRoute(route: DbRoute, request: Request, context: RequestContext): Promise<Outcome> {
+  const { url, pathParams, requestId, pools, adminTokenDigest } = context;
   const { config } = pools;
   let pool: DatabasePool;
-  let context: (tx: Sql) => postgres.PendingQuery<postgres.Row[]>;
+  let setContext: (tx: Sql) => postgres.PendingQuery<postgres.Row[]>;
   let keyHash: string | undefined;
   if (route.access === "admin") {
-    if (!pools.admin || !config.platformAdminToken) {
+    if (!pools.admin || !adminTokenDigest) {
       throw new HttpError(
         503,
         "Platform routes are disabled: ADMIN_DATABASE_URL or PLATFORM_ADMIN_TOKEN is not set",
       );
     }
-    await requireAdminToken(request, config.platformAdminToken);
+    await requireAdminToken(request, await adminTokenDigest);
     pool = pools.admin;
-    context = (tx) => tx`select set_config('app.request_id', ${requestId}, true)`;
+    setContext = (tx) => tx`select set_config('app.request_id', ${requestId}, true)`;
   } else {
     const hash = keyHash = await apiKeyHash(request);
     pool = pools.app;
-    context = (tx) =>
+    setContext = (tx) =>
       tx`select tenant_id, key_id, last_used_at from api.begin_request(${hash}, ${
         route.permission ?? null
       }, ${requestId})`;
   }
 
-  const url = new URL(request.url);
   const params = route.params ? validate(route.params, pathParams, "path") : {};
   const query = validate(route.query ?? noQuery, queryOf(url), "query");
   const body = route.body
@@ -80,7 +84,7 @@ async function serveDbRoute(
 
   const input = { params, query, body, requestId, keyHash };
   const status = route.status ?? 200;
-  const options = { readOnly: route.method === "GET", poolWaitMs: config.poolWaitMs, context };
+  const options = { readOnly: route.method === "GET", poolWaitMs: config.poolWaitMs, context: setContext };
   const idempotencyKey = route.access === "tenant" && route.method === "POST"
     ? idempotencyKeyOf(request)
     : null;
@@ -184,6 +188,8 @@ function touchKey(pool: DatabasePool, keyHash: string): void {
  */
 export function createHandler(pools: Pools): (request: Request) => Promise<Response> {
   const router = new Router(allRoutes());
+  const token = pools.config.platformAdminToken;
+  const adminTokenDigest = token ? sha256Hex(token) : undefined;
   return async function handle(request: Request): Promise<Response> {
     const started = performance.now();
     const requestId = requestIdOf(request);
@@ -204,7 +210,13 @@ export function createHandler(pools: Pools): (request: Request) => Promise<Respo
       if (route.access === "public") {
         response = await route.serve(request, pools);
       } else {
-        ({ response, tenantId } = await serveDbRoute(route, request, params, pools, requestId));
+        ({ response, tenantId } = await serveDbRoute(route, request, {
+          url,
+          pathParams: params,
+          requestId,
+          pools,
+          adminTokenDigest,
+        }));
       }
     } catch (error) {
       if (!(error instanceof HttpError)) {
