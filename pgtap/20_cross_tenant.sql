@@ -68,6 +68,8 @@ begin
 end
 $$;
 
+\ir lib/readable_tenant_relations.psql
+
 -- For every table or view with a tenant_id column that the calling role may
 -- read: how many of its visible rows belong to a tenant other than p_tenant_id.
 create function pg_temp.rows_of_other_tenants(p_tenant_id uuid)
@@ -77,17 +79,7 @@ as $$
 declare
   v_rel regclass;
 begin
-  for v_rel in
-    select c.oid::regclass
-    from pg_class c
-    join pg_namespace n on n.oid = c.relnamespace
-    join pg_attribute a on a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped
-    where c.relkind in ('r', 'p', 'v')
-      and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp)'
-      and has_schema_privilege(n.oid, 'USAGE')
-      and has_column_privilege(c.oid, a.attnum, 'SELECT')
-    order by 1
-  loop
+  for v_rel in select * from pg_temp.readable_tenant_relations() loop
     return query execute format(
       'select %L::text, count(*) from %s where tenant_id is distinct from $1', v_rel, v_rel)
     using p_tenant_id;

@@ -31,6 +31,8 @@ select key_id as key_a, encode(sha256(convert_to(key, 'UTF8')), 'hex') as hash_a
 from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gset
 reset role;
 
+\ir lib/readable_tenant_relations.psql
+
 -- For every table or view with a tenant_id column that the calling role may
 -- read: how many rows it shows.
 create function pg_temp.visible_rows()
@@ -40,17 +42,7 @@ as $$
 declare
   v_rel regclass;
 begin
-  for v_rel in
-    select c.oid::regclass
-    from pg_class c
-    join pg_namespace n on n.oid = c.relnamespace
-    join pg_attribute a on a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped
-    where c.relkind in ('r', 'p', 'v')
-      and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp)'
-      and has_schema_privilege(n.oid, 'USAGE')
-      and has_column_privilege(c.oid, a.attnum, 'SELECT')
-    order by 1
-  loop
+  for v_rel in select * from pg_temp.readable_tenant_relations() loop
     return query execute format('select %L::text, count(*) from %s', v_rel, v_rel);
   end loop;
 end
