@@ -105,6 +105,7 @@ ensure_postgres_tools() {
 FAULT_TEST_APT_PACKAGES="pgbouncer"
 ensure_fault_test_tools() {
   ensure_postgres_tools yes
+  ensure_postgres_can_enter_root
   if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then return; fi
   if is_root && command -v apt-get >/dev/null; then
     log "installing Debian packages: $FAULT_TEST_APT_PACKAGES"
@@ -137,11 +138,6 @@ random_secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 
 init_local_cluster() {
   [ -f "$PG_DATA/PG_VERSION" ] && return
-  if is_root; then
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
-    runuser -u postgres -- test -x "$ROOT" ||
-      die "the OS user 'postgres' cannot enter $ROOT; clone the repository somewhere it can read (e.g. under /work or /srv), or set DATABASE_URL"
-  fi
   log "initialising PostgreSQL cluster in .local/pg (port $LOCAL_PG_PORT)"
   mkdir -p "$PG_DIR" "$PG_SOCKET_DIR"
   local pwfile="$PG_DIR/superuser.pw"
@@ -163,7 +159,30 @@ log_min_error_statement = panic
 EOF
 }
 
+# The cluster (and the fault tests' clusters and PgBouncer) run as "postgres"
+# with their files under .local/, so that user must be able to pass through
+# every directory above the checkout. A clone in a private directory (mktemp
+# -d makes them 0700) gets the search bit for others, never read access.
+ensure_postgres_can_enter_root() {
+  is_root || return 0
+  id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+  runuser -u postgres -- test -x "$ROOT" && return 0
+  # From the top down: a directory can only be tested once its parent opens.
+  local dir="" part parts
+  IFS=/ read -ra parts <<<"${ROOT#/}"
+  for part in "${parts[@]}"; do
+    dir="$dir/$part"
+    if ! runuser -u postgres -- test -x "$dir"; then
+      log "letting the postgres user pass through $dir (chmod o+x)"
+      chmod o+x "$dir"
+    fi
+  done
+  runuser -u postgres -- test -x "$ROOT" ||
+    die "the OS user 'postgres' cannot enter $ROOT; clone the repository somewhere it can read (e.g. under /work or /srv), or set DATABASE_URL"
+}
+
 start_local_cluster() {
+  ensure_postgres_can_enter_root
   init_local_cluster
   if local_cluster_running; then return; fi
   if port_in_use "$LOCAL_PG_PORT"; then
