@@ -48,7 +48,7 @@ interface RequestContext {
   requestId: string;
   pools: Pools;
   /** sha256Hex of PLATFORM_ADMIN_TOKEN, computed once; absent when the admin routes are off. */
-  adminTokenDigest?: Promise<string>;
+  adminTokenDigest?: string;
 }
 
 async function serveDbRoute(route: DbRoute, request: Request, context: RequestContext): Promise<Outcome> {
@@ -64,11 +64,11 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
         "Platform routes are disabled: ADMIN_DATABASE_URL or PLATFORM_ADMIN_TOKEN is not set",
       );
     }
-    await requireAdminToken(request, await adminTokenDigest);
+    requireAdminToken(request, adminTokenDigest);
     pool = pools.admin;
     setContext = (tx) => tx`select set_config('app.request_id', ${requestId}, true)`;
   } else {
-    const hash = keyHash = await apiKeyHash(request);
+    const hash = keyHash = apiKeyHash(request);
     pool = pools.app;
     setContext = (tx) =>
       tx`select tenant_id, key_id, last_used_at from api.begin_request(${hash}, ${
@@ -91,7 +91,7 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
   let result: TransactionResult<unknown>;
   let reply: { status: number; body: unknown; replayed: boolean };
   if (idempotencyKey) {
-    const requestHash = await sha256Hex(`${request.method} ${url.pathname}\n${JSON.stringify(body)}`);
+    const requestHash = sha256Hex(`${request.method} ${url.pathname}\n${JSON.stringify(body)}`);
     result = await runTransaction(pool, { ...options, replaySafe: true }, async (tx) => {
       const [claim] = await tx`select * from api.claim_idempotency_key(${idempotencyKey}, ${requestHash})`;
       if (!claim.claimed) return replayOf(claim, requestHash, route.oneTimeSecret);

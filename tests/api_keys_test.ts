@@ -84,7 +84,7 @@ Deno.test("a key stored with expires_at in the past gets 401", async () => {
   try {
     const tenant = await createTenant(server, "Expired by the owner");
     const key = `tnk_${crypto.randomUUID().replaceAll("-", "")}expired`;
-    const hash = await sha256Hex(key);
+    const hash = sha256Hex(key);
     await server.owner`
       insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions, expires_at)
       values (${tenant.tenantId}, ${hash}, ${
@@ -96,7 +96,7 @@ Deno.test("a key stored with expires_at in the past gets 401", async () => {
     const live = `tnk_${crypto.randomUUID().replaceAll("-", "")}current`;
     await server.owner`
       insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions, expires_at)
-      values (${tenant.tenantId}, ${await sha256Hex(live)}, ${live.slice(0, 12)}, 'live', '{*}',
+      values (${tenant.tenantId}, ${sha256Hex(live)}, ${live.slice(0, 12)}, 'live', '{*}',
               now() + interval '1 hour')`;
     await expectStatus(200, { server, method: "GET", path: "/v1/tenant", token: live });
   } finally {
@@ -335,7 +335,7 @@ Deno.test("the database never contains an API key in plain text, only its hash a
       );
       // The scan finds what is there: the prefix and the hash of the same key.
       assert.ok((await occurrences(server, key.slice(0, 12)))["tenant_api_keys.key_prefix"] === 1);
-      assert.ok((await occurrences(server, await sha256Hex(key)))["tenant_api_keys.key_hash"] === 1);
+      assert.ok((await occurrences(server, sha256Hex(key)))["tenant_api_keys.key_hash"] === 1);
     }
   } finally {
     await server.close();
@@ -346,7 +346,7 @@ Deno.test("a key issued with an Idempotency-Key is not stored in plain text eith
   const server = await startServer();
   try {
     const [key] = await issueEveryWay(server, true);
-    assert.ok((await occurrences(server, await sha256Hex(key)))["tenant_api_keys.key_hash"] === 1);
+    assert.ok((await occurrences(server, sha256Hex(key)))["tenant_api_keys.key_hash"] === 1);
     assert.deepEqual(await occurrences(server, key), {}, "the key is stored in plain text");
   } finally {
     await server.close();

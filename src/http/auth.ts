@@ -3,6 +3,7 @@
  * the database (api.begin_request) from their SHA-256 hash, so the key itself
  * never leaves this process; the platform admin token is compared here.
  */
+import { createHash } from "node:crypto";
 import { HttpError } from "./problem.ts";
 
 const apiKeyShape = /^tnk_[A-Za-z0-9_-]{20,100}$/;
@@ -27,9 +28,8 @@ export function bearerToken(request: Request): string {
  * @param value the string to hash
  * @returns 64 lower-case hex digits
  */
-export async function sha256Hex(value: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(value));
-  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
+export function sha256Hex(value: string): string {
+  return createHash("sha256").update(value, "utf8").digest("hex");
 }
 
 /**
@@ -39,10 +39,10 @@ export async function sha256Hex(value: string): Promise<string> {
  * @returns the key's hash
  * @throws HttpError 401 when there is no key or it cannot be one of ours
  */
-export async function apiKeyHash(request: Request): Promise<string> {
+export function apiKeyHash(request: Request): string {
   const token = bearerToken(request);
   if (!apiKeyShape.test(token)) throw new HttpError(401, "The API key is unknown, revoked or expired");
-  return await sha256Hex(token);
+  return sha256Hex(token);
 }
 
 /**
@@ -52,8 +52,8 @@ export async function apiKeyHash(request: Request): Promise<string> {
  * @param wanted sha256Hex of PLATFORM_ADMIN_TOKEN, computed once at start-up
  * @throws HttpError 401 when the token is missing or wrong
  */
-export async function requireAdminToken(request: Request, wanted: string): Promise<void> {
-  const given = await sha256Hex(bearerToken(request));
+export function requireAdminToken(request: Request, wanted: string): void {
+  const given = sha256Hex(bearerToken(request));
   let difference = 0;
   for (let i = 0; i < wanted.length; i++) difference |= given.charCodeAt(i) ^ wanted.charCodeAt(i);
   if (difference !== 0) throw new HttpError(401, "The platform admin token is wrong");
