@@ -660,14 +660,21 @@ COMMENT ON VIEW api.api_keys IS 'API keys of the current tenant, without their h
 --
 
 CREATE FUNCTION api.list_api_keys(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_key_id uuid DEFAULT NULL::uuid) RETURNS SETOF api.api_keys
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
-  select *
-  from api.api_keys k
-  where p_after_created_at is null
-     or (k.created_at, k.key_id) < (p_after_created_at, p_after_key_id)
-  order by k.created_at desc, k.key_id desc
-  limit least(greatest(coalesce(p_limit, 20), 1), 100)
+declare
+  v_below_at timestamptz;
+  v_below_id uuid;
+begin
+  select bound_at, bound_id into v_below_at, v_below_id
+  from core.page_upper_bound(p_after_created_at, p_after_key_id, null);
+  return query
+    select * from api.api_keys k
+    where (k.created_at, k.key_id) < (v_below_at, v_below_id)
+    order by k.created_at desc, k.key_id desc
+    limit least(greatest(coalesce(p_limit, 20), 1), 100);
+end
 $$;
 
 
@@ -809,18 +816,37 @@ COMMENT ON VIEW api.audit_logs IS 'Audit trail of the current tenant';
 --
 
 CREATE FUNCTION api.list_audit_logs(p_limit integer DEFAULT 50, p_after_timestamp timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_log_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_action text DEFAULT NULL::text, p_resource_type text DEFAULT NULL::text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF api.audit_logs
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
-  select *
-  from api.audit_logs a
-  where (p_after_timestamp is null or (a."timestamp", a.log_id) < (p_after_timestamp, p_after_log_id))
-    and (p_user_id is null or a.user_id = p_user_id)
-    and (p_action is null or a.action = p_action)
-    and (p_resource_type is null or a.resource_type = p_resource_type)
-    and (p_since is null or a."timestamp" >= p_since)
-    and (p_until is null or a."timestamp" < p_until)
-  order by a."timestamp" desc, a.log_id desc
-  limit least(greatest(coalesce(p_limit, 50), 1), 100)
+declare
+  v_below_at timestamptz;
+  v_below_id uuid;
+  v_since timestamptz := coalesce(p_since, '-infinity');
+  v_limit integer := least(greatest(coalesce(p_limit, 50), 1), 100);
+begin
+  select bound_at, bound_id into v_below_at, v_below_id
+  from core.page_upper_bound(p_after_timestamp, p_after_log_id, p_until);
+  -- action and resource_type have no index; they filter the rows the scan reads.
+  if p_user_id is null then
+    return query
+      select * from api.audit_logs a
+      where (a."timestamp", a.log_id) < (v_below_at, v_below_id) and a."timestamp" >= v_since
+        and (p_action is null or a.action = p_action)
+        and (p_resource_type is null or a.resource_type = p_resource_type)
+      order by a."timestamp" desc, a.log_id desc
+      limit v_limit;
+  else
+    return query
+      select * from api.audit_logs a
+      where a.user_id = p_user_id
+        and (a."timestamp", a.log_id) < (v_below_at, v_below_id) and a."timestamp" >= v_since
+        and (p_action is null or a.action = p_action)
+        and (p_resource_type is null or a.resource_type = p_resource_type)
+      order by a."timestamp" desc, a.log_id desc
+      limit v_limit;
+  end if;
+end
 $$;
 
 
@@ -836,16 +862,32 @@ COMMENT ON FUNCTION api.list_audit_logs(p_limit integer, p_after_timestamp times
 --
 
 CREATE FUNCTION api.list_documents(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_document_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, p_created_before timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF api.documents
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
-  select *
-  from api.documents d
-  where (p_after_created_at is null or (d.created_at, d.document_id) < (p_after_created_at, p_after_document_id))
-    and (p_user_id is null or d.user_id = p_user_id)
-    and (p_created_after is null or d.created_at >= p_created_after)
-    and (p_created_before is null or d.created_at < p_created_before)
-  order by d.created_at desc, d.document_id desc
-  limit least(greatest(coalesce(p_limit, 20), 1), 100)
+declare
+  v_below_at timestamptz;
+  v_below_id uuid;
+  v_from timestamptz := coalesce(p_created_after, '-infinity');
+  v_limit integer := least(greatest(coalesce(p_limit, 20), 1), 100);
+begin
+  select bound_at, bound_id into v_below_at, v_below_id
+  from core.page_upper_bound(p_after_created_at, p_after_document_id, p_created_before);
+  if p_user_id is null then
+    return query
+      select * from api.documents d
+      where (d.created_at, d.document_id) < (v_below_at, v_below_id) and d.created_at >= v_from
+      order by d.created_at desc, d.document_id desc
+      limit v_limit;
+  else
+    return query
+      select * from api.documents d
+      where d.user_id = p_user_id
+        and (d.created_at, d.document_id) < (v_below_at, v_below_id) and d.created_at >= v_from
+      order by d.created_at desc, d.document_id desc
+      limit v_limit;
+  end if;
+end
 $$;
 
 
@@ -861,14 +903,21 @@ COMMENT ON FUNCTION api.list_documents(p_limit integer, p_after_created_at times
 --
 
 CREATE FUNCTION api.list_users(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_user_id uuid DEFAULT NULL::uuid) RETURNS SETOF api.users
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
-  select *
-  from api.users u
-  where p_after_created_at is null
-     or (u.created_at, u.user_id) < (p_after_created_at, p_after_user_id)
-  order by u.created_at desc, u.user_id desc
-  limit least(greatest(coalesce(p_limit, 20), 1), 100)
+declare
+  v_below_at timestamptz;
+  v_below_id uuid;
+begin
+  select bound_at, bound_id into v_below_at, v_below_id
+  from core.page_upper_bound(p_after_created_at, p_after_user_id, null);
+  return query
+    select * from api.users u
+    where (u.created_at, u.user_id) < (v_below_at, v_below_id)
+    order by u.created_at desc, u.user_id desc
+    limit least(greatest(coalesce(p_limit, 20), 1), 100);
+end
 $$;
 
 
@@ -1205,6 +1254,38 @@ $$;
 --
 
 COMMENT ON FUNCTION core.keep_revocation() IS 'Trigger: refuses to clear or move revoked_at once it is set';
+
+
+--
+-- Name: page_upper_bound(timestamp with time zone, uuid, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.page_upper_bound(p_after_at timestamp with time zone, p_after_id uuid, p_before timestamp with time zone, OUT bound_at timestamp with time zone, OUT bound_id uuid) RETURNS record
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  -- No cursor and no end time: a bound above every row.
+  bound_at := 'infinity';
+  bound_id := 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+  if p_after_at is not null then
+    bound_at := p_after_at;
+    -- A cursor without an id means "strictly before that time".
+    bound_id := coalesce(p_after_id, '00000000-0000-0000-0000-000000000000');
+  end if;
+  -- "Before p_before" is the bound (p_before, nil uuid); keep the lower one.
+  if (p_before, '00000000-0000-0000-0000-000000000000'::uuid) < (bound_at, bound_id) then
+    bound_at := p_before;
+    bound_id := '00000000-0000-0000-0000-000000000000';
+  end if;
+end
+$$;
+
+
+--
+-- Name: FUNCTION page_upper_bound(p_after_at timestamp with time zone, p_after_id uuid, p_before timestamp with time zone, OUT bound_at timestamp with time zone, OUT bound_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.page_upper_bound(p_after_at timestamp with time zone, p_after_id uuid, p_before timestamp with time zone, OUT bound_at timestamp with time zone, OUT bound_id uuid) IS 'Exclusive upper (time, id) bound of a newest-first page: the keyset cursor or the end time, whichever is lower; never NULL';
 
 
 --
@@ -2403,4 +2484,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261124000500'),
     ('20261124000600'),
     ('20261124000700'),
-    ('20261124000800');
+    ('20261124000800'),
+    ('20261124000900');

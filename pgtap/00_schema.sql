@@ -43,8 +43,8 @@ select functions_are('platform',
   'platform holds exactly the operator functions');
 select functions_are('core',
   array['current_tenant_id', 'current_user_id', 'current_api_key_id', 'current_request_id', 'set_updated_at',
-        'reject_audit_change', 'record_audit', 'issue_api_key', 'keep_revocation'],
-  'core holds exactly the context helpers, trigger functions and key issuer');
+        'reject_audit_change', 'record_audit', 'issue_api_key', 'keep_revocation', 'page_upper_bound'],
+  'core holds exactly the context helpers, trigger functions, key issuer and page bound');
 
 -- Columns, types and nullability ----------------------------------------------
 
