@@ -77,7 +77,8 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
   }
 
   const params = route.params ? validate(route.params, pathParams, "path") : {};
-  const query = validate(route.query ?? noQuery, queryOf(url), "query");
+  // A route without query parameters and a URL without any skip the parser.
+  const query = route.query || url.search ? validate(route.query ?? noQuery, queryOf(url), "query") : {};
   const body = route.body
     ? validate(route.body, await readJsonBody(request, config.bodyLimitBytes), "body")
     : undefined;
