@@ -131,13 +131,16 @@ async function ensureSeeded(scale: Scale): Promise<string> {
     withDatabase(owner, "postgres"),
     `select shobj_description(oid, 'pg_database') from pg_database where datname = '${database}'`,
   );
+  const dbmate = `${ROOT}scripts/tools/node_modules/.bin/dbmate`;
   if (existing.trim() === marker) {
-    progress(`reusing seeded database ${database} (${marker})`);
+    // A database seeded before newer migrations gets them now: the service
+    // answers 503 on a schema older than the one it was built for.
+    progress(`reusing seeded database ${database} (${marker}); applying new migrations`);
+    await run(dbmate, ["--url", url, "--no-dump-schema", "up"]);
     return url;
   }
   const total = scale.tenants * scale.docsPerTenant;
   progress(`seeding ${database}: ${scale.tenants} tenants, ${total.toLocaleString("en")} documents`);
-  const dbmate = `${ROOT}scripts/tools/node_modules/.bin/dbmate`;
   await run(dbmate, ["--url", url, "drop"]);
   await run(dbmate, ["--url", url, "--no-dump-schema", "up"]);
   const seed = await Deno.readTextFile(`${ROOT}bench/seed.sql`);
@@ -190,16 +193,18 @@ async function writeEntries(url: string, scale: Scale): Promise<string> {
 
 // --- measurements ----------------------------------------------------------------
 
-async function startServer(url: string, port: number): Promise<Deno.ChildProcess> {
+// The service by default; bench/floor_server.ts for the floor measurement.
+async function startServer(url: string, port: number, entry = "src/main.ts"): Promise<Deno.ChildProcess> {
   const app = withDatabase(env("APP_DATABASE_URL"), new URL(url).pathname.slice(1));
   const child = new Deno.Command(env("DENO"), {
-    args: ["run", "--allow-net", "--allow-env", `${ROOT}src/main.ts`],
+    args: ["run", "--allow-net", "--allow-env", `${ROOT}${entry}`],
     env: {
       APP_DATABASE_URL: app,
       PORT: String(port),
       LOG_REQUESTS: "false",
       DB_POOL_MAX: String(CONNECTIONS),
       DB_POOL_MIN: String(CONNECTIONS),
+      CONNECTIONS: String(CONNECTIONS),
     },
     stdout: "null",
     stderr: "inherit",
@@ -330,6 +335,26 @@ async function main(): Promise<void> {
     await stopServer(server);
   }
 
+  progress(
+    `floor: the GET /v1/documents/{id} transaction on bare Deno.serve + postgres.js, wrk ${seconds} s`,
+  );
+  const floorServer = await startServer(mainUrl, port + 2, "bench/floor_server.ts");
+  let floorHttp: WrkResult;
+  try {
+    await wrk(port + 2, entries, "get", 1);
+    floorHttp = await wrk(port + 2, entries, "get", seconds);
+  } finally {
+    await stopServer(floorServer);
+  }
+  const getCase = cases[0];
+  const floor = {
+    name: "GET /v1/documents/{id} on bench/floor_server.ts",
+    http_rps: round(floorHttp.rps, 1),
+    ratio: round(floorHttp.rps / getCase.pgbench_tps),
+    service_share: round(getCase.http_rps / floorHttp.rps),
+    errors: floorHttp.errors,
+  };
+
   progress(`RLS overhead: app_user under RLS vs uber_admin with tenant_id filter, ${seconds} s each`);
   const rlsTps = await pgbench(appUrl(mainUrl), "rls_list.sql", main, { seconds });
   const bypassTps = await pgbench(adminUrl(mainUrl), "bypass_list.sql", main, { seconds });
@@ -377,6 +402,7 @@ async function main(): Promise<void> {
     connections: CONNECTIONS,
     duration_s: seconds,
     cases,
+    floor,
     rls_overhead_ratio: rlsOverheadRatio,
     rls: { rls_tps: round(rlsTps, 1), bypass_tps: round(bypassTps, 1) },
     scale_p99_ratio: scaleP99Ratio,
@@ -401,7 +427,11 @@ async function main(): Promise<void> {
       }${pad(c.p99_ms, 9)}${c.errors}`,
     );
   }
-  console.log(`\nRLS overhead ratio (bypass tps / RLS tps): ${rlsOverheadRatio}`);
+  console.log(
+    `\nfloor (bench/floor_server.ts, same GET transaction, no service code): ${floor.http_rps} req/s, ` +
+      `ratio ${floor.ratio}; the service reaches ${floor.service_share} of it; errors ${floor.errors}`,
+  );
+  console.log(`RLS overhead ratio (bypass tps / RLS tps): ${rlsOverheadRatio}`);
   if (small) {
     for (const [label, byScale] of Object.entries(scale)) {
       console.log(
