@@ -286,6 +286,40 @@ async function pgbench(
   return Number(match[1]);
 }
 
+interface FloorResult {
+  name: string;
+  http_rps: number;
+  ratio: number;
+  service_share: number;
+  errors: number;
+}
+
+// The GET transaction on bench/floor_server.ts, which has no service code
+// around it, against the same pgbench ceiling as the service's GET case.
+async function measureFloor(
+  url: string,
+  port: number,
+  entries: string,
+  seconds: number,
+  getCase: CaseResult,
+): Promise<FloorResult> {
+  progress(`floor: the same transaction on bare Deno.serve + postgres.js, wrk ${seconds} s`);
+  const server = await startServer(url, port, "bench/floor_server.ts");
+  try {
+    await wrk(port, entries, "get", 1);
+    const http = await wrk(port, entries, "get", seconds);
+    return {
+      name: "GET /v1/documents/{id} on bench/floor_server.ts",
+      http_rps: round(http.rps, 1),
+      ratio: round(http.rps / getCase.pgbench_tps),
+      service_share: round(getCase.http_rps / http.rps),
+      errors: http.errors,
+    };
+  } finally {
+    await stopServer(server);
+  }
+}
+
 function round(value: number, digits = 2): number {
   return Math.round(value * 10 ** digits) / 10 ** digits;
 }
@@ -314,6 +348,7 @@ async function main(): Promise<void> {
   const mainUrl = await ensureSeeded(main);
   const entries = await writeEntries(mainUrl, main);
   const cases: CaseResult[] = [];
+  let floor: FloorResult | undefined;
   const server = await startServer(mainUrl, port);
   try {
     await wrk(port, entries, "get", 1); // warm-up: connections, prepared statements, caches
@@ -330,30 +365,12 @@ async function main(): Promise<void> {
         p99_ms: round(http.p99_ms),
         errors: http.errors,
       });
+      // The floor right after the service's GET, on the same data (the service idles meanwhile).
+      if (c.wrk === "get") floor = await measureFloor(mainUrl, port + 2, entries, seconds, cases.at(-1)!);
     }
   } finally {
     await stopServer(server);
   }
-
-  progress(
-    `floor: the GET /v1/documents/{id} transaction on bare Deno.serve + postgres.js, wrk ${seconds} s`,
-  );
-  const floorServer = await startServer(mainUrl, port + 2, "bench/floor_server.ts");
-  let floorHttp: WrkResult;
-  try {
-    await wrk(port + 2, entries, "get", 1);
-    floorHttp = await wrk(port + 2, entries, "get", seconds);
-  } finally {
-    await stopServer(floorServer);
-  }
-  const getCase = cases[0];
-  const floor = {
-    name: "GET /v1/documents/{id} on bench/floor_server.ts",
-    http_rps: round(floorHttp.rps, 1),
-    ratio: round(floorHttp.rps / getCase.pgbench_tps),
-    service_share: round(getCase.http_rps / floorHttp.rps),
-    errors: floorHttp.errors,
-  };
 
   progress(`RLS overhead: app_user under RLS vs uber_admin with tenant_id filter, ${seconds} s each`);
   const rlsTps = await pgbench(appUrl(mainUrl), "rls_list.sql", main, { seconds });
@@ -402,7 +419,7 @@ async function main(): Promise<void> {
     connections: CONNECTIONS,
     duration_s: seconds,
     cases,
-    floor,
+    floor: floor ?? null,
     rls_overhead_ratio: rlsOverheadRatio,
     rls: { rls_tps: round(rlsTps, 1), bypass_tps: round(bypassTps, 1) },
     scale_p99_ratio: scaleP99Ratio,
@@ -427,10 +444,12 @@ async function main(): Promise<void> {
       }${pad(c.p99_ms, 9)}${c.errors}`,
     );
   }
-  console.log(
-    `\nfloor (bench/floor_server.ts, same GET transaction, no service code): ${floor.http_rps} req/s, ` +
-      `ratio ${floor.ratio}; the service reaches ${floor.service_share} of it; errors ${floor.errors}`,
-  );
+  if (floor) {
+    console.log(
+      `\nfloor (bench/floor_server.ts, same GET transaction, no service code): ${floor.http_rps} req/s, ` +
+        `ratio ${floor.ratio}; the service reaches ${floor.service_share} of it; errors ${floor.errors}`,
+    );
+  }
   console.log(`RLS overhead ratio (bypass tps / RLS tps): ${rlsOverheadRatio}`);
   if (small) {
     for (const [label, byScale] of Object.entries(scale)) {

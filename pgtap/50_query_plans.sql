@@ -12,7 +12,7 @@
 -- 3,000 rows would read around a hundred, whether the page is the first,
 -- the 145th, or a time window far in the past.
 begin;
-select plan(20);
+select plan(31);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -163,6 +163,52 @@ select cmp_ok(pg_temp.buffers_of('select * from api.list_audit_logs(50)'), '<=',
   'the first page of 50 audit entries reads about one buffer per entry, not the tenant''s 6,000');
 select cmp_ok(pg_temp.buffers_of(format('select * from api.list_audit_logs(50, p_until => %L)', :'audit_until')),
   '<=', 20, 'a page of audit entries 5,000 entries deep reads a handful of buffers');
+
+-- The generic plan of a page query, as the list functions hold it: the
+-- statement of api.list_documents without author, prepared here because
+-- EXPLAIN cannot look inside a PL/pgSQL function. Its bounds are parameters
+-- that are never NULL, so they seek in the index.
+set local plan_cache_mode = force_generic_plan;
+prepare documents_page(timestamptz, uuid, timestamptz, integer) as
+  select * from api.documents d
+  where (d.created_at, d.document_id) < ($1, $2) and d.created_at >= $3
+  order by d.created_at desc, d.document_id desc
+  limit $4;
+select pg_temp.plan_of($$execute documents_page('infinity', 'ffffffff-ffff-ffff-ffff-ffffffffffff', '-infinity', 20)$$)
+  as page_plan \gset
+reset plan_cache_mode;
+
+select pg_temp.plan_ok(:'page_plan' ~ 'Index Cond: \(+tenant_id = \$\d+\) AND \(ROW\(created_at, document_id\) < ROW\(\$1, \$2\)\)',
+  :'page_plan', 'the generic page plan seeks on the tenant and the keyset bound together in the index condition');
+select pg_temp.plan_ok(:'page_plan' ~ 'InitPlan \d+ \(returns \$\d+\)', :'page_plan',
+  'the generic page plan evaluates the tenant helper once per statement, in an InitPlan');
+select pg_temp.plan_ok(:'page_plan' !~ 'current_setting', :'page_plan',
+  'the generic page plan does not evaluate current_setting() per row or per index probe');
+select pg_temp.plan_ok(:'page_plan' !~ 'Sort', :'page_plan',
+  'the generic page plan reads in index order, without sorting the tenant''s documents');
+
+-- The page bound: cursor or end time, whichever is lower; never NULL.
+select results_eq('select * from core.page_upper_bound(null, null, null)',
+  $$ values ('infinity'::timestamptz, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid) $$,
+  'without cursor or end time the bound lies above every row');
+select results_eq($$ select * from core.page_upper_bound('2026-01-02', '11111111-1111-1111-1111-111111111111', null) $$,
+  $$ values ('2026-01-02'::timestamptz, '11111111-1111-1111-1111-111111111111'::uuid) $$,
+  'a cursor is the bound');
+select results_eq($$ select * from core.page_upper_bound('2026-01-02', null, null) $$,
+  $$ values ('2026-01-02'::timestamptz, '00000000-0000-0000-0000-000000000000'::uuid) $$,
+  'a cursor without an id means strictly before its time');
+select results_eq($$ select * from core.page_upper_bound(null, null, '2026-01-01') $$,
+  $$ values ('2026-01-01'::timestamptz, '00000000-0000-0000-0000-000000000000'::uuid) $$,
+  'an end time alone means strictly before it');
+select results_eq($$ select * from core.page_upper_bound('2026-01-02', '11111111-1111-1111-1111-111111111111', '2026-01-01') $$,
+  $$ values ('2026-01-01'::timestamptz, '00000000-0000-0000-0000-000000000000'::uuid) $$,
+  'an end time before the cursor is the bound');
+select results_eq($$ select * from core.page_upper_bound('2026-01-02', '11111111-1111-1111-1111-111111111111', '2026-01-02') $$,
+  $$ values ('2026-01-02'::timestamptz, '00000000-0000-0000-0000-000000000000'::uuid) $$,
+  'an end time equal to the cursor''s time is the bound: nothing from that instant is on the page');
+select results_eq($$ select * from core.page_upper_bound('2026-01-02', '11111111-1111-1111-1111-111111111111', '2026-01-03') $$,
+  $$ values ('2026-01-02'::timestamptz, '11111111-1111-1111-1111-111111111111'::uuid) $$,
+  'an end time after the cursor leaves the cursor as the bound');
 
 -- One document by id ---------------------------------------------------------------------
 
