@@ -204,7 +204,6 @@ async function startServer(url: string, port: number, entry = "src/main.ts"): Pr
       LOG_REQUESTS: "false",
       DB_POOL_MAX: String(CONNECTIONS),
       DB_POOL_MIN: String(CONNECTIONS),
-      CONNECTIONS: String(CONNECTIONS),
     },
     stdout: "null",
     stderr: "inherit",

@@ -8,14 +8,14 @@
  * allow on this machine; the service's distance from it is the service's own
  * overhead.
  *
- * Not a service: it trusts its input. Environment: APP_DATABASE_URL, PORT,
- * CONNECTIONS.
+ * Not a service: it trusts its input. Environment, as for the service:
+ * APP_DATABASE_URL, PORT, DB_POOL_MAX.
  */
 import { createHash } from "node:crypto";
 import postgres from "postgres";
 
 const url = Deno.env.get("APP_DATABASE_URL")!;
-const connections = Number(Deno.env.get("CONNECTIONS"));
+const connections = Number(Deno.env.get("DB_POOL_MAX"));
 const idle = Array.from({ length: connections }, () => postgres(url, { max: 1, onnotice: () => {} }));
 const waiting: ((sql: postgres.Sql) => void)[] = [];
 
