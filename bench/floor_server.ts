@@ -41,7 +41,7 @@ Deno.serve(
     try {
       const [, , rows] = await Promise.all([
         sql.unsafe("begin read only").execute(),
-        sql`select tenant_id, key_id, last_used_at from api.begin_request(${keyHash}, 'documents:read', 'floor')`
+        sql`select tenant_id, key_id, last_used_at from api.begin_request(${keyHash}, 'documents:read', ${crypto.randomUUID()})`
           .execute(),
         sql`select * from api.documents where document_id = ${documentId}`.execute(),
         sql`commit`.execute(),

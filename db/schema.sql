@@ -85,20 +85,22 @@ COMMENT ON EXTENSION pgcrypto IS 'cryptographic functions';
 
 
 --
--- Name: begin_request(text, text, text); Type: FUNCTION; Schema: api; Owner: -
+-- Name: begin_request(text, text, uuid, text); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id text) RETURNS TABLE(tenant_id uuid, key_id uuid, user_id uuid, permissions text[], last_used_at timestamp with time zone)
+CREATE FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text DEFAULT NULL::text) RETURNS TABLE(tenant_id uuid, key_id uuid, user_id uuid, permissions text[], last_used_at timestamp with time zone)
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO ''
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_key record;
 begin
-  select k.tenant_id, k.key_id, k.user_id, k.permissions, k.last_used_at
+  -- key_hash is unique (tenant_api_keys_key_hash_key): one row or none.
+  select k.tenant_id, k.key_id, k.user_id, u.role, k.permissions, k.last_used_at
   into v_key
   from core.tenant_api_keys k
   join core.tenants t on t.tenant_id = k.tenant_id
+  left join core.users u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
   where k.key_hash = p_key_hash
     and k.revoked_at is null
     and (k.expires_at is null or k.expires_at > now())
@@ -109,20 +111,18 @@ begin
   if p_permission is not null and not ('*' = any (v_key.permissions) or p_permission = any (v_key.permissions)) then
     raise exception 'the API key lacks the permission %', p_permission using errcode = 'PT403';
   end if;
-  perform set_config('app.tenant_id', v_key.tenant_id::text, true),
-          set_config('app.api_key_id', v_key.key_id::text, true),
-          set_config('app.user_id', coalesce(v_key.user_id::text, ''), true),
-          set_config('app.request_id', coalesce(p_request_id, ''), true);
+  perform core.sign_context(v_key.tenant_id, v_key.key_id, v_key.user_id, v_key.role, v_key.permissions,
+    p_request_id, p_client_request_id);
   return query select v_key.tenant_id, v_key.key_id, v_key.user_id, v_key.permissions, v_key.last_used_at;
 end
 $$;
 
 
 --
--- Name: FUNCTION begin_request(p_key_hash text, p_permission text, p_request_id text); Type: COMMENT; Schema: api; Owner: -
+-- Name: FUNCTION begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id text) IS 'Authenticates a key hash, checks one permission and sets app.tenant_id, app.api_key_id, app.user_id and app.request_id for the transaction';
+COMMENT ON FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text) IS 'Authenticates a key hash, checks one permission and signs the transaction''s request context';
 
 
 --
@@ -169,12 +169,12 @@ COMMENT ON FUNCTION api.claim_idempotency_key(p_idempotency_key text, p_request_
 
 
 --
--- Name: create_api_key(text, text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: api; Owner: -
+-- Name: create_api_key(text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.create_api_key(p_caller_key_hash text, p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
+CREATE FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO ''
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 #variable_conflict use_column
 declare
@@ -182,13 +182,10 @@ declare
 begin
   select k.tenant_id, k.permissions, k.user_id, k.expires_at
   into v_caller
-  from core.tenant_api_keys k
-  join core.tenants t on t.tenant_id = k.tenant_id
-  where k.key_hash = p_caller_key_hash
-    and k.revoked_at is null
-    and (k.expires_at is null or k.expires_at > now())
-    and t.deactivated_at is null;
-  if not found or v_caller.tenant_id is distinct from core.current_tenant_id() then
+  from core.request_context c
+  join core.tenant_api_keys k on k.tenant_id = c.tenant_id and k.key_id = c.api_key_id
+  where k.revoked_at is null and (k.expires_at is null or k.expires_at > now());
+  if not found then
     raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
   if not ('*' = any (v_caller.permissions) or coalesce(p_permissions, '{}') <@ v_caller.permissions) then
@@ -211,10 +208,10 @@ $$;
 
 
 --
--- Name: FUNCTION create_api_key(p_caller_key_hash text, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: api; Owner: -
+-- Name: FUNCTION create_api_key(p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.create_api_key(p_caller_key_hash text, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Issues a key for the calling key''s tenant with at most its permissions, life and user; returns the key once';
+COMMENT ON FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Issues a key for the calling key''s tenant with at most its permissions, life and user; returns the key once';
 
 
 --
@@ -222,15 +219,19 @@ COMMENT ON FUNCTION api.create_api_key(p_caller_key_hash text, p_name text, p_pe
 --
 
 CREATE FUNCTION core.current_tenant_id() RETURNS uuid
-    LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ select nullif(current_setting('app.tenant_id', true), '')::uuid $$;
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+    AS $$
+begin
+  return (select c.tenant_id from core.request_context c);
+end
+$$;
 
 
 --
 -- Name: FUNCTION current_tenant_id(); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.current_tenant_id() IS 'Tenant of the current transaction from app.tenant_id; NULL when unset or empty, so policies fail closed';
+COMMENT ON FUNCTION core.current_tenant_id() IS 'Tenant of the verified request context; NULL without one, so policies fail closed';
 
 
 SET default_tablespace = '';
@@ -700,7 +701,9 @@ CREATE TABLE core.audit_logs (
     details jsonb DEFAULT '{}'::jsonb NOT NULL,
     request_id text,
     "timestamp" timestamp with time zone DEFAULT now() NOT NULL,
+    client_request_id text,
     CONSTRAINT audit_logs_action_check CHECK ((action ~ '^[a-z][a-z_.]{0,99}$'::text)),
+    CONSTRAINT audit_logs_client_request_id_check CHECK ((char_length(client_request_id) <= 200)),
     CONSTRAINT audit_logs_details_check CHECK ((jsonb_typeof(details) = 'object'::text)),
     CONSTRAINT audit_logs_request_id_check CHECK ((char_length(request_id) <= 200)),
     CONSTRAINT audit_logs_resource_type_check CHECK ((resource_type ~ '^[a-z][a-z_]{0,99}$'::text))
@@ -776,7 +779,7 @@ COMMENT ON COLUMN core.audit_logs.details IS 'Changed columns with old and new v
 -- Name: COLUMN audit_logs.request_id; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON COLUMN core.audit_logs.request_id IS 'x-request-id of the HTTP request (app.request_id)';
+COMMENT ON COLUMN core.audit_logs.request_id IS 'Request id the service assigned (a UUID), from the verified context; the one to trust';
 
 
 --
@@ -784,6 +787,13 @@ COMMENT ON COLUMN core.audit_logs.request_id IS 'x-request-id of the HTTP reques
 --
 
 COMMENT ON COLUMN core.audit_logs."timestamp" IS 'Start of the transaction that made the change';
+
+
+--
+-- Name: COLUMN audit_logs.client_request_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.client_request_id IS 'x-request-id the client sent, if any; informational, never trusted';
 
 
 --
@@ -800,7 +810,8 @@ CREATE VIEW api.audit_logs WITH (security_invoker='true') AS
     audit_logs.resource_id,
     audit_logs.details,
     audit_logs.request_id,
-    audit_logs."timestamp"
+    audit_logs."timestamp",
+    audit_logs.client_request_id
    FROM core.audit_logs;
 
 
@@ -975,8 +986,7 @@ COMMENT ON FUNCTION api.save_idempotent_response(p_idempotency_key text, p_statu
 --
 
 CREATE FUNCTION api.schema_version() RETURNS text
-    LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO ''
+    LANGUAGE sql STABLE
     AS $$ select max(version) from public.schema_migrations $$;
 
 
@@ -993,7 +1003,7 @@ COMMENT ON FUNCTION api.schema_version() IS 'Newest applied dbmate migration, fo
 
 CREATE FUNCTION api.touch_api_key(p_key_hash text) RETURNS void
     LANGUAGE sql SECURITY DEFINER
-    SET search_path TO ''
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   update core.tenant_api_keys
   set last_used_at = now()
@@ -1157,51 +1167,23 @@ COMMENT ON FUNCTION api.update_user(p_user_id uuid, p_email text, p_role text) I
 
 
 --
--- Name: current_api_key_id(); Type: FUNCTION; Schema: core; Owner: -
+-- Name: context_mac(text, bytea); Type: FUNCTION; Schema: core; Owner: -
 --
 
-CREATE FUNCTION core.current_api_key_id() RETURNS uuid
-    LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ select nullif(current_setting('app.api_key_id', true), '')::uuid $$;
-
-
---
--- Name: FUNCTION current_api_key_id(); Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON FUNCTION core.current_api_key_id() IS 'API key of the current request from app.api_key_id, for the audit trail';
+CREATE FUNCTION core.context_mac(p_payload text, p_secret bytea) RETURNS bytea
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$
+  select extensions.hmac(
+    convert_to(p_payload, 'UTF8') || int4send(pg_backend_pid()) || timestamptz_send(transaction_timestamp()),
+    p_secret, 'sha256')
+$$;
 
 
 --
--- Name: current_request_id(); Type: FUNCTION; Schema: core; Owner: -
+-- Name: FUNCTION context_mac(p_payload text, p_secret bytea); Type: COMMENT; Schema: core; Owner: -
 --
 
-CREATE FUNCTION core.current_request_id() RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ select nullif(current_setting('app.request_id', true), '') $$;
-
-
---
--- Name: FUNCTION current_request_id(); Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON FUNCTION core.current_request_id() IS 'Request id of the current HTTP request from app.request_id, for the audit trail';
-
-
---
--- Name: current_user_id(); Type: FUNCTION; Schema: core; Owner: -
---
-
-CREATE FUNCTION core.current_user_id() RETURNS uuid
-    LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ select nullif(current_setting('app.user_id', true), '')::uuid $$;
-
-
---
--- Name: FUNCTION current_user_id(); Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON FUNCTION core.current_user_id() IS 'Acting user from app.user_id, for the audit trail; NULL when unset';
+COMMENT ON FUNCTION core.context_mac(p_payload text, p_secret bytea) IS 'HMAC-SHA256 of a context payload bound to the current backend and transaction start';
 
 
 --
@@ -1294,7 +1276,7 @@ COMMENT ON FUNCTION core.page_upper_bound(p_after_at timestamp with time zone, p
 
 CREATE FUNCTION core.record_audit() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO ''
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_old jsonb := case when tg_op <> 'INSERT' then to_jsonb(old) end;
@@ -1302,6 +1284,7 @@ declare
   v_row jsonb := coalesce(v_new, v_old);
   v_not_audited constant text[] := array['key_hash', 'created_at', 'updated_at', 'last_used_at'];
   v_changed text[];
+  v_context record;
 begin
   select coalesce(array_agg(column_name order by column_name), '{}')
   into v_changed
@@ -1315,12 +1298,17 @@ begin
     return null;
   end if;
 
+  -- No verified context (a migration, a DBA): the actor columns stay NULL.
+  select c.user_id, c.api_key_id, c.request_id, c.client_request_id
+  into v_context
+  from core.request_context c;
+
   insert into core.audit_logs
-    (tenant_id, user_id, api_key_id, action, resource_type, resource_id, details, request_id)
+    (tenant_id, user_id, api_key_id, action, resource_type, resource_id, details, request_id, client_request_id)
   values (
     (v_row ->> 'tenant_id')::uuid,
-    core.current_user_id(),
-    core.current_api_key_id(),
+    v_context.user_id,
+    v_context.api_key_id,
     lower(tg_op),
     tg_table_name,
     (v_row ->> tg_argv[0])::uuid,
@@ -1329,7 +1317,8 @@ begin
            select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_old) where key = any (v_changed))) end
       || case when v_new is null then '{}' else jsonb_build_object('new', (
            select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_new) where key = any (v_changed))) end,
-    core.current_request_id()
+    v_context.request_id::text,
+    v_context.client_request_id
   );
   return null;
 end
@@ -1340,7 +1329,7 @@ $$;
 -- Name: FUNCTION record_audit(); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.record_audit() IS 'Trigger: writes one audit_logs row per changed row, actor and request taken from the session settings';
+COMMENT ON FUNCTION core.record_audit() IS 'Trigger: writes one audit_logs row per changed row, actor and request taken from the verified request context';
 
 
 --
@@ -1383,6 +1372,63 @@ $$;
 --
 
 COMMENT ON FUNCTION core.set_updated_at() IS 'Trigger: keeps updated_at equal to the time of the last change';
+
+
+--
+-- Name: sign_context(uuid, uuid, uuid, text, text[], uuid, text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text) RETURNS void
+    LANGUAGE plpgsql
+    AS $_$
+declare
+  v_payload text;
+begin
+  if p_request_id is null then
+    raise exception 'a request id is required' using errcode = 'null_value_not_allowed';
+  end if;
+  -- The separator can appear in no field: ids are uuids, roles and
+  -- permissions come from checked columns, and a client's id is checked here.
+  if p_client_request_id !~ '^[A-Za-z0-9._:-]{1,128}$' then
+    raise exception 'a client request id is 1-128 characters from A-Z a-z 0-9 . _ : -'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  v_payload := concat_ws('|', 'v1', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
+    coalesce(p_user_id::text, ''), coalesce(p_user_role, ''), array_to_string(p_permissions, ','), p_request_id,
+    coalesce(p_client_request_id, ''));
+  perform set_config('app.context',
+    v_payload || '|' || encode(core.context_mac(v_payload, (select k.secret from core.context_signing_key k)), 'hex'),
+    true);
+end
+$_$;
+
+
+--
+-- Name: FUNCTION sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text) IS 'Sets app.context, signed for this transaction; usable only by tenancy_auth, which may read the signing key';
+
+
+--
+-- Name: begin_request(uuid, text); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.begin_request(p_request_id uuid, p_client_request_id text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  perform core.sign_context(null, null, null, null, '{}', p_request_id, p_client_request_id);
+end
+$$;
+
+
+--
+-- Name: FUNCTION begin_request(p_request_id uuid, p_client_request_id text); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.begin_request(p_request_id uuid, p_client_request_id text) IS 'Signs the request context of a platform request: its request ids, no tenant';
 
 
 --
@@ -1582,7 +1628,8 @@ CREATE VIEW platform.audit_logs WITH (security_invoker='true') AS
     audit_logs.resource_id,
     audit_logs.details,
     audit_logs.request_id,
-    audit_logs."timestamp"
+    audit_logs."timestamp",
+    audit_logs.client_request_id
    FROM core.audit_logs;
 
 
@@ -1637,6 +1684,31 @@ $$;
 --
 
 COMMENT ON FUNCTION platform.list_tenants(p_limit integer, p_after_created_at timestamp with time zone, p_after_tenant_id uuid) IS 'Tenants newest first, keyset-paginated after (created_at, tenant_id)';
+
+
+--
+-- Name: revoke_api_key(uuid, uuid); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) RETURNS TABLE(tenant_id uuid, key_id uuid, revoked_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+begin
+  return query
+    update core.tenant_api_keys k
+    set revoked_at = coalesce(k.revoked_at, now())
+    where k.tenant_id = p_tenant_id and k.key_id = p_key_id
+    returning k.tenant_id, k.key_id, k.revoked_at;
+end
+$$;
+
+
+--
+-- Name: FUNCTION revoke_api_key(p_tenant_id uuid, p_key_id uuid); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) IS 'Revokes one API key of a tenant at once (platform operators); revoking twice keeps the first time; no row when unknown';
 
 
 --
@@ -1781,6 +1853,47 @@ COMMENT ON VIEW api.tenant IS 'The tenant of the current context: one row, or no
 
 
 --
+-- Name: context_signing_key; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.context_signing_key (
+    only_row boolean DEFAULT true NOT NULL,
+    secret bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT context_signing_key_only_row_check CHECK (only_row),
+    CONSTRAINT context_signing_key_secret_check CHECK ((octet_length(secret) = 32))
+);
+
+
+--
+-- Name: TABLE context_signing_key; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.context_signing_key IS 'The one HMAC key request contexts are signed with; readable by tenancy_owner and tenancy_auth only';
+
+
+--
+-- Name: COLUMN context_signing_key.only_row; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.context_signing_key.only_row IS 'Always true: the table holds one row';
+
+
+--
+-- Name: COLUMN context_signing_key.secret; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.context_signing_key.secret IS '256 random bits; replacing them invalidates only the contexts of transactions in flight';
+
+
+--
+-- Name: COLUMN context_signing_key.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.context_signing_key.created_at IS 'When the key was generated';
+
+
+--
 -- Name: idempotency_keys; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -1865,6 +1978,30 @@ COMMENT ON COLUMN core.idempotency_keys.expires_at IS 'After this the key may be
 
 
 --
+-- Name: request_context; Type: VIEW; Schema: core; Owner: -
+--
+
+CREATE VIEW core.request_context WITH (security_barrier='true') AS
+ SELECT (NULLIF(split_part(c.signed, '|'::text, 2), ''::text))::uuid AS tenant_id,
+    (NULLIF(split_part(c.signed, '|'::text, 3), ''::text))::uuid AS api_key_id,
+    (NULLIF(split_part(c.signed, '|'::text, 4), ''::text))::uuid AS user_id,
+    NULLIF(split_part(c.signed, '|'::text, 5), ''::text) AS user_role,
+    string_to_array(split_part(c.signed, '|'::text, 6), ','::text) AS permissions,
+    (split_part(c.signed, '|'::text, 7))::uuid AS request_id,
+    NULLIF(split_part(c.signed, '|'::text, 8), ''::text) AS client_request_id
+   FROM (( SELECT current_setting('app.context'::text, true) AS signed) c
+     CROSS JOIN core.context_signing_key k)
+  WHERE ((split_part(c.signed, '|'::text, 1) = 'v1'::text) AND (encode(core.context_mac("left"(c.signed, '-65'::integer), k.secret), 'hex'::text) = "right"(c.signed, 64)));
+
+
+--
+-- Name: VIEW request_context; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON VIEW core.request_context IS 'The verified context of the current transaction: one row when app.context carries a valid signature, else none';
+
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1879,6 +2016,14 @@ CREATE TABLE public.schema_migrations (
 
 ALTER TABLE ONLY core.audit_logs
     ADD CONSTRAINT audit_logs_pkey PRIMARY KEY (tenant_id, log_id);
+
+
+--
+-- Name: context_signing_key context_signing_key_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.context_signing_key
+    ADD CONSTRAINT context_signing_key_pkey PRIMARY KEY (only_row);
 
 
 --
@@ -1919,14 +2064,6 @@ ALTER TABLE ONLY core.templates
 
 ALTER TABLE ONLY core.tenant_api_keys
     ADD CONSTRAINT tenant_api_keys_pkey PRIMARY KEY (tenant_id, key_id);
-
-
---
--- Name: tenant_api_keys tenant_api_keys_tenant_id_key_hash_key; Type: CONSTRAINT; Schema: core; Owner: -
---
-
-ALTER TABLE ONLY core.tenant_api_keys
-    ADD CONSTRAINT tenant_api_keys_tenant_id_key_hash_key UNIQUE (tenant_id, key_hash);
 
 
 --
@@ -2012,10 +2149,10 @@ CREATE INDEX idempotency_keys_tenant_expires_at_idx ON core.idempotency_keys USI
 
 
 --
--- Name: tenant_api_keys_key_hash_idx; Type: INDEX; Schema: core; Owner: -
+-- Name: tenant_api_keys_key_hash_key; Type: INDEX; Schema: core; Owner: -
 --
 
-CREATE INDEX tenant_api_keys_key_hash_idx ON core.tenant_api_keys USING btree (key_hash);
+CREATE UNIQUE INDEX tenant_api_keys_key_hash_key ON core.tenant_api_keys USING btree (key_hash);
 
 
 --
@@ -2066,12 +2203,16 @@ CREATE UNIQUE INDEX users_tenant_email_key ON core.users USING btree (tenant_id,
 
 CREATE TRIGGER keep_revocation BEFORE UPDATE OF revoked_at ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.keep_revocation();
 
+ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER keep_revocation;
+
 
 --
 -- Name: documents record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
 CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.documents FOR EACH ROW EXECUTE FUNCTION core.record_audit('document_id');
+
+ALTER TABLE core.documents ENABLE ALWAYS TRIGGER record_audit;
 
 
 --
@@ -2080,12 +2221,16 @@ CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.documents F
 
 CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.record_audit('key_id');
 
+ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER record_audit;
+
 
 --
 -- Name: tenant_configs record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
 CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenant_configs FOR EACH ROW EXECUTE FUNCTION core.record_audit('tenant_id');
+
+ALTER TABLE core.tenant_configs ENABLE ALWAYS TRIGGER record_audit;
 
 
 --
@@ -2094,12 +2239,16 @@ CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenant_conf
 
 CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenants FOR EACH ROW EXECUTE FUNCTION core.record_audit('tenant_id');
 
+ALTER TABLE core.tenants ENABLE ALWAYS TRIGGER record_audit;
+
 
 --
 -- Name: users record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
 CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.users FOR EACH ROW EXECUTE FUNCTION core.record_audit('user_id');
+
+ALTER TABLE core.users ENABLE ALWAYS TRIGGER record_audit;
 
 
 --
@@ -2126,12 +2275,16 @@ ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER reject_update_delete;
 
 CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.documents FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
 
+ALTER TABLE core.documents ENABLE ALWAYS TRIGGER set_updated_at;
+
 
 --
 -- Name: idempotency_keys set_updated_at; Type: TRIGGER; Schema: core; Owner: -
 --
 
 CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.idempotency_keys FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+ALTER TABLE core.idempotency_keys ENABLE ALWAYS TRIGGER set_updated_at;
 
 
 --
@@ -2140,12 +2293,16 @@ CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.idempotency_keys FOR EACH RO
 
 CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.templates FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
 
+ALTER TABLE core.templates ENABLE ALWAYS TRIGGER set_updated_at;
+
 
 --
 -- Name: tenant_api_keys set_updated_at; Type: TRIGGER; Schema: core; Owner: -
 --
 
 CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER set_updated_at;
 
 
 --
@@ -2154,6 +2311,8 @@ CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.tenant_api_keys FOR EACH ROW
 
 CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.tenant_configs FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
 
+ALTER TABLE core.tenant_configs ENABLE ALWAYS TRIGGER set_updated_at;
+
 
 --
 -- Name: tenants set_updated_at; Type: TRIGGER; Schema: core; Owner: -
@@ -2161,12 +2320,16 @@ CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.tenant_configs FOR EACH ROW 
 
 CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.tenants FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
 
+ALTER TABLE core.tenants ENABLE ALWAYS TRIGGER set_updated_at;
+
 
 --
 -- Name: users set_updated_at; Type: TRIGGER; Schema: core; Owner: -
 --
 
 CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.users FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+ALTER TABLE core.users ENABLE ALWAYS TRIGGER set_updated_at;
 
 
 --
@@ -2251,42 +2414,48 @@ ALTER TABLE core.audit_logs ENABLE ROW LEVEL SECURITY;
 -- Name: documents delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY delete_own_tenant ON core.documents FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY delete_own_tenant ON core.documents FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: idempotency_keys delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY delete_own_tenant ON core.idempotency_keys FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY delete_own_tenant ON core.idempotency_keys FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenant_api_keys delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY delete_own_tenant ON core.tenant_api_keys FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY delete_own_tenant ON core.tenant_api_keys FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenant_configs delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY delete_own_tenant ON core.tenant_configs FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY delete_own_tenant ON core.tenant_configs FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenants delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY delete_own_tenant ON core.tenants FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY delete_own_tenant ON core.tenants FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: users delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY delete_own_tenant ON core.users FOR DELETE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY delete_own_tenant ON core.users FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
@@ -2305,98 +2474,112 @@ ALTER TABLE core.idempotency_keys ENABLE ROW LEVEL SECURITY;
 -- Name: audit_logs insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY insert_own_tenant ON core.audit_logs FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY insert_own_tenant ON core.audit_logs FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: documents insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY insert_own_tenant ON core.documents FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY insert_own_tenant ON core.documents FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: idempotency_keys insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY insert_own_tenant ON core.idempotency_keys FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY insert_own_tenant ON core.idempotency_keys FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenant_api_keys insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY insert_own_tenant ON core.tenant_api_keys FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY insert_own_tenant ON core.tenant_api_keys FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenant_configs insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY insert_own_tenant ON core.tenant_configs FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY insert_own_tenant ON core.tenant_configs FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenants insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY insert_own_tenant ON core.tenants FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY insert_own_tenant ON core.tenants FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: users insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY insert_own_tenant ON core.users FOR INSERT WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY insert_own_tenant ON core.users FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: audit_logs select_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY select_own_tenant ON core.audit_logs FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY select_own_tenant ON core.audit_logs FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: documents select_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY select_own_tenant ON core.documents FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY select_own_tenant ON core.documents FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: idempotency_keys select_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY select_own_tenant ON core.idempotency_keys FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY select_own_tenant ON core.idempotency_keys FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenant_api_keys select_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY select_own_tenant ON core.tenant_api_keys FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY select_own_tenant ON core.tenant_api_keys FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenant_configs select_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY select_own_tenant ON core.tenant_configs FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY select_own_tenant ON core.tenant_configs FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenants select_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY select_own_tenant ON core.tenants FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY select_own_tenant ON core.tenants FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: users select_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY select_own_tenant ON core.users FOR SELECT USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY select_own_tenant ON core.users FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
@@ -2421,42 +2604,54 @@ ALTER TABLE core.tenants ENABLE ROW LEVEL SECURITY;
 -- Name: documents update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY update_own_tenant ON core.documents FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY update_own_tenant ON core.documents FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: idempotency_keys update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY update_own_tenant ON core.idempotency_keys FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY update_own_tenant ON core.idempotency_keys FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenant_api_keys update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY update_own_tenant ON core.tenant_api_keys FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY update_own_tenant ON core.tenant_api_keys FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenant_configs update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY update_own_tenant ON core.tenant_configs FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY update_own_tenant ON core.tenant_configs FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: tenants update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY update_own_tenant ON core.tenants FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY update_own_tenant ON core.tenants FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
 -- Name: users update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY update_own_tenant ON core.users FOR UPDATE USING ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id))) WITH CHECK ((tenant_id = ( SELECT core.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY update_own_tenant ON core.users FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
@@ -2485,4 +2680,7 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261124000600'),
     ('20261124000700'),
     ('20261124000800'),
-    ('20261124000900');
+    ('20261124000900'),
+    ('20261201000100'),
+    ('20261201000200'),
+    ('20261201000300');

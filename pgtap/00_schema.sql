@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(284);
+select plan(305);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -21,8 +21,8 @@ select has_extension('extensions', 'pgcrypto', 'pgcrypto is installed in schema 
 
 select tables_are('core',
   array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
-        'idempotency_keys'],
-  'core holds exactly the eight tables the migrations create');
+        'idempotency_keys', 'context_signing_key'],
+  'core holds exactly the nine tables the migrations create');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
 select tables_are('platform', '{}'::name[], 'platform holds no tables, only views and functions');
 
@@ -31,6 +31,7 @@ select views_are('api',
   'api exposes exactly the tenant-facing views');
 select views_are('platform', array['tenants', 'audit_logs'],
   'platform exposes exactly the operator views');
+select views_are('core', array['request_context'], 'core holds one view: the verified request context');
 
 select functions_are('api',
   array['list_audit_logs', 'update_tenant_config', 'list_users', 'create_user', 'update_user', 'delete_user',
@@ -39,12 +40,13 @@ select functions_are('api',
         'claim_idempotency_key', 'save_idempotent_response'],
   'api holds exactly the functions the HTTP layer calls');
 select functions_are('platform',
-  array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key'],
+  array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key',
+        'begin_request', 'revoke_api_key'],
   'platform holds exactly the operator functions');
 select functions_are('core',
-  array['current_tenant_id', 'current_user_id', 'current_api_key_id', 'current_request_id', 'set_updated_at',
+  array['current_tenant_id', 'context_mac', 'sign_context', 'set_updated_at',
         'reject_audit_change', 'record_audit', 'issue_api_key', 'keep_revocation', 'page_upper_bound'],
-  'core holds exactly the context helpers, trigger functions, key issuer and page bound');
+  'core holds exactly the context signer and reader, trigger functions, key issuer and page bound');
 
 -- Columns, types and nullability ----------------------------------------------
 
@@ -53,7 +55,7 @@ select columns_are('core', 'tenants',
   'core.tenants has exactly the columns of the migration');
 select columns_are('core', 'audit_logs',
   array['log_id', 'tenant_id', 'user_id', 'api_key_id', 'action', 'resource_type', 'resource_id', 'details',
-        'request_id', 'timestamp'],
+        'request_id', 'timestamp', 'client_request_id'],
   'core.audit_logs has exactly the columns of the migration');
 select columns_are('core', 'templates',
   array['template_id', 'name', 'industry', 'description', 'default_config', 'created_at', 'updated_at'],
@@ -71,6 +73,8 @@ select columns_are('core', 'tenant_api_keys',
   array['tenant_id', 'key_id', 'key_hash', 'key_prefix', 'name', 'permissions', 'user_id', 'expires_at',
         'revoked_at', 'last_used_at', 'created_at', 'updated_at'],
   'core.tenant_api_keys has exactly the columns of the migration');
+select columns_are('core', 'context_signing_key', array['only_row', 'secret', 'created_at'],
+  'core.context_signing_key has exactly the columns of the migration');
 select columns_are('core', 'idempotency_keys',
   array['tenant_id', 'idempotency_key', 'request_hash', 'response_status', 'response_body', 'created_at',
         'updated_at', 'expires_at'],
@@ -95,6 +99,10 @@ insert into expected_columns values
   ('audit_logs', 'details', 'jsonb', true),
   ('audit_logs', 'request_id', 'text', false),
   ('audit_logs', 'timestamp', 'timestamp with time zone', true),
+  ('audit_logs', 'client_request_id', 'text', false),
+  ('context_signing_key', 'only_row', 'boolean', true),
+  ('context_signing_key', 'secret', 'bytea', true),
+  ('context_signing_key', 'created_at', 'timestamp with time zone', true),
   ('templates', 'template_id', 'uuid', true),
   ('templates', 'name', 'text', true),
   ('templates', 'industry', 'text', true),
@@ -182,8 +190,10 @@ select col_is_pk('core', 'idempotency_keys', array['tenant_id', 'idempotency_key
 
 select col_is_unique('core', 'tenants', array['domain'], 'a domain belongs to at most one tenant');
 select col_is_unique('core', 'templates', array['name'], 'template names are unique');
-select col_is_unique('core', 'tenant_api_keys', array['tenant_id', 'key_hash'],
-  'a key hash is unique within its tenant');
+select index_is_unique('core', 'tenant_api_keys', 'tenant_api_keys_key_hash_key',
+  'a key hash is unique across all tenants (tenant_api_keys_key_hash_key is a unique index), so a lookup finds one key');
+select col_is_pk('core', 'context_signing_key', array['only_row'],
+  'the primary key of core.context_signing_key is the always-true only_row: one signing key');
 select index_is_unique('core', 'users', 'users_tenant_email_key',
   'an email is unique within its tenant (users_tenant_email_key is a unique index)');
 
@@ -229,9 +239,9 @@ select indexes_are('core', 'documents',
   array['documents_pkey', 'documents_tenant_created_at_idx', 'documents_tenant_user_created_at_idx'],
   'core.documents has exactly its primary key and the two listing indexes');
 select indexes_are('core', 'tenant_api_keys',
-  array['tenant_api_keys_pkey', 'tenant_api_keys_tenant_id_key_hash_key', 'tenant_api_keys_key_hash_idx',
+  array['tenant_api_keys_pkey', 'tenant_api_keys_key_hash_key',
         'tenant_api_keys_tenant_user_idx', 'tenant_api_keys_tenant_created_at_idx'],
-  'core.tenant_api_keys has exactly its primary key, the hash key and the three lookup indexes');
+  'core.tenant_api_keys has exactly its primary key, the unique hash index and the two lookup indexes');
 select indexes_are('core', 'idempotency_keys', array['idempotency_keys_pkey', 'idempotency_keys_tenant_expires_at_idx'],
   'core.idempotency_keys has exactly its primary key and the expiry index');
 
@@ -246,7 +256,7 @@ from (values
   ('users', 'users_tenant_created_at_idx', array['tenant_id', 'created_at', 'user_id']),
   ('documents', 'documents_tenant_created_at_idx', array['tenant_id', 'created_at', 'document_id']),
   ('documents', 'documents_tenant_user_created_at_idx', array['tenant_id', 'user_id', 'created_at', 'document_id']),
-  ('tenant_api_keys', 'tenant_api_keys_key_hash_idx', array['key_hash']),
+  ('tenant_api_keys', 'tenant_api_keys_key_hash_key', array['key_hash']),
   ('tenant_api_keys', 'tenant_api_keys_tenant_user_idx', array['tenant_id', 'user_id']),
   ('tenant_api_keys', 'tenant_api_keys_tenant_created_at_idx', array['tenant_id', 'created_at', 'key_id']),
   ('idempotency_keys', 'idempotency_keys_tenant_expires_at_idx', array['tenant_id', 'expires_at'])
@@ -268,6 +278,7 @@ select col_has_check('core', tab, col, format('core.%I.%I has a check constraint
 from (values
   ('tenants', 'name'), ('tenants', 'domain'), ('tenants', 'subscription_tier'),
   ('audit_logs', 'action'), ('audit_logs', 'resource_type'), ('audit_logs', 'details'), ('audit_logs', 'request_id'),
+  ('audit_logs', 'client_request_id'), ('context_signing_key', 'only_row'), ('context_signing_key', 'secret'),
   ('templates', 'name'), ('templates', 'industry'), ('templates', 'description'), ('templates', 'default_config'),
   ('tenant_configs', 'settings'),
   ('users', 'email'), ('users', 'role'),
@@ -349,6 +360,21 @@ select lives_ok(format($$ insert into core.audit_logs (tenant_id, action, resour
 select throws_ok(format($$ insert into core.audit_logs (tenant_id, action, resource_type, resource_id, details)
     values (%L, 'insert', 'documents', gen_random_uuid(), '[]') $$, :'tenant_id'), '23514', null,
   'an audit entry whose details are a JSON array is refused');
+select lives_ok(format($$ insert into core.audit_logs (tenant_id, action, resource_type, resource_id, client_request_id)
+    values (%L, 'insert', 'documents', gen_random_uuid(), %L) $$, :'tenant_id', repeat('r', 200)),
+  'an audit entry whose client request id has 200 characters is accepted');
+select throws_ok(format($$ insert into core.audit_logs (tenant_id, action, resource_type, resource_id, client_request_id)
+    values (%L, 'insert', 'documents', gen_random_uuid(), %L) $$, :'tenant_id', repeat('r', 201)), '23514', null,
+  'an audit entry whose client request id has 201 characters is refused');
+
+select throws_ok($$ update core.context_signing_key set secret = extensions.gen_random_bytes(31) $$, '23514', null,
+  'a signing key of 31 bytes is refused: it is 256 bits or nothing');
+select lives_ok($$ update core.context_signing_key set secret = extensions.gen_random_bytes(32) $$,
+  'a signing key of 32 random bytes is accepted (and replaces the key for this transaction only)');
+select throws_ok($$ insert into core.context_signing_key (only_row, secret) values (false, extensions.gen_random_bytes(32)) $$,
+  '23514', null, 'a signing key row whose only_row is false is refused');
+select throws_ok($$ insert into core.context_signing_key (secret) values (extensions.gen_random_bytes(32)) $$,
+  '23505', null, 'a second signing key is refused: there is exactly one');
 
 select lives_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions)
     values (%L, repeat('1', 64), 'tnk_abcdefgh', 'Reader', '{documents:read,*}') $$, :'tenant_id'),
@@ -365,6 +391,10 @@ select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash
 select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name)
     values (%L, upper(repeat('ab', 32)), 'tnk_abcdefgh', 'Upper') $$, :'tenant_id'), '23514', null,
   'a key hash in upper-case hex is refused');
+insert into core.tenants (name) values ('Other tenant') returning tenant_id as other_tenant_id \gset
+select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name)
+    values (%L, repeat('1', 64), 'tnk_abcdefgh', 'Twin') $$, :'other_tenant_id'), '23505', null,
+  'a key hash another tenant''s key already has is refused: a hash names exactly one key');
 
 select lives_ok(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
     values (%L, %L, repeat('c', 64), 599) $$, :'tenant_id', repeat('k', 255)),

@@ -5,7 +5,7 @@
 -- really finds the objects it is meant to judge (an empty query would pass
 -- vacuously).
 begin;
-select plan(51);
+select plan(74);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -25,7 +25,7 @@ create temp view tenant_tables as
                 where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 
 create temp view user_schemas as
-  select oid, nspname from pg_namespace
+  select oid, nspname, nspowner from pg_namespace
   where nspname not in ('pg_catalog', 'information_schema') and nspname !~ '^pg_(toast|temp)';
 
 select set_has(
@@ -84,13 +84,13 @@ select trigger_is('core', 'audit_logs', 'reject_update_delete', 'core', 'reject_
 select ok(
   exists (select from pg_trigger
           where tgrelid = 'core.audit_logs'::regclass and tgname = 'reject_update_delete'
-            and tgtype & 1 = 1 and tgtype & 2 = 2 and tgtype & 24 = 24 and tgenabled in ('O', 'A')),
-  'reject_update_delete is an enabled BEFORE UPDATE OR DELETE row trigger');
+            and tgtype & 1 = 1 and tgtype & 2 = 2 and tgtype & 24 = 24 and tgenabled = 'A'),
+  'reject_update_delete is a BEFORE UPDATE OR DELETE row trigger enabled ALWAYS');
 select ok(
   exists (select from pg_trigger
           where tgrelid = 'core.audit_logs'::regclass and tgname = 'reject_truncate'
-            and tgtype & 2 = 2 and tgtype & 32 = 32 and tgenabled in ('O', 'A')),
-  'reject_truncate is an enabled BEFORE TRUNCATE trigger');
+            and tgtype & 2 = 2 and tgtype & 32 = 32 and tgenabled = 'A'),
+  'reject_truncate is a BEFORE TRUNCATE trigger enabled ALWAYS');
 
 -- ...and it really raises. Creating a tenant writes an audit entry to aim at.
 insert into core.tenants (name) values ('Invariant fixture');
@@ -101,6 +101,40 @@ select throws_ok('update core.audit_logs set action = action', '42501',
 select throws_ok('delete from core.audit_logs', '42501', 'audit_logs is append-only: DELETE is not allowed',
   'deleting an audit entry raises insufficient_privilege, even for the superuser');
 
+-- Every trigger of the project fires ALWAYS --------------------------------------
+
+-- Replica mode skips triggers enabled only on origin; it is how a superuser
+-- (the only role that may set it) would slip past an origin-only guard.
+create temp view project_triggers as
+  select t.tgrelid::regclass::text as tab, t.tgname::text as trigger_name, t.tgenabled
+  from pg_trigger t join pg_class c on c.oid = t.tgrelid join user_schemas n on n.oid = c.relnamespace
+  where not t.tgisinternal;
+select set_has('select tab, trigger_name from project_triggers',
+  $$ values ('core.audit_logs', 'reject_update_delete'), ('core.documents', 'record_audit'),
+            ('core.tenant_api_keys', 'keep_revocation'), ('core.users', 'set_updated_at') $$,
+  'the catalog query finds the guard, audit, revocation and timestamp triggers');
+select is(
+  array(select format('%s on %s (%s)', trigger_name, tab, tgenabled) from project_triggers
+        where tgenabled <> 'A' order by 1),
+  '{}'::text[],
+  'every trigger on a project table is enabled ALWAYS, so replica mode skips none of them');
+set local session_replication_role = replica;
+select throws_ok('delete from core.audit_logs', '42501', 'audit_logs is append-only: DELETE is not allowed',
+  'in replica mode the append-only guard still refuses a DELETE');
+select throws_ok('truncate core.audit_logs', '42501', 'audit_logs is append-only: TRUNCATE is not allowed',
+  'in replica mode the append-only guard still refuses a TRUNCATE');
+reset session_replication_role;
+-- The triggers PostgreSQL makes for foreign keys fire on origin only, so
+-- replica mode skips them; only superusers may enter replica mode.
+set local role app_user;
+select throws_ok('set session_replication_role = replica', '42501', null,
+  'app_user cannot enter replica mode, which skips foreign-key checks');
+reset role;
+set local role uber_admin;
+select throws_ok('set session_replication_role = replica', '42501', null,
+  'uber_admin cannot enter replica mode, which skips foreign-key checks');
+reset role;
+
 select is(
   array(select format('%I.%I %s', schemaname, tablename, policyname)
         from pg_policies
@@ -109,52 +143,181 @@ select is(
         order by 1),
   '{}'::text[],
   'no policy anywhere is USING (true) or WITH CHECK (true)');
+-- Exact text, whitespace aside: a policy with anything added (an OR, a
+-- second condition) is not this policy. USING where the command reads rows,
+-- WITH CHECK where it writes them, and nothing else.
 select is(
-  array(select format('%I.%I %s', p.schemaname, p.tablename, p.policyname)
+  array(select format('%I.%I %s: USING %s WITH CHECK %s', p.schemaname, p.tablename, p.policyname,
+                      coalesce(p.qual, '-'), coalesce(p.with_check, '-'))
         from pg_policies p
         join tenant_tables t on t.oid = format('%I.%I', p.schemaname, p.tablename)::regclass
-        where (p.qual is not null and p.qual not like '%tenant_id = ( SELECT core.current_tenant_id()%')
-           or (p.with_check is not null and p.with_check not like '%tenant_id = ( SELECT core.current_tenant_id()%')
+        where p.permissive <> 'PERMISSIVE' or p.roles <> '{public}'
+           or regexp_replace(coalesce(p.qual, '-'), '\s+', ' ', 'g')
+              is distinct from case when p.cmd in ('SELECT', 'UPDATE', 'DELETE')
+                                    then '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))' else '-' end
+           or regexp_replace(coalesce(p.with_check, '-'), '\s+', ' ', 'g')
+              is distinct from case when p.cmd in ('INSERT', 'UPDATE')
+                                    then '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))' else '-' end
         order by 1),
   '{}'::text[],
-  'every policy of a tenant-scoped table compares tenant_id with (SELECT core.current_tenant_id()), evaluated once per statement');
+  'every policy of a tenant-scoped table is exactly tenant_id = (SELECT the verified context''s tenant), evaluated once per statement');
+select is(
+  array(select format('%I.%I %s (%s)', p.schemaname, p.tablename, p.policyname, p.cmd)
+        from pg_policies p join tenant_tables t on t.oid = format('%I.%I', p.schemaname, p.tablename)::regclass
+        where p.cmd = 'ALL' order by 1),
+  '{}'::text[],
+  'no tenant-scoped table has a FOR ALL policy: each command has its own');
 
 -- Views run with the privileges and policies of their caller -------------------
 
 create temp view exposed_views as
   select c.oid, c.oid::regclass::text as view_name, c.reloptions
-  from pg_class c join pg_namespace n on n.oid = c.relnamespace
-  where c.relkind = 'v' and n.nspname in ('api', 'platform');
+  from pg_class c join user_schemas n on n.oid = c.relnamespace
+  where c.relkind = 'v'
+    and not exists (select from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e');
 
 select set_has('select view_name from exposed_views',
-  $$ values ('api.documents'), ('api.users'), ('api.api_keys'), ('api.audit_logs'), ('platform.tenants') $$,
-  'the catalog query finds the api and platform views');
+  $$ values ('api.documents'), ('api.users'), ('api.api_keys'), ('api.audit_logs'), ('platform.tenants'),
+            ('core.request_context') $$,
+  'the catalog query finds the views of every schema');
+-- core.request_context is the one exception, by design: it reads the
+-- signing key with its owner's rights. What makes that harmless is checked
+-- right below.
 select is(
   array(select view_name from exposed_views v
-        where not exists (select from pg_options_to_table(v.reloptions) o
+        where view_name <> 'core.request_context'
+          and not exists (select from pg_options_to_table(v.reloptions) o
                           where o.option_name = 'security_invoker'
                             and lower(o.option_value) in ('true', 'on', '1', 'yes'))
         order by 1),
   '{}'::text[],
-  'every view in api and platform is security_invoker, so row-level security applies to its caller');
+  'every view but core.request_context is security_invoker, so row-level security applies to its caller');
+select ok(
+  exists (select from pg_options_to_table((select reloptions from pg_class where oid = 'core.request_context'::regclass)) o
+          where o.option_name = 'security_barrier' and lower(o.option_value) in ('true', 'on', '1', 'yes')),
+  'core.request_context is a security_barrier view: no condition of its caller runs before the signature check');
+select is(
+  array(select distinct d.refobjid::regclass::text
+        from pg_rewrite r join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
+        where r.ev_class = 'core.request_context'::regclass and d.refclassid = 'pg_class'::regclass
+          and d.refobjid <> 'core.request_context'::regclass
+        order by 1),
+  array['core.context_signing_key'],
+  'core.request_context reads no table but the signing key, so its owner''s rights reach nothing else');
+select is(
+  array(select attname::text from pg_attribute
+        where attrelid = 'core.request_context'::regclass and attnum > 0 and not attisdropped order by attnum),
+  array['tenant_id', 'api_key_id', 'user_id', 'user_role', 'permissions', 'request_id', 'client_request_id'],
+  'core.request_context shows the verified context fields and never the key itself');
+select is(
+  array(select r.rolname::text from pg_roles r
+        where has_table_privilege(r.oid, 'core.context_signing_key', 'SELECT') and not r.rolsuper
+          and r.rolname !~ '^pg_' order by 1),
+  array['tenancy_auth', 'tenancy_owner'],
+  'of the project''s roles only tenancy_owner and tenancy_auth, which cannot log in, may read the signing key');
+select is(
+  array(select r.rolname::text from pg_roles r
+        where has_table_privilege(r.oid, 'core.context_signing_key', 'SELECT') and r.rolcanlogin and not r.rolsuper
+        order by 1),
+  '{}'::text[],
+  'no role that can log in may read the signing key (superusers aside), through a predefined role or otherwise');
 
 -- SECURITY DEFINER functions ---------------------------------------------------
 
 create temp view definer_functions as
-  select p.oid, p.oid::regprocedure::text as fn, p.proconfig
+  select p.oid, p.oid::regprocedure::text as fn, p.proconfig, p.proowner
   from pg_proc p join user_schemas n on n.oid = p.pronamespace
   where p.prosecdef;
 
 select set_eq('select fn from definer_functions',
-  $$ values ('core.record_audit()'), ('api.begin_request(text,text,text)'), ('api.touch_api_key(text)'),
-            ('api.schema_version()'), ('api.create_api_key(text,text,text[],uuid,timestamp with time zone)') $$,
-  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, key touch, schema version, key issuing)');
+  $$ values ('core.record_audit()'), ('api.begin_request(text,text,uuid,text)'), ('api.touch_api_key(text)'),
+            ('platform.begin_request(uuid,text)'), ('api.create_api_key(text,text[],uuid,timestamp with time zone)') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, key touch, platform context, key issuing)');
+-- pg_temp named last is searched last for types and relations; left out of
+-- the path, it is searched first.
 select is(
-  array(select fn from definer_functions
-        where not exists (select from unnest(proconfig) as c where c like 'search\_path=%')
+  array(select fn || ' ' || coalesce(array_to_string(proconfig, ' '), 'without SET') from definer_functions
+        where not exists (select from unnest(proconfig) as c where c ~ '^search_path=(.*, *)?pg_temp$')
         order by 1),
   '{}'::text[],
-  'every SECURITY DEFINER function in a non-system schema pins its search_path');
+  'every SECURITY DEFINER function pins a search_path that names pg_temp last');
+select is(
+  array(select fn || ' is owned by ' || r.rolname from definer_functions f join pg_roles r on r.oid = f.proowner
+        where r.rolcanlogin or r.rolsuper
+           or exists (select from pg_class c where c.relowner = r.oid)
+           or exists (select from pg_namespace ns where ns.nspowner = r.oid)
+        order by 1),
+  '{}'::text[],
+  'every SECURITY DEFINER function is owned by a NOLOGIN role that is no superuser and owns no table or schema: it runs with its grants alone');
+select is(
+  array(select distinct r.rolname::text from definer_functions f join pg_roles r on r.oid = f.proowner order by 1),
+  array['tenancy_auditor', 'tenancy_auth'],
+  'the definer functions belong to tenancy_auth (authentication) and tenancy_auditor (the trail)');
+
+-- Owners: nobody who can log in owns anything --------------------------------------
+
+-- Objects of the project's schemas and the schemas themselves; extension
+-- members (pgcrypto's functions) belong to the extension and are judged below.
+create temp view project_objects as
+  select 'schema ' || n.nspname as object, n.nspowner as owner from user_schemas n where n.nspname <> 'public'
+  union all
+  select 'relation ' || c.oid::regclass, c.relowner from pg_class c join user_schemas n on n.oid = c.relnamespace
+  where n.nspname <> 'public' and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+    and not exists (select from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
+  union all
+  select 'function ' || p.oid::regprocedure, p.proowner from pg_proc p join user_schemas n on n.oid = p.pronamespace
+  where n.nspname <> 'public'
+    and not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+  union all
+  select 'type ' || t.oid::regtype, t.typowner from pg_type t join user_schemas n on n.oid = t.typnamespace
+  where n.nspname <> 'public' and t.typtype in ('d', 'e', 'r', 'm')
+    and not exists (select from pg_depend d where d.classid = 'pg_type'::regclass and d.objid = t.oid and d.deptype = 'e');
+
+select cmp_ok((select count(*)::int from project_objects), '>', 50,
+  'the catalog query finds the schemas, tables, views and functions of the project');
+select is(
+  array(select object || ' is owned by ' || r.rolname from project_objects o join pg_roles r on r.oid = o.owner
+        where r.rolcanlogin or r.rolsuper order by 1),
+  '{}'::text[],
+  'no project schema, table, view, sequence, type or function is owned by a role that can log in or by a superuser');
+select is(
+  array(select object || ' is owned by ' || r.rolname from project_objects o join pg_roles r on r.oid = o.owner
+        where object not like 'function %' and r.rolname <> 'tenancy_owner' order by 1),
+  '{}'::text[],
+  'tenancy_owner owns every schema, table, view and type of the project');
+select ok(not rolcanlogin and not rolsuper and not rolbypassrls, 'tenancy_owner cannot log in, is no superuser and does not bypass row-level security')
+from pg_roles where rolname = 'tenancy_owner';
+-- The excluded class: extension members are owned by whoever created the
+-- extension (a superuser). None runs as its owner, and the runtime roles may
+-- call only the two the project uses.
+select is(
+  array(select p.oid::regprocedure::text from pg_proc p join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid
+        join user_schemas n on n.oid = p.pronamespace and n.nspname <> 'public'
+        where d.deptype = 'e' and p.prosecdef order by 1),
+  '{}'::text[],
+  'no function of an extension in the project''s schemas runs as SECURITY DEFINER');
+select is(
+  array(select format('%s may execute %s', r, p.oid::regprocedure)
+        from pg_proc p join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
+        join user_schemas n on n.oid = p.pronamespace and n.nspname <> 'public'
+        cross join unnest(array['app_user', 'uber_admin']) as r
+        where has_function_privilege(r, p.oid, 'EXECUTE')
+        order by 1),
+  array['app_user may execute extensions.hmac(bytea,bytea,text)',
+        'uber_admin may execute extensions.gen_random_bytes(integer)',
+        'uber_admin may execute extensions.hmac(bytea,bytea,text)'],
+  'of the extensions'' functions app_user may call only hmac (the context check), uber_admin also gen_random_bytes (key issuing)');
+
+-- Temporary objects --------------------------------------------------------------------
+
+select is(
+  array(select rolname::text from pg_roles
+        where not rolsuper and has_database_privilege(oid, current_database(), 'TEMPORARY') order by 1),
+  '{}'::text[],
+  'no role but a superuser may create temporary objects in this database (no pg_temp shadows for definer functions)');
+select ok(not exists (select from pg_database, aclexplode(coalesce(datacl, acldefault('d', datdba))) a
+                      where datname = current_database() and a.grantee = 0 and a.privilege_type = 'TEMPORARY'),
+  'PUBLIC holds no TEMPORARY privilege on this database');
 
 -- app_user: the runtime role owns nothing and can escalate to nothing ----------
 
@@ -178,12 +341,14 @@ select ok(not rolbypassrls, 'app_user does not bypass row-level security') from 
 select ok(not rolcreaterole, 'app_user cannot create roles') from pg_roles where rolname = 'app_user';
 select ok(not rolcreatedb, 'app_user cannot create databases') from pg_roles where rolname = 'app_user';
 
--- Temporary schemas are governed by the database's TEMP privilege, not by
--- schema grants, so they are left out.
+-- Every schema, system and temporary ones included: a temporary schema
+-- grants CREATE only to a role with TEMPORARY on the database.
 select is(
-  array(select nspname::text from user_schemas where has_schema_privilege('app_user', oid, 'CREATE') order by 1),
+  array(select nspname::text from pg_namespace
+        where has_schema_privilege('app_user', oid, 'CREATE') or has_schema_privilege('uber_admin', oid, 'CREATE')
+        order by 1),
   '{}'::text[],
-  'app_user cannot create objects in any schema');
+  'neither app_user nor uber_admin can create objects in any schema, temporary ones included');
 select ok(has_schema_privilege('app_user', 'api', 'USAGE'), 'app_user may use schema api');
 select ok(not has_schema_privilege('app_user', 'platform', 'USAGE'), 'app_user may not use schema platform');
 
@@ -239,7 +404,7 @@ select is(
         order by 1),
   '{}'::text[],
   'no function in api, core or platform is executable by PUBLIC');
-select ok(has_function_privilege('app_user', 'api.begin_request(text,text,text)', 'EXECUTE'),
+select ok(has_function_privilege('app_user', 'api.begin_request(text,text,uuid,text)', 'EXECUTE'),
   'app_user may execute api.begin_request, which it was granted by name');
 select is(
   array(select p.oid::regprocedure::text
@@ -270,19 +435,24 @@ create temp view tenant_unique_indexes as
   where i.indisunique;
 
 select set_has('select index_name from tenant_unique_indexes',
-  $$ values ('core.users_pkey'), ('core.users_tenant_email_key'), ('core.tenant_api_keys_tenant_id_key_hash_key'),
+  $$ values ('core.users_pkey'), ('core.users_tenant_email_key'), ('core.tenant_api_keys_key_hash_key'),
             ('core.tenants_domain_key') $$,
   'the catalog query finds the primary keys, unique constraints and unique indexes of tenant-scoped tables');
--- core.tenants is the root: its primary key is tenant_id itself. Its unique
--- domain is a platform-wide rule (a hostname can route to only one tenant),
--- so it deliberately spans tenants and is the one exemption.
+-- core.tenants is the root: its primary key is tenant_id itself. Two rules
+-- deliberately span tenants: a domain routes to one tenant only, and a key
+-- hash names one key before its tenant is known.
 select is(
   array(select index_name from tenant_unique_indexes
-        where index_name <> 'core.tenants_domain_key'
+        where index_name not in ('core.tenants_domain_key', 'core.tenant_api_keys_key_hash_key')
           and not tenant_attnum = any (string_to_array(indkey::text, ' ')::int2[])
         order by 1),
   '{}'::text[],
-  'every primary key, unique constraint and unique index of a tenant-scoped table includes tenant_id (except the platform-wide tenant domain)');
+  'every primary key, unique constraint and unique index of a tenant-scoped table includes tenant_id (except the platform-wide domain and key hash)');
+select ok(
+  exists (select from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attname = 'key_hash'
+          where i.indrelid = 'core.tenant_api_keys'::regclass and i.indisunique and i.indpred is null
+            and i.indkey::text = a.attnum::text),
+  'core.tenant_api_keys has a unique index on key_hash alone: one hash, one key, across every tenant');
 
 create temp view tenant_foreign_keys as
   select c.conname, c.conrelid::regclass::text as tab, c.conkey, c.confkey, s.attnum as src_tenant, r.attnum as ref_tenant

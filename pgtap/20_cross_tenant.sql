@@ -11,36 +11,47 @@ select plan(87);
 -- execute on functions from public`, so its functions are not executable by
 -- the roles the suites switch to. Granted for this transaction only.
 grant execute on all functions in schema public to app_user, uber_admin;
+-- pgTAP's set and result comparisons build temporary tables as the role that
+-- runs them, and the runtime roles have no TEMPORARY privilege (checked by
+-- 10_rls_invariants and 15_definer_hijack, which do without it): lent to
+-- them for this transaction only.
+do $$ begin execute format('grant temporary on database %I to app_user, uber_admin', current_database()); end $$;
 
 -- Fixtures ----------------------------------------------------------------------
 
--- Two tenants, provisioned the way a platform operator does it.
+-- Two tenants, provisioned the way a platform operator does it. The first
+-- user of each is the operator's too (an API key is what opens the api, and
+-- a tenant starts with none); each gets one key holding every permission,
+-- bound to that user.
 set local role uber_admin;
 select tenant_id as tenant_a from platform.create_tenant('Tenant A', 'a.example.com', 'pro', 'Fintech Template') \gset
 select tenant_id as tenant_b from platform.create_tenant('Tenant B', 'b.example.com', 'free', 'Fintech Template') \gset
 reset role;
+insert into core.users (tenant_id, email, role) values (:'tenant_a', 'alice@a.example.com', 'tenant_admin')
+returning user_id as user_a \gset
+insert into core.users (tenant_id, email, role) values (:'tenant_b', 'bob@b.example.com', 'tenant_admin')
+returning user_id as user_b \gset
+set local role uber_admin;
+select key_id as key_a, key as secret_a
+from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gset
+select key_id as key_b, key as secret_b
+from platform.create_api_key(:'tenant_b', 'B automation', '{*}', :'user_b') \gset
+reset role;
 
--- Each tenant's own user and document, created through the api under its context.
+\ir lib/context.psql
+select pg_temp.hash_of(:'secret_a') as hash_a, pg_temp.hash_of(:'secret_b') as hash_b \gset
+
+-- The rest of each tenant's rows, created through the api with its key.
 set local role app_user;
-set local app.tenant_id = :'tenant_a';
-select user_id as user_a from api.create_user('alice@a.example.com', 'tenant_admin') \gset
+select pg_temp.begin_as(:'hash_a') \gset ignored_
 select user_id as spare_user_a from api.create_user('spare@a.example.com') \gset
 select document_id as doc_a from api.create_document(:'user_a', 'A ledger', repeat('a', 64)) \gset
 select document_id as spare_doc_a from api.create_document(:'user_a', 'A draft', repeat('d', 64)) \gset
-set local app.tenant_id = :'tenant_b';
-select user_id as user_b from api.create_user('bob@b.example.com', 'tenant_admin') \gset
+select pg_temp.begin_as(:'hash_b') \gset ignored_
 select document_id as doc_b from api.create_document(:'user_b', 'B ledger', repeat('b', 64)) \gset
 -- Tenant B's client sent POST with Idempotency-Key retry-1 and got 201.
 select claimed from api.claim_idempotency_key('retry-1', repeat('b', 64)) \gset ignored_
 select api.save_idempotent_response('retry-1', 201, '{"document_id": "b"}') \gset ignored_
-reset role;
-
--- One API key each, holding every permission, bound to the tenant's user.
-set local role uber_admin;
-select key_id as key_a, key as secret_a
-from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gset
-select key_id as key_b from platform.create_api_key(:'tenant_b', 'B automation', '{*}', :'user_b') \gset
-select encode(sha256(convert_to(:'secret_a', 'UTF8')), 'hex') as hash_a \gset
 reset role;
 
 -- Every table with a tenant_id column, found in the catalog.
@@ -96,7 +107,7 @@ select is(array(select rel from b_before where row_count = 0 order by 1), '{}'::
 -- Reads ---------------------------------------------------------------------------
 
 set local role app_user;
-set local app.tenant_id = :'tenant_a';
+select pg_temp.begin_as(:'hash_a') \gset ignored_
 
 select set_has(format('select rel from pg_temp.rows_of_other_tenants(%L)', :'tenant_a'),
   $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'), ('core.tenant_configs'), ('core.tenants'),
@@ -246,7 +257,7 @@ select throws_ok(format($$ select * from api.create_document(%L, 'Stolen author'
 select lives_ok(format($$ select * from api.create_document(%L, 'Own author', repeat('c', 64)) $$, :'user_a'),
   'a document of tenant A can name tenant A''s user as author');
 select results_eq(
-  format($$ select tenant_id from api.begin_request(%L, 'keys:write', 'req-x') $$, :'hash_a'),
+  format($$ select tenant_id from api.begin_request(%L, 'keys:write', gen_random_uuid()) $$, :'hash_a'),
   format('values (%L::uuid)', :'tenant_a'),
   'tenant A''s key authenticates as tenant A (context for the key tests below)');
 -- Even a platform operator, who bypasses RLS, cannot bind A's key to B's user.
@@ -258,8 +269,7 @@ select throws_ok(format($$ select * from platform.create_api_key(%L, 'Stolen use
   'an API key of tenant A cannot be bound to tenant B''s user');
 reset role;
 set local role app_user;
-select lives_ok(format($$ select * from api.create_api_key(%L, 'Own user', '{documents:read}', %L) $$,
-    :'hash_a', :'user_a'),
+select lives_ok(format($$ select * from api.create_api_key('Own user', '{documents:read}', %L) $$, :'user_a'),
   'an API key of tenant A can be bound to tenant A''s user');
 
 -- Defence in depth: the policies refuse tenant B on their own -------------------------
@@ -336,7 +346,7 @@ reset role;
 -- as well: these show that those policies hold on their own. They hit tenant
 -- A's rows, which is fine this late in the file.
 set local role app_user;
-set local app.tenant_id = :'tenant_a';
+select pg_temp.begin_as(:'hash_a') \gset ignored_
 select lives_ok($$ update core.users set role = 'viewer' $$, 'tenant A runs an unqualified UPDATE of core.users');
 select lives_ok($$ update core.documents set title = 'blind' $$,
   'tenant A runs an unqualified UPDATE of core.documents');

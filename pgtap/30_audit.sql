@@ -3,12 +3,17 @@
 -- request) of the request; details never carry a key hash; and nobody, the
 -- superuser owner included, can rewrite or remove an entry.
 begin;
-select plan(35);
+select plan(37);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
 -- the roles the suites switch to. Granted for this transaction only.
 grant execute on all functions in schema public to app_user, uber_admin;
+-- pgTAP's set and result comparisons build temporary tables as the role that
+-- runs them, and the runtime roles have no TEMPORARY privilege (checked by
+-- 10_rls_invariants and 15_definer_hijack, which do without it): lent to
+-- them for this transaction only.
+do $$ begin execute format('grant temporary on database %I to app_user, uber_admin', current_database()); end $$;
 
 -- Every tenant-scoped table is audited ------------------------------------------
 
@@ -54,46 +59,46 @@ select tenant_id as tenant_a from platform.create_tenant('Audited', 'audited.exa
 reset role;
 
 select bag_eq(
-  format($$ select action, resource_type, user_id, api_key_id, request_id from core.audit_logs
+  format($$ select action, resource_type, user_id, api_key_id, client_request_id from core.audit_logs
             where tenant_id = %L and resource_id = %L $$, :'tenant_a', :'tenant_a'),
   $$ values ('insert'::text, 'tenants'::text, null::uuid, null::uuid, null::text),
             ('insert', 'tenant_configs', null, null, null) $$,
   'provisioning a tenant audits the tenant and its configuration once each, with no API key as actor');
 
-set local role app_user;
-set local app.tenant_id = :'tenant_a';
-select user_id as actor from api.create_user('admin@audited.example.com', 'tenant_admin') \gset
-reset role;
+-- The tenant's first user, added as an operator would (no key opens the api yet).
+insert into core.users (tenant_id, email, role) values (:'tenant_a', 'admin@audited.example.com', 'tenant_admin')
+returning user_id as actor \gset
 set local role uber_admin;
 select key_id as actor_key, key as actor_secret
 from platform.create_api_key(:'tenant_a', 'Audit actor', '{*}', :'actor') \gset
 reset role;
-select encode(sha256(convert_to(:'actor_secret', 'UTF8')), 'hex') as actor_hash \gset
+\ir lib/context.psql
+select pg_temp.hash_of(:'actor_secret') as actor_hash \gset
 select count(*) as audit_before from core.audit_logs \gset
 
 -- Mutations through the api, each in its own "request" --------------------------------
 
 set local role app_user;
-select tenant_id from api.begin_request(:'actor_hash', 'users:write', 'req-01') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'users:write', gen_random_uuid(), 'req-01') \gset ignored_
 select user_id as erin from api.create_user('erin@audited.example.com') \gset
-select tenant_id from api.begin_request(:'actor_hash', 'users:write', 'req-02') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'users:write', gen_random_uuid(), 'req-02') \gset ignored_
 select user_id from api.update_user(:'erin', p_role => 'viewer') \gset ignored_
-select tenant_id from api.begin_request(:'actor_hash', 'users:write', 'req-03') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'users:write', gen_random_uuid(), 'req-03') \gset ignored_
 select user_id from api.delete_user(:'erin') \gset ignored_
-select tenant_id from api.begin_request(:'actor_hash', 'documents:write', 'req-04') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'documents:write', gen_random_uuid(), 'req-04') \gset ignored_
 select document_id as doc from api.create_document(:'actor', 'Quarterly report', repeat('a', 64)) \gset
-select tenant_id from api.begin_request(:'actor_hash', 'documents:write', 'req-05') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'documents:write', gen_random_uuid(), 'req-05') \gset ignored_
 select document_id from api.update_document(:'doc', p_title => 'Quarterly report (final)') \gset ignored_
-select tenant_id from api.begin_request(:'actor_hash', 'documents:write', 'req-06') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'documents:write', gen_random_uuid(), 'req-06') \gset ignored_
 select document_id from api.delete_document(:'doc') \gset ignored_
-select tenant_id from api.begin_request(:'actor_hash', 'config:write', 'req-07') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'config:write', gen_random_uuid(), 'req-07') \gset ignored_
 select tenant_id from api.update_tenant_config('{"currency": "CHF"}') \gset ignored_
-select tenant_id from api.begin_request(:'actor_hash', 'keys:write', 'req-08') \gset ignored_
-select key_id as issued_key, key as issued_secret from api.create_api_key(:'actor_hash', 'Reporting', '{documents:read}') \gset
-select tenant_id from api.begin_request(:'actor_hash', 'keys:write', 'req-09') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', 'keys:write', gen_random_uuid(), 'req-08') \gset ignored_
+select key_id as issued_key, key as issued_secret from api.create_api_key('Reporting', '{documents:read}') \gset
+select tenant_id from api.begin_request(:'actor_hash', 'keys:write', gen_random_uuid(), 'req-09') \gset ignored_
 select key_id from api.revoke_api_key(:'issued_key') \gset ignored_
 -- Recording key use changes only last_used_at, which is not audited.
-select tenant_id from api.begin_request(:'actor_hash', null, 'req-10') \gset ignored_
+select tenant_id from api.begin_request(:'actor_hash', null, gen_random_uuid(), 'req-10') \gset ignored_
 select api.touch_api_key(:'actor_hash') \gset ignored_
 reset role;
 
@@ -105,34 +110,39 @@ select is(
   array(select distinct tenant_id from core.audit_logs where "timestamp" = now()),
   array[:'tenant_a'::uuid],
   'every audit entry written in this transaction belongs to the tenant whose row changed');
+select results_eq(
+  format($$ select count(*)::int, count(distinct request_id)::int, count(*) filter (where request_id::uuid is not null)::int
+            from core.audit_logs where tenant_id = %L and client_request_id like 'req-%%' $$, :'tenant_a'),
+  'values (9, 9, 9)',
+  'each entry also carries the request id the service assigned (a UUID, one per request), beside the client''s');
 
 select bag_eq(
-  format('select action, resource_type, user_id, api_key_id, request_id from core.audit_logs where resource_id = %L',
+  format('select action, resource_type, user_id, api_key_id, client_request_id from core.audit_logs where resource_id = %L',
     :'erin'),
   format($$ values ('insert'::text, 'users'::text, %1$L::uuid, %2$L::uuid, 'req-01'::text),
                    ('update', 'users', %1$L, %2$L, 'req-02'),
                    ('delete', 'users', %1$L, %2$L, 'req-03') $$, :'actor', :'actor_key'),
   'creating, updating and deleting a user each wrote one entry with the acting user, key and request id');
 select bag_eq(
-  format('select action, resource_type, user_id, api_key_id, request_id from core.audit_logs where resource_id = %L',
+  format('select action, resource_type, user_id, api_key_id, client_request_id from core.audit_logs where resource_id = %L',
     :'doc'),
   format($$ values ('insert'::text, 'documents'::text, %1$L::uuid, %2$L::uuid, 'req-04'::text),
                    ('update', 'documents', %1$L, %2$L, 'req-05'),
                    ('delete', 'documents', %1$L, %2$L, 'req-06') $$, :'actor', :'actor_key'),
   'creating, updating and deleting a document each wrote one entry with the acting user, key and request id');
 select bag_eq(
-  format($$ select action, resource_type, user_id, api_key_id, request_id from core.audit_logs
-            where resource_id = %L and request_id is not null $$, :'tenant_a'),
+  format($$ select action, resource_type, user_id, api_key_id, client_request_id from core.audit_logs
+            where resource_id = %L and client_request_id is not null $$, :'tenant_a'),
   format($$ values ('update'::text, 'tenant_configs'::text, %1$L::uuid, %2$L::uuid, 'req-07'::text) $$,
     :'actor', :'actor_key'),
   'updating the tenant configuration wrote one entry, keyed by the tenant id');
 select bag_eq(
-  format('select action, resource_type, user_id, api_key_id, request_id from core.audit_logs where resource_id = %L',
+  format('select action, resource_type, user_id, api_key_id, client_request_id from core.audit_logs where resource_id = %L',
     :'issued_key'),
   format($$ values ('insert'::text, 'tenant_api_keys'::text, %1$L::uuid, %2$L::uuid, 'req-08'::text),
                    ('update', 'tenant_api_keys', %1$L, %2$L, 'req-09') $$, :'actor', :'actor_key'),
   'issuing and revoking an API key each wrote one entry with the acting user, key and request id');
-select is_empty(format($$ select 1 from core.audit_logs where request_id = 'req-10' $$),
+select is_empty(format($$ select 1 from core.audit_logs where client_request_id = 'req-10' $$),
   'recording the use of a key (only last_used_at changes) wrote no entry');
 select isnt((select last_used_at from core.tenant_api_keys where key_id = :'actor_key'), null,
   '...although api.touch_api_key did record the use');
@@ -172,10 +182,13 @@ select is(
   0,
   'no audit entry contains the plain text of an issued key');
 
+set local role app_user;
+select pg_temp.begin_as(:'actor_hash') \gset ignored_
 select results_eq(
   $$ select count(*)::int from api.list_audit_logs(p_resource_type => 'documents') $$,
   'values (3)',
-  'tenant A''s own audit entries are readable through api.list_audit_logs');
+  'tenant A''s own audit entries are readable by app_user through api.list_audit_logs');
+reset role;
 
 -- Append-only, for everyone --------------------------------------------------------------
 
@@ -191,7 +204,7 @@ select throws_ok('truncate core.audit_logs cascade', '42501',
   'audit_logs is append-only: TRUNCATE is not allowed', 'TRUNCATE ... CASCADE is refused too');
 
 set local role app_user;
-set local app.tenant_id = :'tenant_a';
+select pg_temp.begin_as(:'actor_hash') \gset ignored_
 select throws_ok('update core.audit_logs set action = ''tampered''', '42501',
   'permission denied for table audit_logs', 'app_user cannot update its tenant''s audit entries');
 select throws_ok('delete from core.audit_logs', '42501',
@@ -221,30 +234,30 @@ select is(
   (select count(*)::int from core.audit_logs where action = 'tampered'), 0,
   'no audit entry was altered');
 
--- Actor columns fall back to NULL, not to a stale or forged value -------------------------
+-- The actor comes from the signed context alone -------------------------------------
 
+-- Hand-set actor settings are no context at all: the change is refused.
 set local role app_user;
+set local app.context = '';
 set local app.tenant_id = :'tenant_a';
-set local app.user_id = '';
-set local app.api_key_id = '';
-set local app.request_id = '';
+set local app.user_id = :'actor';
+set local app.api_key_id = :'actor_key';
+set local app.request_id = 'req-forged';
+select throws_ok($$ select * from api.create_user('forged@audited.example.com') $$, '42501', null,
+  'with app.tenant_id, app.user_id and app.api_key_id set by hand and no signed context, a change is refused');
+-- With a signed context, the same hand-set settings change nothing it records.
+select pg_temp.begin_as(:'actor_hash', 'req-11') \gset ignored_
+set local app.user_id = '00000000-0000-0000-0000-000000000001';
+set local app.api_key_id = '00000000-0000-0000-0000-000000000002';
+set local app.request_id = 'req-forged';
 select user_id as anon_user from api.create_user('anon@audited.example.com') \gset
 reset role;
 select results_eq(
-  format('select user_id, api_key_id, request_id from core.audit_logs where resource_id = %L', :'anon_user'),
-  $$ values (null::uuid, null::uuid, null::text) $$,
-  'a change made with empty actor settings is audited with NULL user, key and request, not with an earlier actor');
-set local role app_user;
-set local app.user_id = :'actor';
-set local app.api_key_id = :'actor_key';
-set local app.request_id = 'req-11';
-select user_id from api.update_user(:'anon_user', p_role => 'viewer') \gset ignored_
-reset role;
-select results_eq(
-  format($$ select user_id, api_key_id, request_id from core.audit_logs where resource_id = %L and action = 'update' $$,
-    :'anon_user'),
+  format('select user_id, api_key_id, client_request_id from core.audit_logs where resource_id = %L', :'anon_user'),
   format($$ values (%L::uuid, %L::uuid, 'req-11'::text) $$, :'actor', :'actor_key'),
-  'a change made with actor settings is audited with exactly those settings');
+  'a change is audited with the signed actor and request, whatever app.user_id, app.api_key_id or app.request_id say');
+select is_empty($$ select 1 from core.audit_logs where request_id = 'req-forged' or client_request_id = 'req-forged' $$,
+  'no entry carries the hand-set request id');
 
 select * from finish();
 rollback;

@@ -4,12 +4,17 @@
 -- SHA-256 hashes app_user cannot read, and a key can hand out no more than it
 -- holds.
 begin;
-select plan(55);
+select plan(54);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
 -- the roles the suites switch to. Granted for this transaction only.
 grant execute on all functions in schema public to app_user, uber_admin;
+-- pgTAP's set and result comparisons build temporary tables as the role that
+-- runs them, and the runtime roles have no TEMPORARY privilege (checked by
+-- 10_rls_invariants and 15_definer_hijack, which do without it): lent to
+-- them for this transaction only.
+do $$ begin execute format('grant temporary on database %I to app_user, uber_admin', current_database()); end $$;
 
 -- Fixtures ---------------------------------------------------------------------------
 
@@ -18,11 +23,11 @@ select tenant_id as tenant_a from platform.create_tenant('Keyholder', 'keys.exam
 select tenant_id as tenant_d from platform.create_tenant('Leaving', 'leaving.example.com') \gset
 reset role;
 
-set local role app_user;
-set local app.tenant_id = :'tenant_a';
-select user_id as owner from api.create_user('owner@keys.example.com', 'tenant_admin') \gset
-select user_id as colleague from api.create_user('colleague@keys.example.com', 'member') \gset
-reset role;
+-- The tenant's first users, added as an operator would (no key opens the api yet).
+insert into core.users (tenant_id, email, role) values (:'tenant_a', 'owner@keys.example.com', 'tenant_admin')
+returning user_id as owner \gset
+insert into core.users (tenant_id, email, role) values (:'tenant_a', 'colleague@keys.example.com', 'member')
+returning user_id as colleague \gset
 
 set local role uber_admin;
 select key_id as key_all, key as secret_all
@@ -41,6 +46,7 @@ select encode(sha256(convert_to(key, 'UTF8')), 'hex') as hash_short_lived
 from platform.create_api_key(:'tenant_a', 'Short-lived', '{documents:read}', null, now() + interval '1 hour') \gset
 reset role;
 
+\ir lib/context.psql
 select encode(sha256(convert_to(:'secret_all', 'UTF8')), 'hex') as hash_all,
        encode(sha256(convert_to(:'secret_read', 'UTF8')), 'hex') as hash_read,
        encode(sha256(convert_to(:'secret_granter', 'UTF8')), 'hex') as hash_granter,
@@ -51,57 +57,60 @@ select encode(sha256(convert_to(:'secret_all', 'UTF8')), 'hex') as hash_all,
 -- A valid key sets the context ----------------------------------------------------------
 
 set local role app_user;
-set local app.tenant_id = '';
 
 select results_eq(
-  format($$ select tenant_id, key_id, user_id, permissions from api.begin_request(%L, 'documents:read', 'req-1') $$,
+  format($$ select tenant_id, key_id, user_id, permissions
+            from api.begin_request(%L, 'documents:read', '11111111-1111-4111-8111-111111111111', 'req-1') $$,
     :'hash_all'),
   format($$ values (%L::uuid, %L::uuid, %L::uuid, '{*}'::text[]) $$, :'tenant_a', :'key_all', :'owner'),
   'api.begin_request with a valid key hash returns the key''s tenant, id, user and permissions');
-select is(current_setting('app.tenant_id'), :'tenant_a', 'api.begin_request set app.tenant_id to the key''s tenant');
-select is(current_setting('app.api_key_id'), :'key_all', 'api.begin_request set app.api_key_id to the key');
-select is(current_setting('app.user_id'), :'owner', 'api.begin_request set app.user_id to the key''s user');
-select is(current_setting('app.request_id'), 'req-1', 'api.begin_request set app.request_id to the request id');
+select results_eq(
+  'select tenant_id, api_key_id, user_id, user_role, permissions, request_id, client_request_id from core.request_context',
+  format($$ values (%L::uuid, %L::uuid, %L::uuid, 'tenant_admin'::text, '{*}'::text[],
+                    '11111111-1111-4111-8111-111111111111'::uuid, 'req-1'::text) $$, :'tenant_a', :'key_all', :'owner'),
+  'api.begin_request signed a context of the key''s tenant, id, user, role and permissions and both request ids');
+select is(current_setting('app.tenant_id', true), null,
+  'api.begin_request sets no app.tenant_id: the signed app.context is the only context');
 select results_eq('select tenant_id from api.tenant', format('values (%L::uuid)', :'tenant_a'),
   'after api.begin_request the api shows the key''s tenant');
 
 select results_eq(
-  format($$ select tenant_id, user_id from api.begin_request(%L, 'documents:read', 'req-2') $$, :'hash_read'),
+  format($$ select tenant_id, user_id from api.begin_request(%L, 'documents:read', gen_random_uuid(), 'req-2') $$, :'hash_read'),
   format($$ values (%L::uuid, null::uuid) $$, :'tenant_a'),
   'a key bound to no user authenticates with no user');
-select ok(core.current_user_id() is null,
+select ok((select user_id from core.request_context) is null,
   'after a key bound to no user, the acting user is unset rather than left over from the previous request');
 
 -- Refusals: PT401 ------------------------------------------------------------------------
 
-select throws_ok(format($$ select * from api.begin_request(%L, null, 'req-x') $$, repeat('0', 64)), 'PT401',
+select throws_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-x') $$, repeat('0', 64)), 'PT401',
   'unknown, revoked or expired API key', 'an unknown key hash is refused with PT401');
-select throws_ok(format($$ select * from api.begin_request(%L, null, 'req-x') $$, :'secret_all'), 'PT401',
+select throws_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-x') $$, :'secret_all'), 'PT401',
   'unknown, revoked or expired API key', 'the plain key in place of its hash is refused with PT401');
-select throws_ok($$ select * from api.begin_request(null, null, 'req-x') $$, 'PT401',
+select throws_ok($$ select * from api.begin_request(null, null, gen_random_uuid()) $$, 'PT401',
   'unknown, revoked or expired API key', 'a NULL key hash is refused with PT401');
 
-select lives_ok(format($$ select * from api.begin_request(%L, null, 'req-3') $$, :'hash_revoked'),
+select lives_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-3') $$, :'hash_revoked'),
   'a key authenticates before it is revoked');
 select results_eq(format('select key_id from api.revoke_api_key(%L)', :'key_revoked'),
   format('values (%L::uuid)', :'key_revoked'), 'the tenant revokes its key through api.revoke_api_key');
-select throws_ok(format($$ select * from api.begin_request(%L, null, 'req-4') $$, :'hash_revoked'), 'PT401',
+select throws_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-4') $$, :'hash_revoked'), 'PT401',
   'unknown, revoked or expired API key', 'a revoked key is refused with PT401');
 
-select lives_ok(format($$ select * from api.begin_request(%L, null, 'req-5') $$, :'hash_expiring'),
+select lives_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-5') $$, :'hash_expiring'),
   'a key whose expiry is in the future authenticates');
 reset role;
 update core.tenant_api_keys set expires_at = now() where key_id = :'key_expiring';
 set local role app_user;
-select throws_ok(format($$ select * from api.begin_request(%L, null, 'req-6') $$, :'hash_expiring'), 'PT401',
+select throws_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-6') $$, :'hash_expiring'), 'PT401',
   'unknown, revoked or expired API key', 'a key that expires at this very moment is refused with PT401');
 reset role;
 update core.tenant_api_keys set expires_at = now() - interval '1 day' where key_id = :'key_expiring';
 set local role app_user;
-select throws_ok(format($$ select * from api.begin_request(%L, null, 'req-7') $$, :'hash_expiring'), 'PT401',
+select throws_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-7') $$, :'hash_expiring'), 'PT401',
   'unknown, revoked or expired API key', 'an expired key is refused with PT401');
 
-select lives_ok(format($$ select * from api.begin_request(%L, null, 'req-8') $$, :'hash_leaving'),
+select lives_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-8') $$, :'hash_leaving'),
   'a key of an active tenant authenticates');
 reset role;
 set local role uber_admin;
@@ -111,21 +120,21 @@ select throws_ok(format($$ select * from platform.create_api_key(%L, 'Late', '{*
   'no new key can be issued for a deactivated tenant');
 reset role;
 set local role app_user;
-select throws_ok(format($$ select * from api.begin_request(%L, null, 'req-9') $$, :'hash_leaving'), 'PT401',
+select throws_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-9') $$, :'hash_leaving'), 'PT401',
   'unknown, revoked or expired API key', 'a key of a deactivated tenant is refused with PT401 at once');
 
 -- Refusals: PT403 ------------------------------------------------------------------------
 
-select lives_ok(format($$ select * from api.begin_request(%L, 'documents:read', 'req-10') $$, :'hash_read'),
+select lives_ok(format($$ select * from api.begin_request(%L, 'documents:read', gen_random_uuid(), 'req-10') $$, :'hash_read'),
   'a key holding documents:read may read documents');
-select throws_ok(format($$ select * from api.begin_request(%L, 'documents:write', 'req-11') $$, :'hash_read'), 'PT403',
+select throws_ok(format($$ select * from api.begin_request(%L, 'documents:write', gen_random_uuid(), 'req-11') $$, :'hash_read'), 'PT403',
   'the API key lacks the permission documents:write', 'a key without documents:write is refused with PT403');
-select lives_ok(format($$ select * from api.begin_request(%L, null, 'req-12') $$, :'hash_read'),
+select lives_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-12') $$, :'hash_read'),
   'a route needing no permission accepts any valid key');
 select lives_ok(
   format($$ select * from unnest(array['users:read', 'users:write', 'documents:read', 'documents:write', 'keys:read',
               'keys:write', 'audit:read', 'config:read', 'config:write']) as p,
-            lateral api.begin_request(%L, p, 'req-13') $$, :'hash_all'),
+            lateral api.begin_request(%L, p, gen_random_uuid(), 'req-13') $$, :'hash_all'),
   'a key holding * passes every permission check');
 
 -- app_user never sees a key hash -----------------------------------------------------------
@@ -150,44 +159,42 @@ reset role;
 -- A key grants no more than it holds ---------------------------------------------------------
 
 set local role app_user;
-select lives_ok(format($$ select * from api.begin_request(%L, 'keys:write', 'req-20') $$, :'hash_granter'),
+select lives_ok(format($$ select * from api.begin_request(%L, 'keys:write', gen_random_uuid(), 'req-20') $$, :'hash_granter'),
   'the granting key (keys:write, documents:read) authenticates');
 select key as issued_secret, key_id as issued_key, key_prefix as issued_prefix
-from api.create_api_key(:'hash_granter', 'Issued reader', '{documents:read}') \gset
+from api.create_api_key('Issued reader', '{documents:read}') \gset
 select results_eq(format('select permissions from api.api_keys where key_id = %L', :'issued_key'),
   $$ values ('{documents:read}'::text[]) $$,
   'a key may issue a key with a subset of its own permissions, and the new key holds just those');
-select lives_ok(format($$ select * from api.create_api_key(%L, 'Issued twin', '{keys:write,documents:read}') $$,
-    :'hash_granter'),
+select lives_ok(format($$ select * from api.create_api_key('Issued twin', '{keys:write,documents:read}') $$),
   'a key may issue a key with exactly its own permissions');
-select throws_ok(format($$ select * from api.create_api_key(%L, 'Escalated', '{*}') $$, :'hash_granter'), 'PT403',
+select throws_ok(format($$ select * from api.create_api_key('Escalated', '{*}') $$), 'PT403',
   'a key can only grant permissions it holds itself', 'a key cannot issue a key holding *');
-select throws_ok(format($$ select * from api.create_api_key(%L, 'Escalated', '{documents:read,documents:write}') $$,
-    :'hash_granter'), 'PT403',
+select throws_ok(format($$ select * from api.create_api_key('Escalated', '{documents:read,documents:write}') $$), 'PT403',
   'a key can only grant permissions it holds itself', 'a key cannot issue a key with a permission it lacks');
-select throws_ok(format($$ select * from api.create_api_key(%L, 'Past', '{documents:read}', null,
-    now() - interval '1 minute') $$, :'hash_granter'),
+select throws_ok($$ select * from api.create_api_key('Past', '{documents:read}', null, now() - interval '1 minute') $$,
   '23514', 'expires_at must be in the future', 'a key cannot be issued already expired');
-select lives_ok(format($$ select * from api.begin_request(%L, 'keys:write', 'req-21') $$, :'hash_all'),
+select lives_ok(format($$ select * from api.begin_request(%L, 'keys:write', gen_random_uuid(), 'req-21') $$, :'hash_all'),
   'the key holding * authenticates');
-select lives_ok(format($$ select * from api.create_api_key(%L, 'Admin', '{*}') $$, :'hash_all'),
+select lives_ok($$ select * from api.create_api_key('Admin', '{*}') $$,
   'a key holding * may issue a key holding *');
-select throws_ok(format($$ select * from api.create_api_key(%L, 'Someone else', '{*}', %L) $$, :'hash_all', :'colleague'),
+select throws_ok(format($$ select * from api.create_api_key('Someone else', '{*}', %L) $$, :'colleague'),
   'PT403', 'a key bound to a user can only issue keys bound to that user',
   'a key bound to a user cannot issue a key bound to anyone else');
-select results_eq(format($$ select user_id from api.create_api_key(%L, 'Inherits user', '{*}') $$, :'hash_all'),
+select results_eq($$ select user_id from api.create_api_key('Inherits user', '{*}') $$,
   format('values (%L::uuid)', :'owner'), 'a key issued by a user-bound key is bound to the same user');
-select lives_ok(format($$ select * from api.begin_request(%L, 'documents:read', 'req-22') $$, :'hash_short_lived'),
+select lives_ok(format($$ select * from api.begin_request(%L, 'documents:read', gen_random_uuid(), 'req-22') $$, :'hash_short_lived'),
   'a key that expires in an hour authenticates');
-select throws_ok(format($$ select * from api.create_api_key(%L, 'Outlives', '{documents:read}', null,
-    now() + interval '2 hours') $$, :'hash_short_lived'),
+select throws_ok($$ select * from api.create_api_key('Outlives', '{documents:read}', null, now() + interval '2 hours') $$,
   'PT403', 'a key that expires can only issue keys that expire no later',
   'a key that expires in an hour cannot issue a key that expires in two');
-select set_config('app.tenant_id', :'tenant_d', true) \gset ignored_
-select throws_ok(format($$ select * from api.create_api_key(%L, 'Forged', '{*}') $$, :'hash_all'),
+select pg_temp.begin_as(:'hash_all') \gset ignored_
+select set_config('app.context', replace(current_setting('app.context'), :'tenant_a', :'tenant_d'), true) \gset ignored_
+select throws_ok($$ select * from api.create_api_key('Forged', '{*}') $$,
   'PT401', 'unknown, revoked or expired API key',
-  'a session that forges app.tenant_id cannot issue keys there: the calling key''s own tenant decides');
-select set_config('app.tenant_id', :'tenant_a', true) \gset ignored_
+  'a signed context whose tenant is changed to another tenant''s is no context: no key is issued there');
+select is((select count(*)::int from core.tenant_api_keys where tenant_id = :'tenant_d' and name = 'Forged'), 0,
+  '...and the other tenant holds no key of that name');
 
 -- The issued key: shown once, stored as its hash only ----------------------------------------
 
@@ -196,7 +203,7 @@ select matches(:'issued_secret'::text, '^tnk_[A-Za-z0-9_-]{43}$',
 select is(:'issued_prefix'::text, left(:'issued_secret', 12), 'the stored prefix is the first 12 characters of the key');
 select hasnt_column('api', 'api_keys', 'key', 'api.api_keys has no column holding a key');
 select results_eq(
-  format($$ select key_id from api.begin_request(encode(sha256(convert_to(%L, 'UTF8')), 'hex'), 'documents:read', 'req-22') $$,
+  format($$ select key_id from api.begin_request(encode(sha256(convert_to(%L, 'UTF8')), 'hex'), 'documents:read', gen_random_uuid()) $$,
     :'issued_secret'),
   format('values (%L::uuid)', :'issued_key'),
   'the issued key authenticates by its SHA-256 hash');
@@ -243,7 +250,7 @@ update core.tenant_api_keys set revoked_at = coalesce(revoked_at, now()) where k
 select throws_ok(format('update core.tenant_api_keys set revoked_at = null where key_id = %L', :'key_revoked'),
   '42501', 'a revoked API key stays revoked', 'not even the owner can clear revoked_at: a revoked key never works again');
 set local role app_user;
-select set_config('app.tenant_id', :'tenant_a', true) \gset ignored_
+select pg_temp.begin_as(:'hash_all') \gset ignored_
 select throws_ok(format('update core.tenant_api_keys set name = %L where key_id = %L', 'Renamed', :'key_read'),
   '42501', 'permission denied for table tenant_api_keys', 'app_user may change only revoked_at of a key, not its name');
 reset role;

@@ -12,25 +12,34 @@
 -- 3,000 rows would read around a hundred, whether the page is the first,
 -- the 145th, or a time window far in the past.
 begin;
-select plan(31);
+select plan(32);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
 -- the roles the suites switch to. Granted for this transaction only.
 grant execute on all functions in schema public to app_user, uber_admin;
+-- pgTAP's set and result comparisons build temporary tables as the role that
+-- runs them, and the runtime roles have no TEMPORARY privilege (checked by
+-- 10_rls_invariants and 15_definer_hijack, which do without it): lent to
+-- them for this transaction only.
+do $$ begin execute format('grant temporary on database %I to app_user, uber_admin', current_database()); end $$;
 
 -- Fixtures ---------------------------------------------------------------------------
 
 set local role uber_admin;
 select tenant_id as tenant_a from platform.create_tenant('Busy A') \gset
 select tenant_id as tenant_b from platform.create_tenant('Busy B') \gset
+select key as secret_a from platform.create_api_key(:'tenant_a', 'Reader', '{*}') \gset
+select key as secret_b from platform.create_api_key(:'tenant_b', 'Reader', '{*}') \gset
 reset role;
+\ir lib/context.psql
+select pg_temp.hash_of(:'secret_a') as hash_a, pg_temp.hash_of(:'secret_b') as hash_b \gset
 
 set local role app_user;
-set local app.tenant_id = :'tenant_a';
+select pg_temp.begin_as(:'hash_a') \gset ignored_
 select user_id as user_a from api.create_user('writer@a.example.com') \gset
 select user_id as user_a2 from api.create_user('editor@a.example.com') \gset
-set local app.tenant_id = :'tenant_b';
+select pg_temp.begin_as(:'hash_b') \gset ignored_
 select user_id as user_b from api.create_user('writer@b.example.com') \gset
 reset role;
 
@@ -71,6 +80,30 @@ begin
   return v_plan;
 end
 $$;
+
+-- The conditions and filters of every node of p_sql's plan that is not part
+-- of an InitPlan: what runs per row or per index probe, rather than once per
+-- statement.
+create function pg_temp.per_row_conditions(p_sql text) returns text
+language plpgsql volatile
+as $$
+declare
+  v_plan json;
+begin
+  execute 'explain (costs off, format json) ' || p_sql into v_plan;
+  return (
+    with recursive nodes(node) as (
+      select v_plan -> 0 -> 'Plan'
+      union all
+      select child from nodes, json_array_elements(coalesce(node -> 'Plans', '[]')) as child
+      where child ->> 'Parent Relationship' is distinct from 'InitPlan'
+    )
+    select string_agg(concat_ws(' ', node ->> 'Node Type', node ->> 'Index Cond', node ->> 'Filter',
+                                node ->> 'Recheck Cond', node ->> 'One-Time Filter'), E'\n')
+    from nodes);
+end
+$$;
+grant execute on function pg_temp.per_row_conditions(text) to app_user;
 
 -- Indexes of core.documents that p_plan scans and whose first column is tenant_id.
 create function pg_temp.tenant_led_document_indexes(p_plan text) returns text[]
@@ -119,7 +152,7 @@ select pg_temp.plan_of(format('select * from api.documents where document_id = %
 -- Pages of documents and audit entries --------------------------------------------------
 
 set local role app_user;
-set local app.tenant_id = :'tenant_a';
+select pg_temp.begin_as(:'hash_a') \gset ignored_
 
 -- Tenant A's documents, newest first, numbered from 1, to name pages by position.
 create temp table ordered_a as
@@ -182,8 +215,12 @@ select pg_temp.plan_ok(:'page_plan' ~ 'Index Cond: \(+tenant_id = \$\d+\) AND \(
   :'page_plan', 'the generic page plan seeks on the tenant and the keyset bound together in the index condition');
 select pg_temp.plan_ok(:'page_plan' ~ 'InitPlan \d+ \(returns \$\d+\)', :'page_plan',
   'the generic page plan evaluates the tenant helper once per statement, in an InitPlan');
-select pg_temp.plan_ok(:'page_plan' !~ 'current_setting', :'page_plan',
-  'the generic page plan does not evaluate current_setting() per row or per index probe');
+select pg_temp.plan_ok(:'page_plan' ~ 'InitPlan[^\n]*\n(\s+->[^\n]*\n|\s+[A-Z][^\n]*\n)*[^\n]*extensions\.hmac', :'page_plan',
+  'the generic page plan''s InitPlan is the signature check of the verified context');
+select pg_temp.plan_ok(
+  pg_temp.per_row_conditions($$execute documents_page('infinity', 'ffffffff-ffff-ffff-ffff-ffffffffffff', '-infinity', 20)$$)
+    !~ 'current_setting|hmac|current_tenant_id|request_context',
+  :'page_plan', 'the generic page plan does not read or check the context per row or per index probe');
 select pg_temp.plan_ok(:'page_plan' !~ 'Sort', :'page_plan',
   'the generic page plan reads in index order, without sorting the tenant''s documents');
 
@@ -220,8 +257,10 @@ select pg_temp.plan_ok(:'get_plan' ~ 'Index Cond: \(+tenant_id = \$\d+\) AND \(d
   'api.documents by document_id seeks on tenant_id and document_id together in the index condition');
 select pg_temp.plan_ok(:'get_plan' ~ 'InitPlan \d+ \(returns \$\d+\)', :'get_plan',
   'api.documents by document_id evaluates the tenant helper once per statement, in an InitPlan');
-select pg_temp.plan_ok(:'get_plan' !~ 'current_setting', :'get_plan',
-  'api.documents by document_id does not evaluate current_setting() per row');
+select pg_temp.plan_ok(
+  pg_temp.per_row_conditions(format('select * from api.documents where document_id = %L', :'doc_a'))
+    !~ 'current_setting|hmac|current_tenant_id|request_context',
+  :'get_plan', 'api.documents by document_id does not read or check the context per row');
 select pg_temp.plan_ok(:'get_plan' !~ 'Seq Scan on documents', :'get_plan',
   'api.documents by document_id does not scan the whole documents table');
 select results_eq(format('select document_id from api.documents where document_id = %L', :'doc_a'),

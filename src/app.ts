@@ -8,7 +8,7 @@ import { z } from "zod";
 import { type DatabasePool, type Pools, runTransaction, type Sql, type TransactionResult } from "./db.ts";
 import { apiKeyHash, requireAdminToken, sha256Hex } from "./http/auth.ts";
 import { HttpError, problemResponse } from "./http/problem.ts";
-import { queryOf, readJsonBody, requestIdOf, validate } from "./http/request.ts";
+import { queryOf, readJsonBody, type RequestIds, requestIdsOf, validate } from "./http/request.ts";
 import { type DbRoute, type Route, Router } from "./http/router.ts";
 import { log } from "./log.ts";
 import { adminRoutes } from "./routes/admin.ts";
@@ -45,14 +45,14 @@ interface Outcome {
 interface RequestContext {
   url: URL;
   pathParams: Record<string, string>;
-  requestId: string;
+  ids: RequestIds;
   pools: Pools;
   /** sha256Hex of PLATFORM_ADMIN_TOKEN, computed once; absent when the admin routes are off. */
   adminTokenDigest?: string;
 }
 
 async function serveDbRoute(route: DbRoute, request: Request, context: RequestContext): Promise<Outcome> {
-  const { url, pathParams, requestId, pools, adminTokenDigest } = context;
+  const { url, pathParams, ids, pools, adminTokenDigest } = context;
   const { config } = pools;
   let pool: DatabasePool;
   let setContext: (tx: Sql) => postgres.PendingQuery<postgres.Row[]>;
@@ -66,14 +66,14 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
     }
     requireAdminToken(request, adminTokenDigest);
     pool = pools.admin;
-    setContext = (tx) => tx`select set_config('app.request_id', ${requestId}, true)`;
+    setContext = (tx) => tx`select platform.begin_request(${ids.server}, ${ids.client})`;
   } else {
     const hash = keyHash = apiKeyHash(request);
     pool = pools.app;
     setContext = (tx) =>
       tx`select tenant_id, key_id, last_used_at from api.begin_request(${hash}, ${
         route.permission ?? null
-      }, ${requestId})`;
+      }, ${ids.server}, ${ids.client})`;
   }
 
   const params = route.params ? validate(route.params, pathParams, "path") : {};
@@ -83,7 +83,7 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
     ? validate(route.body, await readJsonBody(request, config.bodyLimitBytes), "body")
     : undefined;
 
-  const input = { params, query, body, requestId, keyHash };
+  const input = { params, query, body };
   const status = route.status ?? 200;
   const options = { readOnly: route.method === "GET", poolWaitMs: config.poolWaitMs, context: setContext };
   const idempotencyKey = route.access === "tenant" && route.method === "POST"
@@ -193,7 +193,7 @@ export function createHandler(pools: Pools): (request: Request) => Promise<Respo
   const adminTokenDigest = token ? sha256Hex(token) : undefined;
   return async function handle(request: Request): Promise<Response> {
     const started = performance.now();
-    const requestId = requestIdOf(request);
+    const ids = requestIdsOf(request);
     const url = new URL(request.url);
     let routeName = "unmatched";
     let tenantId: string | null = null;
@@ -214,30 +214,31 @@ export function createHandler(pools: Pools): (request: Request) => Promise<Respo
         ({ response, tenantId } = await serveDbRoute(route, request, {
           url,
           pathParams: params,
-          requestId,
+          ids,
           pools,
           adminTokenDigest,
         }));
       }
     } catch (error) {
       if (!(error instanceof HttpError)) {
-        log("error", "unhandled error", { request_id: requestId, error: String((error as Error)?.name) });
+        log("error", "unhandled error", { request_id: ids.server, error: String((error as Error)?.name) });
       } else if (error.status === 500) {
-        log("error", "database error", { request_id: requestId, sqlstate: error.options.sqlstate });
+        log("error", "database error", { request_id: ids.server, sqlstate: error.options.sqlstate });
       }
       response = problemResponse(
         error instanceof HttpError ? error : new HttpError(500, "An unexpected error occurred"),
-        requestId,
+        ids.echoed,
       );
     }
-    response.headers.set("x-request-id", requestId);
+    response.headers.set("x-request-id", ids.echoed);
     if (pools.config.logRequests) {
       log("info", "request", {
         method: request.method,
         route: routeName,
         status: response.status,
         duration_ms: Math.round((performance.now() - started) * 100) / 100,
-        request_id: requestId,
+        request_id: ids.server,
+        client_request_id: ids.client,
         tenant_id: tenantId,
       });
     }

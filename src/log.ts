@@ -10,6 +10,7 @@ export interface RequestLog {
   status: number;
   duration_ms: number;
   request_id: string;
+  client_request_id: string | null;
   tenant_id: string | null;
 }
 

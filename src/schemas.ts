@@ -95,6 +95,7 @@ export const UserPath = z.strictObject({ user_id: uuid });
 export const DocumentPath = z.strictObject({ document_id: uuid });
 export const KeyPath = z.strictObject({ key_id: uuid });
 export const TenantPath = z.strictObject({ tenant_id: uuid });
+export const TenantKeyPath = z.strictObject({ tenant_id: uuid, key_id: uuid });
 
 // --- query strings -----------------------------------------------------------
 
@@ -212,8 +213,9 @@ export const AuditLog = z.object({
   resource_type: z.string(),
   resource_id: uuid,
   details: jsonObject,
-  request_id: z.string().nullable(),
+  request_id: z.string().nullable().meta({ description: "Id the service assigned to the request" }),
   timestamp,
+  client_request_id: z.string().nullable().meta({ description: "x-request-id the client sent, if any" }),
 });
 export const Template = z.object({
   template_id: uuid,

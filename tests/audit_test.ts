@@ -1,8 +1,9 @@
 /**
  * The audit trail over HTTP: each mutating request leaves exactly one row per
- * row it changed, carrying the request's x-request-id and the id of the key
- * that made it; GET /v1/audit-logs shows them, its filters work, and another
- * tenant's rows never appear.
+ * row it changed, carrying the id the service assigned to the request, the
+ * client's x-request-id beside it, and the id of the key that made it;
+ * GET /v1/audit-logs shows them, its filters work, and another tenant's rows
+ * never appear.
  */
 import assert from "node:assert/strict";
 import { sha256Hex } from "../src/http/auth.ts";
@@ -19,13 +20,23 @@ interface AuditRow {
   resource_id: string;
   details: { changed: string[]; old?: Record<string, unknown>; new?: Record<string, unknown> };
   request_id: string | null;
+  client_request_id: string | null;
 }
 
-async function auditRowsOf(server: TestServer, requestId: string): Promise<AuditRow[]> {
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/**
+ * The rows written by the requests that sent this x-request-id. Each carries
+ * it as client_request_id, and the server's own id as request_id: a UUID,
+ * never the client's value.
+ */
+async function auditRowsOf(server: TestServer, clientRequestId: string): Promise<AuditRow[]> {
   const rows = await server.owner`
-    select log_id, tenant_id, user_id, api_key_id, action, resource_type, resource_id, details, request_id
-    from core.audit_logs where request_id = ${requestId}
+    select log_id, tenant_id, user_id, api_key_id, action, resource_type, resource_id, details, request_id,
+           client_request_id
+    from core.audit_logs where client_request_id = ${clientRequestId}
     order by resource_type, action, resource_id`;
+  for (const row of rows) assert.match(String(row.request_id), UUID, "request_id is not the server's UUID");
   return rows.map((row) => ({ ...row }) as AuditRow);
 }
 
@@ -56,7 +67,12 @@ Deno.test("each mutating tenant request leaves one audit row per changed row, wi
         headers: { "x-request-id": requestId },
       });
       assert.equal(reply.headers.get("x-request-id"), requestId);
-      return { reply, rows: await auditRowsOf(server, requestId) };
+      const rows = await auditRowsOf(server, requestId);
+      assert.ok(
+        new Set(rows.map((row) => row.request_id)).size <= 1,
+        "one request wrote rows under two server ids",
+      );
+      return { reply, rows };
     };
     const assertAttribution = (rows: AuditRow[], userId: string | null = null) => {
       for (const row of rows) {
@@ -283,11 +299,28 @@ Deno.test("platform mutations are audited with their x-request-id and no API key
     );
     assert.deepEqual(summary(key.rows), [`insert tenant_api_keys ${key.reply.body.key_id}`]);
 
+    const revoked = await act(
+      "DELETE",
+      `/v1/admin/tenants/${tenantId}/api-keys/${key.reply.body.key_id}`,
+      undefined,
+      204,
+    );
+    assert.deepEqual(summary(revoked.rows), [`update tenant_api_keys ${key.reply.body.key_id}`]);
+    assert.deepEqual(revoked.rows[0].details.changed, ["revoked_at"]);
+    assertProblem(await send(server, "GET", "/v1/tenant", { token: String(key.reply.body.key) }), 401);
+    const again = await act(
+      "DELETE",
+      `/v1/admin/tenants/${tenantId}/api-keys/${key.reply.body.key_id}`,
+      undefined,
+      204,
+    );
+    assert.deepEqual(again.rows, [], "revoking a revoked key again changed it");
+
     const deactivated = await act("DELETE", `/v1/admin/tenants/${tenantId}`);
     assert.deepEqual(summary(deactivated.rows), [`update tenants ${tenantId}`]);
     assert.deepEqual(deactivated.rows[0].details.changed, ["deactivated_at"]);
 
-    for (const row of [...created.rows, ...patched.rows, ...key.rows, ...deactivated.rows]) {
+    for (const row of [...created.rows, ...patched.rows, ...key.rows, ...revoked.rows, ...deactivated.rows]) {
       assert.equal(row.tenant_id, tenantId);
       assert.equal(row.api_key_id, null);
       assert.equal(row.user_id, null);
@@ -414,7 +447,7 @@ Deno.test("another tenant's audit rows never appear in GET /v1/audit-logs, even 
         token: b.key,
         limit: 100,
       });
-      const ofShared = items.filter((item) => item.request_id === shared);
+      const ofShared = items.filter((item) => item.client_request_id === shared);
       assert.deepEqual(ofShared.map((item) => item.tenant_id), [b.tenantId]);
     });
     await t.step("a key without audit:read gets 403", async () => {

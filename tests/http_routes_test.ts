@@ -117,6 +117,7 @@ const fixtures: Record<string, Fixture> = {
       fields: ["body:name", "body:permissions", "body:user_id"],
     },
   },
+  "DELETE /v1/admin/tenants/:tenant_id/api-keys/:key_id": {},
   "GET /v1/admin/audit-logs": {},
 };
 
@@ -925,8 +926,8 @@ Deno.test("routes with an id answer 400 naming the path parameter when it is not
             body: fixtureOf(route).body?.(tenant),
           });
           assertProblem(reply, 400);
-          const param = route.path.match(/:([a-z_]+)/)![1];
-          assert.deepEqual(fieldErrors(reply), [`path:${param}`], value);
+          const params = [...route.path.matchAll(/:([a-z_]+)/g)].map((m) => `path:${m[1]}`).sort();
+          assert.deepEqual(fieldErrors(reply), params, value);
         }
       });
     }

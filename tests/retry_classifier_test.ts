@@ -233,7 +233,7 @@ Deno.test("isTransientDatabaseError and toHttpError classify real postgres.js er
         produce: () =>
           onFreshClient(
             appUrl,
-            (sql) => sql`select * from api.begin_request(${"0".repeat(64)}, null, 'classifier')`,
+            (sql) => sql`select * from api.begin_request(${"0".repeat(64)}, null, ${crypto.randomUUID()})`,
           ),
       },
       {

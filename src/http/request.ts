@@ -1,5 +1,5 @@
 /**
- * Reading a request safely: its id, its JSON body within a size limit, and
+ * Reading a request safely: its ids, its JSON body within a size limit, and
  * zod validation of path, query and body with errors listed per field.
  */
 import { z } from "zod";
@@ -7,15 +7,27 @@ import { type FieldError, HttpError } from "./problem.ts";
 
 const wellFormedRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The ids of one request: the service's own, and the caller's if it sent one. */
+export interface RequestIds {
+  /** Assigned here (a UUID); the one the audit trail trusts. */
+  server: string;
+  /** The caller's well-formed x-request-id, kept beside it; null when absent or malformed. */
+  client: string | null;
+  /** What the response's x-request-id and problem bodies carry: the caller's id, else the server's. */
+  echoed: string;
+}
+
 /**
- * Takes the caller's x-request-id when it is well formed, else makes one.
+ * Assigns the request its id and keeps the caller's x-request-id when it is well formed.
  *
  * @param request the incoming request
- * @returns the id used in the response header, the logs and the audit rows
+ * @returns the server's id, the caller's, and the one to echo
  */
-export function requestIdOf(request: Request): string {
+export function requestIdsOf(request: Request): RequestIds {
   const given = request.headers.get("x-request-id");
-  return given && wellFormedRequestId.test(given) ? given : crypto.randomUUID();
+  const server = crypto.randomUUID();
+  const client = given && wellFormedRequestId.test(given) ? given : null;
+  return { server, client, echoed: client ?? server };
 }
 
 /**

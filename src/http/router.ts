@@ -33,9 +33,6 @@ export interface RouteInput<P, Q, B> {
   params: P;
   query: Q;
   body: B;
-  requestId: string;
-  /** SHA-256 of the caller's API key (tenant routes): proof of the caller for SQL that needs it. */
-  keyHash?: string;
 }
 
 interface RouteDocs {

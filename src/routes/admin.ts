@@ -1,6 +1,6 @@
 /**
  * Platform operations, run as uber_admin behind PLATFORM_ADMIN_TOKEN:
- * provisioning and deactivating tenants, issuing their first keys, and
+ * provisioning and deactivating tenants, issuing and revoking their keys, and
  * reading the audit trail across tenants.
  */
 import type { z } from "zod";
@@ -14,6 +14,7 @@ import {
   NewApiKey,
   pageOf,
   PageQuery,
+  TenantKeyPath,
   TenantPath,
   UpdateTenant,
 } from "../schemas.ts";
@@ -108,6 +109,21 @@ export const adminRoutes: Route[] = [
         body.expires_at ?? null
       })`,
     reply: (rows) => oneOr404(rows, "tenant"),
+  }),
+  dbRoute<z.infer<typeof TenantKeyPath>>({
+    method: "DELETE",
+    path: "/v1/admin/tenants/:tenant_id/api-keys/:key_id",
+    tag: "Platform",
+    summary: "Revoke one API key of a tenant; it stops working at once",
+    access: "admin",
+    params: TenantKeyPath,
+    status: 204,
+    run: ({ tx, params }) =>
+      tx`select key_id from platform.revoke_api_key(${params.tenant_id}, ${params.key_id})`,
+    reply: (rows) => {
+      oneOr404(rows, "API key");
+      return null;
+    },
   }),
   dbRoute<None, z.infer<typeof AdminAuditLogListQuery>>({
     method: "GET",

@@ -39,9 +39,9 @@ export const apiKeyRoutes: Route[] = [
     body: CreateApiKey,
     response: NewApiKey,
     status: 201,
-    run: ({ tx, body, keyHash }) =>
+    run: ({ tx, body }) =>
       tx`select * from api.create_api_key(
-        ${keyHash!}, ${body.name}, ${body.permissions}, ${body.user_id ?? null}, ${body.expires_at ?? null})`,
+        ${body.name}, ${body.permissions}, ${body.user_id ?? null}, ${body.expires_at ?? null})`,
     reply: (rows) => oneOr404(rows, "API key"),
   }),
   dbRoute<z.infer<typeof KeyPath>>({

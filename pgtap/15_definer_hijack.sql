@@ -1,0 +1,194 @@
+-- The pg_temp hijack, from app_user's side. PostgreSQL searches the
+-- session's temporary schema first for types and relations unless
+-- search_path names pg_temp, and last when it is named last. A SECURITY
+-- DEFINER function that left pg_temp out of its path would resolve "jsonb"
+-- or "text" to a domain its caller planted there, and the domain's CHECK
+-- would run the caller's code with the definer's rights.
+--
+-- The attack is staged in full: app_user tries to plant the shadows (and
+-- may not); then the superuser plants them anyway, as if TEMP had been
+-- granted back, with a CHECK that records current_user; then every definer
+-- function app_user or uber_admin may call is called and every audit trigger
+-- fires. No code of the attacker may run as another role. A control with the
+-- old pinning (search_path = '') shows the trap does catch a hijack.
+--
+-- The shadows are planted before anything else runs in this session, so no
+-- function has a plan cached from before them.
+begin;
+select plan(15);
+
+grant execute on all functions in schema public to app_user, uber_admin;
+
+-- app_user cannot even plant them ----------------------------------------------------
+
+set local role app_user;
+select throws_ok('create domain pg_temp.jsonb as pg_catalog.jsonb', '42501', null,
+  'app_user cannot create a domain in pg_temp: it has no TEMPORARY privilege');
+select throws_ok('create temp table shadow (id int)', '42501', null,
+  'app_user cannot create a temporary table');
+select throws_ok('create function pg_temp.payload() returns boolean language sql as $$ select true $$', '42501', null,
+  'app_user cannot create a function in pg_temp');
+reset role;
+set local role uber_admin;
+select throws_ok('create domain pg_temp.jsonb as pg_catalog.jsonb', '42501', null,
+  'uber_admin cannot create a domain in pg_temp either');
+reset role;
+
+-- The shadows, planted regardless -------------------------------------------------
+
+create table pg_temp.hijack_log (ran_as name not null, code text not null);
+grant insert, select on pg_temp.hijack_log to public;
+create function pg_temp.record_caller(p_code text) returns boolean
+language plpgsql volatile
+as $$
+begin
+  insert into pg_temp.hijack_log values (current_user, p_code);
+  return true;
+end
+$$;
+grant execute on function pg_temp.record_caller(text) to public;
+
+create domain pg_temp.text as pg_catalog.text check (pg_temp.record_caller('text'));
+create domain pg_temp.jsonb as pg_catalog.jsonb check (pg_temp.record_caller('jsonb'));
+create domain pg_temp.uuid as pg_catalog.uuid check (pg_temp.record_caller('uuid'));
+create domain pg_temp.timestamptz as pg_catalog.timestamptz check (pg_temp.record_caller('timestamptz'));
+create domain pg_temp.bytea as pg_catalog.bytea check (pg_temp.record_caller('bytea'));
+create domain pg_temp.record_audit as pg_catalog.int4 check (pg_temp.record_caller('record_audit'));
+-- And a view shadowing every table and view of the project's schemas by
+-- name, for any relation a definer named without its schema.
+do $$
+declare
+  v_rel record;
+begin
+  for v_rel in
+    select distinct c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in ('core', 'api', 'platform', 'extensions') and c.relkind in ('r', 'p', 'v')
+  loop
+    execute format('create view pg_temp.%I as select 1 as shadowed where pg_temp.record_caller(%L)',
+      v_rel.relname, 'relation ' || v_rel.relname);
+    execute format('grant select on pg_temp.%I to public', v_rel.relname);
+  end loop;
+end
+$$;
+-- The suite's own statements resolve names as a careful caller would.
+set local search_path = public, pg_catalog, pg_temp;
+
+select ok(to_regtype('pg_temp.jsonb') is not null and to_regclass('pg_temp.tenant_api_keys') is not null,
+  'the shadow types and relations are in place');
+
+-- Every definer function app_user or uber_admin may call, called -------------------
+
+-- What this suite calls, checked against the catalog at the end.
+create table pg_temp.definers_called (fn regprocedure not null);
+
+set local role uber_admin;
+select platform.begin_request(gen_random_uuid(), 'hijack-1');
+reset role;
+insert into pg_temp.definers_called values ('platform.begin_request(uuid,text)');
+set local role uber_admin;
+select tenant_id as tenant_a from platform.create_tenant('Hijacked', null, 'pro', 'Fintech Template') \gset
+select key as key_a from platform.create_api_key(:'tenant_a', 'Root', '{*}') \gset
+select tenant_id from platform.update_tenant(:'tenant_a', p_name => 'Hijacked, renamed') \gset ignored_
+reset role;
+
+set local role app_user;
+select throws_ok($$ select * from api.begin_request(repeat('0', 64), null, gen_random_uuid()) $$, 'PT401', null,
+  'api.begin_request refuses an unknown key, shadows or not');
+select is(
+  (select tenant_id from api.begin_request(encode(sha256(convert_to(:'key_a', 'UTF8')), 'hex'), 'users:write',
+     gen_random_uuid(), 'hijack-2')),
+  :'tenant_a'::uuid,
+  'api.begin_request authenticates a real key with the shadows in place');
+reset role;
+insert into pg_temp.definers_called values ('api.begin_request(text,text,uuid,text)');
+set local role app_user;
+select user_id as user_a from api.create_user('victim@hijack.example', 'tenant_admin') \gset
+select user_id from api.update_user(:'user_a', p_role => 'member') \gset ignored_
+select document_id as doc_a from api.create_document(:'user_a', 'Ledger', repeat('a', 64), '{"n": 1}') \gset
+select document_id from api.update_document(:'doc_a', p_metadata => '{"n": 2}') \gset ignored_
+select tenant_id from api.update_tenant_config('{"currency": "CHF"}') \gset ignored_
+select key_id as key_b from api.create_api_key('Issued', '{documents:read}') \gset
+reset role;
+insert into pg_temp.definers_called values ('api.create_api_key(text,text[],uuid,timestamp with time zone)');
+set local role app_user;
+select key_id from api.revoke_api_key(:'key_b') \gset ignored_
+select document_id from api.delete_document(:'doc_a') \gset ignored_
+select user_id from api.delete_user(:'user_a') \gset ignored_
+select api.touch_api_key(encode(sha256(convert_to(:'key_a', 'UTF8')), 'hex')) \gset ignored_
+reset role;
+insert into pg_temp.definers_called values ('api.touch_api_key(text)');
+
+select is(
+  array(select p.oid::regprocedure::text from pg_proc p
+        where p.prosecdef and p.prorettype <> 'trigger'::regtype
+          and (has_function_privilege('app_user', p.oid, 'EXECUTE') or has_function_privilege('uber_admin', p.oid, 'EXECUTE'))
+          and p.oid not in (select fn from pg_temp.definers_called)
+        order by 1),
+  '{}'::text[],
+  'every SECURITY DEFINER function app_user or uber_admin may execute was called above');
+select is(
+  array(select t.tgrelid::regclass::text from pg_trigger t
+        where t.tgfoid = 'core.record_audit'::regproc
+          and not exists (select from core.audit_logs a
+                          where a.resource_type = (select relname from pg_class where oid = t.tgrelid)
+                            and a."timestamp" = now())
+        order by 1),
+  '{}'::text[],
+  'the audit trigger fired on every table it guards, as app_user and as uber_admin');
+
+-- No code of the attacker ran as anyone else --------------------------------------
+
+select is(
+  array(select distinct format('%s ran as %s', code, ran_as) from pg_temp.hijack_log
+        where ran_as not in ('app_user', 'uber_admin', session_user) order by 1),
+  '{}'::text[],
+  'no shadow in pg_temp ran as tenancy_auth, tenancy_auditor, tenancy_owner or any role but its caller');
+select is(
+  array(select distinct format('%s ran as %s', code, ran_as) from pg_temp.hijack_log
+        where ran_as in (select r.rolname from pg_roles r join pg_proc p on p.proowner = r.oid where p.prosecdef)
+        order by 1),
+  '{}'::text[],
+  'no shadow ran as the owner of any SECURITY DEFINER function');
+
+-- The control: a definer with the old pinning is hijacked --------------------------
+
+-- Two roles of its own (gone at the rollback), so what they log is theirs alone.
+create role hijack_probe_empty nologin;
+create role hijack_probe_last nologin;
+
+create function pg_temp.pinned_to_nothing() returns text
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+begin
+  return 'hijacked'::text;
+end
+$$;
+alter function pg_temp.pinned_to_nothing() owner to hijack_probe_empty;
+grant execute on function pg_temp.pinned_to_nothing() to app_user;
+set local role app_user;
+select is(pg_temp.pinned_to_nothing(), 'hijacked', 'app_user calls a definer whose search_path is empty');
+reset role;
+select is(
+  array(select distinct format('%s ran as %s', code, ran_as) from pg_temp.hijack_log where ran_as = 'hijack_probe_empty'),
+  array['text ran as hijack_probe_empty'],
+  'with search_path = '''' the shadow text domain ran as the definer''s owner: the trap catches what pinning prevents');
+
+create function pg_temp.pinned_last() returns text
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return 'safe'::text;
+end
+$$;
+alter function pg_temp.pinned_last() owner to hijack_probe_last;
+grant execute on function pg_temp.pinned_last() to app_user;
+set local role app_user;
+select is(pg_temp.pinned_last(), 'safe', 'app_user calls the same definer pinned to pg_catalog, pg_temp');
+reset role;
+select is_empty($$ select 1 from pg_temp.hijack_log where ran_as = 'hijack_probe_last' $$,
+  'with pg_temp named last the same cast resolved to pg_catalog.text and ran nothing of the attacker''s');
+
+select * from finish();
+rollback;
