@@ -5,7 +5,7 @@
 -- Superusers bypass row-level security even when it is forced: every attack
 -- runs after `set local role app_user`.
 begin;
-select plan(87);
+select plan(83);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -39,6 +39,7 @@ from platform.create_api_key(:'tenant_b', 'B automation', '{*}', :'user_b') \gse
 reset role;
 
 \ir lib/context.psql
+\ir lib/blind_writes.psql
 select pg_temp.hash_of(:'secret_a') as hash_a, pg_temp.hash_of(:'secret_b') as hash_b \gset
 
 -- The rest of each tenant's rows, created through the api with its key.
@@ -272,52 +273,6 @@ set local role app_user;
 select lives_ok(format($$ select * from api.create_api_key('Own user', '{documents:read}', %L) $$, :'user_a'),
   'an API key of tenant A can be bound to tenant A''s user');
 
--- Defence in depth: the policies refuse tenant B on their own -------------------------
-
--- The grants above already stop app_user from naming a tenant_id on most
--- tables. Widen them for this transaction, as a careless future migration
--- might, and check that the insert and update policies still refuse tenant B.
-reset role;
-grant insert on core.users, core.documents, core.tenant_configs, core.tenants, core.audit_logs,
-  core.idempotency_keys to app_user;
-grant update (tenant_id) on core.users, core.documents to app_user;
-set local role app_user;
-
-select throws_ok(format($$ insert into core.users (tenant_id, email) values (%L, 'mallory@b.example.com') $$,
-  :'tenant_b'), '42501', 'new row violates row-level security policy for table "users"',
-  'with INSERT (tenant_id) granted, the policy still refuses a user for tenant B');
-select throws_ok(format($$ insert into core.documents (tenant_id, user_id, title, content_hash)
-    values (%L, %L, 'Planted', repeat('e', 64)) $$, :'tenant_b', :'user_b'), '42501',
-  'new row violates row-level security policy for table "documents"',
-  'with INSERT (tenant_id) granted, the policy still refuses a document for tenant B');
-select throws_ok(format($$ insert into core.tenant_configs (tenant_id, settings) values (%L, '{}') $$, :'tenant_b'),
-  '42501', 'new row violates row-level security policy for table "tenant_configs"',
-  'with INSERT granted, the policy still refuses a configuration for tenant B');
-select throws_ok(format($$ insert into core.tenants (tenant_id, name) values (%L, 'Tenant B2') $$, :'tenant_b'),
-  '42501', 'new row violates row-level security policy for table "tenants"',
-  'with INSERT granted, the policy still refuses a tenant row other than tenant A');
-select throws_ok(format($$ insert into core.audit_logs (tenant_id, action, resource_type, resource_id)
-    values (%L, 'delete', 'documents', %L) $$, :'tenant_b', :'doc_b'), '42501',
-  'new row violates row-level security policy for table "audit_logs"',
-  'with INSERT granted, the policy still refuses a forged audit entry for tenant B');
-select throws_ok(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash)
-    values (%L, 'retry-2', repeat('e', 64)) $$, :'tenant_b'), '42501',
-  'new row violates row-level security policy for table "idempotency_keys"',
-  'with INSERT (tenant_id) granted, the policy still refuses an idempotency key for tenant B');
-select throws_ok(format('update core.users set tenant_id = %L where user_id = %L', :'tenant_b', :'user_a'), '42501',
-  'new row violates row-level security policy for table "users"',
-  'with UPDATE (tenant_id) granted, the policy still refuses moving a user into tenant B');
-select throws_ok(format('update core.documents set tenant_id = %L where document_id = %L', :'tenant_b', :'doc_a'),
-  '42501', 'new row violates row-level security policy for table "documents"',
-  'with UPDATE (tenant_id) granted, the policy still refuses moving a document into tenant B');
-select lives_ok(format($$ insert into core.users (tenant_id, email) values (%L, 'dave@a.example.com') $$, :'tenant_a'),
-  'with INSERT (tenant_id) granted, a user for tenant A itself is still accepted');
-
--- The widened grants last until the rollback at the end of this file. Nothing
--- below depends on them: the blind writes use only the shipped UPDATE and
--- DELETE grants.
-reset role;
-
 -- The platform operator sees every tenant ------------------------------------------------
 
 -- uber_admin bypasses row-level security, even with tenant A's context still set.
@@ -367,6 +322,109 @@ select results_eq(
     :'tenant_a'),
   'values (0, 0, 0)',
   'the blind writes did reach tenant A''s own rows: its documents and users are gone, its keys revoked');
+
+-- Defence in depth: the policies refuse tenant B on their own -------------------------
+
+-- The grants already stop app_user from naming a tenant_id on most tables.
+-- Widen them to INSERT, UPDATE and DELETE on every tenant table, as a
+-- careless future migration might, and try tenant B again: plant a copy of
+-- one of B's rows, move every row A reaches into B, and run blind updates and
+-- deletes of everything. The policies alone must refuse the first two, and
+-- B's fingerprint (checked last) shows the third reached none of B's rows.
+-- This comes last because the widened grants stay until the rollback.
+reset role;
+create function pg_temp.sample_rows(p_tenant_id uuid) returns table (rel regclass, sample jsonb)
+language plpgsql stable
+as $$
+declare
+  v_rel regclass;
+begin
+  for v_rel in select t.rel from tenant_tables t order by 1 loop
+    return query execute format('select %L::regclass, to_jsonb(t) from %s t where t.tenant_id = $1 limit 1', v_rel, v_rel)
+      using p_tenant_id;
+  end loop;
+end
+$$;
+create temp table b_samples as select * from pg_temp.sample_rows(:'tenant_b');
+-- The blind writes above emptied some of A's tables; A gets a row in each
+-- again, so that moving A's rows has something to move.
+insert into core.users (tenant_id, email) values (:'tenant_a', 'again@a.example.com') returning user_id as again_user \gset
+insert into core.documents (tenant_id, user_id, title, content_hash) values (:'tenant_a', :'again_user', 'Again', repeat('a', 64));
+insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash) values (:'tenant_a', 'again', repeat('a', 64));
+insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name) values (:'tenant_a', repeat('9', 64), 'tnk_againaga', 'Again');
+select is(array(select rel::text from tenant_tables t
+                where not exists (select from pg_temp.sample_rows(:'tenant_a') s where s.rel = t.rel and s.sample is not null)
+                order by 1),
+  '{}'::text[], 'tenant A has a row in every tenant table again');
+grant select on b_samples, tenant_tables to app_user;
+do $$
+declare
+  v_rel regclass;
+begin
+  for v_rel in select rel from tenant_tables loop
+    execute format('grant insert, update, delete on %s to app_user', v_rel);
+  end loop;
+end
+$$;
+
+create function pg_temp.widened_attempts(p_tenant_b uuid) returns table (rel text, attempt text, outcome text)
+language plpgsql volatile
+as $$
+declare
+  v_target record;
+  v_rows bigint;
+begin
+  for v_target in select b.rel, b.sample from b_samples b order by 1 loop
+    rel := v_target.rel::text;
+    attempt := 'plant';
+    begin
+      execute format('insert into %s select * from jsonb_populate_record(null::%s, $1)', v_target.rel, v_target.rel)
+        using v_target.sample;
+      outcome := 'inserted';
+    exception when others then
+      outcome := sqlstate;
+    end;
+    return next;
+    attempt := 'move';
+    begin
+      execute format('update %s set tenant_id = $1', v_target.rel) using p_tenant_b;
+      get diagnostics v_rows = row_count;
+      outcome := v_rows || ' rows';
+    exception when others then
+      outcome := sqlstate;
+    end;
+    return next;
+  end loop;
+end
+$$;
+grant execute on function pg_temp.widened_attempts(uuid) to app_user;
+
+-- Still under the context the blind writes above ran with (their revocation
+-- of A's keys came after it was signed).
+set local role app_user;
+create temp table widened as select * from pg_temp.widened_attempts(:'tenant_b');
+select set_eq('select rel from widened',
+  'select t.rel::text from tenant_tables t',
+  'with every grant widened, each tenant table is attacked');
+select is(
+  array(select format('%s: %s', rel, outcome) from widened where attempt = 'plant' and outcome <> '42501' order by 1),
+  '{}'::text[],
+  'with INSERT granted on every tenant table, the insert policy alone refuses a copy of one of tenant B''s rows (42501, before any unique key is checked)');
+select is(
+  array(select format('%s: %s', w.rel, w.outcome) from widened w
+        where w.attempt = 'move'
+          and w.outcome <> case when exists (select from pg_policies p
+                                             where format('%I.%I', p.schemaname, p.tablename) = w.rel and p.cmd = 'UPDATE')
+                                then '42501' else '0 rows' end
+        order by 1),
+  '{}'::text[],
+  'with UPDATE granted on every tenant table, moving tenant A''s rows into tenant B is refused by the update policy''s WITH CHECK (and reaches nothing where no update policy exists)');
+select is(
+  array(select format('%s %s: %s', rel, command, outcome) from pg_temp.blind_writes(true)
+        where outcome !~ '^([0-9]+ rows|23502|23503|23514|42501)$' order by 1),
+  '{}'::text[],
+  'with every grant widened, blind updates and deletes of every tenant table run (what they reached is judged by the fingerprints below)');
+reset role;
 
 -- Tenant B is untouched -------------------------------------------------------------
 

@@ -8,7 +8,7 @@
 -- through the api, because the api needs a signed app.context and, once a
 -- setting has been set in a session, it can never again be "not set" there.
 begin;
-select plan(42);
+select plan(44);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -40,6 +40,8 @@ reset role;
 
 \ir lib/readable_tenant_relations.psql
 \ir lib/context.psql
+\ir lib/blind_writes.psql
+\ir lib/fingerprint.psql
 
 -- For every table or view with a tenant_id column that the calling role may
 -- read: how many rows it shows.
@@ -58,6 +60,23 @@ $$;
 grant execute on function pg_temp.visible_rows() to app_user;
 
 create temp table rows_before as select * from pg_temp.visible_rows();
+-- Every row of every table, before any write made with or without a context.
+-- The fixtures' updated_at is moved a day back first: an UPDATE that reaches
+-- a row then changes it (the set_updated_at trigger), even one that sets a
+-- column to itself.
+do $$
+declare
+  v_rel regclass;
+begin
+  for v_rel in
+    select a.attrelid::regclass from pg_attribute a join pg_class c on c.oid = a.attrelid
+    where c.relnamespace = 'core'::regnamespace and c.relkind = 'r' and a.attname = 'updated_at' and c.relname <> 'audit_logs'
+  loop
+    execute format('update %s set updated_at = updated_at - interval ''1 day''', v_rel);
+  end loop;
+end
+$$;
+create temp table fingerprint_before as select * from pg_temp.fingerprint();
 select is(
   array(select rel from rows_before
         where row_count = 0 and (select relkind from pg_class where oid = rel::regclass) in ('r', 'p') order by 1),
@@ -114,18 +133,26 @@ select is_empty($$ update core.users set role = 'viewer' returning 1 $$,
 select is_empty('delete from core.documents returning 1',
   'without context an unqualified DELETE of core.documents touches no row');
 -- Blind writes read no column, so only the UPDATE and DELETE policies filter
--- them (not the SELECT policy too); the effect is checked at the end.
-select lives_ok($$ update core.documents set title = 'blind' $$,
-  'without context a blind UPDATE of core.documents runs');
-select lives_ok($$ update core.tenant_api_keys set revoked_at = now() $$,
-  'without context a blind UPDATE revoking every reachable key runs');
-select lives_ok($$ delete from core.idempotency_keys $$,
-  'without context a blind DELETE of core.idempotency_keys runs');
+-- them (not the SELECT policy too). They are kept; the fingerprint below
+-- shows what they changed.
+create temp table blind_no_context as select * from pg_temp.blind_writes(true);
+select set_has('select rel, command from blind_no_context',
+  $$ values ('core.users', 'UPDATE'), ('core.users', 'DELETE'), ('core.documents', 'UPDATE'), ('core.documents', 'DELETE'),
+            ('core.tenant_api_keys', 'UPDATE'), ('core.tenant_configs', 'UPDATE'), ('core.idempotency_keys', 'UPDATE'),
+            ('core.idempotency_keys', 'DELETE') $$,
+  'the catalog finds a blind UPDATE or DELETE for every table and command app_user may write');
+select is(array(select format('%s %s: %s', rel, command, outcome) from blind_no_context where outcome <> '0 rows' order by 1),
+  '{}'::text[],
+  'without context a blind UPDATE and DELETE of every table app_user may write touches no row');
 
 -- Empty context ---------------------------------------------------------------------
 
 set local app.context = '';
 
+select is(array(select format('%s %s: %s', rel, command, outcome) from pg_temp.blind_writes(true) where outcome <> '0 rows'
+                order by 1),
+  '{}'::text[],
+  'with an empty context a blind UPDATE and DELETE of every table app_user may write touches no row');
 select is(
   array(select format('%s shows %s rows', rel, row_count) from pg_temp.visible_rows() where row_count > 0),
   '{}'::text[],
@@ -160,6 +187,14 @@ select is(
 select throws_ok($$ select * from api.create_user('mallory@example.com') $$, '42501',
   'new row violates row-level security policy for table "users"',
   'a malformed app.context makes writes fail rather than land anywhere');
+select is(array(select format('%s %s: %s', rel, command, outcome) from pg_temp.blind_writes(true) where outcome <> '0 rows'
+                order by 1),
+  '{}'::text[],
+  'with a malformed context a blind UPDATE and DELETE of every table app_user may write touches no row');
+reset role;
+select set_eq('select * from pg_temp.fingerprint()', 'select * from fingerprint_before',
+  'after every write without a valid context, every table is exactly as the superuser saw it before: nothing was written');
+set local role app_user;
 
 -- With the tenant's context, the same calls work -----------------------------------
 

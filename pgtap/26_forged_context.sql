@@ -31,6 +31,7 @@ reset role;
 \ir lib/context.psql
 \ir lib/readable_tenant_relations.psql
 \ir lib/blind_writes.psql
+\ir lib/fingerprint.psql
 select pg_temp.hash_of(:'secret_a') as hash_a \gset
 
 -- Rows of every table or view with a tenant_id column the caller may read.
@@ -47,23 +48,6 @@ end
 $$;
 grant execute on function pg_temp.visible_rows() to app_user;
 
--- Every row of every table, as the superuser sees it.
-create function pg_temp.fingerprint() returns table (rel text, digest text)
-language plpgsql stable
-as $$
-declare
-  v_rel regclass;
-begin
-  for v_rel in
-    select c.oid::regclass from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = 'core' and c.relkind in ('r', 'p') order by 1
-  loop
-    return query execute format(
-      'select %L::text, md5(coalesce(string_agg(to_jsonb(t)::text, %L order by to_jsonb(t)::text), %L)) from %s t',
-      v_rel, ',', '', v_rel);
-  end loop;
-end
-$$;
 create temp table before_forgery as select * from pg_temp.fingerprint();
 
 -- One genuine context, signed as the service would, to take apart below.
@@ -137,7 +121,7 @@ begin
   execute p_setup;
   return query select format('%s shows %s rows', v.rel, v.row_count) from pg_temp.visible_rows() v where v.row_count > 0;
   return query select format('%s %s touched %s', b.rel, b.command, b.outcome) from pg_temp.blind_writes() b
-    where b.outcome ~ '^[1-9][0-9]* rows$' or b.outcome = '23503';
+    where b.outcome <> '0 rows';
   return query select format('%s landed', w.call)
     from unnest(array[
       $w$select * from api.create_user('mallory@target.example')$w$,
@@ -160,7 +144,7 @@ from forgeries f order by f.label;
 reset role;
 set local app.context = '';
 
-select set_eq('select rel, digest from pg_temp.fingerprint()', 'select rel, digest from before_forgery',
+select set_eq('select * from pg_temp.fingerprint()', 'select * from before_forgery',
   'after every forgery every table is exactly as before: nothing written, nothing audited');
 select is_empty(
   format($$ select 1 from core.audit_logs where api_key_id = %L or user_id = %L or request_id = 'forged'
@@ -177,9 +161,9 @@ select is(
   'with the real key, app_user reads the tenant''s rows in every tenant table and view');
 select is(
   array(select format('%s %s', rel, command) from pg_temp.blind_writes()
-        where outcome !~ '^[1-9][0-9]* rows$' and outcome <> '23503' order by 1),
+        where not pg_temp.reached(outcome) order by 1),
   '{}'::text[],
-  'with the real key, a blind UPDATE and DELETE of every table app_user may write reaches the tenant''s rows (a user with documents is kept by its foreign key)');
+  'with the real key, a blind UPDATE and DELETE of every table app_user may write reaches the tenant''s rows');
 select isnt_empty($$ select * from api.create_user('colleague@target.example') $$,
   'with the real key, api.create_user adds a user');
 select isnt_empty(format($$ select * from api.create_document(%L, 'Real', repeat('b', 64)) $$, :'user_a'),

@@ -3,7 +3,7 @@
 -- request) of the request; details never carry a key hash; and nobody, the
 -- superuser owner included, can rewrite or remove an entry.
 begin;
-select plan(37);
+select plan(39);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -258,6 +258,28 @@ select results_eq(
   'a change is audited with the signed actor and request, whatever app.user_id, app.api_key_id or app.request_id say');
 select is_empty($$ select 1 from core.audit_logs where request_id = 'req-forged' or client_request_id = 'req-forged' $$,
   'no entry carries the hand-set request id');
+
+-- The entry belongs to the changed row's tenant ---------------------------------------
+
+-- Only a role that bypasses row-level security can change one tenant's row
+-- under another tenant's context; the entry still goes to the row's tenant.
+set local role uber_admin;
+select tenant_id as tenant_b from platform.create_tenant('Audited too', 'audited-too.example.com') \gset
+reset role;
+insert into core.users (tenant_id, email) values (:'tenant_b', 'b@audited-too.example.com') returning user_id as user_b \gset
+set local role app_user;
+select pg_temp.begin_as(:'actor_hash', 'req-12') \gset ignored_
+reset role;
+update core.users set role = 'viewer' where user_id = :'user_b';
+select results_eq(
+  format($$ select tenant_id, client_request_id from core.audit_logs where resource_id = %L and action = 'update' $$, :'user_b'),
+  format($$ values (%L::uuid, 'req-12'::text) $$, :'tenant_b'),
+  'a change to tenant B''s row made under tenant A''s context is audited in tenant B''s trail, not A''s');
+set local role app_user;
+select pg_temp.begin_as(:'actor_hash') \gset ignored_
+select is_empty(format($$ select 1 from api.audit_logs where resource_id = %L $$, :'user_b'),
+  'and tenant A''s key does not see that entry');
+reset role;
 
 select * from finish();
 rollback;

@@ -4,7 +4,7 @@
 -- SHA-256 hashes app_user cannot read, and a key can hand out no more than it
 -- holds.
 begin;
-select plan(54);
+select plan(56);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -242,6 +242,23 @@ select is(pg_temp.tables_containing(:'issued_prefix'), array['core.audit_logs', 
   'the search does find the stored prefix, in the key row and its audit entry, so it would find the key too');
 
 select isnt(:'issued_secret'::text, :'secret_read'::text, 'two issued keys differ');
+
+-- More than the shape: 32 random bytes per key. Twenty keys hold 5,120 bits;
+-- random bits count about 2,560 ones (standard deviation 36); the bounds sit
+-- six deviations away, so a working generator fails this about once in a
+-- billion runs, and a constant, a counter or a low-entropy source far more.
+set local role uber_admin;
+create temp table sampled_keys as
+  select decode(translate(substr(key, 5), '-_', '+/') || '=', 'base64') as secret_bytes
+  from generate_series(1, 20) as g, lateral platform.create_api_key(:'tenant_a', 'Sample ' || g, '{documents:read}');
+reset role;
+select results_eq(
+  'select count(*)::int, count(distinct secret_bytes)::int, min(octet_length(secret_bytes)), max(octet_length(secret_bytes)) from sampled_keys',
+  'values (20, 20, 32, 32)',
+  'twenty issued keys decode to twenty different 32-byte secrets');
+select ok((select sum(bit_count(secret_bytes)) from sampled_keys) between 2345 and 2775,
+  'the 5,120 bits of twenty issued keys hold about as many ones as zeros, as random bits do');
+
 
 -- Revocation is final ---------------------------------------------------------------------
 

@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import type { Permission } from "../src/http/router.ts";
 import { sha256Hex } from "../src/http/auth.ts";
-import { assertProblem, expectStatus, issueKey, send } from "./assertions.ts";
-import { createTenant, startServer, type TestServer } from "./support.ts";
+import { assertProblem, expectStatus, issueKey, listAll, send } from "./assertions.ts";
+import { call, createTenant, startServer, type TestServer } from "./support.ts";
 
 async function keyCount(server: TestServer, tenantId: string): Promise<number> {
   const [{ count }] = await server.owner`
@@ -333,9 +333,11 @@ Deno.test("the database never contains an API key in plain text, only its hash a
         {},
         `key ${key.slice(0, 12)}... is stored in plain text`,
       );
-      // The scan finds what is there: the prefix and the hash of the same key.
+      // The scan finds what is there: the prefix and the hash of the same key,
+      // and the hash nowhere but in key_hash (not in the trail, not in a
+      // stored response: the hash is what api.begin_request accepts).
       assert.ok((await occurrences(server, key.slice(0, 12)))["tenant_api_keys.key_prefix"] === 1);
-      assert.ok((await occurrences(server, sha256Hex(key)))["tenant_api_keys.key_hash"] === 1);
+      assert.deepEqual(await occurrences(server, sha256Hex(key)), { "tenant_api_keys.key_hash": 1 });
     }
   } finally {
     await server.close();
@@ -346,8 +348,70 @@ Deno.test("a key issued with an Idempotency-Key is not stored in plain text eith
   const server = await startServer();
   try {
     const [key] = await issueEveryWay(server, true);
-    assert.ok((await occurrences(server, sha256Hex(key)))["tenant_api_keys.key_hash"] === 1);
+    assert.deepEqual(await occurrences(server, sha256Hex(key)), { "tenant_api_keys.key_hash": 1 });
     assert.deepEqual(await occurrences(server, key), {}, "the key is stored in plain text");
+  } finally {
+    await server.close();
+  }
+});
+
+const KEY_FIELDS = [
+  "created_at",
+  "expires_at",
+  "key_id",
+  "key_prefix",
+  "last_used_at",
+  "name",
+  "permissions",
+  "revoked_at",
+  "tenant_id",
+  "updated_at",
+  "user_id",
+];
+
+Deno.test("every response that describes a key has exactly its public fields and never its hash", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Key fields");
+    const admin = server.config.platformAdminToken!;
+    const headers = { "idempotency-key": `fields-${crypto.randomUUID()}` };
+    const body = { name: "described", permissions: ["users:read"] };
+    const replies = {
+      "POST /v1/api-keys": await expectStatus(201, {
+        server,
+        method: "POST",
+        path: "/v1/api-keys",
+        token: tenant.key,
+        body,
+        headers,
+      }),
+      "POST /v1/admin/tenants/{id}/api-keys": await expectStatus(201, {
+        server,
+        method: "POST",
+        path: `/v1/admin/tenants/${tenant.tenantId}/api-keys`,
+        token: admin,
+        body,
+      }),
+    };
+    const hashes = new Set<string>([sha256Hex(tenant.key)]);
+    for (const [route, reply] of Object.entries(replies)) {
+      assert.deepEqual(Object.keys(reply.body).sort(), [...KEY_FIELDS, "key"].sort(), `${route} body fields`);
+      hashes.add(sha256Hex(String(reply.body.key)));
+    }
+    const listed = await listAll(server, "/v1/api-keys", { token: tenant.key, limit: 100 });
+    assert.equal(listed.items.length, 3);
+    for (const item of listed.items) {
+      assert.deepEqual(Object.keys(item).sort(), KEY_FIELDS, "GET /v1/api-keys item fields");
+    }
+    const retried = await call(server, "POST", "/v1/api-keys", { token: tenant.key, body, headers });
+    assert.equal(retried.status, 409);
+    const texts = [...Object.values(replies), retried].map((reply) => JSON.stringify(reply.body));
+    texts.push(JSON.stringify(listed.items));
+    for (const text of texts) {
+      for (const hash of hashes) {
+        assert.ok(!text.includes(hash), `a response carries the hash ${hash.slice(0, 8)}...`);
+      }
+    }
   } finally {
     await server.close();
   }

@@ -407,16 +407,22 @@ Deno.test("another tenant's audit rows never appear in GET /v1/audit-logs, even 
     const a = await createTenant(server, "Auditor A");
     const b = await createTenant(server, "Auditor B");
     const shared = newRequestId();
+    // Each tenant writes with a key bound to its user, so its audit rows carry
+    // that user_id and the user_id filter below has rows of B's to leak.
     for (const tenant of [a, b]) {
+      const author = await issueKey(server, tenant.tenantId, { permissions: ["*"], userId: tenant.userId });
       await expectStatus(201, {
         server,
         method: "POST",
         path: "/v1/documents",
-        token: tenant.key,
+        token: author.key,
         headers: { "x-request-id": shared },
         body: { user_id: tenant.userId, title: "Same request id", content_hash: SOME_HASH },
       });
     }
+    const [{ count: bByUser }] = await server.owner`
+      select count(*)::int as count from core.audit_logs where tenant_id = ${b.tenantId} and user_id = ${b.userId}`;
+    assert.ok(bByUser > 0, "no audit row of B carries B's user: the user_id filter check would be vacuous");
     const sharedRows = await auditRowsOf(server, shared);
     assert.deepEqual(sharedRows.map((row) => row.tenant_id).sort(), [a.tenantId, b.tenantId].sort());
     const bLogIds = new Set(

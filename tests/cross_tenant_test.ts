@@ -6,23 +6,37 @@
 import assert from "node:assert/strict";
 import { allRoutes } from "../src/app.ts";
 import type { DbRoute } from "../src/http/router.ts";
-import { assertProblem, expectStatus, fieldErrors, listAll, send, tenantSnapshot } from "./assertions.ts";
+import {
+  assertProblem,
+  expectStatus,
+  fieldErrors,
+  issueKey,
+  listAll,
+  send,
+  tenantSnapshot,
+} from "./assertions.ts";
 import { createTenant, SOME_HASH, startServer, type TestServer, type TestTenant } from "./support.ts";
 
 /** A tenant with one row of every kind, and the ids of its rows. */
 interface Populated extends TestTenant {
   documentId: string;
-  /** The key createTenant issued, and one the tenant issued itself. */
+  /** The key createTenant issued, the author's key, and one the tenant issued itself. */
   keyIds: string[];
 }
 
 async function populate(server: TestServer, name: string): Promise<Populated> {
   const tenant = await createTenant(server, name);
+  // Written with a key bound to the tenant's user, so the document and its
+  // audit row both carry that user_id: filters by it have rows to find.
+  const author = await issueKey(server, tenant.tenantId, {
+    permissions: ["documents:write"],
+    userId: tenant.userId,
+  });
   const document = await expectStatus(201, {
     server,
     method: "POST",
     path: "/v1/documents",
-    token: tenant.key,
+    token: author.key,
     body: {
       user_id: tenant.userId,
       title: `${name} document`,
@@ -40,7 +54,7 @@ async function populate(server: TestServer, name: string): Promise<Populated> {
   return {
     ...tenant,
     documentId: String(document.body.document_id),
-    keyIds: [tenant.keyId, String(key.body.key_id)],
+    keyIds: [tenant.keyId, author.keyId, String(key.body.key_id)],
   };
 }
 
@@ -149,6 +163,12 @@ Deno.test("tenant A's lists never contain tenant B's rows, whatever the filter",
     ];
     for (const path of filtered) {
       await t.step(`GET ${path} (B's user) is empty`, async () => {
+        // The same filter with B's own key finds B's rows: A's empty answer is RLS at work.
+        const own = await expectStatus(200, { server, method: "GET", path, token: b.key });
+        assert.ok(
+          (own.body.items ?? []).length > 0,
+          `B's key finds nothing at ${path}: the check would be vacuous`,
+        );
         const reply = await expectStatus(200, { server, method: "GET", path, token: a.key });
         assert.deepEqual(reply.body.items, []);
       });

@@ -121,6 +121,40 @@ const fixtures: Record<string, Fixture> = {
   "GET /v1/admin/audit-logs": {},
 };
 
+/**
+ * What each database route requires, written out here rather than read from
+ * the route table, so a route whose permission is dropped or changed fails
+ * the comparison below and the 403 matrix asks for the permission meant.
+ */
+const REQUIRED: Record<string, Permission | "any key" | "platform token"> = {
+  "GET /v1/tenant": "any key",
+  "GET /v1/config": "config:read",
+  "PATCH /v1/config": "config:write",
+  "GET /v1/templates": "any key",
+  "GET /v1/users": "users:read",
+  "POST /v1/users": "users:write",
+  "GET /v1/users/:user_id": "users:read",
+  "PATCH /v1/users/:user_id": "users:write",
+  "DELETE /v1/users/:user_id": "users:write",
+  "GET /v1/documents": "documents:read",
+  "POST /v1/documents": "documents:write",
+  "GET /v1/documents/:document_id": "documents:read",
+  "PATCH /v1/documents/:document_id": "documents:write",
+  "DELETE /v1/documents/:document_id": "documents:write",
+  "GET /v1/api-keys": "keys:read",
+  "POST /v1/api-keys": "keys:write",
+  "DELETE /v1/api-keys/:key_id": "keys:write",
+  "GET /v1/audit-logs": "audit:read",
+  "GET /v1/admin/tenants": "platform token",
+  "POST /v1/admin/tenants": "platform token",
+  "GET /v1/admin/tenants/:tenant_id": "platform token",
+  "PATCH /v1/admin/tenants/:tenant_id": "platform token",
+  "DELETE /v1/admin/tenants/:tenant_id": "platform token",
+  "POST /v1/admin/tenants/:tenant_id/api-keys": "platform token",
+  "DELETE /v1/admin/tenants/:tenant_id/api-keys/:key_id": "platform token",
+  "GET /v1/admin/audit-logs": "platform token",
+};
+
 function fixtureOf(route: DbRoute): Fixture {
   const fixture = fixtures[routeKey(route)];
   assert.ok(fixture, `no fixture for ${routeKey(route)}`);
@@ -130,6 +164,16 @@ function fixtureOf(route: DbRoute): Fixture {
 function tokenFor(server: TestServer, route: DbRoute, tenant: TestTenant): string {
   return route.access === "admin" ? server.config.platformAdminToken! : tenant.key;
 }
+
+Deno.test("every database route requires exactly the permission this suite expects of it", () => {
+  const served = Object.fromEntries(
+    dbRoutes().map((route) => [
+      routeKey(route),
+      route.access === "admin" ? "platform token" : route.permission ?? "any key",
+    ]),
+  );
+  assert.deepEqual(served, REQUIRED);
+});
 
 Deno.test("this suite's route table covers every database route the service serves", () => {
   assert.deepEqual(dbRoutes().map(routeKey).sort(), Object.keys(fixtures).sort());
@@ -629,6 +673,27 @@ Deno.test("GET and PATCH /v1/admin/tenants/{id} read and change a tenant; a take
   }
 });
 
+Deno.test("DELETE /v1/admin/tenants/{id}/api-keys/{key_id} revokes that one key, and only under its own tenant", async () => {
+  const server = await startServer();
+  try {
+    const a = await createTenant(server, "Keeps its keys");
+    const b = await createTenant(server, "Loses one key");
+    const spare = await issueKey(server, b.tenantId, { permissions: ["*"] });
+    const admin = server.config.platformAdminToken!;
+    const path = (tenant: TestTenant, keyId: string) =>
+      `/v1/admin/tenants/${tenant.tenantId}/api-keys/${keyId}`;
+    assertProblem(await send(server, "DELETE", path(a, b.keyId), { token: admin }), 404);
+    await expectStatus(200, { server, method: "GET", path: "/v1/tenant", token: b.key });
+    await expectStatus(204, { server, method: "DELETE", path: path(b, b.keyId), token: admin });
+    assertProblem(await send(server, "GET", "/v1/tenant", { token: b.key }), 401);
+    await expectStatus(200, { server, method: "GET", path: "/v1/tenant", token: spare.key });
+    await expectStatus(200, { server, method: "GET", path: "/v1/tenant", token: a.key });
+    assertProblem(await send(server, "DELETE", path(b, crypto.randomUUID()), { token: admin }), 404);
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("DELETE /v1/admin/tenants/{id} deactivates: the tenant's keys get 401 at once and its data stays", async () => {
   const server = await startServer();
   try {
@@ -870,16 +935,16 @@ Deno.test("each permission-guarded route answers 403 to a key holding every othe
       keys.set(permission, (await issueKey(server, tenant.tenantId, { permissions: others })).key);
     }
     const before = await tenantSnapshot(server, tenant.tenantId);
-    const guarded = dbRoutes().filter((route) => route.access === "tenant" && route.permission);
+    const guarded = dbRoutes().filter((route) =>
+      route.access === "tenant" && REQUIRED[routeKey(route)] !== "any key"
+    );
     assert.ok(guarded.length >= 13, "too few guarded routes found");
     for (const route of guarded) {
-      await t.step(`${routeKey(route)} needs ${route.permission}`, async () => {
+      const permission = REQUIRED[routeKey(route)] as Permission;
+      await t.step(`${routeKey(route)} needs ${permission}`, async () => {
         const path = fillPath(route.path, (name) => name === "key_id" ? tenant.keyId : tenant.userId);
         const body = fixtureOf(route).body?.(tenant);
-        assertProblem(
-          await send(server, route.method, path, { token: keys.get(route.permission!), body }),
-          403,
-        );
+        assertProblem(await send(server, route.method, path, { token: keys.get(permission), body }), 403);
       });
     }
     assert.deepEqual(await tenantSnapshot(server, tenant.tenantId), before);

@@ -26,6 +26,22 @@ Deno.test("GET /ready answers 200 with the schema version when the database is m
   }
 });
 
+Deno.test("GET /ready answers 503 while the runtime role may create temporary objects in the database", async () => {
+  const server = await startServer();
+  const database = new URL(server.config.appDatabaseUrl).pathname.slice(1);
+  try {
+    await server.owner.unsafe(`grant temporary on database "${database}" to app_user`);
+    const response = await call(server, "GET", "/ready");
+    assert.equal(response.status, 503);
+    assert.match(String(response.body.reason), /temporary objects/);
+    await server.owner.unsafe(`revoke temporary on database "${database}" from app_user`);
+    assert.equal((await call(server, "GET", "/ready")).status, 200);
+  } finally {
+    await server.owner.unsafe(`revoke temporary on database "${database}" from app_user`);
+    await server.close();
+  }
+});
+
 Deno.test("GET /ready answers 503 with Retry-After when the database is unreachable", async () => {
   const server = await startServer({ APP_DATABASE_URL: "postgres://nobody:wrong@127.0.0.1:1/none" });
   try {

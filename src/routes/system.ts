@@ -22,7 +22,11 @@ async function readiness(pools: Pools): Promise<Response> {
   const check = runTransaction(pools.app, {
     readOnly: true,
     poolWaitMs: READY_TIMEOUT_MS,
-    context: (tx) => tx`select api.schema_version() as version`,
+    // A database made from a template or restored from a dump does not keep
+    // the migrations' revoke of TEMPORARY: say so rather than serve.
+    context: (tx) =>
+      tx`select api.schema_version() as version,
+                has_database_privilege(current_database(), 'TEMPORARY') as may_create_temporary`,
   }, (tx) => tx`select 1`);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), READY_TIMEOUT_MS));
@@ -32,6 +36,13 @@ async function readiness(pools: Pools): Promise<Response> {
     const version = String(result.context[0]?.version ?? "");
     if (version < EXPECTED_SCHEMA_VERSION) {
       return notReady(`The database schema is at ${version || "no migration"}; run dbmate up`, version);
+    }
+    if (result.context[0]?.may_create_temporary) {
+      return notReady(
+        "The runtime role may create temporary objects in this database; " +
+          "run: revoke temporary on database <name> from public",
+        version,
+      );
     }
     return json({
       status: "ready",

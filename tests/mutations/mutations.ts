@@ -1,0 +1,189 @@
+/**
+ * Mutations that `./scripts/test --mutations` makes, one at a time, to prove
+ * that the suites notice when a protection is removed. Each names the suites
+ * that must kill it; a mutation they do not kill fails the run. A protection
+ * added later comes with its mutation here.
+ */
+
+/**
+ * One change that removes or weakens a protection: SQL run as the superuser
+ * on a fresh copy of the migrated test database; or `find` (exactly once)
+ * replaced by `replace` in the definition of a function or view
+ * (`definitionOf`, after `sql` if both are given) or in a file of a copy of
+ * the source tree (`file`).
+ */
+export interface Mutation {
+  /** What the mutation does, as a reviewer would say it. */
+  name: string;
+  /** pgTAP files (pgtap/...) and Deno test files (tests/...) that must fail with it. */
+  suites: string[];
+  sql?: string;
+  definitionOf?: string;
+  file?: string;
+  find?: string;
+  replace?: string;
+}
+
+const context = "(select c.tenant_id from core.request_context c)";
+
+/** Every mutation the run applies. */
+export const MUTATIONS: Mutation[] = [
+  {
+    name: "documents: the UPDATE and DELETE policies let every row through when there is no context",
+    sql: `alter policy update_own_tenant on core.documents
+            using (tenant_id = ${context} or ${context} is null);
+          alter policy delete_own_tenant on core.documents
+            using (tenant_id = ${context} or ${context} is null);`,
+    suites: ["pgtap/25_missing_context.sql"],
+  },
+  {
+    name: "users: the UPDATE and DELETE policies let every row through when there is no context",
+    sql: `alter policy update_own_tenant on core.users using (tenant_id = ${context} or ${context} is null);
+          alter policy delete_own_tenant on core.users using (tenant_id = ${context} or ${context} is null);`,
+    suites: ["pgtap/25_missing_context.sql"],
+  },
+  {
+    name: "users: a SELECT policy USING (true)",
+    sql: "alter policy select_own_tenant on core.users using (true);",
+    suites: ["pgtap/10_rls_invariants.sql", "pgtap/20_cross_tenant.sql", "pgtap/25_missing_context.sql"],
+  },
+  {
+    name: "documents: the SELECT policy also trusts a hand-set app.tenant_id",
+    sql: `alter policy select_own_tenant on core.documents
+            using (tenant_id = coalesce(${context}, nullif(current_setting('app.tenant_id', true), '')::uuid));`,
+    suites: ["pgtap/26_forged_context.sql"],
+  },
+  {
+    name: "tenant_api_keys: the INSERT policy checks only that a tenant is named",
+    sql: "alter policy insert_own_tenant on core.tenant_api_keys with check (tenant_id is not null);",
+    suites: ["pgtap/20_cross_tenant.sql"],
+  },
+  {
+    name: "documents: row-level security is no longer forced on the owner",
+    sql: "alter table core.documents no force row level security;",
+    suites: ["pgtap/10_rls_invariants.sql"],
+  },
+  {
+    name: "api.documents runs with its owner's rights (security_invoker off)",
+    sql: "alter view api.documents set (security_invoker = false);",
+    suites: ["pgtap/10_rls_invariants.sql"],
+  },
+  {
+    name: "core.record_audit no longer pins its search_path",
+    sql: "alter function core.record_audit() reset search_path;",
+    suites: ["pgtap/10_rls_invariants.sql", "pgtap/15_definer_hijack.sql"],
+  },
+  {
+    name: "app_user may create temporary objects again",
+    sql:
+      "do $$ begin execute format('grant temporary on database %I to app_user', current_database()); end $$;",
+    suites: ["pgtap/10_rls_invariants.sql"],
+  },
+  {
+    name: "the append-only guard of the audit trail fires on origin only (replica mode skips it)",
+    sql: "alter table core.audit_logs enable trigger reject_update_delete;",
+    suites: ["pgtap/10_rls_invariants.sql"],
+  },
+  {
+    name: "a key hash is unique only within its tenant",
+    sql: `drop index core.tenant_api_keys_key_hash_key;
+          create unique index tenant_api_keys_tenant_key_hash_key on core.tenant_api_keys (tenant_id, key_hash);`,
+    suites: ["pgtap/10_rls_invariants.sql"],
+  },
+  {
+    name: "core.request_context accepts a context whatever its MAC",
+    definitionOf: "core.request_context",
+    find: "(encode(core.context_mac(",
+    replace: "(length(c.signed) > 65 or encode(core.context_mac(",
+    suites: ["pgtap/26_forged_context.sql"],
+  },
+  {
+    name: "api.begin_request accepts an expired key",
+    definitionOf: "api.begin_request(text,text,uuid,text)",
+    find: "and (k.expires_at is null or k.expires_at > now())",
+    replace: "",
+    suites: ["pgtap/40_api_keys.sql", "tests/api_keys_test.ts"],
+  },
+  {
+    name: "api.create_api_key lets a key grant permissions it lacks",
+    definitionOf: "api.create_api_key(text,text[],uuid,timestamp with time zone)",
+    find: "coalesce(p_permissions, '{}') <@ v_caller.permissions",
+    replace: "true",
+    suites: ["pgtap/40_api_keys.sql", "tests/api_keys_test.ts"],
+  },
+  {
+    name: "api.create_api_key also returns the new key's hash",
+    sql:
+      `alter function api.create_api_key(text, text[], uuid, timestamptz) rename to create_api_key_unmutated;
+          create function api.create_api_key(p_name text, p_permissions text[], p_user_id uuid default null,
+            p_expires_at timestamptz default null)
+          returns table (key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[],
+            user_id uuid, expires_at timestamptz, revoked_at timestamptz, last_used_at timestamptz,
+            created_at timestamptz, updated_at timestamptz, key_hash text)
+          language sql volatile security definer set search_path = pg_catalog, pg_temp
+          as $$ select i.*, k.key_hash
+                from api.create_api_key_unmutated(p_name, p_permissions, p_user_id, p_expires_at) i
+                join core.tenant_api_keys k on k.tenant_id = i.tenant_id and k.key_id = i.key_id $$;
+          alter function api.create_api_key(text, text[], uuid, timestamptz) owner to tenancy_auth;
+          grant execute on function api.create_api_key(text, text[], uuid, timestamptz) to app_user;`,
+    suites: ["tests/api_keys_test.ts"],
+  },
+  {
+    name: "the audit trigger files an entry under the context's tenant rather than the row's",
+    definitionOf: "core.record_audit()",
+    find: "(v_row ->> 'tenant_id')::uuid,",
+    replace: "coalesce((select c.tenant_id from core.request_context c), (v_row ->> 'tenant_id')::uuid),",
+    suites: ["pgtap/30_audit.sql"],
+  },
+  {
+    name: "GET /v1/audit-logs?user_id= reads the user's entries across tenants",
+    sql: `create function core.audit_rows_of_user(p_user_id uuid) returns setof api.audit_logs
+          language sql stable security definer set search_path = pg_catalog, pg_temp
+          as $$ select log_id, tenant_id, user_id, api_key_id, action, resource_type, resource_id, details,
+                       request_id, "timestamp", client_request_id
+                from core.audit_logs where user_id = p_user_id $$;
+          grant select on core.audit_logs to tenancy_auditor;
+          alter function core.audit_rows_of_user(uuid) owner to tenancy_auditor;
+          grant execute on function core.audit_rows_of_user(uuid) to app_user;`,
+    definitionOf:
+      "api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone," +
+      "timestamp with time zone)",
+    find: "select * from api.audit_logs a\n      where a.user_id = p_user_id",
+    replace: "select * from core.audit_rows_of_user(p_user_id) a\n      where a.user_id = p_user_id",
+    suites: ["tests/audit_test.ts", "tests/cross_tenant_test.ts"],
+  },
+  {
+    name: "platform.revoke_api_key ignores the tenant in the path",
+    definitionOf: "platform.revoke_api_key(uuid,uuid)",
+    find: "where k.tenant_id = p_tenant_id and k.key_id = p_key_id",
+    replace: "where k.key_id = p_key_id",
+    suites: ["tests/http_routes_test.ts"],
+  },
+  {
+    name: "templates: the length limit on descriptions is dropped",
+    sql: "alter table core.templates drop constraint templates_description_check;",
+    suites: ["pgtap/00_schema.sql"],
+  },
+  {
+    name: "API keys carry 64 random bits instead of 256",
+    definitionOf: "core.issue_api_key(uuid,text,text[],uuid,timestamp with time zone)",
+    find: "extensions.gen_random_bytes(32)",
+    replace: "(extensions.gen_random_bytes(8) || decode(repeat('00', 24), 'hex'))",
+    suites: ["pgtap/40_api_keys.sql"],
+  },
+  {
+    name: "DELETE /v1/documents/:document_id needs no permission",
+    file: "src/routes/documents.ts",
+    find: `summary: "Delete a document",\n    access: "tenant",\n    permission: "documents:write",`,
+    replace: `summary: "Delete a document",\n    access: "tenant",`,
+    suites: ["tests/http_routes_test.ts"],
+  },
+  {
+    name: "PATCH /v1/users/:user_id needs only users:read",
+    file: "src/routes/users.ts",
+    find: `summary: "Change a user's email or role",\n    access: "tenant",\n    permission: "users:write",`,
+    replace:
+      `summary: "Change a user's email or role",\n    access: "tenant",\n    permission: "users:read",`,
+    suites: ["tests/http_routes_test.ts"],
+  },
+];
