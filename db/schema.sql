@@ -1,7 +1,7 @@
 \restrict dbmate
 
--- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
--- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
+-- Dumped from database version 15.20 (Debian 15.20-0+deb12u1)
+-- Dumped by pg_dump version 15.20 (Debian 15.20-0+deb12u1)
 
 SET statement_timeout = 0;
 SET lock_timeout = 0;
@@ -94,6 +94,7 @@ CREATE FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_
     AS $$
 declare
   v_key record;
+  v_permissions text[];
 begin
   -- key_hash is unique (tenant_api_keys_key_hash_key): one row or none.
   select k.tenant_id, k.key_id, k.user_id, u.role, k.permissions, k.last_used_at
@@ -108,12 +109,13 @@ begin
   if not found then
     raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
-  if p_permission is not null and not ('*' = any (v_key.permissions) or p_permission = any (v_key.permissions)) then
+  v_permissions := core.effective_permissions(v_key.permissions, v_key.role);
+  if p_permission is not null and not p_permission = any (v_permissions) then
     raise exception 'the API key lacks the permission %', p_permission using errcode = 'PT403';
   end if;
-  perform core.sign_context(v_key.tenant_id, v_key.key_id, v_key.user_id, v_key.role, v_key.permissions,
+  perform core.sign_context(v_key.tenant_id, v_key.key_id, v_key.user_id, v_key.role, v_permissions,
     p_request_id, p_client_request_id);
-  return query select v_key.tenant_id, v_key.key_id, v_key.user_id, v_key.permissions, v_key.last_used_at;
+  return query select v_key.tenant_id, v_key.key_id, v_key.user_id, v_permissions, v_key.last_used_at;
 end
 $$;
 
@@ -122,7 +124,7 @@ $$;
 -- Name: FUNCTION begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text) IS 'Authenticates a key hash, checks one permission and signs the transaction''s request context';
+COMMENT ON FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text) IS 'Authenticates a key hash, checks one permission against what the key may do, and signs the transaction''s request context';
 
 
 --
@@ -130,10 +132,11 @@ COMMENT ON FUNCTION api.begin_request(p_key_hash text, p_permission text, p_requ
 --
 
 CREATE FUNCTION api.claim_idempotency_key(p_idempotency_key text, p_request_hash text) RETURNS TABLE(claimed boolean, request_hash text, response_status integer, response_body jsonb)
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
-  -- Keep the table small: drop a few of this tenant's expired keys.
+  -- Keep the table small: drop a few of this key's expired claims.
   delete from core.idempotency_keys k
   where k.tenant_id = (select core.current_tenant_id())
     and k.expires_at < now()
@@ -146,7 +149,7 @@ begin
   return query
     insert into core.idempotency_keys as k (idempotency_key, request_hash)
     values (p_idempotency_key, p_request_hash)
-    on conflict (tenant_id, idempotency_key) do update
+    on conflict (tenant_id, api_key_id, idempotency_key) do update
       set request_hash = excluded.request_hash, response_status = null, response_body = null,
           created_at = now(), expires_at = now() + interval '24 hours'
       where k.expires_at < now()
@@ -165,14 +168,14 @@ $$;
 -- Name: FUNCTION claim_idempotency_key(p_idempotency_key text, p_request_hash text); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.claim_idempotency_key(p_idempotency_key text, p_request_hash text) IS 'Claims an Idempotency-Key for the current tenant (claimed = true), or returns the stored request hash and response';
+COMMENT ON FUNCTION api.claim_idempotency_key(p_idempotency_key text, p_request_hash text) IS 'Claims an Idempotency-Key for the calling API key (claimed = true), or returns the stored request hash and response';
 
 
 --
 -- Name: create_api_key(text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
+CREATE FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -180,7 +183,7 @@ CREATE FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id 
 declare
   v_caller record;
 begin
-  select k.tenant_id, k.permissions, k.user_id, k.expires_at
+  select k.tenant_id, k.key_id, c.permissions, c.user_role, k.user_id, k.expires_at
   into v_caller
   from core.request_context c
   join core.tenant_api_keys k on k.tenant_id = c.tenant_id and k.key_id = c.api_key_id
@@ -188,11 +191,19 @@ begin
   if not found then
     raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
-  if not ('*' = any (v_caller.permissions) or coalesce(p_permissions, '{}') <@ v_caller.permissions) then
+  if not 'keys:write' = any (v_caller.permissions) then
+    raise exception 'the API key lacks the permission keys:write' using errcode = 'PT403';
+  end if;
+  if not core.effective_permissions(coalesce(p_permissions, '{}'), null) <@ v_caller.permissions then
     raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
   end if;
   if v_caller.user_id is not null and coalesce(p_user_id, v_caller.user_id) <> v_caller.user_id then
     raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
+  end if;
+  if v_caller.user_id is null and p_user_id is not null and core.role_rank(
+       (select u.role from core.users u where u.tenant_id = v_caller.tenant_id and u.user_id = p_user_id))
+     > core.rank_of_caller(null, v_caller.permissions) then
+    raise exception 'a key cannot issue keys for a user whose role is above its own' using errcode = 'PT403';
   end if;
   if v_caller.expires_at is not null and coalesce(p_expires_at, v_caller.expires_at) > v_caller.expires_at then
     raise exception 'a key that expires can only issue keys that expire no later' using errcode = 'PT403';
@@ -202,7 +213,7 @@ begin
   end if;
   return query
     select * from core.issue_api_key(v_caller.tenant_id, p_name, p_permissions,
-      coalesce(p_user_id, v_caller.user_id), coalesce(p_expires_at, v_caller.expires_at));
+      coalesce(p_user_id, v_caller.user_id), coalesce(p_expires_at, v_caller.expires_at), v_caller.key_id);
 end
 $$;
 
@@ -211,7 +222,7 @@ $$;
 -- Name: FUNCTION create_api_key(p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Issues a key for the calling key''s tenant with at most its permissions, life and user; returns the key once';
+COMMENT ON FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Issues a key for the calling key''s tenant within its effective permissions, life and user; returns the key once';
 
 
 --
@@ -255,6 +266,13 @@ CREATE TABLE core.documents (
     CONSTRAINT documents_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT documents_title_check CHECK (((char_length(title) >= 1) AND (char_length(title) <= 500)))
 );
+ALTER TABLE ONLY core.documents ALTER COLUMN document_id SET STATISTICS 0;
+ALTER TABLE ONLY core.documents ALTER COLUMN user_id SET STATISTICS 0;
+ALTER TABLE ONLY core.documents ALTER COLUMN title SET STATISTICS 0;
+ALTER TABLE ONLY core.documents ALTER COLUMN content_hash SET STATISTICS 0;
+ALTER TABLE ONLY core.documents ALTER COLUMN metadata SET STATISTICS 0;
+ALTER TABLE ONLY core.documents ALTER COLUMN created_at SET STATISTICS 0;
+ALTER TABLE ONLY core.documents ALTER COLUMN updated_at SET STATISTICS 0;
 
 ALTER TABLE ONLY core.documents FORCE ROW LEVEL SECURITY;
 
@@ -350,11 +368,22 @@ COMMENT ON VIEW api.documents IS 'Documents of the current tenant';
 --
 
 CREATE FUNCTION api.create_document(p_user_id uuid, p_title text, p_content_hash text, p_metadata jsonb DEFAULT '{}'::jsonb) RETURNS SETOF api.documents
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
-  insert into core.documents (user_id, title, content_hash, metadata)
-  values (p_user_id, p_title, p_content_hash, coalesce(p_metadata, '{}'))
-  returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at
+declare
+  v_caller_user_id uuid := (select c.user_id from core.request_context c);
+begin
+  if v_caller_user_id is not null and p_user_id is distinct from v_caller_user_id and p_user_id is not null then
+    raise exception 'a key bound to a user authors documents only as that user' using errcode = 'PT403';
+  end if;
+  if coalesce(p_user_id, v_caller_user_id) is null then
+    raise exception 'a key bound to no user must name the author (user_id)' using errcode = 'PT422';
+  end if;
+  return query
+    insert into core.documents (user_id, title, content_hash, metadata)
+    values (coalesce(p_user_id, v_caller_user_id), p_title, p_content_hash, coalesce(p_metadata, '{}'))
+    returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at;
+end
 $$;
 
 
@@ -362,7 +391,7 @@ $$;
 -- Name: FUNCTION create_document(p_user_id uuid, p_title text, p_content_hash text, p_metadata jsonb); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.create_document(p_user_id uuid, p_title text, p_content_hash text, p_metadata jsonb) IS 'Stores a document of the current tenant authored by one of its users';
+COMMENT ON FUNCTION api.create_document(p_user_id uuid, p_title text, p_content_hash text, p_metadata jsonb) IS 'Stores a document of the current tenant; a user-bound key authors as its user (p_user_id may be NULL), an unbound key names the author';
 
 
 --
@@ -379,6 +408,11 @@ CREATE TABLE core.users (
     CONSTRAINT users_email_check CHECK ((((char_length(email) >= 3) AND (char_length(email) <= 320)) AND (email ~ '^[^@[:space:]]+@[^@[:space:]]+$'::text))),
     CONSTRAINT users_role_check CHECK ((role = ANY (ARRAY['tenant_admin'::text, 'member'::text, 'viewer'::text])))
 );
+ALTER TABLE ONLY core.users ALTER COLUMN user_id SET STATISTICS 0;
+ALTER TABLE ONLY core.users ALTER COLUMN email SET STATISTICS 0;
+ALTER TABLE ONLY core.users ALTER COLUMN role SET STATISTICS 0;
+ALTER TABLE ONLY core.users ALTER COLUMN created_at SET STATISTICS 0;
+ALTER TABLE ONLY core.users ALTER COLUMN updated_at SET STATISTICS 0;
 
 ALTER TABLE ONLY core.users FORCE ROW LEVEL SECURITY;
 
@@ -478,11 +512,18 @@ COMMENT ON FUNCTION api.create_user(p_email text, p_role text) IS 'Adds a user t
 --
 
 CREATE FUNCTION api.delete_document(p_document_id uuid) RETURNS SETOF api.documents
-    LANGUAGE sql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  delete from core.documents
-  where document_id = p_document_id
-  returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at
+begin
+  return query
+    delete from core.documents
+    where document_id = p_document_id
+    returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at;
+  if not found and exists (select from core.documents d where d.document_id = p_document_id) then
+    raise exception 'a key of a member deletes only the documents its user authors' using errcode = 'PT403';
+  end if;
+end
 $$;
 
 
@@ -498,7 +539,8 @@ COMMENT ON FUNCTION api.delete_document(p_document_id uuid) IS 'Removes a docume
 --
 
 CREATE FUNCTION api.delete_user(p_user_id uuid) RETURNS SETOF api.users
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   delete from core.users
   where user_id = p_user_id
@@ -510,7 +552,7 @@ $$;
 -- Name: FUNCTION delete_user(p_user_id uuid); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.delete_user(p_user_id uuid) IS 'Removes a user of the current tenant and the API keys bound to them; no row when unknown; fails (23503) while the user authors documents';
+COMMENT ON FUNCTION api.delete_user(p_user_id uuid) IS 'Removes a user of the current tenant; their keys are revoked and kept; no row when unknown; fails (23503) while the user authors documents';
 
 
 --
@@ -530,11 +572,24 @@ CREATE TABLE core.tenant_api_keys (
     last_used_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    issued_by_key_id uuid,
     CONSTRAINT tenant_api_keys_key_hash_check CHECK ((key_hash ~ '^[0-9a-f]{64}$'::text)),
     CONSTRAINT tenant_api_keys_key_prefix_check CHECK (((char_length(key_prefix) >= 8) AND (char_length(key_prefix) <= 16))),
     CONSTRAINT tenant_api_keys_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
     CONSTRAINT tenant_api_keys_permissions_check CHECK (((permissions <@ ARRAY['users:read'::text, 'users:write'::text, 'documents:read'::text, 'documents:write'::text, 'keys:read'::text, 'keys:write'::text, 'audit:read'::text, 'config:read'::text, 'config:write'::text, '*'::text]) AND (array_position(permissions, NULL::text) IS NULL)))
 );
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN key_id SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN key_hash SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN key_prefix SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN name SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN permissions SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN user_id SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN expires_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN revoked_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN last_used_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN created_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN updated_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN issued_by_key_id SET STATISTICS 0;
 
 ALTER TABLE ONLY core.tenant_api_keys FORCE ROW LEVEL SECURITY;
 
@@ -592,7 +647,7 @@ COMMENT ON COLUMN core.tenant_api_keys.permissions IS 'Granted permissions, e.g.
 -- Name: COLUMN tenant_api_keys.user_id; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON COLUMN core.tenant_api_keys.user_id IS 'User the key acts as, if bound; the key is deleted with that user';
+COMMENT ON COLUMN core.tenant_api_keys.user_id IS 'User the key acts as, if bound; cleared (and the key revoked) when that user is deleted';
 
 
 --
@@ -631,6 +686,13 @@ COMMENT ON COLUMN core.tenant_api_keys.updated_at IS 'When the row last changed 
 
 
 --
+-- Name: COLUMN tenant_api_keys.issued_by_key_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_api_keys.issued_by_key_id IS 'The key that issued this one; NULL when a platform operator issued it. Revoking a key revokes all it issued';
+
+
+--
 -- Name: api_keys; Type: VIEW; Schema: api; Owner: -
 --
 
@@ -645,7 +707,8 @@ CREATE VIEW api.api_keys WITH (security_invoker='true') AS
     tenant_api_keys.revoked_at,
     tenant_api_keys.last_used_at,
     tenant_api_keys.created_at,
-    tenant_api_keys.updated_at
+    tenant_api_keys.updated_at,
+    tenant_api_keys.issued_by_key_id
    FROM core.tenant_api_keys;
 
 
@@ -663,6 +726,8 @@ COMMENT ON VIEW api.api_keys IS 'API keys of the current tenant, without their h
 CREATE FUNCTION api.list_api_keys(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_key_id uuid DEFAULT NULL::uuid) RETURNS SETOF api.api_keys
     LANGUAGE plpgsql STABLE
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET enable_bitmapscan TO 'off'
     AS $$
 declare
   v_below_at timestamptz;
@@ -687,6 +752,26 @@ COMMENT ON FUNCTION api.list_api_keys(p_limit integer, p_after_created_at timest
 
 
 --
+-- Name: current_permissions(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.current_permissions() RETURNS text[]
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+    AS $$
+begin
+  return coalesce((select c.permissions from core.request_context c), '{}');
+end
+$$;
+
+
+--
+-- Name: FUNCTION current_permissions(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.current_permissions() IS 'What the verified request context''s key may do; empty without one';
+
+
+--
 -- Name: audit_logs; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -708,6 +793,16 @@ CREATE TABLE core.audit_logs (
     CONSTRAINT audit_logs_request_id_check CHECK ((char_length(request_id) <= 200)),
     CONSTRAINT audit_logs_resource_type_check CHECK ((resource_type ~ '^[a-z][a-z_]{0,99}$'::text))
 );
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN log_id SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN user_id SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN api_key_id SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN action SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN resource_type SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN resource_id SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN details SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN request_id SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN "timestamp" SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN client_request_id SET STATISTICS 0;
 
 ALTER TABLE ONLY core.audit_logs FORCE ROW LEVEL SECURITY;
 
@@ -800,26 +895,36 @@ COMMENT ON COLUMN core.audit_logs.client_request_id IS 'x-request-id the client 
 -- Name: audit_logs; Type: VIEW; Schema: api; Owner: -
 --
 
-CREATE VIEW api.audit_logs WITH (security_invoker='true') AS
- SELECT audit_logs.log_id,
-    audit_logs.tenant_id,
-    audit_logs.user_id,
-    audit_logs.api_key_id,
-    audit_logs.action,
-    audit_logs.resource_type,
-    audit_logs.resource_id,
-    audit_logs.details,
-    audit_logs.request_id,
-    audit_logs."timestamp",
-    audit_logs.client_request_id
-   FROM core.audit_logs;
+CREATE VIEW api.audit_logs WITH (security_invoker='false') AS
+ SELECT a.log_id,
+    a.tenant_id,
+    a.user_id,
+    a.api_key_id,
+    a.action,
+    a.resource_type,
+    a.resource_id,
+        CASE
+            WHEN ((a.resource_type = 'tenants'::text) OR (
+            CASE a.resource_type
+                WHEN 'users'::text THEN 'users:read'::text
+                WHEN 'documents'::text THEN 'documents:read'::text
+                WHEN 'tenant_api_keys'::text THEN 'keys:read'::text
+                WHEN 'tenant_configs'::text THEN 'config:read'::text
+                ELSE NULL::text
+            END = ANY (COALESCE(( SELECT core.current_permissions() AS current_permissions), '{}'::text[])))) THEN a.details
+            ELSE ((a.details - 'old'::text) - 'new'::text)
+        END AS details,
+    a.request_id,
+    a."timestamp",
+    a.client_request_id
+   FROM core.audit_logs a;
 
 
 --
 -- Name: VIEW audit_logs; Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON VIEW api.audit_logs IS 'Audit trail of the current tenant';
+COMMENT ON VIEW api.audit_logs IS 'Audit trail of the current tenant; old and new values only for resource types the key may read. Runs as tenancy_owner, whom forced row-level security binds';
 
 
 --
@@ -829,6 +934,8 @@ COMMENT ON VIEW api.audit_logs IS 'Audit trail of the current tenant';
 CREATE FUNCTION api.list_audit_logs(p_limit integer DEFAULT 50, p_after_timestamp timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_log_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_action text DEFAULT NULL::text, p_resource_type text DEFAULT NULL::text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF api.audit_logs
     LANGUAGE plpgsql STABLE
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET enable_bitmapscan TO 'off'
     AS $$
 declare
   v_below_at timestamptz;
@@ -875,6 +982,8 @@ COMMENT ON FUNCTION api.list_audit_logs(p_limit integer, p_after_timestamp times
 CREATE FUNCTION api.list_documents(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_document_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, p_created_before timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF api.documents
     LANGUAGE plpgsql STABLE
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET enable_bitmapscan TO 'off'
     AS $$
 declare
   v_below_at timestamptz;
@@ -916,6 +1025,8 @@ COMMENT ON FUNCTION api.list_documents(p_limit integer, p_after_created_at times
 CREATE FUNCTION api.list_users(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_user_id uuid DEFAULT NULL::uuid) RETURNS SETOF api.users
     LANGUAGE plpgsql STABLE
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET enable_bitmapscan TO 'off'
     AS $$
 declare
   v_below_at timestamptz;
@@ -944,13 +1055,39 @@ COMMENT ON FUNCTION api.list_users(p_limit integer, p_after_created_at timestamp
 --
 
 CREATE FUNCTION api.revoke_api_key(p_key_id uuid) RETURNS SETOF api.api_keys
-    LANGUAGE sql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  update core.tenant_api_keys
-  set revoked_at = coalesce(revoked_at, now())
-  where key_id = p_key_id
-  returning key_id, tenant_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
-            last_used_at, created_at, updated_at
+declare
+  v_caller record;
+  v_target record;
+begin
+  select c.tenant_id, c.permissions, c.user_role into v_caller from core.request_context c;
+  if v_caller.tenant_id is null then
+    return;
+  end if;
+  if not 'keys:write' = any (v_caller.permissions) then
+    raise exception 'the API key lacks the permission keys:write' using errcode = 'PT403';
+  end if;
+  select k.permissions, u.role into v_target
+  from core.tenant_api_keys k
+  left join core.users u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
+  where k.tenant_id = v_caller.tenant_id and k.key_id = p_key_id;
+  if not found then
+    return;
+  end if;
+  if not core.effective_permissions(v_target.permissions, null) <@ v_caller.permissions then
+    raise exception 'a key can only revoke keys whose permissions it holds itself' using errcode = 'PT403';
+  end if;
+  if core.role_rank(v_target.role) > core.rank_of_caller(v_caller.user_role, v_caller.permissions) then
+    raise exception 'a key cannot revoke keys of a user whose role is above its own' using errcode = 'PT403';
+  end if;
+  perform core.revoke_keys(v_caller.tenant_id, array[p_key_id]);
+  return query
+    select k.key_id, k.tenant_id, k.key_prefix, k.name, k.permissions, k.user_id, k.expires_at, k.revoked_at,
+           k.last_used_at, k.created_at, k.updated_at, k.issued_by_key_id
+    from core.tenant_api_keys k where k.tenant_id = v_caller.tenant_id and k.key_id = p_key_id;
+end
 $$;
 
 
@@ -958,7 +1095,7 @@ $$;
 -- Name: FUNCTION revoke_api_key(p_key_id uuid); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.revoke_api_key(p_key_id uuid) IS 'Revokes a key of the current tenant at once; revoking twice keeps the first time; no row when unknown';
+COMMENT ON FUNCTION api.revoke_api_key(p_key_id uuid) IS 'Revokes a key of the current tenant within the caller''s permissions and role, and every key it issued; no row when unknown';
 
 
 --
@@ -966,7 +1103,8 @@ COMMENT ON FUNCTION api.revoke_api_key(p_key_id uuid) IS 'Revokes a key of the c
 --
 
 CREATE FUNCTION api.save_idempotent_response(p_idempotency_key text, p_status integer, p_body jsonb) RETURNS void
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   update core.idempotency_keys
   set response_status = p_status, response_body = p_body
@@ -1024,14 +1162,20 @@ COMMENT ON FUNCTION api.touch_api_key(p_key_hash text) IS 'Sets last_used_at of 
 --
 
 CREATE FUNCTION api.update_document(p_document_id uuid, p_title text DEFAULT NULL::text, p_content_hash text DEFAULT NULL::text, p_metadata jsonb DEFAULT NULL::jsonb) RETURNS SETOF api.documents
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
-  update core.documents
-  set title = coalesce(p_title, title),
-      content_hash = coalesce(p_content_hash, content_hash),
-      metadata = coalesce(p_metadata, metadata)
-  where document_id = p_document_id
-  returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at
+begin
+  return query
+    update core.documents
+    set title = coalesce(p_title, title),
+        content_hash = coalesce(p_content_hash, content_hash),
+        metadata = coalesce(p_metadata, metadata)
+    where document_id = p_document_id
+    returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at;
+  if not found and exists (select from core.documents d where d.document_id = p_document_id) then
+    raise exception 'a key of a member changes only the documents its user authors' using errcode = 'PT403';
+  end if;
+end
 $$;
 
 
@@ -1054,6 +1198,10 @@ CREATE TABLE core.tenant_configs (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT tenant_configs_settings_check CHECK ((jsonb_typeof(settings) = 'object'::text))
 );
+ALTER TABLE ONLY core.tenant_configs ALTER COLUMN template_id SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_configs ALTER COLUMN settings SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_configs ALTER COLUMN created_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_configs ALTER COLUMN updated_at SET STATISTICS 0;
 
 ALTER TABLE ONLY core.tenant_configs FORCE ROW LEVEL SECURITY;
 
@@ -1167,6 +1315,23 @@ COMMENT ON FUNCTION api.update_user(p_user_id uuid, p_email text, p_role text) I
 
 
 --
+-- Name: all_permissions(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.all_permissions() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select array['users:read', 'users:write', 'documents:read', 'documents:write', 'keys:read', 'keys:write',
+                   'audit:read', 'config:read', 'config:write'] $$;
+
+
+--
+-- Name: FUNCTION all_permissions(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.all_permissions() IS 'Every permission a key can hold ("*" stands for all of them)';
+
+
+--
 -- Name: context_mac(text, bytea); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -1174,7 +1339,9 @@ CREATE FUNCTION core.context_mac(p_payload text, p_secret bytea) RETURNS bytea
     LANGUAGE sql STABLE PARALLEL RESTRICTED
     AS $$
   select extensions.hmac(
-    convert_to(p_payload, 'UTF8') || int4send(pg_backend_pid()) || timestamptz_send(transaction_timestamp()),
+    pg_catalog.convert_to(p_payload, 'UTF8')
+      operator(pg_catalog.||) pg_catalog.int4send(pg_catalog.pg_backend_pid())
+      operator(pg_catalog.||) pg_catalog.timestamptz_send(pg_catalog.transaction_timestamp()),
     p_secret, 'sha256')
 $$;
 
@@ -1187,21 +1354,119 @@ COMMENT ON FUNCTION core.context_mac(p_payload text, p_secret bytea) IS 'HMAC-SH
 
 
 --
--- Name: issue_api_key(uuid, text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
+-- Name: current_api_key_id(); Type: FUNCTION; Schema: core; Owner: -
 --
 
-CREATE FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
+CREATE FUNCTION core.current_api_key_id() RETURNS uuid
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+    AS $$
+begin
+  return (select c.api_key_id from core.request_context c);
+end
+$$;
+
+
+--
+-- Name: FUNCTION current_api_key_id(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.current_api_key_id() IS 'API key of the verified request context; NULL without one';
+
+
+--
+-- Name: effective_permissions(text[], text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.effective_permissions(p_permissions text[], p_role text) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+declare
+  v_granted text[] := case when '*' = any (p_permissions) then core.all_permissions() else p_permissions end;
+  v_permission text;
+  v_effective text[] := '{}';
+begin
+  foreach v_permission in array core.all_permissions() loop
+    if (v_permission = any (v_granted) or replace(v_permission, ':read', ':write') = any (v_granted))
+       and (p_role is null or v_permission = any (core.role_permissions(p_role))) then
+      v_effective := v_effective || v_permission;
+    end if;
+  end loop;
+  return v_effective;
+end
+$$;
+
+
+--
+-- Name: FUNCTION effective_permissions(p_permissions text[], p_role text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.effective_permissions(p_permissions text[], p_role text) IS 'What a key may do: its permissions with * spelled out, X:write bringing X:read, and, when bound to a user of p_role, only what that role allows';
+
+
+--
+-- Name: guard_user_roles(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.guard_user_roles() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_context record;
+  v_rank integer;
+begin
+  select c.tenant_id, c.user_role, c.permissions into v_context from core.request_context c;
+  -- Platform operations and migrations carry no tenant context.
+  if v_context.tenant_id is null then
+    return coalesce(new, old);
+  end if;
+  v_rank := core.rank_of_caller(v_context.user_role, v_context.permissions);
+  if tg_op in ('UPDATE', 'DELETE') and core.role_rank(old.role) > v_rank then
+    raise exception 'a key cannot change or remove a user whose role is above its own' using errcode = 'PT403';
+  end if;
+  if tg_op = 'INSERT' and core.role_rank(new.role) > v_rank then
+    raise exception 'a key cannot add a user with a role above its own' using errcode = 'PT403';
+  end if;
+  if tg_op = 'UPDATE' and new.role is distinct from old.role then
+    -- "is not distinct from": for a key bound to no user the role is NULL,
+    -- and NULL = 'tenant_admin' would make the whole condition NULL.
+    if not (v_context.user_role is not distinct from 'tenant_admin'
+            or (v_context.user_role is null and v_context.permissions @> core.all_permissions())) then
+      raise exception 'a key changes roles only when bound to a tenant_admin or holding every permission'
+        using errcode = 'PT403';
+    end if;
+    if core.role_rank(new.role) > v_rank then
+      raise exception 'a key cannot raise a user above its own role' using errcode = 'PT403';
+    end if;
+  end if;
+  return coalesce(new, old);
+end
+$$;
+
+
+--
+-- Name: FUNCTION guard_user_roles(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.guard_user_roles() IS 'Trigger: who may add, change or remove which users, and change roles, by the role of the calling key''s user';
+
+
+--
+-- Name: issue_api_key(uuid, text, text[], uuid, timestamp with time zone, uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_issued_by_key_id uuid) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
     LANGUAGE sql
     AS $$
   with new_key as (
     select 'tnk_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=') as secret
   ), inserted as (
-    insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at)
+    insert into core.tenant_api_keys
+      (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at, issued_by_key_id)
     select p_tenant_id, encode(sha256(convert_to(n.secret, 'UTF8')), 'hex'), left(n.secret, 12),
-           p_name, coalesce(p_permissions, '{}'), p_user_id, p_expires_at
+           p_name, coalesce(p_permissions, '{}'), p_user_id, p_expires_at, p_issued_by_key_id
     from new_key n
     returning key_id, tenant_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
-              last_used_at, created_at, updated_at
+              last_used_at, created_at, updated_at, issued_by_key_id
   )
   select n.secret, i.*
   from new_key n, inserted i
@@ -1209,10 +1474,10 @@ $$;
 
 
 --
--- Name: FUNCTION issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
+-- Name: FUNCTION issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_issued_by_key_id uuid); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Creates an API key and returns it once, in the column key; only its hash is stored';
+COMMENT ON FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_issued_by_key_id uuid) IS 'Creates an API key and returns it once, in the column key; only its hash is stored';
 
 
 --
@@ -1268,6 +1533,26 @@ $$;
 --
 
 COMMENT ON FUNCTION core.page_upper_bound(p_after_at timestamp with time zone, p_after_id uuid, p_before timestamp with time zone, OUT bound_at timestamp with time zone, OUT bound_id uuid) IS 'Exclusive upper (time, id) bound of a newest-first page: the keyset cursor or the end time, whichever is lower; never NULL';
+
+
+--
+-- Name: rank_of_caller(text, text[]); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.rank_of_caller(p_user_role text, p_permissions text[]) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select case when p_user_role is not null then core.role_rank(p_user_role)
+              when p_permissions @> core.all_permissions() then core.role_rank('tenant_admin')
+              else core.role_rank('member') end
+$$;
+
+
+--
+-- Name: FUNCTION rank_of_caller(p_user_role text, p_permissions text[]); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.rank_of_caller(p_user_role text, p_permissions text[]) IS 'Rank of the highest role a key may act on: its user''s, or for an unbound key tenant_admin with every permission, else member';
 
 
 --
@@ -1354,6 +1639,99 @@ COMMENT ON FUNCTION core.reject_audit_change() IS 'Trigger: refuses UPDATE, DELE
 
 
 --
+-- Name: revoke_keys(uuid, uuid[]); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[]) RETURNS TABLE(key_id uuid)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+begin
+  return query
+    with recursive doomed (key_id) as (
+      select k.key_id from core.tenant_api_keys k where k.tenant_id = p_tenant_id and k.key_id = any (p_key_ids)
+      union
+      select k.key_id from core.tenant_api_keys k join doomed d on k.issued_by_key_id = d.key_id
+      where k.tenant_id = p_tenant_id
+    )
+    update core.tenant_api_keys k
+    set revoked_at = now()
+    where k.tenant_id = p_tenant_id and k.key_id in (select d.key_id from doomed d) and k.revoked_at is null
+    returning k.key_id;
+end
+$$;
+
+
+--
+-- Name: FUNCTION revoke_keys(p_tenant_id uuid, p_key_ids uuid[]); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[]) IS 'Revokes keys of a tenant and, transitively, every key they issued; returns those it revoked';
+
+
+--
+-- Name: revoke_keys_of_deleted_user(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.revoke_keys_of_deleted_user() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  perform core.revoke_keys(old.tenant_id,
+    array(select k.key_id from core.tenant_api_keys k where k.tenant_id = old.tenant_id and k.user_id = old.user_id));
+  return old;
+end
+$$;
+
+
+--
+-- Name: FUNCTION revoke_keys_of_deleted_user(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.revoke_keys_of_deleted_user() IS 'Trigger: revokes the keys bound to a user being deleted, and every key they issued';
+
+
+--
+-- Name: role_permissions(text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.role_permissions(p_role text) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select case p_role
+    when 'tenant_admin' then core.all_permissions()
+    when 'member' then array['users:read', 'documents:read', 'documents:write', 'config:read']
+    when 'viewer' then array['users:read', 'documents:read', 'config:read']
+    else '{}'::text[]
+  end
+$$;
+
+
+--
+-- Name: FUNCTION role_permissions(p_role text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.role_permissions(p_role text) IS 'What a user of this role may do, whatever the permissions of a key bound to them';
+
+
+--
+-- Name: role_rank(text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.role_rank(p_role text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select case p_role when 'viewer' then 1 when 'member' then 2 when 'tenant_admin' then 3 else 0 end $$;
+
+
+--
+-- Name: FUNCTION role_rank(p_role text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.role_rank(p_role text) IS 'Order of the roles: viewer 1, member 2, tenant_admin 3; anything else 0';
+
+
+--
 -- Name: set_updated_at(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -1432,10 +1810,46 @@ COMMENT ON FUNCTION platform.begin_request(p_request_id uuid, p_client_request_i
 
 
 --
+-- Name: claim_idempotency_key(text, text); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.claim_idempotency_key(p_idempotency_key text, p_request_hash text) RETURNS TABLE(claimed boolean, request_hash text, response_status integer, response_body jsonb)
+    LANGUAGE plpgsql
+    AS $$
+begin
+  delete from core.platform_idempotency_keys k
+  where k.expires_at < now() and k.idempotency_key <> p_idempotency_key
+    and k.idempotency_key in (
+      select e.idempotency_key from core.platform_idempotency_keys e where e.expires_at < now() limit 10);
+  return query
+    insert into core.platform_idempotency_keys as k (idempotency_key, request_hash)
+    values (p_idempotency_key, p_request_hash)
+    on conflict (idempotency_key) do update
+      set request_hash = excluded.request_hash, response_status = null, response_body = null,
+          created_at = now(), expires_at = now() + interval '24 hours'
+      where k.expires_at < now()
+    returning true, k.request_hash, k.response_status, k.response_body;
+  if not found then
+    return query
+      select false, k.request_hash, k.response_status, k.response_body
+      from core.platform_idempotency_keys k where k.idempotency_key = p_idempotency_key;
+  end if;
+end
+$$;
+
+
+--
+-- Name: FUNCTION claim_idempotency_key(p_idempotency_key text, p_request_hash text); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.claim_idempotency_key(p_idempotency_key text, p_request_hash text) IS 'Claims an Idempotency-Key for a platform request (claimed = true), or returns the stored request hash and response';
+
+
+--
 -- Name: create_api_key(uuid, text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: platform; Owner: -
 --
 
-CREATE FUNCTION platform.create_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone)
+CREATE FUNCTION platform.create_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
     LANGUAGE plpgsql
     AS $$
 begin
@@ -1445,7 +1859,7 @@ begin
   if p_expires_at is not null and p_expires_at <= now() then
     raise exception 'expires_at must be in the future' using errcode = 'check_violation';
   end if;
-  return query select * from core.issue_api_key(p_tenant_id, p_name, p_permissions, p_user_id, p_expires_at);
+  return query select * from core.issue_api_key(p_tenant_id, p_name, p_permissions, p_user_id, p_expires_at, null);
 end
 $$;
 
@@ -1473,6 +1887,12 @@ CREATE TABLE core.tenants (
     CONSTRAINT tenants_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
     CONSTRAINT tenants_subscription_tier_check CHECK ((subscription_tier = ANY (ARRAY['free'::text, 'pro'::text, 'enterprise'::text])))
 );
+ALTER TABLE ONLY core.tenants ALTER COLUMN name SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN domain SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN subscription_tier SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN deactivated_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN created_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN updated_at SET STATISTICS 0;
 
 ALTER TABLE ONLY core.tenants FORCE ROW LEVEL SECURITY;
 
@@ -1695,11 +2115,10 @@ CREATE FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) RETURNS
     AS $$
 #variable_conflict use_column
 begin
+  perform core.revoke_keys(p_tenant_id, array[p_key_id]);
   return query
-    update core.tenant_api_keys k
-    set revoked_at = coalesce(k.revoked_at, now())
-    where k.tenant_id = p_tenant_id and k.key_id = p_key_id
-    returning k.tenant_id, k.key_id, k.revoked_at;
+    select k.tenant_id, k.key_id, k.revoked_at from core.tenant_api_keys k
+    where k.tenant_id = p_tenant_id and k.key_id = p_key_id;
 end
 $$;
 
@@ -1708,7 +2127,27 @@ $$;
 -- Name: FUNCTION revoke_api_key(p_tenant_id uuid, p_key_id uuid); Type: COMMENT; Schema: platform; Owner: -
 --
 
-COMMENT ON FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) IS 'Revokes one API key of a tenant at once (platform operators); revoking twice keeps the first time; no row when unknown';
+COMMENT ON FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) IS 'Revokes one API key of a tenant and every key it issued (platform operators); no row when unknown';
+
+
+--
+-- Name: save_idempotent_response(text, integer, jsonb); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.save_idempotent_response(p_idempotency_key text, p_status integer, p_body jsonb) RETURNS void
+    LANGUAGE sql
+    AS $$
+  update core.platform_idempotency_keys
+  set response_status = p_status, response_body = p_body
+  where idempotency_key = p_idempotency_key
+$$;
+
+
+--
+-- Name: FUNCTION save_idempotent_response(p_idempotency_key text, p_status integer, p_body jsonb); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.save_idempotent_response(p_idempotency_key text, p_status integer, p_body jsonb) IS 'Stores the response of the platform request that claimed an Idempotency-Key, in the same transaction as its write';
 
 
 --
@@ -1906,10 +2345,19 @@ CREATE TABLE core.idempotency_keys (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone DEFAULT (now() + '24:00:00'::interval) NOT NULL,
+    api_key_id uuid DEFAULT core.current_api_key_id() NOT NULL,
     CONSTRAINT idempotency_keys_idempotency_key_check CHECK (((char_length(idempotency_key) >= 1) AND (char_length(idempotency_key) <= 255))),
     CONSTRAINT idempotency_keys_request_hash_check CHECK ((request_hash ~ '^[0-9a-f]{64}$'::text)),
     CONSTRAINT idempotency_keys_response_status_check CHECK (((response_status >= 100) AND (response_status <= 599)))
 );
+ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN idempotency_key SET STATISTICS 0;
+ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN request_hash SET STATISTICS 0;
+ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN response_status SET STATISTICS 0;
+ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN response_body SET STATISTICS 0;
+ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN created_at SET STATISTICS 0;
+ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN updated_at SET STATISTICS 0;
+ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN expires_at SET STATISTICS 0;
+ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN api_key_id SET STATISTICS 0;
 
 ALTER TABLE ONLY core.idempotency_keys FORCE ROW LEVEL SECURITY;
 
@@ -1978,6 +2426,79 @@ COMMENT ON COLUMN core.idempotency_keys.expires_at IS 'After this the key may be
 
 
 --
+-- Name: COLUMN idempotency_keys.api_key_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.idempotency_keys.api_key_id IS 'API key that sent the request: the Idempotency-Key is that key''s';
+
+
+--
+-- Name: platform_idempotency_keys; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.platform_idempotency_keys (
+    idempotency_key text NOT NULL,
+    request_hash text NOT NULL,
+    response_status integer,
+    response_body jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone DEFAULT (now() + '24:00:00'::interval) NOT NULL,
+    CONSTRAINT platform_idempotency_keys_idempotency_key_check CHECK (((char_length(idempotency_key) >= 1) AND (char_length(idempotency_key) <= 255))),
+    CONSTRAINT platform_idempotency_keys_request_hash_check CHECK ((request_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT platform_idempotency_keys_response_status_check CHECK (((response_status >= 100) AND (response_status <= 599)))
+);
+
+
+--
+-- Name: TABLE platform_idempotency_keys; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.platform_idempotency_keys IS 'Responses of platform POST requests sent with an Idempotency-Key, so a retried tenant creation creates one tenant';
+
+
+--
+-- Name: COLUMN platform_idempotency_keys.idempotency_key; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_idempotency_keys.idempotency_key IS 'The operator''s Idempotency-Key header';
+
+
+--
+-- Name: COLUMN platform_idempotency_keys.request_hash; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_idempotency_keys.request_hash IS 'SHA-256 of method, path and body; a retry must match it';
+
+
+--
+-- Name: COLUMN platform_idempotency_keys.response_status; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_idempotency_keys.response_status IS 'HTTP status of the original response';
+
+
+--
+-- Name: COLUMN platform_idempotency_keys.response_body; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_idempotency_keys.response_body IS 'JSON body of the original response (never a key)';
+
+
+--
+-- Name: COLUMN platform_idempotency_keys.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_idempotency_keys.created_at IS 'When the key was first used';
+
+
+--
+-- Name: COLUMN platform_idempotency_keys.expires_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_idempotency_keys.expires_at IS 'After this the key may be reused for a new request';
+
+
+--
 -- Name: request_context; Type: VIEW; Schema: core; Owner: -
 --
 
@@ -1991,14 +2512,14 @@ CREATE VIEW core.request_context WITH (security_barrier='true') AS
     NULLIF(split_part(c.signed, '|'::text, 8), ''::text) AS client_request_id
    FROM (( SELECT current_setting('app.context'::text, true) AS signed) c
      CROSS JOIN core.context_signing_key k)
-  WHERE ((split_part(c.signed, '|'::text, 1) = 'v1'::text) AND (encode(core.context_mac("left"(c.signed, '-65'::integer), k.secret), 'hex'::text) = "right"(c.signed, 64)));
+  WHERE ((split_part(c.signed, '|'::text, 1) = 'v1'::text) AND (encode(core.context_mac("left"(c.signed, '-65'::integer), k.secret), 'hex'::text) = "right"(c.signed, 64)) AND (clock_timestamp() < (transaction_timestamp() + '00:00:30'::interval)));
 
 
 --
 -- Name: VIEW request_context; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON VIEW core.request_context IS 'The verified context of the current transaction: one row when app.context carries a valid signature, else none';
+COMMENT ON VIEW core.request_context IS 'The verified context of the current transaction: one row when app.context carries a valid signature, for 30 s from the transaction''s start; else none';
 
 
 --
@@ -2039,7 +2560,15 @@ ALTER TABLE ONLY core.documents
 --
 
 ALTER TABLE ONLY core.idempotency_keys
-    ADD CONSTRAINT idempotency_keys_pkey PRIMARY KEY (tenant_id, idempotency_key);
+    ADD CONSTRAINT idempotency_keys_pkey PRIMARY KEY (tenant_id, api_key_id, idempotency_key);
+
+
+--
+-- Name: platform_idempotency_keys platform_idempotency_keys_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.platform_idempotency_keys
+    ADD CONSTRAINT platform_idempotency_keys_pkey PRIMARY KEY (idempotency_key);
 
 
 --
@@ -2149,6 +2678,13 @@ CREATE INDEX idempotency_keys_tenant_expires_at_idx ON core.idempotency_keys USI
 
 
 --
+-- Name: platform_idempotency_keys_expires_at_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX platform_idempotency_keys_expires_at_idx ON core.platform_idempotency_keys USING btree (expires_at);
+
+
+--
 -- Name: tenant_api_keys_key_hash_key; Type: INDEX; Schema: core; Owner: -
 --
 
@@ -2160,6 +2696,13 @@ CREATE UNIQUE INDEX tenant_api_keys_key_hash_key ON core.tenant_api_keys USING b
 --
 
 CREATE INDEX tenant_api_keys_tenant_created_at_idx ON core.tenant_api_keys USING btree (tenant_id, created_at DESC, key_id DESC);
+
+
+--
+-- Name: tenant_api_keys_tenant_issued_by_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX tenant_api_keys_tenant_issued_by_idx ON core.tenant_api_keys USING btree (tenant_id, issued_by_key_id);
 
 
 --
@@ -2195,6 +2738,15 @@ CREATE INDEX users_tenant_created_at_idx ON core.users USING btree (tenant_id, c
 --
 
 CREATE UNIQUE INDEX users_tenant_email_key ON core.users USING btree (tenant_id, lower(email));
+
+
+--
+-- Name: users guard_user_roles; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER guard_user_roles BEFORE INSERT OR DELETE OR UPDATE ON core.users FOR EACH ROW EXECUTE FUNCTION core.guard_user_roles();
+
+ALTER TABLE core.users ENABLE ALWAYS TRIGGER guard_user_roles;
 
 
 --
@@ -2267,6 +2819,15 @@ ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER reject_truncate;
 CREATE TRIGGER reject_update_delete BEFORE DELETE OR UPDATE ON core.audit_logs FOR EACH ROW EXECUTE FUNCTION core.reject_audit_change();
 
 ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER reject_update_delete;
+
+
+--
+-- Name: users revoke_keys_of_deleted_user; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER revoke_keys_of_deleted_user BEFORE DELETE ON core.users FOR EACH ROW EXECUTE FUNCTION core.revoke_keys_of_deleted_user();
+
+ALTER TABLE core.users ENABLE ALWAYS TRIGGER revoke_keys_of_deleted_user;
 
 
 --
@@ -2357,11 +2918,27 @@ ALTER TABLE ONLY core.documents
 
 
 --
+-- Name: idempotency_keys idempotency_keys_tenant_id_api_key_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.idempotency_keys
+    ADD CONSTRAINT idempotency_keys_tenant_id_api_key_id_fkey FOREIGN KEY (tenant_id, api_key_id) REFERENCES core.tenant_api_keys(tenant_id, key_id);
+
+
+--
 -- Name: idempotency_keys idempotency_keys_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
 --
 
 ALTER TABLE ONLY core.idempotency_keys
     ADD CONSTRAINT idempotency_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
+-- Name: tenant_api_keys tenant_api_keys_issued_by_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_api_keys
+    ADD CONSTRAINT tenant_api_keys_issued_by_fkey FOREIGN KEY (tenant_id, issued_by_key_id) REFERENCES core.tenant_api_keys(tenant_id, key_id);
 
 
 --
@@ -2377,7 +2954,7 @@ ALTER TABLE ONLY core.tenant_api_keys
 --
 
 ALTER TABLE ONLY core.tenant_api_keys
-    ADD CONSTRAINT tenant_api_keys_tenant_id_user_id_fkey FOREIGN KEY (tenant_id, user_id) REFERENCES core.users(tenant_id, user_id) ON DELETE CASCADE;
+    ADD CONSTRAINT tenant_api_keys_tenant_id_user_id_fkey FOREIGN KEY (tenant_id, user_id) REFERENCES core.users(tenant_id, user_id) ON DELETE SET NULL (user_id);
 
 
 --
@@ -2414,16 +2991,20 @@ ALTER TABLE core.audit_logs ENABLE ROW LEVEL SECURITY;
 -- Name: documents delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY delete_own_tenant ON core.documents FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+CREATE POLICY delete_own_tenant ON core.documents FOR DELETE USING (((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('documents:write'::text = ANY (c.permissions)))) AND (user_id = COALESCE(( SELECT c.user_id
+   FROM core.request_context c
+  WHERE (c.user_role = 'member'::text)), user_id))));
 
 
 --
 -- Name: idempotency_keys delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY delete_own_tenant ON core.idempotency_keys FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+CREATE POLICY delete_own_tenant ON core.idempotency_keys FOR DELETE USING (((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id
+   FROM core.request_context c))));
 
 
 --
@@ -2431,7 +3012,8 @@ CREATE POLICY delete_own_tenant ON core.idempotency_keys FOR DELETE USING ((tena
 --
 
 CREATE POLICY delete_own_tenant ON core.tenant_api_keys FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions)))));
 
 
 --
@@ -2439,7 +3021,8 @@ CREATE POLICY delete_own_tenant ON core.tenant_api_keys FOR DELETE USING ((tenan
 --
 
 CREATE POLICY delete_own_tenant ON core.tenant_configs FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('config:write'::text = ANY (c.permissions)))));
 
 
 --
@@ -2455,7 +3038,8 @@ CREATE POLICY delete_own_tenant ON core.tenants FOR DELETE USING ((tenant_id = (
 --
 
 CREATE POLICY delete_own_tenant ON core.users FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('users:write'::text = ANY (c.permissions)))));
 
 
 --
@@ -2482,16 +3066,19 @@ CREATE POLICY insert_own_tenant ON core.audit_logs FOR INSERT WITH CHECK ((tenan
 -- Name: documents insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY insert_own_tenant ON core.documents FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+CREATE POLICY insert_own_tenant ON core.documents FOR INSERT WITH CHECK (((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('documents:write'::text = ANY (c.permissions)))) AND (user_id = COALESCE(( SELECT c.user_id
+   FROM core.request_context c), user_id))));
 
 
 --
 -- Name: idempotency_keys insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY insert_own_tenant ON core.idempotency_keys FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+CREATE POLICY insert_own_tenant ON core.idempotency_keys FOR INSERT WITH CHECK (((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id
+   FROM core.request_context c))));
 
 
 --
@@ -2499,7 +3086,8 @@ CREATE POLICY insert_own_tenant ON core.idempotency_keys FOR INSERT WITH CHECK (
 --
 
 CREATE POLICY insert_own_tenant ON core.tenant_api_keys FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions)))));
 
 
 --
@@ -2507,7 +3095,8 @@ CREATE POLICY insert_own_tenant ON core.tenant_api_keys FOR INSERT WITH CHECK ((
 --
 
 CREATE POLICY insert_own_tenant ON core.tenant_configs FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('config:write'::text = ANY (c.permissions)))));
 
 
 --
@@ -2523,7 +3112,8 @@ CREATE POLICY insert_own_tenant ON core.tenants FOR INSERT WITH CHECK ((tenant_i
 --
 
 CREATE POLICY insert_own_tenant ON core.users FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('users:write'::text = ANY (c.permissions)))));
 
 
 --
@@ -2531,7 +3121,8 @@ CREATE POLICY insert_own_tenant ON core.users FOR INSERT WITH CHECK ((tenant_id 
 --
 
 CREATE POLICY select_own_tenant ON core.audit_logs FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('audit:read'::text = ANY (c.permissions)))));
 
 
 --
@@ -2539,15 +3130,17 @@ CREATE POLICY select_own_tenant ON core.audit_logs FOR SELECT USING ((tenant_id 
 --
 
 CREATE POLICY select_own_tenant ON core.documents FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('documents:read'::text = ANY (c.permissions)))));
 
 
 --
 -- Name: idempotency_keys select_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY select_own_tenant ON core.idempotency_keys FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+CREATE POLICY select_own_tenant ON core.idempotency_keys FOR SELECT USING (((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id
+   FROM core.request_context c))));
 
 
 --
@@ -2555,7 +3148,8 @@ CREATE POLICY select_own_tenant ON core.idempotency_keys FOR SELECT USING ((tena
 --
 
 CREATE POLICY select_own_tenant ON core.tenant_api_keys FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('keys:read'::text = ANY (c.permissions)))));
 
 
 --
@@ -2563,7 +3157,8 @@ CREATE POLICY select_own_tenant ON core.tenant_api_keys FOR SELECT USING ((tenan
 --
 
 CREATE POLICY select_own_tenant ON core.tenant_configs FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('config:read'::text = ANY (c.permissions)))));
 
 
 --
@@ -2579,7 +3174,8 @@ CREATE POLICY select_own_tenant ON core.tenants FOR SELECT USING ((tenant_id = (
 --
 
 CREATE POLICY select_own_tenant ON core.users FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('users:read'::text = ANY (c.permissions)))));
 
 
 --
@@ -2604,18 +3200,26 @@ ALTER TABLE core.tenants ENABLE ROW LEVEL SECURITY;
 -- Name: documents update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY update_own_tenant ON core.documents FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+CREATE POLICY update_own_tenant ON core.documents FOR UPDATE USING (((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('documents:write'::text = ANY (c.permissions)))) AND (user_id = COALESCE(( SELECT c.user_id
+   FROM core.request_context c
+  WHERE (c.user_role = 'member'::text)), user_id)))) WITH CHECK (((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('documents:write'::text = ANY (c.permissions)))) AND (user_id = COALESCE(( SELECT c.user_id
+   FROM core.request_context c
+  WHERE (c.user_role = 'member'::text)), user_id))));
 
 
 --
 -- Name: idempotency_keys update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
-CREATE POLICY update_own_tenant ON core.idempotency_keys FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+CREATE POLICY update_own_tenant ON core.idempotency_keys FOR UPDATE USING (((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id
+   FROM core.request_context c)))) WITH CHECK (((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id
+   FROM core.request_context c))));
 
 
 --
@@ -2623,8 +3227,10 @@ CREATE POLICY update_own_tenant ON core.idempotency_keys FOR UPDATE USING ((tena
 --
 
 CREATE POLICY update_own_tenant ON core.tenant_api_keys FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions))))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions)))));
 
 
 --
@@ -2632,8 +3238,10 @@ CREATE POLICY update_own_tenant ON core.tenant_api_keys FOR UPDATE USING ((tenan
 --
 
 CREATE POLICY update_own_tenant ON core.tenant_configs FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('config:write'::text = ANY (c.permissions))))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('config:write'::text = ANY (c.permissions)))));
 
 
 --
@@ -2650,8 +3258,10 @@ CREATE POLICY update_own_tenant ON core.tenants FOR UPDATE USING ((tenant_id = (
 --
 
 CREATE POLICY update_own_tenant ON core.users FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
-   FROM core.request_context c)));
+   FROM core.request_context c
+  WHERE ('users:write'::text = ANY (c.permissions))))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('users:write'::text = ANY (c.permissions)))));
 
 
 --
@@ -2683,4 +3293,6 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261124000900'),
     ('20261201000100'),
     ('20261201000200'),
-    ('20261201000300');
+    ('20261201000300'),
+    ('20261201000400'),
+    ('20261201000500');

@@ -3,12 +3,12 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(332);
+select plan(364);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
 -- the roles the suites switch to. Granted for this transaction only.
-grant execute on all functions in schema public to app_user, uber_admin;
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 
 -- Schemas, roles and the objects in them --------------------------------------
 
@@ -21,8 +21,8 @@ select has_extension('extensions', 'pgcrypto', 'pgcrypto is installed in schema 
 
 select tables_are('core',
   array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
-        'idempotency_keys', 'context_signing_key'],
-  'core holds exactly the nine tables the migrations create');
+        'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys'],
+  'core holds exactly the ten tables the migrations create');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
 select tables_are('platform', '{}'::name[], 'platform holds no tables, only views and functions');
 
@@ -41,12 +41,14 @@ select functions_are('api',
   'api holds exactly the functions the HTTP layer calls');
 select functions_are('platform',
   array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key',
-        'begin_request', 'revoke_api_key'],
+        'begin_request', 'revoke_api_key', 'claim_idempotency_key', 'save_idempotent_response'],
   'platform holds exactly the operator functions');
 select functions_are('core',
-  array['current_tenant_id', 'context_mac', 'sign_context', 'set_updated_at',
-        'reject_audit_change', 'record_audit', 'issue_api_key', 'keep_revocation', 'page_upper_bound'],
-  'core holds exactly the context signer and reader, trigger functions, key issuer and page bound');
+  array['current_tenant_id', 'current_api_key_id', 'context_mac', 'sign_context', 'set_updated_at',
+        'reject_audit_change', 'record_audit', 'issue_api_key', 'keep_revocation', 'page_upper_bound',
+        'all_permissions', 'role_permissions', 'role_rank', 'effective_permissions', 'rank_of_caller',
+        'guard_user_roles', 'revoke_keys', 'revoke_keys_of_deleted_user', 'current_permissions'],
+  'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, and page bound');
 
 -- Columns, types and nullability ----------------------------------------------
 
@@ -71,14 +73,17 @@ select columns_are('core', 'documents',
   'core.documents has exactly the columns of the migration');
 select columns_are('core', 'tenant_api_keys',
   array['tenant_id', 'key_id', 'key_hash', 'key_prefix', 'name', 'permissions', 'user_id', 'expires_at',
-        'revoked_at', 'last_used_at', 'created_at', 'updated_at'],
+        'revoked_at', 'last_used_at', 'created_at', 'updated_at', 'issued_by_key_id'],
   'core.tenant_api_keys has exactly the columns of the migration');
 select columns_are('core', 'context_signing_key', array['only_row', 'secret', 'created_at'],
   'core.context_signing_key has exactly the columns of the migration');
 select columns_are('core', 'idempotency_keys',
   array['tenant_id', 'idempotency_key', 'request_hash', 'response_status', 'response_body', 'created_at',
-        'updated_at', 'expires_at'],
+        'updated_at', 'expires_at', 'api_key_id'],
   'core.idempotency_keys has exactly the columns of the migration');
+select columns_are('core', 'platform_idempotency_keys',
+  array['idempotency_key', 'request_hash', 'response_status', 'response_body', 'created_at', 'expires_at'],
+  'core.platform_idempotency_keys has exactly the columns of the migration');
 
 create temp table expected_columns (tab name, col name, typ text, not_null boolean);
 insert into expected_columns values
@@ -141,6 +146,14 @@ insert into expected_columns values
   ('tenant_api_keys', 'last_used_at', 'timestamp with time zone', false),
   ('tenant_api_keys', 'created_at', 'timestamp with time zone', true),
   ('tenant_api_keys', 'updated_at', 'timestamp with time zone', true),
+  ('tenant_api_keys', 'issued_by_key_id', 'uuid', false),
+  ('idempotency_keys', 'api_key_id', 'uuid', true),
+  ('platform_idempotency_keys', 'idempotency_key', 'text', true),
+  ('platform_idempotency_keys', 'request_hash', 'text', true),
+  ('platform_idempotency_keys', 'response_status', 'integer', false),
+  ('platform_idempotency_keys', 'response_body', 'jsonb', false),
+  ('platform_idempotency_keys', 'created_at', 'timestamp with time zone', true),
+  ('platform_idempotency_keys', 'expires_at', 'timestamp with time zone', true),
   ('idempotency_keys', 'tenant_id', 'uuid', true),
   ('idempotency_keys', 'idempotency_key', 'text', true),
   ('idempotency_keys', 'request_hash', 'text', true),
@@ -168,12 +181,14 @@ select col_default_is('core', 'users', 'role', 'member', 'a new user is a member
 select col_default_is('core', 'tenant_api_keys', 'permissions', '{}', 'a new API key holds no permission');
 select col_default_is('core', 'idempotency_keys', 'expires_at', $$(now() + '24:00:00'::interval)$$,
   'an idempotency key expires 24 hours after it is claimed');
+select col_default_is('core', 'idempotency_keys', 'api_key_id', 'core.current_api_key_id()',
+  'an idempotency key belongs to the API key of the transaction''s context');
 
 -- Keys ------------------------------------------------------------------------
 
 select has_pk('core', t, format('core.%I has a primary key', t))
 from unnest(array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents',
-                  'tenant_api_keys', 'idempotency_keys']) as t;
+                  'tenant_api_keys', 'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys']) as t;
 select col_is_pk('core', 'tenants', array['tenant_id'], 'the primary key of core.tenants is (tenant_id)');
 select col_is_pk('core', 'audit_logs', array['tenant_id', 'log_id'],
   'the primary key of core.audit_logs is (tenant_id, log_id)');
@@ -185,8 +200,10 @@ select col_is_pk('core', 'documents', array['tenant_id', 'document_id'],
   'the primary key of core.documents is (tenant_id, document_id)');
 select col_is_pk('core', 'tenant_api_keys', array['tenant_id', 'key_id'],
   'the primary key of core.tenant_api_keys is (tenant_id, key_id)');
-select col_is_pk('core', 'idempotency_keys', array['tenant_id', 'idempotency_key'],
-  'the primary key of core.idempotency_keys is (tenant_id, idempotency_key): a key is unique per tenant');
+select col_is_pk('core', 'idempotency_keys', array['tenant_id', 'api_key_id', 'idempotency_key'],
+  'the primary key of core.idempotency_keys is (tenant_id, api_key_id, idempotency_key): a key is unique per API key');
+select col_is_pk('core', 'platform_idempotency_keys', array['idempotency_key'],
+  'the primary key of core.platform_idempotency_keys is the Idempotency-Key itself');
 
 select col_is_unique('core', 'tenants', array['domain'], 'a domain belongs to at most one tenant');
 select col_is_unique('core', 'templates', array['name'], 'template names are unique');
@@ -215,11 +232,17 @@ select fk_ok('core', 'tenant_api_keys', array['tenant_id', 'user_id'], 'core', '
   'API keys reference their user through (tenant_id, user_id), so the user is of the same tenant');
 select fk_ok('core', 'idempotency_keys', array['tenant_id'], 'core', 'tenants', array['tenant_id'],
   'idempotency keys reference their tenant');
-select is(
-  (select confdeltype from pg_constraint where conname = 'tenant_api_keys_tenant_id_user_id_fkey'
-     and conrelid = 'core.tenant_api_keys'::regclass),
-  'c'::"char",
-  'deleting a user deletes the API keys bound to them (ON DELETE CASCADE)');
+select fk_ok('core', 'tenant_api_keys', array['tenant_id', 'issued_by_key_id'], 'core', 'tenant_api_keys',
+  array['tenant_id', 'key_id'], 'a key references the key of the same tenant that issued it');
+select fk_ok('core', 'idempotency_keys', array['tenant_id', 'api_key_id'], 'core', 'tenant_api_keys',
+  array['tenant_id', 'key_id'], 'an idempotency key references the API key of the same tenant that used it');
+select results_eq(
+  $$ select confdeltype::text collate "C", (select array_agg(attname::text collate "C") from pg_attribute
+                                where attrelid = c.conrelid and attnum = any (c.confdelsetcols))
+     from pg_constraint c where conname = 'tenant_api_keys_tenant_id_user_id_fkey'
+       and conrelid = 'core.tenant_api_keys'::regclass $$,
+  $$ values ('n' collate "C", array['user_id' collate "C"]) $$,
+  'deleting a user clears user_id of the keys bound to them (ON DELETE SET NULL (user_id)) rather than deleting the keys');
 
 -- Indexes ---------------------------------------------------------------------
 
@@ -239,9 +262,12 @@ select indexes_are('core', 'documents',
   array['documents_pkey', 'documents_tenant_created_at_idx', 'documents_tenant_user_created_at_idx'],
   'core.documents has exactly its primary key and the two listing indexes');
 select indexes_are('core', 'tenant_api_keys',
-  array['tenant_api_keys_pkey', 'tenant_api_keys_key_hash_key',
+  array['tenant_api_keys_pkey', 'tenant_api_keys_key_hash_key', 'tenant_api_keys_tenant_issued_by_idx',
         'tenant_api_keys_tenant_user_idx', 'tenant_api_keys_tenant_created_at_idx'],
-  'core.tenant_api_keys has exactly its primary key, the unique hash index and the two lookup indexes');
+  'core.tenant_api_keys has exactly its primary key, the unique hash index and the three lookup indexes');
+select indexes_are('core', 'platform_idempotency_keys',
+  array['platform_idempotency_keys_pkey', 'platform_idempotency_keys_expires_at_idx'],
+  'core.platform_idempotency_keys has exactly its primary key and the expiry index');
 select indexes_are('core', 'idempotency_keys', array['idempotency_keys_pkey', 'idempotency_keys_tenant_expires_at_idx'],
   'core.idempotency_keys has exactly its primary key and the expiry index');
 
@@ -259,6 +285,7 @@ from (values
   ('tenant_api_keys', 'tenant_api_keys_key_hash_key', array['key_hash']),
   ('tenant_api_keys', 'tenant_api_keys_tenant_user_idx', array['tenant_id', 'user_id']),
   ('tenant_api_keys', 'tenant_api_keys_tenant_created_at_idx', array['tenant_id', 'created_at', 'key_id']),
+  ('tenant_api_keys', 'tenant_api_keys_tenant_issued_by_idx', array['tenant_id', 'issued_by_key_id']),
   ('idempotency_keys', 'idempotency_keys_tenant_expires_at_idx', array['tenant_id', 'expires_at'])
 ) as v(tab, idx, cols);
 
@@ -285,7 +312,9 @@ from (values
   ('documents', 'title'), ('documents', 'content_hash'), ('documents', 'metadata'),
   ('tenant_api_keys', 'key_hash'), ('tenant_api_keys', 'key_prefix'), ('tenant_api_keys', 'name'),
   ('tenant_api_keys', 'permissions'),
-  ('idempotency_keys', 'idempotency_key'), ('idempotency_keys', 'request_hash'), ('idempotency_keys', 'response_status')
+  ('idempotency_keys', 'idempotency_key'), ('idempotency_keys', 'request_hash'), ('idempotency_keys', 'response_status'),
+  ('platform_idempotency_keys', 'idempotency_key'), ('platform_idempotency_keys', 'request_hash'),
+  ('platform_idempotency_keys', 'response_status')
 ) as v(tab, col);
 
 -- ...and each one accepts the edge of its rule and refuses just past it, the
@@ -480,26 +509,42 @@ select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash
     values (%L, repeat('1', 64), 'tnk_abcdefgh', 'Twin') $$, :'other_tenant_id'), '23505', null,
   'a key hash another tenant''s key already has is refused: a hash names exactly one key');
 
-select lives_ok(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
-    values (%L, %L, repeat('c', 64), 599) $$, :'tenant_id', repeat('k', 255)),
+insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name)
+values (:'tenant_id', repeat('8', 64), 'tnk_idempot', 'Idempotent caller') returning key_id as caller_key \gset
+set local app.test_key = :'caller_key';
+select lives_ok(format($$ insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash, response_status)
+    values (%L, current_setting('app.test_key')::uuid, %L, repeat('c', 64), 599) $$, :'tenant_id', repeat('k', 255)),
   'an idempotency key of 255 characters with a hex request hash and status 599 is accepted');
-select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash)
-    values (%L, %L, repeat('c', 64)) $$, :'tenant_id', repeat('k', 256)), 'idempotency_keys_idempotency_key_check',
+select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash)
+    values (%L, current_setting('app.test_key')::uuid, %L, repeat('c', 64)) $$, :'tenant_id', repeat('k', 256)), 'idempotency_keys_idempotency_key_check',
   'an idempotency key of 256 characters is refused');
-select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash)
-    values (%L, '', repeat('c', 64)) $$, :'tenant_id'), 'idempotency_keys_idempotency_key_check',
+select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash)
+    values (%L, current_setting('app.test_key')::uuid, '', repeat('c', 64)) $$, :'tenant_id'), 'idempotency_keys_idempotency_key_check',
   'an empty idempotency key is refused');
-select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash)
-    values (%L, 'retry-1', 'not-a-hash') $$, :'tenant_id'), 'idempotency_keys_request_hash_check',
+select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash)
+    values (%L, current_setting('app.test_key')::uuid, 'retry-1', 'not-a-hash') $$, :'tenant_id'), 'idempotency_keys_request_hash_check',
   'a request hash that is not 64 lower-case hex digits is refused');
-select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
-    values (%L, 'retry-2', repeat('c', 64), 600) $$, :'tenant_id'), 'idempotency_keys_response_status_check',
+select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash, response_status)
+    values (%L, current_setting('app.test_key')::uuid, 'retry-2', repeat('c', 64), 600) $$, :'tenant_id'), 'idempotency_keys_response_status_check',
   'a stored HTTP status above 599 is refused');
-select lives_ok(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
-    values (%L, 'retry-3', repeat('c', 64), 100) $$, :'tenant_id'), 'a stored HTTP status of 100 is accepted');
-select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
-    values (%L, 'retry-4', repeat('c', 64), 99) $$, :'tenant_id'), 'idempotency_keys_response_status_check',
+select lives_ok(format($$ insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash, response_status)
+    values (%L, current_setting('app.test_key')::uuid, 'retry-3', repeat('c', 64), 100) $$, :'tenant_id'), 'a stored HTTP status of 100 is accepted');
+select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash, response_status)
+    values (%L, current_setting('app.test_key')::uuid, 'retry-4', repeat('c', 64), 99) $$, :'tenant_id'), 'idempotency_keys_response_status_check',
   'a stored HTTP status below 100 is refused');
+
+select lives_ok($$ insert into core.platform_idempotency_keys (idempotency_key, request_hash, response_status)
+    values (repeat('k', 255), repeat('c', 64), 599) $$,
+  'a platform idempotency key of 255 characters with a hex request hash and status 599 is accepted');
+select pg_temp.refused_by($$ insert into core.platform_idempotency_keys (idempotency_key, request_hash)
+    values (repeat('k', 256), repeat('c', 64)) $$, 'platform_idempotency_keys_idempotency_key_check',
+  'a platform idempotency key of 256 characters is refused');
+select pg_temp.refused_by($$ insert into core.platform_idempotency_keys (idempotency_key, request_hash)
+    values ('p-1', 'not-a-hash') $$, 'platform_idempotency_keys_request_hash_check',
+  'a platform request hash that is not 64 lower-case hex digits is refused');
+select pg_temp.refused_by($$ insert into core.platform_idempotency_keys (idempotency_key, request_hash, response_status)
+    values ('p-2', repeat('c', 64), 99) $$, 'platform_idempotency_keys_response_status_check',
+  'a stored platform HTTP status below 100 is refused');
 
 select is(
   array(select format('%s on %s', c.conname, c.conrelid::regclass) from pg_constraint c

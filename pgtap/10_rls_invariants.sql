@@ -5,12 +5,12 @@
 -- really finds the objects it is meant to judge (an empty query would pass
 -- vacuously).
 begin;
-select plan(74);
+select plan(82);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
 -- the roles the suites switch to. Granted for this transaction only.
-grant execute on all functions in schema public to app_user, uber_admin;
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 
 -- Every ordinary or partitioned table, in any non-system schema, that has a
 -- tenant_id column.
@@ -144,23 +144,52 @@ select is(
   '{}'::text[],
   'no policy anywhere is USING (true) or WITH CHECK (true)');
 -- Exact text, whitespace aside: a policy with anything added (an OR, a
--- second condition) is not this policy. USING where the command reads rows,
--- WITH CHECK where it writes them, and nothing else.
+-- condition dropped) is not the policy reviewed here. Each command of each
+-- tenant table names the permission it needs in the signed context (see
+-- migration 20261201000400); the tenant and idempotency bookkeeping need
+-- only a verified context. USING where the command reads rows, WITH CHECK
+-- where it writes them.
+create temp table expected_policies (tab text, policy text, qual text, with_check text);
+insert into expected_policies values
+  ('audit_logs', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
+  ('audit_logs', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''audit:read''::text = ANY (c.permissions))))', '-'),
+  ('documents', 'delete_own_tenant', '((tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''documents:write''::text = ANY (c.permissions)))) AND (user_id = COALESCE(( SELECT c.user_id FROM core.request_context c WHERE (c.user_role = ''member''::text)), user_id)))', '-'),
+  ('documents', 'insert_own_tenant', '-', '((tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''documents:write''::text = ANY (c.permissions)))) AND (user_id = COALESCE(( SELECT c.user_id FROM core.request_context c), user_id)))'),
+  ('documents', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''documents:read''::text = ANY (c.permissions))))', '-'),
+  ('documents', 'update_own_tenant', '((tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''documents:write''::text = ANY (c.permissions)))) AND (user_id = COALESCE(( SELECT c.user_id FROM core.request_context c WHERE (c.user_role = ''member''::text)), user_id)))', '((tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''documents:write''::text = ANY (c.permissions)))) AND (user_id = COALESCE(( SELECT c.user_id FROM core.request_context c WHERE (c.user_role = ''member''::text)), user_id)))'),
+  ('idempotency_keys', 'delete_own_tenant', '((tenant_id = ( SELECT c.tenant_id FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id FROM core.request_context c)))', '-'),
+  ('idempotency_keys', 'insert_own_tenant', '-', '((tenant_id = ( SELECT c.tenant_id FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id FROM core.request_context c)))'),
+  ('idempotency_keys', 'select_own_tenant', '((tenant_id = ( SELECT c.tenant_id FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id FROM core.request_context c)))', '-'),
+  ('idempotency_keys', 'update_own_tenant', '((tenant_id = ( SELECT c.tenant_id FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id FROM core.request_context c)))', '((tenant_id = ( SELECT c.tenant_id FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id FROM core.request_context c)))'),
+  ('tenant_api_keys', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))', '-'),
+  ('tenant_api_keys', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
+  ('tenant_api_keys', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:read''::text = ANY (c.permissions))))', '-'),
+  ('tenant_api_keys', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
+  ('tenant_configs', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''config:write''::text = ANY (c.permissions))))', '-'),
+  ('tenant_configs', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''config:write''::text = ANY (c.permissions))))'),
+  ('tenant_configs', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''config:read''::text = ANY (c.permissions))))', '-'),
+  ('tenant_configs', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''config:write''::text = ANY (c.permissions))))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''config:write''::text = ANY (c.permissions))))'),
+  ('tenants', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
+  ('tenants', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
+  ('tenants', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
+  ('tenants', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
+  ('users', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''users:write''::text = ANY (c.permissions))))', '-'),
+  ('users', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''users:write''::text = ANY (c.permissions))))'),
+  ('users', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''users:read''::text = ANY (c.permissions))))', '-'),
+  ('users', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''users:write''::text = ANY (c.permissions))))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''users:write''::text = ANY (c.permissions))))');
+select set_eq(
+  $$ select p.tablename::text, p.policyname::text, coalesce(regexp_replace(p.qual, '\s+', ' ', 'g'), '-') as qual,
+            coalesce(regexp_replace(p.with_check, '\s+', ' ', 'g'), '-') as with_check
+     from pg_policies p join tenant_tables t on t.oid = format('%I.%I', p.schemaname, p.tablename)::regclass
+     where p.permissive = 'PERMISSIVE' and p.roles = '{public}' $$,
+  'select * from expected_policies',
+  'every policy of a tenant-scoped table is exactly the reviewed one, permissive, for every role');
 select is(
-  array(select format('%I.%I %s: USING %s WITH CHECK %s', p.schemaname, p.tablename, p.policyname,
-                      coalesce(p.qual, '-'), coalesce(p.with_check, '-'))
-        from pg_policies p
+  array(select format('%I.%I %s', p.schemaname, p.tablename, p.policyname) from pg_policies p
         join tenant_tables t on t.oid = format('%I.%I', p.schemaname, p.tablename)::regclass
-        where p.permissive <> 'PERMISSIVE' or p.roles <> '{public}'
-           or regexp_replace(coalesce(p.qual, '-'), '\s+', ' ', 'g')
-              is distinct from case when p.cmd in ('SELECT', 'UPDATE', 'DELETE')
-                                    then '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))' else '-' end
-           or regexp_replace(coalesce(p.with_check, '-'), '\s+', ' ', 'g')
-              is distinct from case when p.cmd in ('INSERT', 'UPDATE')
-                                    then '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))' else '-' end
-        order by 1),
+        where p.permissive <> 'PERMISSIVE' or p.roles <> '{public}' order by 1),
   '{}'::text[],
-  'every policy of a tenant-scoped table is exactly tenant_id = (SELECT the verified context''s tenant), evaluated once per statement');
+  'no tenant-scoped table has a restrictive policy or one for particular roles (which the check above would not see)');
 select is(
   array(select format('%I.%I %s (%s)', p.schemaname, p.tablename, p.policyname, p.cmd)
         from pg_policies p join tenant_tables t on t.oid = format('%I.%I', p.schemaname, p.tablename)::regclass
@@ -180,18 +209,36 @@ select set_has('select view_name from exposed_views',
   $$ values ('api.documents'), ('api.users'), ('api.api_keys'), ('api.audit_logs'), ('platform.tenants'),
             ('core.request_context') $$,
   'the catalog query finds the views of every schema');
--- core.request_context is the one exception, by design: it reads the
--- signing key with its owner's rights. What makes that harmless is checked
--- right below.
+-- Two views run with their owner's rights, by design: core.request_context
+-- reads the signing key, api.audit_logs shows old and new values only where
+-- the key may read them (app_user may not read core.audit_logs). What makes
+-- that harmless is checked right below.
 select is(
   array(select view_name from exposed_views v
-        where view_name <> 'core.request_context'
-          and not exists (select from pg_options_to_table(v.reloptions) o
+        where not exists (select from pg_options_to_table(v.reloptions) o
                           where o.option_name = 'security_invoker'
                             and lower(o.option_value) in ('true', 'on', '1', 'yes'))
         order by 1),
+  array['api.audit_logs', 'core.request_context'],
+  'every view but core.request_context and api.audit_logs is security_invoker, so row-level security applies to its caller');
+select is(
+  array(select format('%s reads %s', v.view_name, d.refobjid::regclass)
+        from exposed_views v
+        join pg_rewrite r on r.ev_class = v.oid
+        join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid and d.refclassid = 'pg_class'::regclass
+        join pg_class t on t.oid = d.refobjid and t.relkind in ('r', 'p')
+        where not exists (select from pg_options_to_table(v.reloptions) o
+                          where o.option_name = 'security_invoker' and lower(o.option_value) in ('true', 'on', '1', 'yes'))
+          and not t.relforcerowsecurity and t.oid <> 'core.context_signing_key'::regclass
+        order by 1),
   '{}'::text[],
-  'every view but core.request_context is security_invoker, so row-level security applies to its caller');
+  'every table a view reads with its owner''s rights forces row-level security on that owner (the signing key aside)');
+select is(
+  array(select format('%s is owned by %s', v.view_name, r.rolname) from exposed_views v
+        join pg_class c on c.oid = v.oid join pg_roles r on r.oid = c.relowner
+        where r.rolbypassrls or r.rolsuper or r.rolcanlogin order by 1),
+  '{}'::text[],
+  'no view is owned by a role that bypasses row-level security or can log in');
 select ok(
   exists (select from pg_options_to_table((select reloptions from pg_class where oid = 'core.request_context'::regclass)) o
           where o.option_name = 'security_barrier' and lower(o.option_value) in ('true', 'on', '1', 'yes')),
@@ -231,8 +278,11 @@ create temp view definer_functions as
 
 select set_eq('select fn from definer_functions',
   $$ values ('core.record_audit()'), ('api.begin_request(text,text,uuid,text)'), ('api.touch_api_key(text)'),
-            ('platform.begin_request(uuid,text)'), ('api.create_api_key(text,text[],uuid,timestamp with time zone)') $$,
-  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, key touch, platform context, key issuing)');
+            ('platform.begin_request(uuid,text)'), ('api.create_api_key(text,text[],uuid,timestamp with time zone)'),
+            ('api.revoke_api_key(uuid)'), ('core.revoke_keys_of_deleted_user()'), ('api.delete_user(uuid)'),
+            ('api.delete_document(uuid)'), ('api.claim_idempotency_key(text,text)'),
+            ('api.save_idempotent_response(text,integer,jsonb)') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, and the deletes and idempotency claims app_user may not make itself)');
 -- pg_temp named last is searched last for types and relations; left out of
 -- the path, it is searched first.
 select is(
@@ -251,8 +301,10 @@ select is(
   'every SECURITY DEFINER function is owned by a NOLOGIN role that is no superuser and owns no table or schema: it runs with its grants alone');
 select is(
   array(select distinct r.rolname::text from definer_functions f join pg_roles r on r.oid = f.proowner order by 1),
-  array['tenancy_auditor', 'tenancy_auth'],
-  'the definer functions belong to tenancy_auth (authentication) and tenancy_auditor (the trail)');
+  array['tenancy_auditor', 'tenancy_auth', 'tenancy_writer'],
+  'the definer functions belong to tenancy_auth (keys and context), tenancy_auditor (the trail) and tenancy_writer (deletes and idempotency claims)');
+select ok(not rolbypassrls and not rolcanlogin and not rolsuper, 'tenancy_writer cannot log in and is bound by row-level security')
+from pg_roles where rolname = 'tenancy_writer';
 
 -- Owners: nobody who can log in owns anything --------------------------------------
 
@@ -352,6 +404,34 @@ select is(
 select ok(has_schema_privilege('app_user', 'api', 'USAGE'), 'app_user may use schema api');
 select ok(not has_schema_privilege('app_user', 'platform', 'USAGE'), 'app_user may not use schema platform');
 
+-- LOCK TABLE in an exclusive mode needs only a table-level UPDATE, DELETE or
+-- TRUNCATE: with one, app_user could lock a table every tenant's requests read.
+select is(
+  array(select format('%s on %s', priv, c.oid::regclass)
+        from pg_class c join user_schemas n on n.oid = c.relnamespace
+        cross join unnest(array['UPDATE', 'DELETE', 'TRUNCATE']) as priv
+        where c.relkind in ('r', 'p', 'v', 'm') and has_table_privilege('app_user', c.oid, priv)
+        order by 1),
+  '{}'::text[],
+  'app_user holds no table-level UPDATE, DELETE or TRUNCATE anywhere, so it cannot LOCK a table exclusively');
+set local role app_user;
+select throws_ok('lock table core.users in access exclusive mode', '42501', null,
+  'app_user cannot lock core.users, which every tenant''s authentication reads');
+reset role;
+-- The planner estimates from statistics even under row-level security.
+select is(
+  array(select format('%s.%s', a.attrelid::regclass, a.attname) from pg_attribute a
+        join tenant_tables t on t.oid = a.attrelid
+        where a.attnum > 0 and not a.attisdropped and a.attstattarget <> 0 and a.attname <> 'tenant_id'
+        order by 1),
+  '{}'::text[],
+  'no column of a tenant-scoped table but tenant_id is analyzed, so no plan estimate shows another tenant''s values');
+select is(
+  (select count(*)::int from pg_statistic s join tenant_tables t on t.oid = s.starelid
+   join pg_attribute a on a.attrelid = s.starelid and a.attnum = s.staattnum
+   where a.attname <> 'tenant_id'),
+  0,
+  'no statistics of a tenant-scoped table but those of tenant_id are stored');
 select is(
   array(select format('%s on %s', priv, c.oid::regclass)
         from pg_class c join user_schemas n on n.oid = c.relnamespace

@@ -15,9 +15,9 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(15);
+select plan(16);
 
-grant execute on all functions in schema public to app_user, uber_admin;
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 
 -- app_user cannot even plant them ----------------------------------------------------
 
@@ -112,11 +112,15 @@ reset role;
 insert into pg_temp.definers_called values ('api.create_api_key(text,text[],uuid,timestamp with time zone)');
 set local role app_user;
 select key_id from api.revoke_api_key(:'key_b') \gset ignored_
+select claimed from api.claim_idempotency_key('hijack-retry', repeat('c', 64)) \gset ignored_
+select api.save_idempotent_response('hijack-retry', 201, '{"ok": true}') \gset ignored_
 select document_id from api.delete_document(:'doc_a') \gset ignored_
 select user_id from api.delete_user(:'user_a') \gset ignored_
 select api.touch_api_key(encode(sha256(convert_to(:'key_a', 'UTF8')), 'hex')) \gset ignored_
 reset role;
-insert into pg_temp.definers_called values ('api.touch_api_key(text)');
+insert into pg_temp.definers_called values ('api.touch_api_key(text)'), ('api.revoke_api_key(uuid)'),
+  ('api.claim_idempotency_key(text,text)'), ('api.save_idempotent_response(text,integer,jsonb)'),
+  ('api.delete_document(uuid)'), ('api.delete_user(uuid)');
 
 select is(
   array(select p.oid::regprocedure::text from pg_proc p
@@ -126,6 +130,15 @@ select is(
         order by 1),
   '{}'::text[],
   'every SECURITY DEFINER function app_user or uber_admin may execute was called above');
+select is(
+  array(select t.tgname || ' on ' || t.tgrelid::regclass from pg_trigger t join pg_proc p on p.oid = t.tgfoid
+        where p.prosecdef and p.proname <> 'record_audit'
+          and not exists (select from core.audit_logs a
+                          where a.resource_type = (select relname from pg_class where oid = t.tgrelid)
+                            and a.action = 'delete' and a."timestamp" = now())
+        order by 1),
+  '{}'::text[],
+  'every other SECURITY DEFINER trigger (the revocation of a deleted user''s keys) fired above too');
 select is(
   array(select t.tgrelid::regclass::text from pg_trigger t
         where t.tgfoid = 'core.record_audit'::regproc

@@ -5,17 +5,17 @@
 -- Superusers bypass row-level security even when it is forced: every attack
 -- runs after `set local role app_user`.
 begin;
-select plan(83);
+select plan(86);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
 -- the roles the suites switch to. Granted for this transaction only.
-grant execute on all functions in schema public to app_user, uber_admin;
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 -- pgTAP's set and result comparisons build temporary tables as the role that
 -- runs them, and the runtime roles have no TEMPORARY privilege (checked by
 -- 10_rls_invariants and 15_definer_hijack, which do without it): lent to
 -- them for this transaction only.
-do $$ begin execute format('grant temporary on database %I to app_user, uber_admin', current_database()); end $$;
+do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
 
 -- Fixtures ----------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ select pg_temp.begin_as(:'hash_a') \gset ignored_
 
 select set_has(format('select rel from pg_temp.rows_of_other_tenants(%L)', :'tenant_a'),
   $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'), ('core.tenant_configs'), ('core.tenants'),
-            ('core.audit_logs'), ('core.idempotency_keys'), ('api.users'), ('api.documents'), ('api.api_keys'),
+            ('api.users'), ('api.documents'), ('api.api_keys'),
             ('api.tenant_config'), ('api.tenant'), ('api.audit_logs') $$,
   'app_user can read every tenant-scoped table and api view, so the sweep below covers them all');
 select is(
@@ -143,11 +143,13 @@ select is((select count(*)::int from core.tenants where tenant_id = :'tenant_b')
   'tenant A cannot read tenant B''s tenant row');
 select results_eq('select tenant_id from api.tenant', format('values (%L::uuid)', :'tenant_a'),
   'api.tenant shows tenant A and only it');
-select is((select count(*)::int from core.audit_logs where tenant_id = :'tenant_b'), 0,
+select is((select count(*)::int from api.audit_logs where tenant_id = :'tenant_b'), 0,
   'tenant A reads none of tenant B''s audit entries');
 select isnt_empty('select 1 from api.list_audit_logs()', 'tenant A reads its own audit entries');
-select is((select count(*)::int from core.idempotency_keys where tenant_id = :'tenant_b'), 0,
-  'tenant A reads none of tenant B''s idempotency keys');
+select throws_ok('select 1 from core.audit_logs', '42501', 'permission denied for table audit_logs',
+  'app_user reads the trail only through api.audit_logs, never core.audit_logs itself');
+select throws_ok('select 1 from core.idempotency_keys', '42501', 'permission denied for table idempotency_keys',
+  'app_user reaches idempotency keys only through the api functions');
 select results_eq($$ select claimed, response_status from api.claim_idempotency_key('retry-1', repeat('a', 64)) $$,
   $$ values (true, null::integer) $$,
   'tenant A claims Idempotency-Key retry-1 afresh: tenant B''s stored response for the same key is not replayed');
@@ -161,7 +163,7 @@ select is_empty(format($$ update core.users set role = 'viewer' where tenant_id 
   'tenant A''s UPDATE of tenant B''s users touches no row');
 select is_empty(format($$ select * from api.update_user(%L, p_role => 'viewer') $$, :'user_b'),
   'api.update_user on tenant B''s user returns no row under tenant A');
-select isnt_empty(format($$ select * from api.update_user(%L, p_role => 'member') $$, :'user_a'),
+select isnt_empty(format($$ select * from api.update_user(%L, p_email => 'alice@a.example.com') $$, :'user_a'),
   'api.update_user on tenant A''s own user returns the row');
 select is_empty(format($$ update core.documents set title = 'pwned' where tenant_id = %L returning 1 $$, :'tenant_b'),
   'tenant A''s UPDATE of tenant B''s documents touches no row');
@@ -169,8 +171,8 @@ select is_empty(format($$ select * from api.update_document(%L, p_title => 'pwne
   'api.update_document on tenant B''s document returns no row under tenant A');
 select isnt_empty(format($$ select * from api.update_document(%L, p_title => 'A ledger v2') $$, :'doc_a'),
   'api.update_document on tenant A''s own document returns the row');
-select is_empty(format($$ update core.tenant_api_keys set revoked_at = now() where tenant_id = %L returning 1 $$,
-  :'tenant_b'), 'tenant A''s UPDATE revoking tenant B''s API keys touches no row');
+select throws_ok(format($$ update core.tenant_api_keys set revoked_at = now() where tenant_id = %L $$, :'tenant_b'),
+  '42501', 'permission denied for table tenant_api_keys', 'app_user may not UPDATE keys at all: it revokes through api.revoke_api_key');
 select is_empty(format('select * from api.revoke_api_key(%L)', :'key_b'),
   'api.revoke_api_key on tenant B''s key returns no row under tenant A');
 select is_empty(format($$ update core.tenant_configs set settings = '{}' where tenant_id = %L returning 1 $$,
@@ -178,8 +180,8 @@ select is_empty(format($$ update core.tenant_configs set settings = '{}' where t
 select results_eq($$ select tenant_id, settings ->> 'currency' from api.update_tenant_config('{"currency": "USD"}') $$,
   format($$ values (%L::uuid, 'USD') $$, :'tenant_a'),
   'api.update_tenant_config changes tenant A''s configuration and only it');
-select is_empty(format($$ update core.idempotency_keys set response_status = 500 where tenant_id = %L returning 1 $$,
-  :'tenant_b'), 'tenant A''s UPDATE of tenant B''s idempotency keys touches no row');
+select throws_ok(format($$ update core.idempotency_keys set response_status = 500 where tenant_id = %L $$, :'tenant_b'),
+  '42501', 'permission denied for table idempotency_keys', 'app_user may not UPDATE idempotency keys directly');
 select lives_ok($$ select api.save_idempotent_response('retry-1', 500, '{"overwritten": true}') $$,
   'tenant A stores a response for its own retry-1 (tenant B''s row of the same name must stay as it was)');
 select throws_ok(format($$ update core.tenants set name = 'pwned' where tenant_id = %L $$, :'tenant_b'), '42501',
@@ -191,20 +193,29 @@ select throws_ok(format('update core.users set tenant_id = %L where user_id = %L
 
 -- Deletes -------------------------------------------------------------------------
 
-select is_empty(format('delete from core.documents where tenant_id = %L returning 1', :'tenant_b'),
-  'tenant A''s DELETE of tenant B''s documents touches no row');
+select throws_ok(format('delete from core.documents where tenant_id = %L', :'tenant_b'), '42501',
+  'permission denied for table documents', 'app_user may not DELETE documents directly: only through api.delete_document');
 select is_empty(format('select * from api.delete_document(%L)', :'doc_b'),
   'api.delete_document on tenant B''s document returns no row under tenant A');
 select isnt_empty(format('select * from api.delete_document(%L)', :'spare_doc_a'),
   'api.delete_document on tenant A''s own document deletes it');
-select is_empty(format('delete from core.users where tenant_id = %L returning 1', :'tenant_b'),
-  'tenant A''s DELETE of tenant B''s users touches no row');
+select throws_ok(format('delete from core.users where tenant_id = %L', :'tenant_b'), '42501',
+  'permission denied for table users', 'app_user may not DELETE users directly: only through api.delete_user');
 select is_empty(format('select * from api.delete_user(%L)', :'user_b'),
   'api.delete_user on tenant B''s user returns no row under tenant A');
 select isnt_empty(format('select * from api.delete_user(%L)', :'spare_user_a'),
   'api.delete_user on tenant A''s own user deletes it');
+-- The role the deletes run as is held to the same policies.
+reset role;
+set local role tenancy_writer;
+select is_empty(format('delete from core.documents where tenant_id = %L returning 1', :'tenant_b'),
+  'as tenancy_writer, under tenant A''s context, a DELETE of tenant B''s documents touches no row');
+select is_empty(format('delete from core.users where tenant_id = %L returning 1', :'tenant_b'),
+  'as tenancy_writer, under tenant A''s context, a DELETE of tenant B''s users touches no row');
 select is_empty(format('delete from core.idempotency_keys where tenant_id = %L returning 1', :'tenant_b'),
-  'tenant A''s DELETE of tenant B''s idempotency keys touches no row');
+  'as tenancy_writer, under tenant A''s context, a DELETE of tenant B''s idempotency keys touches no row');
+reset role;
+set local role app_user;
 select throws_ok(format('delete from core.tenant_api_keys where tenant_id = %L', :'tenant_b'), '42501',
   'permission denied for table tenant_api_keys', 'app_user may not DELETE API keys at all (keys are revoked, not deleted)');
 select throws_ok(format('delete from core.tenant_configs where tenant_id = %L', :'tenant_b'), '42501',
@@ -222,10 +233,10 @@ select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash
     values (%L, repeat('e', 64), 'tnk_evilevil', 'Planted', '{*}') $$, :'tenant_b'), '42501',
   'permission denied for table tenant_api_keys',
   'tenant A cannot plant an API key in tenant B: app_user may not insert keys directly');
-select throws_ok(format($$ select * from core.issue_api_key(%L, 'Planted', '{*}') $$, :'tenant_b'), '42501',
+select throws_ok(format($$ select * from core.issue_api_key(%L, 'Planted', '{*}', null, null, null) $$, :'tenant_b'), '42501',
   'permission denied for function issue_api_key',
   'core.issue_api_key is not executable by app_user, so it cannot issue a key for tenant B');
-select throws_ok(format($$ select * from core.issue_api_key(%L, 'Own', '{documents:read}') $$, :'tenant_a'), '42501',
+select throws_ok(format($$ select * from core.issue_api_key(%L, 'Own', '{documents:read}', null, null, null) $$, :'tenant_a'), '42501',
   'permission denied for function issue_api_key',
   'core.issue_api_key is not executable by app_user even for its own tenant (no bypass of the escalation check)');
 select throws_ok(format($$ insert into core.users (tenant_id, email) values (%L, 'mallory@b.example.com') $$,
@@ -253,8 +264,25 @@ select throws_ok(format($$ insert into core.audit_logs (tenant_id, action, resou
 -- Cross-tenant references -----------------------------------------------------------
 
 select throws_ok(format($$ select * from api.create_document(%L, 'Stolen author', repeat('c', 64)) $$, :'user_b'),
+  'PT403', 'a key bound to a user authors documents only as that user',
+  'a key of tenant A bound to its user cannot name tenant B''s user as author');
+-- An unbound key names the author; the composite foreign key still refuses B's.
+reset role;
+set local role uber_admin;
+select key as service_secret_a, key_id as service_key_a
+from platform.create_api_key(:'tenant_a', 'A service', '{documents:write}') \gset
+reset role;
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'service_secret_a')) \gset ignored_
+select throws_ok(format($$ select * from api.create_document(%L, 'Stolen author', repeat('c', 64)) $$, :'user_b'),
   '23503', 'insert or update on table "documents" violates foreign key constraint "documents_tenant_id_user_id_fkey"',
-  'a document of tenant A cannot name tenant B''s user as author');
+  'a document of tenant A cannot name tenant B''s user as author, even through a key bound to no user');
+reset role;
+set local role uber_admin;
+select key_id from platform.revoke_api_key(:'tenant_a', :'service_key_a') \gset ignored_
+reset role;
+set local role app_user;
+select pg_temp.begin_as(:'hash_a') \gset ignored_
 select lives_ok(format($$ select * from api.create_document(%L, 'Own author', repeat('c', 64)) $$, :'user_a'),
   'a document of tenant A can name tenant A''s user as author');
 select results_eq(
@@ -305,15 +333,18 @@ select pg_temp.begin_as(:'hash_a') \gset ignored_
 select lives_ok($$ update core.users set role = 'viewer' $$, 'tenant A runs an unqualified UPDATE of core.users');
 select lives_ok($$ update core.documents set title = 'blind' $$,
   'tenant A runs an unqualified UPDATE of core.documents');
-select lives_ok($$ update core.tenant_api_keys set revoked_at = now() $$,
-  'tenant A runs an unqualified UPDATE revoking every key it can reach');
 select lives_ok($$ update core.tenant_configs set settings = '{}' $$,
   'tenant A runs an unqualified UPDATE of core.tenant_configs');
+-- Deletes and idempotency keys are tenancy_writer's to touch, for app_user.
+reset role;
+set local role tenancy_writer;
 select lives_ok($$ update core.idempotency_keys set response_status = 500 $$,
-  'tenant A runs an unqualified UPDATE of core.idempotency_keys');
-select lives_ok($$ delete from core.documents $$, 'tenant A runs an unqualified DELETE of core.documents');
-select lives_ok($$ delete from core.idempotency_keys $$, 'tenant A runs an unqualified DELETE of core.idempotency_keys');
-select lives_ok($$ delete from core.users $$, 'tenant A runs an unqualified DELETE of core.users');
+  'as tenancy_writer, tenant A runs an unqualified UPDATE of core.idempotency_keys');
+select lives_ok($$ delete from core.documents $$, 'as tenancy_writer, tenant A runs an unqualified DELETE of core.documents');
+select lives_ok($$ delete from core.idempotency_keys $$,
+  'as tenancy_writer, tenant A runs an unqualified DELETE of core.idempotency_keys');
+select lives_ok($$ delete from core.users $$,
+  'as tenancy_writer, tenant A runs an unqualified DELETE of core.users (which revokes the keys bound to them)');
 reset role;
 select results_eq(
   format($$ select (select count(*)::int from core.documents where tenant_id = %1$L),
@@ -321,7 +352,7 @@ select results_eq(
                    (select count(*)::int from core.tenant_api_keys where tenant_id = %1$L and revoked_at is null) $$,
     :'tenant_a'),
   'values (0, 0, 0)',
-  'the blind writes did reach tenant A''s own rows: its documents and users are gone, its keys revoked');
+  'the blind writes did reach tenant A''s own rows: its documents and users are gone, its users'' keys revoked');
 
 -- Defence in depth: the policies refuse tenant B on their own -------------------------
 

@@ -13,12 +13,12 @@ select plan(44);
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
 -- the roles the suites switch to. Granted for this transaction only.
-grant execute on all functions in schema public to app_user, uber_admin;
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 -- pgTAP's set and result comparisons build temporary tables as the role that
 -- runs them, and the runtime roles have no TEMPORARY privilege (checked by
 -- 10_rls_invariants and 15_definer_hijack, which do without it): lent to
 -- them for this transaction only.
-do $$ begin execute format('grant temporary on database %I to app_user, uber_admin', current_database()); end $$;
+do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
 
 select ok(current_setting('app.context', true) is null,
   'the session starts with app.context not set at all');
@@ -28,15 +28,15 @@ select ok(current_setting('app.context', true) is null,
 set local role uber_admin;
 select tenant_id as tenant_a from platform.create_tenant('Tenant A', null, 'pro', 'Fintech Template') \gset
 reset role;
-insert into core.users (tenant_id, email) values (:'tenant_a', 'alice@a.example.com') returning user_id as user_a \gset
+insert into core.users (tenant_id, email, role) values (:'tenant_a', 'alice@a.example.com', 'tenant_admin') returning user_id as user_a \gset
 insert into core.documents (tenant_id, user_id, title, content_hash)
 values (:'tenant_a', :'user_a', 'A ledger', repeat('a', 64)) returning document_id as doc_a \gset
-insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
-values (:'tenant_a', 'retry-1', repeat('a', 64), 201);
 set local role uber_admin;
 select key_id as key_a, encode(sha256(convert_to(key, 'UTF8')), 'hex') as hash_a
 from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gset
 reset role;
+insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash, response_status)
+values (:'tenant_a', :'key_a', 'retry-1', repeat('a', 64), 201);
 
 \ir lib/readable_tenant_relations.psql
 \ir lib/context.psql
@@ -89,7 +89,7 @@ set local role app_user;
 
 select set_has('select rel from pg_temp.visible_rows()',
   $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'), ('core.tenant_configs'), ('core.tenants'),
-            ('core.audit_logs'), ('core.idempotency_keys'), ('api.users'), ('api.documents'), ('api.api_keys'),
+            ('api.users'), ('api.documents'), ('api.api_keys'),
             ('api.tenant_config'), ('api.tenant'), ('api.audit_logs') $$,
   'app_user can read every tenant-scoped table and api view, so the sweep below covers them all');
 select is(
@@ -107,7 +107,7 @@ select throws_ok($$ select * from api.create_user('mallory@example.com') $$, '42
 select throws_ok(format($$ select * from api.create_document(%L, 'Orphan', repeat('f', 64)) $$, :'user_a'), '42501',
   'new row violates row-level security policy for table "documents"',
   'without context api.create_document is refused by the insert policy');
-select throws_ok(format($$ select * from core.issue_api_key(%L, 'Orphan', '{*}') $$, :'tenant_a'), '42501',
+select throws_ok(format($$ select * from core.issue_api_key(%L, 'Orphan', '{*}', null, null, null) $$, :'tenant_a'), '42501',
   'permission denied for function issue_api_key',
   'without context a key cannot be issued, even naming an existing tenant');
 select throws_ok($$ select * from api.claim_idempotency_key('retry-1', repeat('f', 64)) $$, '42501',
@@ -130,18 +130,31 @@ select is_empty(format('select * from api.delete_user(%L)', :'user_a'),
   'without context api.delete_user deletes nobody');
 select is_empty($$ update core.users set role = 'viewer' returning 1 $$,
   'without context an unqualified UPDATE of core.users touches no row');
+reset role;
+set local role tenancy_writer;
 select is_empty('delete from core.documents returning 1',
-  'without context an unqualified DELETE of core.documents touches no row');
+  'without context an unqualified DELETE of core.documents, as tenancy_writer (which deletes for app_user), touches no row');
+reset role;
+set local role app_user;
 -- Blind writes read no column, so only the UPDATE and DELETE policies filter
--- them (not the SELECT policy too). They are kept; the fingerprint below
--- shows what they changed.
-create temp table blind_no_context as select * from pg_temp.blind_writes(true);
-select set_has('select rel, command from blind_no_context',
-  $$ values ('core.users', 'UPDATE'), ('core.users', 'DELETE'), ('core.documents', 'UPDATE'), ('core.documents', 'DELETE'),
-            ('core.tenant_api_keys', 'UPDATE'), ('core.tenant_configs', 'UPDATE'), ('core.idempotency_keys', 'UPDATE'),
-            ('core.idempotency_keys', 'DELETE') $$,
-  'the catalog finds a blind UPDATE or DELETE for every table and command app_user may write');
-select is(array(select format('%s %s: %s', rel, command, outcome) from blind_no_context where outcome <> '0 rows' order by 1),
+-- them (not the SELECT policy too). They run as app_user and as
+-- tenancy_writer, through whose functions app_user deletes and claims
+-- idempotency keys. They are kept; the fingerprint below shows what they
+-- changed.
+create temp table blind_no_context as select 'app_user' as via, * from pg_temp.blind_writes(true);
+reset role;
+grant insert, select on blind_no_context to tenancy_writer;
+set local role tenancy_writer;
+insert into blind_no_context select 'tenancy_writer', * from pg_temp.blind_writes(true);
+reset role;
+set local role app_user;
+select set_has('select via, rel, command from blind_no_context',
+  $$ values ('app_user', 'core.users', 'UPDATE'), ('app_user', 'core.documents', 'UPDATE'),
+            ('app_user', 'core.tenant_configs', 'UPDATE'), ('tenancy_writer', 'core.users', 'DELETE'),
+            ('tenancy_writer', 'core.documents', 'DELETE'), ('tenancy_writer', 'core.idempotency_keys', 'UPDATE'),
+            ('tenancy_writer', 'core.idempotency_keys', 'DELETE') $$,
+  'the catalog finds a blind UPDATE or DELETE for every table and command app_user may write, itself or through tenancy_writer');
+select is(array(select format('%s %s %s: %s', via, rel, command, outcome) from blind_no_context where outcome <> '0 rows' order by 1),
   '{}'::text[],
   'without context a blind UPDATE and DELETE of every table app_user may write touches no row');
 
@@ -149,10 +162,16 @@ select is(array(select format('%s %s: %s', rel, command, outcome) from blind_no_
 
 set local app.context = '';
 
-select is(array(select format('%s %s: %s', rel, command, outcome) from pg_temp.blind_writes(true) where outcome <> '0 rows'
-                order by 1),
+create temp table blind_empty as select 'app_user' as via, * from pg_temp.blind_writes(true);
+reset role;
+grant insert, select on blind_empty to tenancy_writer;
+set local role tenancy_writer;
+insert into blind_empty select 'tenancy_writer', * from pg_temp.blind_writes(true);
+reset role;
+set local role app_user;
+select is(array(select format('%s %s %s: %s', via, rel, command, outcome) from blind_empty where outcome <> '0 rows' order by 1),
   '{}'::text[],
-  'with an empty context a blind UPDATE and DELETE of every table app_user may write touches no row');
+  'with an empty context a blind UPDATE and DELETE of every table app_user may write, itself or through tenancy_writer, touches no row');
 select is(
   array(select format('%s shows %s rows', rel, row_count) from pg_temp.visible_rows() where row_count > 0),
   '{}'::text[],
@@ -164,7 +183,7 @@ select throws_ok($$ select * from api.create_user('mallory@example.com') $$, '42
 select throws_ok(format($$ select * from api.create_document(%L, 'Orphan', repeat('f', 64)) $$, :'user_a'), '42501',
   'new row violates row-level security policy for table "documents"',
   'with an empty context api.create_document is refused by the insert policy');
-select throws_ok(format($$ select * from core.issue_api_key(%L, 'Orphan', '{*}') $$, :'tenant_a'), '42501',
+select throws_ok(format($$ select * from core.issue_api_key(%L, 'Orphan', '{*}', null, null, null) $$, :'tenant_a'), '42501',
   'permission denied for function issue_api_key',
   'with an empty context a key cannot be issued, even naming an existing tenant');
 select is_empty(format($$ select * from api.update_document(%L, p_title => 'pwned') $$, :'doc_a'),
@@ -187,10 +206,16 @@ select is(
 select throws_ok($$ select * from api.create_user('mallory@example.com') $$, '42501',
   'new row violates row-level security policy for table "users"',
   'a malformed app.context makes writes fail rather than land anywhere');
-select is(array(select format('%s %s: %s', rel, command, outcome) from pg_temp.blind_writes(true) where outcome <> '0 rows'
-                order by 1),
+create temp table blind_malformed as select 'app_user' as via, * from pg_temp.blind_writes(true);
+reset role;
+grant insert, select on blind_malformed to tenancy_writer;
+set local role tenancy_writer;
+insert into blind_malformed select 'tenancy_writer', * from pg_temp.blind_writes(true);
+reset role;
+set local role app_user;
+select is(array(select format('%s %s %s: %s', via, rel, command, outcome) from blind_malformed where outcome <> '0 rows' order by 1),
   '{}'::text[],
-  'with a malformed context a blind UPDATE and DELETE of every table app_user may write touches no row');
+  'with a malformed context a blind UPDATE and DELETE of every table app_user may write, itself or through tenancy_writer, touches no row');
 reset role;
 select set_eq('select * from pg_temp.fingerprint()', 'select * from fingerprint_before',
   'after every write without a valid context, every table is exactly as the superuser saw it before: nothing was written');

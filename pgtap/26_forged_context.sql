@@ -10,8 +10,8 @@
 begin;
 select plan(18);
 
-grant execute on all functions in schema public to app_user, uber_admin;
-do $$ begin execute format('grant temporary on database %I to app_user, uber_admin', current_database()); end $$;
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
+do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
 
 -- Fixtures: a tenant with a row in every tenant table -----------------------------
 
@@ -22,11 +22,11 @@ insert into core.users (tenant_id, email, role) values (:'tenant_a', 'owner@targ
 returning user_id as user_a \gset
 insert into core.documents (tenant_id, user_id, title, content_hash)
 values (:'tenant_a', :'user_a', 'Ledger', repeat('a', 64)) returning document_id as doc_a \gset
-insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash, response_status)
-values (:'tenant_a', 'retry-1', repeat('a', 64), 201);
 set local role uber_admin;
 select key_id as key_a, key as secret_a from platform.create_api_key(:'tenant_a', 'Owner', '{*}', :'user_a') \gset
 reset role;
+insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash, response_status)
+values (:'tenant_a', :'key_a', 'retry-1', repeat('a', 64), 201);
 
 \ir lib/context.psql
 \ir lib/readable_tenant_relations.psql

@@ -9,12 +9,12 @@ select plan(56);
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
 -- the roles the suites switch to. Granted for this transaction only.
-grant execute on all functions in schema public to app_user, uber_admin;
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 -- pgTAP's set and result comparisons build temporary tables as the role that
 -- runs them, and the runtime roles have no TEMPORARY privilege (checked by
 -- 10_rls_invariants and 15_definer_hijack, which do without it): lent to
 -- them for this transaction only.
-do $$ begin execute format('grant temporary on database %I to app_user, uber_admin', current_database()); end $$;
+do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
 
 -- Fixtures ---------------------------------------------------------------------------
 
@@ -43,7 +43,7 @@ from platform.create_api_key(:'tenant_a', 'To expire', '{documents:read}', null,
 select key_id as key_leaving, key as secret_leaving
 from platform.create_api_key(:'tenant_d', 'Leaving tenant', '{*}') \gset
 select encode(sha256(convert_to(key, 'UTF8')), 'hex') as hash_short_lived
-from platform.create_api_key(:'tenant_a', 'Short-lived', '{documents:read}', null, now() + interval '1 hour') \gset
+from platform.create_api_key(:'tenant_a', 'Short-lived', '{keys:write,documents:read}', null, now() + interval '1 hour') \gset
 reset role;
 
 \ir lib/context.psql
@@ -62,11 +62,11 @@ select results_eq(
   format($$ select tenant_id, key_id, user_id, permissions
             from api.begin_request(%L, 'documents:read', '11111111-1111-4111-8111-111111111111', 'req-1') $$,
     :'hash_all'),
-  format($$ values (%L::uuid, %L::uuid, %L::uuid, '{*}'::text[]) $$, :'tenant_a', :'key_all', :'owner'),
-  'api.begin_request with a valid key hash returns the key''s tenant, id, user and permissions');
+  format($$ values (%L::uuid, %L::uuid, %L::uuid, core.all_permissions()) $$, :'tenant_a', :'key_all', :'owner'),
+  'api.begin_request with a valid key hash returns the key''s tenant, id, user and what it may do (* spelled out)');
 select results_eq(
   'select tenant_id, api_key_id, user_id, user_role, permissions, request_id, client_request_id from core.request_context',
-  format($$ values (%L::uuid, %L::uuid, %L::uuid, 'tenant_admin'::text, '{*}'::text[],
+  format($$ values (%L::uuid, %L::uuid, %L::uuid, 'tenant_admin'::text, core.all_permissions(),
                     '11111111-1111-4111-8111-111111111111'::uuid, 'req-1'::text) $$, :'tenant_a', :'key_all', :'owner'),
   'api.begin_request signed a context of the key''s tenant, id, user, role and permissions and both request ids');
 select is(current_setting('app.tenant_id', true), null,
@@ -92,6 +92,7 @@ select throws_ok($$ select * from api.begin_request(null, null, gen_random_uuid(
 
 select lives_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-3') $$, :'hash_revoked'),
   'a key authenticates before it is revoked');
+select pg_temp.begin_as(:'hash_all') \gset ignored_
 select results_eq(format('select key_id from api.revoke_api_key(%L)', :'key_revoked'),
   format('values (%L::uuid)', :'key_revoked'), 'the tenant revokes its key through api.revoke_api_key');
 select throws_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-4') $$, :'hash_revoked'), 'PT401',

@@ -17,12 +17,12 @@ select plan(34);
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
 -- the roles the suites switch to. Granted for this transaction only.
-grant execute on all functions in schema public to app_user, uber_admin;
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 -- pgTAP's set and result comparisons build temporary tables as the role that
 -- runs them, and the runtime roles have no TEMPORARY privilege (checked by
 -- 10_rls_invariants and 15_definer_hijack, which do without it): lent to
 -- them for this transaction only.
-do $$ begin execute format('grant temporary on database %I to app_user, uber_admin', current_database()); end $$;
+do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
 
 -- Fixtures ---------------------------------------------------------------------------
 

@@ -86,20 +86,18 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
   const input = { params, query, body };
   const status = route.status ?? 200;
   const options = { readOnly: route.method === "GET", poolWaitMs: config.poolWaitMs, context: setContext };
-  const idempotencyKey = route.access === "tenant" && route.method === "POST"
-    ? idempotencyKeyOf(request)
-    : null;
+  const idempotencyKey = route.method === "POST" ? idempotencyKeyOf(request) : null;
   let result: TransactionResult<unknown>;
   let reply: { status: number; body: unknown; replayed: boolean };
   if (idempotencyKey) {
     const requestHash = sha256Hex(`${request.method} ${url.pathname}\n${JSON.stringify(body)}`);
+    // A tenant's Idempotency-Keys are its API key's; the platform's are its own.
+    const store = route.access === "admin" ? platformIdempotency : tenantIdempotency;
     result = await runTransaction(pool, { ...options, replaySafe: true }, async (tx) => {
-      const [claim] = await tx`select * from api.claim_idempotency_key(${idempotencyKey}, ${requestHash})`;
+      const [claim] = await store.claim(tx, idempotencyKey, requestHash);
       if (!claim.claimed) return replayOf(claim, requestHash, route.oneTimeSecret);
       const replyBody = route.reply(await route.run({ ...input, tx }), { ...input, tx });
-      await tx`select api.save_idempotent_response(${idempotencyKey}, ${status}, ${
-        tx.json(withoutSecret(replyBody, route.oneTimeSecret) as never)
-      })`;
+      await store.save(tx, idempotencyKey, status, withoutSecret(replyBody, route.oneTimeSecret));
       return { status, body: replyBody, replayed: false };
     });
     reply = result.value as typeof reply;
@@ -118,11 +116,31 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
 
   const headers = new Headers({ "content-type": "application/json" });
   if (reply.replayed) headers.set("idempotent-replayed", "true");
+  // A response that may carry a secret shown once is kept by no cache.
+  if (route.oneTimeSecret) headers.set("cache-control", "no-store");
   const response = reply.status === 204
     ? new Response(null, { status: reply.status })
     : new Response(JSON.stringify(reply.body), { status: reply.status, headers });
   return { response, tenantId: (contextRow?.tenant_id as string | undefined) ?? null };
 }
+
+/** Where the Idempotency-Keys of a request are claimed and its response stored. */
+interface IdempotencyStore {
+  claim(tx: Sql, key: string, requestHash: string): Promise<postgres.Row[]>;
+  save(tx: Sql, key: string, status: number, body: unknown): Promise<unknown>;
+}
+
+const tenantIdempotency: IdempotencyStore = {
+  claim: (tx, key, requestHash) => tx`select * from api.claim_idempotency_key(${key}, ${requestHash})`,
+  save: (tx, key, status, body) =>
+    tx`select api.save_idempotent_response(${key}, ${status}, ${tx.json(body as never)})`,
+};
+
+const platformIdempotency: IdempotencyStore = {
+  claim: (tx, key, requestHash) => tx`select * from platform.claim_idempotency_key(${key}, ${requestHash})`,
+  save: (tx, key, status, body) =>
+    tx`select platform.save_idempotent_response(${key}, ${status}, ${tx.json(body as never)})`,
+};
 
 // Routes without a query schema accept no query parameters at all.
 const noQuery = z.strictObject({});

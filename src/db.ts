@@ -6,6 +6,7 @@
  */
 import postgres from "postgres";
 import type { Config } from "./config.ts";
+import { parseJson } from "./http/json.ts";
 import { HttpError } from "./http/problem.ts";
 
 /** A postgres.js client (in a DatabasePool, one holding a single connection). */
@@ -48,13 +49,26 @@ function clientOptions(config: Config) {
         serialize: (value: unknown) => value instanceof Date ? value.toISOString() : String(value),
         parse: isoTimestamp,
       },
+      // jsonb keeps numbers exactly; so does parsing it (see http/json.ts).
+      json: {
+        to: 3802,
+        from: [114, 3802],
+        serialize: (value: unknown) => JSON.stringify(value),
+        parse: parseJson,
+      },
     },
     // PgBouncer refuses startup parameters it does not track, such as
-    // statement_timeout; behind it the role's own setting (5 s, set by the
-    // migrations) applies.
-    connection: config.pgbouncer
-      ? { application_name: "tenancy-api", TimeZone: "UTC" }
-      : { application_name: "tenancy-api", TimeZone: "UTC", statement_timeout: config.statementTimeoutMs },
+    // statement_timeout; behind it the role's own settings (set by the
+    // migrations) apply. Otherwise the service's own limits win over the
+    // role's, which anyone holding the role's password could change.
+    connection: config.pgbouncer ? { application_name: "tenancy-api", TimeZone: "UTC" } : {
+      application_name: "tenancy-api",
+      TimeZone: "UTC",
+      statement_timeout: config.statementTimeoutMs,
+      lock_timeout: 3000,
+      idle_in_transaction_session_timeout: 10_000,
+      default_transaction_read_only: false,
+    },
   };
 }
 
@@ -331,9 +345,13 @@ export function toHttpError(error: unknown): HttpError {
   switch (code) {
     case "PT401":
       return new HttpError(401, "The API key is unknown, revoked or expired");
+    // Our own fixed sentence from api.create_document, safe to show.
+    case "PT422":
+      return new HttpError(422, `${message.charAt(0).toUpperCase()}${message.slice(1)}`);
     case "PT403":
-      // Our own messages from api.create_api_key ("a key can only ...",
-      // "a key bound to a user ..."): fixed sentences, safe to show.
+      // Our own messages from the SQL functions and triggers that guard keys,
+      // users and documents ("a key can only ...", "a key bound to a user
+      // ..."): fixed sentences, safe to show.
       return new HttpError(
         403,
         message.startsWith("a key ")

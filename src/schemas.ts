@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { parseCursor } from "./http/cursor.ts";
+import { isRawNumber } from "./http/json.ts";
 import { PERMISSIONS } from "./http/router.ts";
 
 // Any 8-4-4-4-12 hex id, as PostgreSQL's uuid type accepts (not only version 4).
@@ -46,9 +47,8 @@ function jsonbProblem(value: object): string | null {
     if (typeof item === "string" && !storableText(item)) {
       return "Must not contain NUL characters or unpaired surrogates";
     }
-    // JSON.parse turns 1e400 into Infinity, which would be stored as null.
-    if (typeof item === "number" && !Number.isFinite(item)) return "Numbers must be finite (1e400 is not)";
-    if (item === null || typeof item !== "object") continue;
+    // A number a double cannot hold is kept as its text (see http/json.ts).
+    if (item === null || typeof item !== "object" || isRawNumber(item)) continue;
     if (depth > MAX_JSON_DEPTH) return `Must nest at most ${MAX_JSON_DEPTH} levels deep`;
     for (const [key, child] of Object.entries(item)) pending.push([key, depth], [child, depth + 1]);
   }
@@ -124,7 +124,11 @@ export const UpdateUser = nonEmpty(
 );
 
 export const CreateDocument = z.strictObject({
-  user_id: uuid.meta({ description: "Author: a user of the same tenant" }),
+  user_id: uuid.optional().meta({
+    description:
+      "Author: a user of the same tenant. A key bound to a user authors as that user (omit it or send " +
+      "that user's id); a key bound to no user must name the author",
+  }),
   title: text(1, 500),
   content_hash: z.string().regex(/^[0-9a-f]{64}$/, "Must be a SHA-256 as 64 lower-case hex digits"),
   metadata: jsonObject.optional(),
@@ -200,6 +204,10 @@ export const ApiKey = z.object({
   last_used_at: timestamp.nullable(),
   created_at: timestamp,
   updated_at: timestamp,
+  issued_by_key_id: uuid.nullable().meta({
+    description:
+      "The key that issued this one; null when a platform operator did. Revoking a key revokes all it issued",
+  }),
 });
 export const NewApiKey = ApiKey.extend({
   key: z.string().meta({ description: "The key itself; shown only in this response" }),

@@ -148,12 +148,12 @@ Deno.test("POST /v1/api-keys and the platform route answer 400 for an expires_at
   }
 });
 
-Deno.test("a key cannot grant a permission it lacks (403), and can grant what it holds", async (t) => {
+Deno.test("a key cannot grant a permission it lacks (403), and can grant what it may do (X:write brings X:read)", async (t) => {
   const server = await startServer();
   try {
     const tenant = await createTenant(server, "No escalation");
     const { key } = await issueKey(server, tenant.tenantId, { permissions: ["keys:write", "users:read"] });
-    const denied: Permission[][] = [["*"], ["documents:read"], ["users:read", "users:write"], ["keys:read"]];
+    const denied: Permission[][] = [["*"], ["documents:read"], ["users:read", "users:write"], ["audit:read"]];
     for (const permissions of denied) {
       await t.step(`refuses ${JSON.stringify(permissions)}`, async () => {
         const before = await keyCount(server, tenant.tenantId);
@@ -167,7 +167,10 @@ Deno.test("a key cannot grant a permission it lacks (403), and can grant what it
       });
     }
     for (
-      const permissions of [["users:read"], ["keys:write"], ["keys:write", "users:read"]] as Permission[][]
+      const permissions of [["users:read"], ["keys:write"], ["keys:read"], [
+        "keys:write",
+        "users:read",
+      ]] as Permission[][]
     ) {
       await t.step(`grants ${JSON.stringify(permissions)}`, async () => {
         const reply = await expectStatus(201, {
@@ -231,7 +234,7 @@ Deno.test("a key holding exactly one read permission opens that list and gets 40
   }
 });
 
-Deno.test("deleting a user removes the keys bound to them, which then get 401", async () => {
+Deno.test("deleting a user revokes the keys bound to them, which then get 401 and are kept", async () => {
   const server = await startServer();
   try {
     const tenant = await createTenant(server, "Bound keys");
@@ -254,9 +257,13 @@ Deno.test("deleting a user removes the keys bound to them, which then get 401", 
       token: tenant.key,
     });
     assertProblem(await send(server, "GET", "/v1/users", { token: bound.key }), 401);
-    const [{ count }] = await server.owner`
-      select count(*)::int as count from core.tenant_api_keys where key_id = ${bound.keyId}`;
-    assert.equal(count, 0);
+    const rows = await server.owner`
+      select revoked_at is not null as revoked, user_id from core.tenant_api_keys where key_id = ${bound.keyId}`;
+    assert.deepEqual(rows.map((row) => ({ ...row })), [{ revoked: true, user_id: null }]);
+    const [trail] = await server.owner`
+      select array_agg(action || ' ' || (details -> 'changed')::text order by "timestamp", log_id) as changes
+      from core.audit_logs where resource_id = ${bound.keyId} and action = 'update'`;
+    assert.deepEqual(trail.changes.sort(), ['update ["revoked_at"]', 'update ["user_id"]'].sort());
   } finally {
     await server.close();
   }
@@ -358,6 +365,7 @@ Deno.test("a key issued with an Idempotency-Key is not stored in plain text eith
 const KEY_FIELDS = [
   "created_at",
   "expires_at",
+  "issued_by_key_id",
   "key_id",
   "key_prefix",
   "last_used_at",
@@ -396,6 +404,11 @@ Deno.test("every response that describes a key has exactly its public fields and
     const hashes = new Set<string>([sha256Hex(tenant.key)]);
     for (const [route, reply] of Object.entries(replies)) {
       assert.deepEqual(Object.keys(reply.body).sort(), [...KEY_FIELDS, "key"].sort(), `${route} body fields`);
+      assert.equal(
+        reply.headers.get("cache-control"),
+        "no-store",
+        `${route} may be cached with the key in it`,
+      );
       hashes.add(sha256Hex(String(reply.body.key)));
     }
     const listed = await listAll(server, "/v1/api-keys", { token: tenant.key, limit: 100 });

@@ -155,19 +155,24 @@ Deno.test("each mutating tenant request leaves one audit row per changed row, wi
       assertAttribution(rows);
     });
     await t.step(
-      "DELETE /v1/users/{id}: one delete for the user and one for each key bound to them",
+      "DELETE /v1/users/{id}: one delete for the user; its keys revoked (unless already) and unbound, each audited",
       async () => {
         const bound = await issueKey(server, tenant.tenantId, {
           permissions: ["users:read"],
           userId: state.userId,
         });
         const { rows } = await act("DELETE", `/v1/users/${state.userId}`, undefined, 204);
+        const changes = rows.map((row) =>
+          `${row.action} ${row.resource_type} ${row.resource_id} ${row.details.changed.join(",")}`
+        ).sort();
         assert.deepEqual(
-          summary(rows),
+          changes,
           [
-            `delete tenant_api_keys ${bound.keyId}`,
-            `delete tenant_api_keys ${state.keyId}`,
-            `delete users ${state.userId}`,
+            `delete users ${state.userId} email,role,tenant_id,user_id`,
+            `update tenant_api_keys ${bound.keyId} revoked_at`,
+            `update tenant_api_keys ${bound.keyId} user_id`,
+            // Revoked by the step above already: only unbound now.
+            `update tenant_api_keys ${state.keyId} user_id`,
           ].sort(),
         );
         assertAttribution(rows);

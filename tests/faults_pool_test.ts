@@ -284,8 +284,8 @@ Deno.test("requests whose database sessions are terminated get 503 or succeed on
     const { promise: locked, resolve: lockTaken } = Promise.withResolvers<void>();
     const holder = owner.begin(async (tx) => {
       await tx`select 1 from core.documents where document_id = ${documentId} for update`;
-      await tx`insert into core.idempotency_keys (tenant_id, idempotency_key, request_hash)
-               values (${tenant.tenantId}, ${key}, ${"0".repeat(64)})`;
+      await tx`insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash)
+               values (${tenant.tenantId}, ${tenant.keyId}, ${key}, ${"0".repeat(64)})`;
       lockTaken();
       await unlock;
       // Roll back, so the POST's retry can claim the key.

@@ -4,7 +4,7 @@
  * never replayed, and a malformed header is a 400.
  */
 import assert from "node:assert/strict";
-import { assertProblem, expectStatus, send } from "./assertions.ts";
+import { assertProblem, expectStatus, issueKey, send } from "./assertions.ts";
 import { createTenant, SOME_HASH, startServer } from "./support.ts";
 
 Deno.test("a POST retried with its Idempotency-Key returns the original response and creates nothing", async () => {
@@ -98,6 +98,97 @@ Deno.test("a malformed Idempotency-Key header answers 400 naming the header", as
           ["header:idempotency-key"],
         );
       });
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("an Idempotency-Key belongs to the API key that used it: another key of the tenant gets no replay", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Two callers");
+    const other = await issueKey(server, tenant.tenantId, { permissions: ["documents:write"] });
+    const headers = { "idempotency-key": "shared-header-value" };
+    const body = { user_id: tenant.userId, title: "Same header", content_hash: SOME_HASH };
+    const first = await expectStatus(201, {
+      server,
+      method: "POST",
+      path: "/v1/documents",
+      token: tenant.key,
+      headers,
+      body,
+    });
+    const second = await expectStatus(201, {
+      server,
+      method: "POST",
+      path: "/v1/documents",
+      token: other.key,
+      headers,
+      body,
+    });
+    assert.equal(
+      second.headers.get("idempotent-replayed"),
+      null,
+      "another key was replayed the first key's response",
+    );
+    assert.notEqual(second.body.document_id, first.body.document_id);
+    const retry = await expectStatus(201, {
+      server,
+      method: "POST",
+      path: "/v1/documents",
+      token: tenant.key,
+      headers,
+      body,
+    });
+    assert.equal(retry.headers.get("idempotent-replayed"), "true");
+    assert.equal(retry.body.document_id, first.body.document_id);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("platform POSTs honour Idempotency-Key: a retried tenant creation creates one tenant", async () => {
+  const server = await startServer();
+  try {
+    const token = server.config.platformAdminToken!;
+    const name = `Provisioned once ${crypto.randomUUID()}`;
+    const request = {
+      server,
+      method: "POST",
+      path: "/v1/admin/tenants",
+      token,
+      headers: { "idempotency-key": `provision-${crypto.randomUUID()}` },
+      body: { name, template_name: "Fintech Template" },
+    };
+    const first = await expectStatus(201, request);
+    const retry = await expectStatus(201, request);
+    assert.equal(retry.headers.get("idempotent-replayed"), "true");
+    assert.equal(retry.body.tenant_id, first.body.tenant_id);
+    const [{ count }] = await server
+      .owner`select count(*)::int as count from core.tenants where name = ${name}`;
+    assert.equal(count, 1, "the retry provisioned a second tenant");
+    assertProblem(
+      await send(server, "POST", "/v1/admin/tenants", { ...request, body: { name: "Another" } }),
+      422,
+    );
+
+    // A key issued by the platform is shown once: the retry is told its id, never the key.
+    const keyRequest = {
+      server,
+      method: "POST",
+      path: `/v1/admin/tenants/${first.body.tenant_id}/api-keys`,
+      token,
+      headers: { "idempotency-key": `issue-${crypto.randomUUID()}` },
+      body: { name: "first key", permissions: ["*"] },
+    };
+    const issued = await expectStatus(201, keyRequest);
+    const again = await send(server, "POST", keyRequest.path, keyRequest);
+    assertProblem(again, 409);
+    assert.match(String(again.body.detail), new RegExp(String(issued.body.key_id)));
+    const stored = await server.owner`select response_body::text as body from core.platform_idempotency_keys`;
+    for (const { body } of stored) {
+      assert.ok(!String(body).includes(String(issued.body.key)), "a platform response stored the key itself");
     }
   } finally {
     await server.close();

@@ -16,7 +16,13 @@
  * (8 bytes), both in network order (core.context_mac). So a context is valid
  * in the transaction that api.begin_request (or platform.begin_request)
  * signed it in and nowhere else: set by hand, copied from another
- * transaction, or altered in one character, it verifies as nothing.
+ * transaction, or altered in one character, it verifies as nothing. And it
+ * verifies only for 30 seconds from the start of that transaction. The
+ * bound matters because PostgreSQL gives every transaction of one
+ * multi-statement simple-query message the same start time: within that
+ * message a context copied to the session would verify again, after its key
+ * was revoked, until the bound. (The service never sends such messages; its
+ * transactions last a few seconds at most: statement_timeout is 5 s.)
  *
  * core.request_context is the only reader. It is a view owned by
  * tenancy_owner, deliberately not security_invoker: it reads the signing key
@@ -54,11 +60,15 @@ comment on column core.context_signing_key.created_at is 'When the key was gener
 
 -- The MAC construction, written once for the signer and the view: the
 -- payload, then what binds it to this transaction on this backend.
+-- Every name is qualified: PostgreSQL inlines this function into each query
+-- that uses it and parses it with that query's search_path.
 create function core.context_mac(p_payload text, p_secret bytea) returns bytea
 language sql stable parallel restricted
 as $$
   select extensions.hmac(
-    convert_to(p_payload, 'UTF8') || int4send(pg_backend_pid()) || timestamptz_send(transaction_timestamp()),
+    pg_catalog.convert_to(p_payload, 'UTF8')
+      operator(pg_catalog.||) pg_catalog.int4send(pg_catalog.pg_backend_pid())
+      operator(pg_catalog.||) pg_catalog.timestamptz_send(pg_catalog.transaction_timestamp()),
     p_secret, 'sha256')
 $$;
 comment on function core.context_mac(text, bytea) is
@@ -76,9 +86,10 @@ create view core.request_context with (security_barrier = true) as
   from (select current_setting('app.context', true) as signed) c
   cross join core.context_signing_key k
   where split_part(c.signed, '|', 1) = 'v1'
-    and encode(core.context_mac(left(c.signed, -65), k.secret), 'hex') = right(c.signed, 64);
+    and encode(core.context_mac(left(c.signed, -65), k.secret), 'hex') = right(c.signed, 64)
+    and clock_timestamp() < transaction_timestamp() + interval '30 seconds';
 comment on view core.request_context is
-  'The verified context of the current transaction: one row when app.context carries a valid signature, else none';
+  'The verified context of the current transaction: one row when app.context carries a valid signature, for 30 s from the transaction''s start; else none';
 
 -- Writes the signed context; runs inside the definer functions below, as
 -- tenancy_auth, the only other role that may read the key.
@@ -206,8 +217,10 @@ reset role;
 insert into core.context_signing_key (secret) values (extensions.gen_random_bytes(32));
 grant select on core.context_signing_key to tenancy_auth;
 grant select (tenant_id, user_id, role) on core.users to tenancy_auth;
+-- tenancy_owner too: forced row-level security makes its own statements
+-- (a column default, a view it owns) check the context.
 grant execute on function extensions.hmac(bytea, bytea, text)
-  to app_user, uber_admin, tenancy_auth, tenancy_auditor;
+  to app_user, uber_admin, tenancy_owner, tenancy_auth, tenancy_auditor;
 grant insert (client_request_id) on core.audit_logs to tenancy_auditor;
 
 drop function api.begin_request(text, text, text);
@@ -672,7 +685,7 @@ grant execute on function api.begin_request(text, text, text), api.create_api_ke
 
 revoke select (tenant_id, user_id, role) on core.users from tenancy_auth;
 revoke execute on function extensions.hmac(bytea, bytea, text)
-  from app_user, uber_admin, tenancy_auth, tenancy_auditor;
+  from app_user, uber_admin, tenancy_owner, tenancy_auth, tenancy_auditor;
 drop function core.sign_context(uuid, uuid, uuid, text, text[], uuid, text);
 drop view core.request_context;
 drop function core.context_mac(text, bytea);

@@ -3,6 +3,7 @@
  * zod validation of path, query and body with errors listed per field.
  */
 import { z } from "zod";
+import { parseJson } from "./json.ts";
 import { type FieldError, HttpError } from "./problem.ts";
 
 const wellFormedRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -64,16 +65,18 @@ function fieldOf(issue: z.core.$ZodIssue): string {
  * @throws HttpError 400 when a parameter is repeated
  */
 export function queryOf(url: URL): Record<string, string> {
-  const query: Record<string, string> = {};
+  // A Map, not an object: a parameter named constructor or __proto__ is a
+  // name like any other, not a member every object already has.
+  const query = new Map<string, string>();
   for (const [name, value] of url.searchParams) {
-    if (name in query) {
+    if (query.has(name)) {
       throw new HttpError(400, "The request query is invalid", {
         errors: [{ location: "query", field: name, message: "Must be given at most once" }],
       });
     }
-    query[name] = value;
+    query.set(name, value);
   }
-  return query;
+  return Object.fromEntries(query);
 }
 
 /**
@@ -121,7 +124,7 @@ export async function readJsonBody(request: Request, limitBytes: number): Promis
   }
   if (text.trim() === "") throw new HttpError(400, "The request body is empty; send a JSON object");
   try {
-    return JSON.parse(text);
+    return parseJson(text);
   } catch {
     throw new HttpError(400, "The request body is not valid JSON");
   }

@@ -99,6 +99,7 @@ export const adminRoutes: Route[] = [
     tag: "Platform",
     summary: "Issue an API key for a tenant; the key is shown only here",
     access: "admin",
+    oneTimeSecret: "key",
     params: TenantPath,
     body: CreateApiKey,
     response: NewApiKey,

@@ -42,7 +42,9 @@ export const documentRoutes: Route[] = [
     method: "POST",
     path: "/v1/documents",
     tag: "Documents",
-    summary: "Store a document (422 when user_id is not a user of this tenant)",
+    summary:
+      "Store a document; a key bound to a user authors as that user, an unbound key names the author " +
+      "(422 when user_id is not a user of this tenant, or missing for an unbound key)",
     access: "tenant",
     permission: "documents:write",
     body: CreateDocument,
@@ -50,7 +52,9 @@ export const documentRoutes: Route[] = [
     status: 201,
     run: ({ tx, body }) =>
       tx`select * from api.create_document(
-        ${body.user_id}, ${body.title}, ${body.content_hash}, ${tx.json((body.metadata ?? {}) as never)})`,
+        ${body.user_id ?? null}, ${body.title}, ${body.content_hash}, ${
+        tx.json((body.metadata ?? {}) as never)
+      })`,
     reply: (rows) => oneOr404(rows, "document"),
   }),
   dbRoute<Path>({
