@@ -98,6 +98,13 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/26_forged_context.sql"],
   },
   {
+    name: "a signed context verifies however long after its transaction began",
+    definitionOf: "core.request_context",
+    find: "(clock_timestamp() < (transaction_timestamp() + '00:00:30'::interval))",
+    replace: "true",
+    suites: ["pgtap/27_context_lifetime.sql"],
+  },
+  {
     name: "api.begin_request accepts an expired key",
     definitionOf: "api.begin_request(text,text,uuid,text)",
     find: "and (k.expires_at is null or k.expires_at > now())",

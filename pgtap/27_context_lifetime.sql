@@ -1,0 +1,31 @@
+-- A signed context verifies for 30 seconds from the start of the transaction
+-- that signed it, and not after. PostgreSQL gives every transaction of one
+-- multi-statement simple-query message the same start time, so without this
+-- bound a context copied to the session would verify again in the later
+-- transactions of such a message, after its key was revoked. This suite
+-- waits out the bound (31 seconds).
+begin;
+select plan(4);
+
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
+
+set local role uber_admin;
+select tenant_id as tenant_a from platform.create_tenant('Short-lived context') \gset
+select key as secret_a from platform.create_api_key(:'tenant_a', 'Key', '{*}') \gset
+reset role;
+
+\ir lib/context.psql
+
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'secret_a')) \gset ignored_
+select is((select tenant_id from core.request_context), :'tenant_a'::uuid,
+  'right after api.begin_request the context verifies');
+select is((select count(*)::int from api.tenant), 1, '...and the tenant reads its own row');
+select pg_sleep(31);
+select is((select count(*)::int from core.request_context), 0,
+  '31 seconds after its transaction began the same context no longer verifies');
+select is((select count(*)::int from api.tenant), 0, '...and the tenant reads nothing with it');
+reset role;
+
+select * from finish();
+rollback;
