@@ -1,6 +1,6 @@
 /**
  * The floor of the benchmark: the transaction GET /v1/documents/{id} runs
- * (BEGIN READ ONLY, api.begin_request, the select, COMMIT, pipelined on one
+ * (BEGIN, api.begin_request turning it read-only, the select, COMMIT, pipelined on one
  * connection), served by Deno.serve and postgres.js and nothing else. There
  * is no routing, validation, retry, problem+json or logging, and no handling
  * of a database that goes away. scripts/bench drives it with the same wrk
@@ -40,8 +40,9 @@ Deno.serve(
     const sql = await acquire();
     try {
       const [, , rows] = await Promise.all([
-        sql.unsafe("begin read only").execute(),
-        sql`select tenant_id, key_id, last_used_at from api.begin_request(${keyHash}, 'documents:read', ${crypto.randomUUID()})`
+        sql.unsafe("begin").execute(),
+        sql`select tenant_id, key_id, last_used_at
+            from api.begin_request(${keyHash}, 'documents:read', ${crypto.randomUUID()}, null, true)`
           .execute(),
         sql`select * from api.documents where document_id = ${documentId}`.execute(),
         sql`commit`.execute(),

@@ -85,10 +85,10 @@ COMMENT ON EXTENSION pgcrypto IS 'cryptographic functions';
 
 
 --
--- Name: begin_request(text, text, uuid, text); Type: FUNCTION; Schema: api; Owner: -
+-- Name: begin_request(text, text, uuid, text, boolean); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text DEFAULT NULL::text) RETURNS TABLE(tenant_id uuid, key_id uuid, user_id uuid, permissions text[], last_used_at timestamp with time zone)
+CREATE FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text DEFAULT NULL::text, p_read_only boolean DEFAULT false) RETURNS TABLE(tenant_id uuid, key_id uuid, user_id uuid, permissions text[], last_used_at timestamp with time zone)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -97,11 +97,12 @@ declare
   v_permissions text[];
 begin
   -- key_hash is unique (tenant_api_keys_key_hash_key): one row or none.
-  select k.tenant_id, k.key_id, k.user_id, u.role, k.permissions, k.last_used_at
+  select k.tenant_id, k.key_id, k.user_id, u.role, k.permissions, s.last_used_at
   into v_key
   from core.tenant_api_keys k
   join core.tenants t on t.tenant_id = k.tenant_id
   left join core.users u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
+  left join core.api_key_usage s on s.tenant_id = k.tenant_id and s.key_id = k.key_id
   where k.key_hash = p_key_hash
     and k.revoked_at is null
     and (k.expires_at is null or k.expires_at > now())
@@ -115,16 +116,19 @@ begin
   end if;
   perform core.sign_context(v_key.tenant_id, v_key.key_id, v_key.user_id, v_key.role, v_permissions,
     p_request_id, p_client_request_id);
+  if p_read_only then
+    perform set_config('transaction_read_only', 'on', true);
+  end if;
   return query select v_key.tenant_id, v_key.key_id, v_key.user_id, v_permissions, v_key.last_used_at;
 end
 $$;
 
 
 --
--- Name: FUNCTION begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text); Type: COMMENT; Schema: api; Owner: -
+-- Name: FUNCTION begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text, p_read_only boolean); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text) IS 'Authenticates a key hash, checks one permission against what the key may do, and signs the transaction''s request context';
+COMMENT ON FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_id uuid, p_client_request_id text, p_read_only boolean) IS 'Authenticates a key hash, checks one permission against what the key may do, signs the transaction''s request context, and makes the rest of the transaction read-only if asked';
 
 
 --
@@ -266,6 +270,7 @@ CREATE TABLE core.documents (
     CONSTRAINT documents_metadata_check CHECK ((jsonb_typeof(metadata) = 'object'::text)),
     CONSTRAINT documents_title_check CHECK (((char_length(title) >= 1) AND (char_length(title) <= 500)))
 );
+ALTER TABLE ONLY core.documents ALTER COLUMN tenant_id SET STATISTICS 0;
 ALTER TABLE ONLY core.documents ALTER COLUMN document_id SET STATISTICS 0;
 ALTER TABLE ONLY core.documents ALTER COLUMN user_id SET STATISTICS 0;
 ALTER TABLE ONLY core.documents ALTER COLUMN title SET STATISTICS 0;
@@ -408,6 +413,7 @@ CREATE TABLE core.users (
     CONSTRAINT users_email_check CHECK ((((char_length(email) >= 3) AND (char_length(email) <= 320)) AND (email ~ '^[^@[:space:]]+@[^@[:space:]]+$'::text))),
     CONSTRAINT users_role_check CHECK ((role = ANY (ARRAY['tenant_admin'::text, 'member'::text, 'viewer'::text])))
 );
+ALTER TABLE ONLY core.users ALTER COLUMN tenant_id SET STATISTICS 0;
 ALTER TABLE ONLY core.users ALTER COLUMN user_id SET STATISTICS 0;
 ALTER TABLE ONLY core.users ALTER COLUMN email SET STATISTICS 0;
 ALTER TABLE ONLY core.users ALTER COLUMN role SET STATISTICS 0;
@@ -556,6 +562,50 @@ COMMENT ON FUNCTION api.delete_user(p_user_id uuid) IS 'Removes a user of the cu
 
 
 --
+-- Name: api_key_usage; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.api_key_usage (
+    tenant_id uuid NOT NULL,
+    key_id uuid NOT NULL,
+    last_used_at timestamp with time zone
+);
+ALTER TABLE ONLY core.api_key_usage ALTER COLUMN tenant_id SET STATISTICS 0;
+ALTER TABLE ONLY core.api_key_usage ALTER COLUMN key_id SET STATISTICS 0;
+ALTER TABLE ONLY core.api_key_usage ALTER COLUMN last_used_at SET STATISTICS 0;
+
+ALTER TABLE ONLY core.api_key_usage FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE api_key_usage; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.api_key_usage IS 'When each API key was last used; apart from the key so that recording a use never blocks its revocation';
+
+
+--
+-- Name: COLUMN api_key_usage.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.api_key_usage.tenant_id IS 'Tenant of the key';
+
+
+--
+-- Name: COLUMN api_key_usage.key_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.api_key_usage.key_id IS 'The key';
+
+
+--
+-- Name: COLUMN api_key_usage.last_used_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.api_key_usage.last_used_at IS 'Last successful use, recorded at most once a minute';
+
+
+--
 -- Name: tenant_api_keys; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -569,7 +619,6 @@ CREATE TABLE core.tenant_api_keys (
     user_id uuid,
     expires_at timestamp with time zone,
     revoked_at timestamp with time zone,
-    last_used_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     issued_by_key_id uuid,
@@ -578,6 +627,7 @@ CREATE TABLE core.tenant_api_keys (
     CONSTRAINT tenant_api_keys_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
     CONSTRAINT tenant_api_keys_permissions_check CHECK (((permissions <@ ARRAY['users:read'::text, 'users:write'::text, 'documents:read'::text, 'documents:write'::text, 'keys:read'::text, 'keys:write'::text, 'audit:read'::text, 'config:read'::text, 'config:write'::text, '*'::text]) AND (array_position(permissions, NULL::text) IS NULL)))
 );
+ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN tenant_id SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN key_id SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN key_hash SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN key_prefix SET STATISTICS 0;
@@ -586,7 +636,6 @@ ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN permissions SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN user_id SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN expires_at SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN revoked_at SET STATISTICS 0;
-ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN last_used_at SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN created_at SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN updated_at SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_api_keys ALTER COLUMN issued_by_key_id SET STATISTICS 0;
@@ -665,13 +714,6 @@ COMMENT ON COLUMN core.tenant_api_keys.revoked_at IS 'When the key was revoked; 
 
 
 --
--- Name: COLUMN tenant_api_keys.last_used_at; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenant_api_keys.last_used_at IS 'Last successful use, recorded at most once a minute';
-
-
---
 -- Name: COLUMN tenant_api_keys.created_at; Type: COMMENT; Schema: core; Owner: -
 --
 
@@ -697,19 +739,20 @@ COMMENT ON COLUMN core.tenant_api_keys.issued_by_key_id IS 'The key that issued 
 --
 
 CREATE VIEW api.api_keys WITH (security_invoker='true') AS
- SELECT tenant_api_keys.key_id,
-    tenant_api_keys.tenant_id,
-    tenant_api_keys.key_prefix,
-    tenant_api_keys.name,
-    tenant_api_keys.permissions,
-    tenant_api_keys.user_id,
-    tenant_api_keys.expires_at,
-    tenant_api_keys.revoked_at,
-    tenant_api_keys.last_used_at,
-    tenant_api_keys.created_at,
-    tenant_api_keys.updated_at,
-    tenant_api_keys.issued_by_key_id
-   FROM core.tenant_api_keys;
+ SELECT k.key_id,
+    k.tenant_id,
+    k.key_prefix,
+    k.name,
+    k.permissions,
+    k.user_id,
+    k.expires_at,
+    k.revoked_at,
+    u.last_used_at,
+    k.created_at,
+    k.updated_at,
+    k.issued_by_key_id
+   FROM (core.tenant_api_keys k
+     LEFT JOIN core.api_key_usage u ON (((u.tenant_id = k.tenant_id) AND (u.key_id = k.key_id))));
 
 
 --
@@ -794,6 +837,7 @@ CREATE TABLE core.audit_logs (
     CONSTRAINT audit_logs_resource_type_check CHECK ((resource_type ~ '^[a-z][a-z_]{0,99}$'::text))
 );
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN log_id SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN tenant_id SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN user_id SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN api_key_id SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN action SET STATISTICS 0;
@@ -1085,8 +1129,10 @@ begin
   perform core.revoke_keys(v_caller.tenant_id, array[p_key_id]);
   return query
     select k.key_id, k.tenant_id, k.key_prefix, k.name, k.permissions, k.user_id, k.expires_at, k.revoked_at,
-           k.last_used_at, k.created_at, k.updated_at, k.issued_by_key_id
-    from core.tenant_api_keys k where k.tenant_id = v_caller.tenant_id and k.key_id = p_key_id;
+           s.last_used_at, k.created_at, k.updated_at, k.issued_by_key_id
+    from core.tenant_api_keys k
+    left join core.api_key_usage s on s.tenant_id = k.tenant_id and s.key_id = k.key_id
+    where k.tenant_id = v_caller.tenant_id and k.key_id = p_key_id;
 end
 $$;
 
@@ -1143,10 +1189,15 @@ CREATE FUNCTION api.touch_api_key(p_key_hash text) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  update core.tenant_api_keys
+  update core.api_key_usage u
   set last_used_at = now()
-  where key_hash = p_key_hash
-    and (last_used_at is null or last_used_at < now() - interval '1 minute')
+  where (u.tenant_id, u.key_id) = (
+    select s.tenant_id, s.key_id
+    from core.tenant_api_keys k
+    join core.api_key_usage s on s.tenant_id = k.tenant_id and s.key_id = k.key_id
+    where k.key_hash = p_key_hash
+      and (s.last_used_at is null or s.last_used_at < now() - interval '1 minute')
+    for update of s skip locked)
 $$;
 
 
@@ -1198,6 +1249,7 @@ CREATE TABLE core.tenant_configs (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT tenant_configs_settings_check CHECK ((jsonb_typeof(settings) = 'object'::text))
 );
+ALTER TABLE ONLY core.tenant_configs ALTER COLUMN tenant_id SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_configs ALTER COLUMN template_id SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_configs ALTER COLUMN settings SET STATISTICS 0;
 ALTER TABLE ONLY core.tenant_configs ALTER COLUMN created_at SET STATISTICS 0;
@@ -1354,6 +1406,27 @@ COMMENT ON FUNCTION core.context_mac(p_payload text, p_secret bytea) IS 'HMAC-SH
 
 
 --
+-- Name: create_key_usage(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.create_key_usage() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into core.api_key_usage (tenant_id, key_id) values (new.tenant_id, new.key_id);
+  return null;
+end
+$$;
+
+
+--
+-- Name: FUNCTION create_key_usage(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.create_key_usage() IS 'Trigger: creates the usage row of a new API key';
+
+
+--
 -- Name: current_api_key_id(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -1415,8 +1488,12 @@ declare
   v_rank integer;
 begin
   select c.tenant_id, c.user_role, c.permissions into v_context from core.request_context c;
-  -- Platform operations and migrations carry no tenant context.
+  -- Platform operations and migrations carry no tenant context; the
+  -- service's role always does.
   if v_context.tenant_id is null then
+    if session_user = 'app_user' then
+      raise exception 'a change to users needs a verified request context' using errcode = 'insufficient_privilege';
+    end if;
     return coalesce(new, old);
   end if;
   v_rank := core.rank_of_caller(v_context.user_role, v_context.permissions);
@@ -1466,7 +1543,7 @@ CREATE FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions 
            p_name, coalesce(p_permissions, '{}'), p_user_id, p_expires_at, p_issued_by_key_id
     from new_key n
     returning key_id, tenant_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
-              last_used_at, created_at, updated_at, issued_by_key_id
+              null::timestamptz as last_used_at, created_at, updated_at, issued_by_key_id
   )
   select n.secret, i.*
   from new_key n, inserted i
@@ -1577,16 +1654,22 @@ begin
   where column_name <> all (v_not_audited)
     and (tg_op <> 'UPDATE' or v_old -> column_name is distinct from v_new -> column_name);
 
-  -- An update that changed nothing an auditor cares about (say, only
-  -- last_used_at) leaves no entry.
+  -- An update that changed nothing an auditor cares about leaves no entry.
   if tg_op = 'UPDATE' and cardinality(v_changed) = 0 then
     return null;
   end if;
 
   -- No verified context (a migration, a DBA): the actor columns stay NULL.
-  select c.user_id, c.api_key_id, c.request_id, c.client_request_id
+  select c.tenant_id, c.user_id, c.api_key_id, c.request_id, c.client_request_id
   into v_context
   from core.request_context c;
+
+  -- The service's role changes a tenant's rows only under that tenant's
+  -- context, so every change it makes has an actor.
+  if session_user = 'app_user' and v_context.tenant_id is distinct from (v_row ->> 'tenant_id')::uuid then
+    raise exception 'a change through app_user needs the verified request context of the row''s tenant'
+      using errcode = 'insufficient_privilege';
+  end if;
 
   insert into core.audit_logs
     (tenant_id, user_id, api_key_id, action, resource_type, resource_id, details, request_id, client_request_id)
@@ -1771,9 +1854,16 @@ begin
     raise exception 'a client request id is 1-128 characters from A-Z a-z 0-9 . _ : -'
       using errcode = 'invalid_parameter_value';
   end if;
-  v_payload := concat_ws('|', 'v1', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
+  -- Under REPEATABLE READ or SERIALIZABLE the whole transaction reads one
+  -- snapshot, possibly an old exported one: a revoked key would still pass.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'a request context is signed only in a READ COMMITTED transaction'
+      using errcode = 'invalid_transaction_state';
+  end if;
+  v_payload := concat_ws('|', 'v2', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
     coalesce(p_user_id::text, ''), coalesce(p_user_role, ''), array_to_string(p_permissions, ','), p_request_id,
-    coalesce(p_client_request_id, ''));
+    coalesce(p_client_request_id, ''), nextval('core.context_nonce'),
+    (extract(epoch from clock_timestamp()) * 1000000)::bigint);
   perform set_config('app.context',
     v_payload || '|' || encode(core.context_mac(v_payload, (select k.secret from core.context_signing_key k)), 'hex'),
     true);
@@ -1785,28 +1875,31 @@ $_$;
 -- Name: FUNCTION sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text) IS 'Sets app.context, signed for this transaction; usable only by tenancy_auth, which may read the signing key';
+COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text) IS 'Sets app.context, signed for this transaction and numbered; usable only by tenancy_auth, which may read the signing key and advance the numbers';
 
 
 --
--- Name: begin_request(uuid, text); Type: FUNCTION; Schema: platform; Owner: -
+-- Name: begin_request(uuid, text, boolean); Type: FUNCTION; Schema: platform; Owner: -
 --
 
-CREATE FUNCTION platform.begin_request(p_request_id uuid, p_client_request_id text DEFAULT NULL::text) RETURNS void
+CREATE FUNCTION platform.begin_request(p_request_id uuid, p_client_request_id text DEFAULT NULL::text, p_read_only boolean DEFAULT false) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
   perform core.sign_context(null, null, null, null, '{}', p_request_id, p_client_request_id);
+  if p_read_only then
+    perform set_config('transaction_read_only', 'on', true);
+  end if;
 end
 $$;
 
 
 --
--- Name: FUNCTION begin_request(p_request_id uuid, p_client_request_id text); Type: COMMENT; Schema: platform; Owner: -
+-- Name: FUNCTION begin_request(p_request_id uuid, p_client_request_id text, p_read_only boolean); Type: COMMENT; Schema: platform; Owner: -
 --
 
-COMMENT ON FUNCTION platform.begin_request(p_request_id uuid, p_client_request_id text) IS 'Signs the request context of a platform request: its request ids, no tenant';
+COMMENT ON FUNCTION platform.begin_request(p_request_id uuid, p_client_request_id text, p_read_only boolean) IS 'Signs the request context of a platform request: its request ids, no tenant; read-only from here if asked';
 
 
 --
@@ -1850,7 +1943,8 @@ COMMENT ON FUNCTION platform.claim_idempotency_key(p_idempotency_key text, p_req
 --
 
 CREATE FUNCTION platform.create_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
   if not exists (select from core.tenants t where t.tenant_id = p_tenant_id and t.deactivated_at is null) then
@@ -1887,6 +1981,7 @@ CREATE TABLE core.tenants (
     CONSTRAINT tenants_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
     CONSTRAINT tenants_subscription_tier_check CHECK ((subscription_tier = ANY (ARRAY['free'::text, 'pro'::text, 'enterprise'::text])))
 );
+ALTER TABLE ONLY core.tenants ALTER COLUMN tenant_id SET STATISTICS 0;
 ALTER TABLE ONLY core.tenants ALTER COLUMN name SET STATISTICS 0;
 ALTER TABLE ONLY core.tenants ALTER COLUMN domain SET STATISTICS 0;
 ALTER TABLE ONLY core.tenants ALTER COLUMN subscription_tier SET STATISTICS 0;
@@ -2292,6 +2387,25 @@ COMMENT ON VIEW api.tenant IS 'The tenant of the current context: one row, or no
 
 
 --
+-- Name: context_nonce; Type: SEQUENCE; Schema: core; Owner: -
+--
+
+CREATE SEQUENCE core.context_nonce
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+--
+-- Name: SEQUENCE context_nonce; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON SEQUENCE core.context_nonce IS 'Numbers each signed context; only the one numbered currval() in its session verifies';
+
+
+--
 -- Name: context_signing_key; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -2350,6 +2464,7 @@ CREATE TABLE core.idempotency_keys (
     CONSTRAINT idempotency_keys_request_hash_check CHECK ((request_hash ~ '^[0-9a-f]{64}$'::text)),
     CONSTRAINT idempotency_keys_response_status_check CHECK (((response_status >= 100) AND (response_status <= 599)))
 );
+ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN tenant_id SET STATISTICS 0;
 ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN idempotency_key SET STATISTICS 0;
 ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN request_hash SET STATISTICS 0;
 ALTER TABLE ONLY core.idempotency_keys ALTER COLUMN response_status SET STATISTICS 0;
@@ -2512,14 +2627,18 @@ CREATE VIEW core.request_context WITH (security_barrier='true') AS
     NULLIF(split_part(c.signed, '|'::text, 8), ''::text) AS client_request_id
    FROM (( SELECT current_setting('app.context'::text, true) AS signed) c
      CROSS JOIN core.context_signing_key k)
-  WHERE ((split_part(c.signed, '|'::text, 1) = 'v1'::text) AND (encode(core.context_mac("left"(c.signed, '-65'::integer), k.secret), 'hex'::text) = "right"(c.signed, 64)) AND (clock_timestamp() < (transaction_timestamp() + '00:00:30'::interval)));
+  WHERE ((split_part(c.signed, '|'::text, 1) = 'v2'::text) AND
+        CASE
+            WHEN (encode(core.context_mac("left"(c.signed, '-65'::integer), k.secret), 'hex'::text) = "right"(c.signed, 64)) THEN (((split_part(c.signed, '|'::text, 9))::bigint = currval('core.context_nonce'::regclass)) AND ((split_part(c.signed, '|'::text, 10))::bigint < ((EXTRACT(epoch FROM statement_timestamp()) * (1000000)::numeric))::bigint))
+            ELSE false
+        END AND (clock_timestamp() < (transaction_timestamp() + '00:00:30'::interval)));
 
 
 --
 -- Name: VIEW request_context; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON VIEW core.request_context IS 'The verified context of the current transaction: one row when app.context carries a valid signature, for 30 s from the transaction''s start; else none';
+COMMENT ON VIEW core.request_context IS 'The verified context: one row when app.context carries a valid signature of this transaction, is the latest this session signed, was signed before the current statement and is less than 30 s old; else none';
 
 
 --
@@ -2529,6 +2648,14 @@ COMMENT ON VIEW core.request_context IS 'The verified context of the current tra
 CREATE TABLE public.schema_migrations (
     version character varying NOT NULL
 );
+
+
+--
+-- Name: api_key_usage api_key_usage_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.api_key_usage
+    ADD CONSTRAINT api_key_usage_pkey PRIMARY KEY (tenant_id, key_id);
 
 
 --
@@ -2738,6 +2865,16 @@ CREATE INDEX users_tenant_created_at_idx ON core.users USING btree (tenant_id, c
 --
 
 CREATE UNIQUE INDEX users_tenant_email_key ON core.users USING btree (tenant_id, lower(email));
+ALTER INDEX core.users_tenant_email_key ALTER COLUMN 2 SET STATISTICS 0;
+
+
+--
+-- Name: tenant_api_keys create_key_usage; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER create_key_usage AFTER INSERT ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.create_key_usage();
+
+ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER create_key_usage;
 
 
 --
@@ -2894,6 +3031,14 @@ ALTER TABLE core.users ENABLE ALWAYS TRIGGER set_updated_at;
 
 
 --
+-- Name: api_key_usage api_key_usage_tenant_id_key_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.api_key_usage
+    ADD CONSTRAINT api_key_usage_tenant_id_key_id_fkey FOREIGN KEY (tenant_id, key_id) REFERENCES core.tenant_api_keys(tenant_id, key_id) ON DELETE CASCADE;
+
+
+--
 -- Name: audit_logs audit_logs_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
 --
 
@@ -2982,10 +3127,25 @@ ALTER TABLE ONLY core.users
 
 
 --
+-- Name: api_key_usage; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.api_key_usage ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: audit_logs; Type: ROW SECURITY; Schema: core; Owner: -
 --
 
 ALTER TABLE core.audit_logs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: api_key_usage delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.api_key_usage FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions)))));
+
 
 --
 -- Name: documents delete_own_tenant; Type: POLICY; Schema: core; Owner: -
@@ -3055,6 +3215,15 @@ ALTER TABLE core.documents ENABLE ROW LEVEL SECURITY;
 ALTER TABLE core.idempotency_keys ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: api_key_usage insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.api_key_usage FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions)))));
+
+
+--
 -- Name: audit_logs insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -3114,6 +3283,15 @@ CREATE POLICY insert_own_tenant ON core.tenants FOR INSERT WITH CHECK ((tenant_i
 CREATE POLICY insert_own_tenant ON core.users FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
    FROM core.request_context c
   WHERE ('users:write'::text = ANY (c.permissions)))));
+
+
+--
+-- Name: api_key_usage select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.api_key_usage FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:read'::text = ANY (c.permissions)))));
 
 
 --
@@ -3195,6 +3373,17 @@ ALTER TABLE core.tenant_configs ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE core.tenants ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: api_key_usage update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.api_key_usage FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions))))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions)))));
+
 
 --
 -- Name: documents update_own_tenant; Type: POLICY; Schema: core; Owner: -
@@ -3295,4 +3484,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000200'),
     ('20261201000300'),
     ('20261201000400'),
-    ('20261201000500');
+    ('20261201000500'),
+    ('20261201000600');

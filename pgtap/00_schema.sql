@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(364);
+select plan(372);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -21,8 +21,8 @@ select has_extension('extensions', 'pgcrypto', 'pgcrypto is installed in schema 
 
 select tables_are('core',
   array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
-        'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys'],
-  'core holds exactly the ten tables the migrations create');
+        'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys', 'api_key_usage'],
+  'core holds exactly the eleven tables the migrations create');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
 select tables_are('platform', '{}'::name[], 'platform holds no tables, only views and functions');
 
@@ -47,7 +47,7 @@ select functions_are('core',
   array['current_tenant_id', 'current_api_key_id', 'context_mac', 'sign_context', 'set_updated_at',
         'reject_audit_change', 'record_audit', 'issue_api_key', 'keep_revocation', 'page_upper_bound',
         'all_permissions', 'role_permissions', 'role_rank', 'effective_permissions', 'rank_of_caller',
-        'guard_user_roles', 'revoke_keys', 'revoke_keys_of_deleted_user', 'current_permissions'],
+        'guard_user_roles', 'revoke_keys', 'revoke_keys_of_deleted_user', 'current_permissions', 'create_key_usage'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, and page bound');
 
 -- Columns, types and nullability ----------------------------------------------
@@ -73,8 +73,10 @@ select columns_are('core', 'documents',
   'core.documents has exactly the columns of the migration');
 select columns_are('core', 'tenant_api_keys',
   array['tenant_id', 'key_id', 'key_hash', 'key_prefix', 'name', 'permissions', 'user_id', 'expires_at',
-        'revoked_at', 'last_used_at', 'created_at', 'updated_at', 'issued_by_key_id'],
+        'revoked_at', 'created_at', 'updated_at', 'issued_by_key_id'],
   'core.tenant_api_keys has exactly the columns of the migration');
+select columns_are('core', 'api_key_usage', array['tenant_id', 'key_id', 'last_used_at'],
+  'core.api_key_usage has exactly the columns of the migration');
 select columns_are('core', 'context_signing_key', array['only_row', 'secret', 'created_at'],
   'core.context_signing_key has exactly the columns of the migration');
 select columns_are('core', 'idempotency_keys',
@@ -143,7 +145,9 @@ insert into expected_columns values
   ('tenant_api_keys', 'user_id', 'uuid', false),
   ('tenant_api_keys', 'expires_at', 'timestamp with time zone', false),
   ('tenant_api_keys', 'revoked_at', 'timestamp with time zone', false),
-  ('tenant_api_keys', 'last_used_at', 'timestamp with time zone', false),
+  ('api_key_usage', 'tenant_id', 'uuid', true),
+  ('api_key_usage', 'key_id', 'uuid', true),
+  ('api_key_usage', 'last_used_at', 'timestamp with time zone', false),
   ('tenant_api_keys', 'created_at', 'timestamp with time zone', true),
   ('tenant_api_keys', 'updated_at', 'timestamp with time zone', true),
   ('tenant_api_keys', 'issued_by_key_id', 'uuid', false),
@@ -188,8 +192,13 @@ select col_default_is('core', 'idempotency_keys', 'api_key_id', 'core.current_ap
 
 select has_pk('core', t, format('core.%I has a primary key', t))
 from unnest(array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents',
-                  'tenant_api_keys', 'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys']) as t;
+                  'tenant_api_keys', 'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys',
+                  'api_key_usage']) as t;
 select col_is_pk('core', 'tenants', array['tenant_id'], 'the primary key of core.tenants is (tenant_id)');
+select col_is_pk('core', 'api_key_usage', array['tenant_id', 'key_id'],
+  'the primary key of core.api_key_usage is (tenant_id, key_id): one usage row per key');
+select fk_ok('core', 'api_key_usage', array['tenant_id', 'key_id'], 'core', 'tenant_api_keys', array['tenant_id', 'key_id'],
+  'a usage row belongs to a key of the same tenant');
 select col_is_pk('core', 'audit_logs', array['tenant_id', 'log_id'],
   'the primary key of core.audit_logs is (tenant_id, log_id)');
 select col_is_pk('core', 'templates', array['template_id'], 'the primary key of core.templates is (template_id)');

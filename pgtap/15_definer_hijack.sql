@@ -84,12 +84,13 @@ create table pg_temp.definers_called (fn regprocedure not null);
 set local role uber_admin;
 select platform.begin_request(gen_random_uuid(), 'hijack-1');
 reset role;
-insert into pg_temp.definers_called values ('platform.begin_request(uuid,text)');
+insert into pg_temp.definers_called values ('platform.begin_request(uuid,text,boolean)');
 set local role uber_admin;
 select tenant_id as tenant_a from platform.create_tenant('Hijacked', null, 'pro', 'Fintech Template') \gset
 select key as key_a from platform.create_api_key(:'tenant_a', 'Root', '{*}') \gset
 select tenant_id from platform.update_tenant(:'tenant_a', p_name => 'Hijacked, renamed') \gset ignored_
 reset role;
+insert into pg_temp.definers_called values ('platform.create_api_key(uuid,text,text[],uuid,timestamp with time zone)');
 
 set local role app_user;
 select throws_ok($$ select * from api.begin_request(repeat('0', 64), null, gen_random_uuid()) $$, 'PT401', null,
@@ -100,7 +101,7 @@ select is(
   :'tenant_a'::uuid,
   'api.begin_request authenticates a real key with the shadows in place');
 reset role;
-insert into pg_temp.definers_called values ('api.begin_request(text,text,uuid,text)');
+insert into pg_temp.definers_called values ('api.begin_request(text,text,uuid,text,boolean)');
 set local role app_user;
 select user_id as user_a from api.create_user('victim@hijack.example', 'tenant_admin') \gset
 select user_id from api.update_user(:'user_a', p_role => 'member') \gset ignored_

@@ -57,6 +57,8 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
   let pool: DatabasePool;
   let setContext: (tx: Sql) => postgres.PendingQuery<postgres.Row[]>;
   let keyHash: string | undefined;
+  // A GET changes nothing: its transaction turns read-only once the context is signed.
+  const readOnly = route.method === "GET";
   if (route.access === "admin") {
     if (!pools.admin || !adminTokenDigest) {
       throw new HttpError(
@@ -66,14 +68,14 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
     }
     requireAdminToken(request, adminTokenDigest);
     pool = pools.admin;
-    setContext = (tx) => tx`select platform.begin_request(${ids.server}, ${ids.client})`;
+    setContext = (tx) => tx`select platform.begin_request(${ids.server}, ${ids.client}, ${readOnly})`;
   } else {
     const hash = keyHash = apiKeyHash(request);
     pool = pools.app;
     setContext = (tx) =>
       tx`select tenant_id, key_id, last_used_at from api.begin_request(${hash}, ${
         route.permission ?? null
-      }, ${ids.server}, ${ids.client})`;
+      }, ${ids.server}, ${ids.client}, ${readOnly})`;
   }
 
   const params = route.params ? validate(route.params, pathParams, "path") : {};
@@ -85,7 +87,7 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
 
   const input = { params, query, body };
   const status = route.status ?? 200;
-  const options = { readOnly: route.method === "GET", poolWaitMs: config.poolWaitMs, context: setContext };
+  const options = { readOnly, poolWaitMs: config.poolWaitMs, context: setContext };
   const idempotencyKey = route.method === "POST" ? idempotencyKeyOf(request) : null;
   let result: TransactionResult<unknown>;
   let reply: { status: number; body: unknown; replayed: boolean };

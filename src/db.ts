@@ -8,6 +8,7 @@ import postgres from "postgres";
 import type { Config } from "./config.ts";
 import { parseJson } from "./http/json.ts";
 import { HttpError } from "./http/problem.ts";
+import { log } from "./log.ts";
 
 /** A postgres.js client (in a DatabasePool, one holding a single connection). */
 export type Sql = postgres.Sql<Record<string, never>>;
@@ -242,6 +243,30 @@ function markConnected(slot: PooledConnection): void {
 }
 
 /**
+ * Keeps a connection that dies while it opens from ending the process.
+ *
+ * postgres.js 3.4.9 sends a query of its own on each new connection (the
+ * array types, connection.js fetchArrayTypes) and leaves its promise
+ * unobserved: when that connection is terminated meanwhile (a DBA's, or an
+ * attacker's, pg_terminate_backend; a restart), the rejection reaches the
+ * process and Deno exits. Nothing is lost by observing it here: the client
+ * reports the closed connection, and DatabasePool replaces it. Any other
+ * unhandled rejection still ends the process.
+ */
+export function survivePostgresTypeFetchFailures(): void {
+  if (typeFetchGuardInstalled) return;
+  typeFetchGuardInstalled = true;
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    if (!isTransientDatabaseError(event.reason)) return;
+    event.preventDefault();
+    log("warn", "a database connection was lost while it opened", {
+      code: (event.reason as { code?: string }).code,
+    });
+  });
+}
+let typeFetchGuardInstalled = false;
+
+/**
  * Opens a pool of DB_POOL_MAX connections.
  *
  * @param url connection URL (its password never appears in errors or logs)
@@ -384,6 +409,7 @@ export function toHttpError(error: unknown): HttpError {
 
 /** What `runTransaction` needs to know about the request. */
 export interface TransactionOptions {
+  /** The work only reads (its context statement makes the transaction read-only), so a retry is safe. */
   readOnly: boolean;
   /** Statement that sets the context, sent right after BEGIN (e.g. api.begin_request). */
   context: (sql: Sql) => PendingQuery;
@@ -454,7 +480,10 @@ async function attemptTransaction<T>(
     throw new AttemptFailure(error, false);
   }
   const tx = slot.sql;
-  const beginStatement = options.readOnly ? "begin read only" : "begin";
+  // Every transaction begins read-write: signing the context numbers it
+  // (nextval), which a read-only transaction may not. The context statement
+  // turns a read-only request's transaction read-only right after.
+  const beginStatement = "begin";
   let open = false;
   let lost = false;
   try {

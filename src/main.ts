@@ -4,7 +4,7 @@
  */
 import { createHandler } from "./app.ts";
 import { ConfigError, loadConfig } from "./config.ts";
-import { closePools, createPools, warmPool } from "./db.ts";
+import { closePools, createPools, survivePostgresTypeFetchFailures, warmPool } from "./db.ts";
 import { log } from "./log.ts";
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -20,6 +20,7 @@ async function main(): Promise<number> {
     }
     throw error;
   }
+  survivePostgresTypeFetchFailures();
   const pools = createPools(config);
   try {
     await warmPool(pools.app, config.poolMin);

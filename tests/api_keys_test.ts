@@ -275,7 +275,7 @@ Deno.test("using a key records last_used_at", async () => {
     const tenant = await createTenant(server, "Last used");
     const { key, keyId } = await issueKey(server, tenant.tenantId, { permissions: ["users:read"] });
     const lastUsed = async () =>
-      (await server.owner`select last_used_at from core.tenant_api_keys where key_id = ${keyId}`)[0]
+      (await server.owner`select last_used_at from core.api_key_usage where key_id = ${keyId}`)[0]
         .last_used_at;
     assert.equal(await lastUsed(), null);
     await expectStatus(200, { server, method: "GET", path: "/v1/users", token: key });

@@ -184,9 +184,9 @@ export async function listAll(
 /**
  * Every row of one tenant in every core table with a tenant_id column, read
  * as the owner (bypassing row-level security). The table list comes from the
- * catalog, so a table added later is covered too. last_used_at, and the
- * updated_at it bumps, are left out of API keys: they are written after the
- * response, off the request path, and are not audited.
+ * catalog, so a table added later is covered too. last_used_at (of
+ * core.api_key_usage) is left out: it is written after the response, off the
+ * request path, and is not audited.
  *
  * @param server the running service (its owner connection is used)
  * @param tenantId the tenant
@@ -205,8 +205,7 @@ export async function tenantSnapshot(
   const snapshot: Record<string, string[]> = {};
   for (const { table_name } of tables) {
     const rows = await sql<{ row: string }[]>`
-      select (case when to_jsonb(t) ? 'last_used_at'
-                   then to_jsonb(t) - 'last_used_at' - 'updated_at' else to_jsonb(t) end)::text as row
+      select (to_jsonb(t) - 'last_used_at')::text as row
       from ${sql("core")}.${sql(table_name)} t
       where t.tenant_id = ${tenantId}
       order by 1`;

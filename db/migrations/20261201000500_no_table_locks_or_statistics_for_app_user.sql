@@ -110,7 +110,7 @@ begin
   for v_column in
     select c.relname as tab, a.attname as col
     from pg_attribute a join pg_class c on c.oid = a.attrelid
-    where c.relnamespace = 'core'::regnamespace and a.attstattarget = 0 and a.attnum > 0
+    where c.relnamespace = 'core'::regnamespace and a.attstattarget = 0 and a.attnum > 0 and not a.attisdropped
   loop
     execute format('alter table core.%I alter column %I set statistics -1', v_column.tab, v_column.col);
   end loop;

@@ -1,0 +1,200 @@
+/**
+ * From the side of someone who holds the app_user password (a SQL injection,
+ * a compromised app host) and a key or two: what they can do with sessions
+ * of their own next to the service's. A stale snapshot does not bring a
+ * revoked key back, a lock they hold does not stop a revocation, and
+ * terminating the service's sessions does not take the service down.
+ */
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { spawnService } from "./cluster.ts";
+import { sha256Hex } from "../src/http/auth.ts";
+import { call, createTenant, requireEnv, startServer, type TestServer } from "./support.ts";
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The code of the error a promise rejects with, or "none". */
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return "none";
+  } catch (error) {
+    return String((error as { code?: unknown }).code);
+  }
+}
+
+Deno.test("a request context is signed only under READ COMMITTED, so an old snapshot cannot bring a revoked key back", async () => {
+  const server = await startServer();
+  const app = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });
+  const holder = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });
+  const { promise: done, resolve: finish } = Promise.withResolvers<void>();
+  let held: Promise<unknown> | undefined;
+  try {
+    const tenant = await createTenant(server, "stale-snapshot");
+    const hash = sha256Hex(tenant.key);
+    const begin = (tx: postgres.TransactionSql) =>
+      tx`select tenant_id from api.begin_request(${hash}, null, ${crypto.randomUUID()})`;
+
+    assert.equal(await codeOf(app.begin(begin)), "none", "READ COMMITTED signs the context (the control)");
+    for (const level of ["repeatable read", "serializable"]) {
+      assert.equal(
+        await codeOf(app.begin(`isolation level ${level}`, begin)),
+        "25000",
+        `${level} is refused with invalid_transaction_state`,
+      );
+    }
+
+    // A snapshot exported before the revocation and imported after it.
+    const { promise: exported, resolve: gotSnapshot } = Promise.withResolvers<string>();
+    held = holder.begin("isolation level repeatable read", async (tx) => {
+      const [{ id }] = await tx`select pg_export_snapshot() as id`;
+      gotSnapshot(String(id));
+      await done;
+    });
+    const snapshot = await exported;
+    assert.match(snapshot, /^[0-9A-F-]+$/);
+    const revoked = await call(
+      server,
+      "DELETE",
+      `/v1/admin/tenants/${tenant.tenantId}/api-keys/${tenant.keyId}`,
+      {
+        token: server.config.platformAdminToken,
+      },
+    );
+    assert.equal(revoked.status, 204);
+    const replayed = app.begin("isolation level repeatable read", async (tx) => {
+      await tx.unsafe(`set transaction snapshot '${snapshot}'`);
+      return await begin(tx);
+    });
+    assert.equal(
+      await codeOf(replayed),
+      "25000",
+      "the revoked key does not authenticate under the old snapshot",
+    );
+  } finally {
+    finish();
+    await held?.catch(() => {});
+    await Promise.all([app.end(), holder.end()]);
+    await server.close();
+  }
+});
+
+Deno.test("a session holding a key's usage row cannot stop that key, or the key that issued it, being revoked", async () => {
+  const server = await startServer({ DB_POOL_MAX: "2" });
+  const hostage = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });
+  const { promise: unlock, resolve: release } = Promise.withResolvers<void>();
+  let holder: Promise<unknown> | undefined;
+  try {
+    const tenant = await createTenant(server, "usage-lock");
+    const issued = await call(server, "POST", "/v1/api-keys", {
+      token: tenant.key,
+      body: { name: "leaked", permissions: ["documents:read"] },
+    });
+    assert.equal(issued.status, 201);
+    const child = String(issued.body.key);
+
+    // What the attacker runs: record a use of each key, and keep the
+    // transaction (and its row locks) open.
+    const { promise: locked, resolve: lockTaken } = Promise.withResolvers<void>();
+    holder = hostage.begin(async (tx) => {
+      await tx`set local idle_in_transaction_session_timeout = 0`;
+      await tx`select api.touch_api_key(${sha256Hex(tenant.key)})`;
+      await tx`select api.touch_api_key(${sha256Hex(child)})`;
+      // An update took a transaction id: its rows stay locked until the end.
+      const [{ count }] = await tx`
+        select count(*)::int from pg_locks where pid = pg_backend_pid() and locktype = 'transactionid'`;
+      assert.equal(count, 1, "the attacker's session holds the rows it updated");
+      lockTaken();
+      await unlock;
+    });
+    await locked;
+
+    // Uses of the keys go on; their touches skip the held rows.
+    for (let i = 0; i < 4; i++) {
+      assert.equal((await call(server, "GET", "/v1/documents", { token: child })).status, 200);
+    }
+    const [{ waiting }] = await server.owner`
+      select count(*)::int as waiting from pg_stat_activity
+      where usename = 'app_user' and wait_event_type = 'Lock'`;
+    assert.equal(waiting, 0, "no session of the service waits on the attacker's locks");
+
+    // Revoking the parent revokes the child too, at once, lock or no lock.
+    const otherAdmin = await call(server, "POST", `/v1/admin/tenants/${tenant.tenantId}/api-keys`, {
+      token: server.config.platformAdminToken,
+      body: { name: "second admin", permissions: ["*"] },
+    });
+    assert.equal(otherAdmin.status, 201);
+    const revoked = await call(server, "DELETE", `/v1/api-keys/${tenant.keyId}`, {
+      token: String(otherAdmin.body.key),
+    });
+    assert.equal(revoked.status, 204, JSON.stringify(revoked.body));
+    assert.equal((await call(server, "GET", "/v1/documents", { token: child })).status, 401);
+    assert.equal((await call(server, "GET", "/v1/documents", { token: tenant.key })).status, 401);
+  } finally {
+    release();
+    await holder?.catch(() => {});
+    await hostage.end();
+    await server.close();
+  }
+});
+
+Deno.test("terminating the service's database sessions in a tight loop never takes the service down", async () => {
+  const setup = await startServer();
+  let key: string;
+  try {
+    key = (await createTenant(setup, "terminator")).key;
+  } finally {
+    await setup.close();
+  }
+  const attacker = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });
+  const service = await spawnService({ DB_POOL_MAX: "4" });
+  let exited = false;
+  service.status.then(() => exited = true);
+  const target = { url: service.url } as TestServer;
+  try {
+    const statuses = new Map<number, number>();
+    let stop = false;
+    const killer = (async () => {
+      let kills = 0;
+      while (!stop) {
+        const rows = await attacker`
+          select pg_terminate_backend(pid) from pg_stat_activity
+          where usename = 'app_user' and application_name = 'tenancy-api'`;
+        kills += rows.length;
+        await sleep(5);
+      }
+      return kills;
+    })();
+    const workers = Array.from({ length: 4 }, async () => {
+      while (!stop && !exited) {
+        try {
+          const { status } = await call(target, "GET", "/v1/tenant", { token: key });
+          statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        } catch {
+          statuses.set(0, (statuses.get(0) ?? 0) + 1);
+        }
+      }
+    });
+    await sleep(6000);
+    stop = true;
+    const kills = await killer;
+    await Promise.all(workers);
+
+    assert.equal(exited, false, `the service exited; it wrote:\n${service.output()}`);
+    assert.ok(kills > 20, `the loop terminated only ${kills} sessions`);
+    const unexpected = [...statuses.keys()].filter((status) => status !== 200 && status !== 503);
+    assert.deepEqual(unexpected, [], `answers during the attack: ${JSON.stringify([...statuses])}`);
+    // Once the attack stops, requests succeed again.
+    let recovered = false;
+    for (let i = 0; i < 20 && !recovered; i++) {
+      recovered = (await call(target, "GET", "/v1/tenant", { token: key })).status === 200;
+      if (!recovered) await sleep(100);
+    }
+    assert.ok(recovered, "the service answered 200 again after the attack");
+  } finally {
+    await attacker.end();
+    await service.stop();
+  }
+});
