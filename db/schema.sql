@@ -830,6 +830,7 @@ CREATE TABLE core.audit_logs (
     request_id text,
     "timestamp" timestamp with time zone DEFAULT now() NOT NULL,
     client_request_id text,
+    operator_id uuid,
     CONSTRAINT audit_logs_action_check CHECK ((action ~ '^[a-z][a-z_.]{0,99}$'::text)),
     CONSTRAINT audit_logs_client_request_id_check CHECK ((char_length(client_request_id) <= 200)),
     CONSTRAINT audit_logs_details_check CHECK ((jsonb_typeof(details) = 'object'::text)),
@@ -847,6 +848,7 @@ ALTER TABLE ONLY core.audit_logs ALTER COLUMN details SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN request_id SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN "timestamp" SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN client_request_id SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN operator_id SET STATISTICS 0;
 
 ALTER TABLE ONLY core.audit_logs FORCE ROW LEVEL SECURITY;
 
@@ -936,6 +938,13 @@ COMMENT ON COLUMN core.audit_logs.client_request_id IS 'x-request-id the client 
 
 
 --
+-- Name: COLUMN audit_logs.operator_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.operator_id IS 'Platform operator who made the request (platform routes); NULL for tenant API keys and DBAs';
+
+
+--
 -- Name: audit_logs; Type: VIEW; Schema: api; Owner: -
 --
 
@@ -960,7 +969,8 @@ CREATE VIEW api.audit_logs WITH (security_invoker='false') AS
         END AS details,
     a.request_id,
     a."timestamp",
-    a.client_request_id
+    a.client_request_id,
+    a.operator_id
    FROM core.audit_logs a;
 
 
@@ -1447,6 +1457,26 @@ COMMENT ON FUNCTION core.current_api_key_id() IS 'API key of the verified reques
 
 
 --
+-- Name: current_operator_id(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.current_operator_id() RETURNS uuid
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+    AS $$
+begin
+  return (select c.operator_id from core.request_context c);
+end
+$$;
+
+
+--
+-- Name: FUNCTION current_operator_id(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.current_operator_id() IS 'Platform operator of the verified request context; NULL outside platform requests';
+
+
+--
 -- Name: effective_permissions(text[], text); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -1566,7 +1596,8 @@ CREATE FUNCTION core.keep_revocation() RETURNS trigger
     AS $$
 begin
   if old.revoked_at is not null and new.revoked_at is distinct from old.revoked_at then
-    raise exception 'a revoked API key stays revoked' using errcode = 'insufficient_privilege';
+    raise exception 'a revoked % stays revoked', coalesce(tg_argv[0], 'API key')
+      using errcode = 'insufficient_privilege';
   end if;
   return new;
 end
@@ -1644,9 +1675,10 @@ declare
   v_old jsonb := case when tg_op <> 'INSERT' then to_jsonb(old) end;
   v_new jsonb := case when tg_op <> 'DELETE' then to_jsonb(new) end;
   v_row jsonb := coalesce(v_new, v_old);
-  v_not_audited constant text[] := array['key_hash', 'created_at', 'updated_at', 'last_used_at'];
+  v_not_audited constant text[] := array['key_hash', 'token_hash', 'created_at', 'updated_at', 'last_used_at'];
   v_changed text[];
   v_context record;
+  v_operator_id uuid;
 begin
   select coalesce(array_agg(column_name order by column_name), '{}')
   into v_changed
@@ -1660,7 +1692,7 @@ begin
   end if;
 
   -- No verified context (a migration, a DBA): the actor columns stay NULL.
-  select c.tenant_id, c.user_id, c.api_key_id, c.request_id, c.client_request_id
+  select c.tenant_id, c.user_id, c.api_key_id, c.request_id, c.client_request_id, c.operator_id
   into v_context
   from core.request_context c;
 
@@ -1671,12 +1703,25 @@ begin
       using errcode = 'insufficient_privilege';
   end if;
 
+  -- The bootstrap operator, the one that created itself, is its own actor.
+  v_operator_id := coalesce(v_context.operator_id,
+    case when tg_table_name = 'platform_operators' and tg_op = 'INSERT'
+              and v_new ->> 'created_by' = v_new ->> 'operator_id'
+         then (v_new ->> 'operator_id')::uuid end);
+  -- The platform role changes nothing without a named operator.
+  if session_user = 'uber_admin' and v_operator_id is null then
+    raise exception 'a platform change needs a named operator (platform.begin_request)'
+      using errcode = 'PT401';
+  end if;
+
   insert into core.audit_logs
-    (tenant_id, user_id, api_key_id, action, resource_type, resource_id, details, request_id, client_request_id)
+    (tenant_id, user_id, api_key_id, operator_id, action, resource_type, resource_id, details, request_id,
+     client_request_id)
   values (
-    (v_row ->> 'tenant_id')::uuid,
+    coalesce((v_row ->> 'tenant_id')::uuid, '00000000-0000-0000-0000-000000000000'),
     v_context.user_id,
     v_context.api_key_id,
+    v_operator_id,
     lower(tg_op),
     tg_table_name,
     (v_row ->> tg_argv[0])::uuid,
@@ -1836,10 +1881,10 @@ COMMENT ON FUNCTION core.set_updated_at() IS 'Trigger: keeps updated_at equal to
 
 
 --
--- Name: sign_context(uuid, uuid, uuid, text, text[], uuid, text); Type: FUNCTION; Schema: core; Owner: -
+-- Name: sign_context(uuid, uuid, uuid, text, text[], uuid, text, uuid); Type: FUNCTION; Schema: core; Owner: -
 --
 
-CREATE FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text) RETURNS void
+CREATE FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid DEFAULT NULL::uuid) RETURNS void
     LANGUAGE plpgsql
     AS $_$
 declare
@@ -1860,10 +1905,10 @@ begin
     raise exception 'a request context is signed only in a READ COMMITTED transaction'
       using errcode = 'invalid_transaction_state';
   end if;
-  v_payload := concat_ws('|', 'v2', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
+  v_payload := concat_ws('|', 'v3', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
     coalesce(p_user_id::text, ''), coalesce(p_user_role, ''), array_to_string(p_permissions, ','), p_request_id,
     coalesce(p_client_request_id, ''), nextval('core.context_nonce'),
-    (extract(epoch from clock_timestamp()) * 1000000)::bigint);
+    (extract(epoch from clock_timestamp()) * 1000000)::bigint, coalesce(p_operator_id::text, ''));
   perform set_config('app.context',
     v_payload || '|' || encode(core.context_mac(v_payload, (select k.secret from core.context_signing_key k)), 'hex'),
     true);
@@ -1872,34 +1917,79 @@ $_$;
 
 
 --
--- Name: FUNCTION sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text); Type: COMMENT; Schema: core; Owner: -
+-- Name: FUNCTION sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text) IS 'Sets app.context, signed for this transaction and numbered; usable only by tenancy_auth, which may read the signing key and advance the numbers';
+COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid) IS 'Sets app.context, signed for this transaction and numbered; usable only by tenancy_auth, which may read the signing key and advance the numbers';
 
 
 --
--- Name: begin_request(uuid, text, boolean); Type: FUNCTION; Schema: platform; Owner: -
+-- Name: begin_request(text, uuid, text, boolean); Type: FUNCTION; Schema: platform; Owner: -
 --
 
-CREATE FUNCTION platform.begin_request(p_request_id uuid, p_client_request_id text DEFAULT NULL::text, p_read_only boolean DEFAULT false) RETURNS void
+CREATE FUNCTION platform.begin_request(p_token_hash text, p_request_id uuid, p_client_request_id text DEFAULT NULL::text, p_read_only boolean DEFAULT false) RETURNS TABLE(operator_id uuid, name text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+#variable_conflict use_column
+declare
+  v_operator record;
 begin
-  perform core.sign_context(null, null, null, null, '{}', p_request_id, p_client_request_id);
+  select o.operator_id, o.name into v_operator
+  from core.platform_operators o
+  where o.token_hash = p_token_hash and o.revoked_at is null;
+  if not found then
+    raise exception 'unknown or revoked operator credential' using errcode = 'PT401';
+  end if;
+  perform core.sign_context(null, null, null, null, '{}', p_request_id, p_client_request_id,
+    v_operator.operator_id);
   if p_read_only then
     perform set_config('transaction_read_only', 'on', true);
   end if;
+  return query select v_operator.operator_id, v_operator.name;
 end
 $$;
 
 
 --
--- Name: FUNCTION begin_request(p_request_id uuid, p_client_request_id text, p_read_only boolean); Type: COMMENT; Schema: platform; Owner: -
+-- Name: FUNCTION begin_request(p_token_hash text, p_request_id uuid, p_client_request_id text, p_read_only boolean); Type: COMMENT; Schema: platform; Owner: -
 --
 
-COMMENT ON FUNCTION platform.begin_request(p_request_id uuid, p_client_request_id text, p_read_only boolean) IS 'Signs the request context of a platform request: its request ids, no tenant; read-only from here if asked';
+COMMENT ON FUNCTION platform.begin_request(p_token_hash text, p_request_id uuid, p_client_request_id text, p_read_only boolean) IS 'Authenticates an operator credential by its hash and signs the platform request''s context: operator and request ids, no tenant; read-only from here if asked';
+
+
+--
+-- Name: bootstrap_operator(text); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.bootstrap_operator(p_token_hash text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_operator_id uuid := gen_random_uuid();
+begin
+  -- One bootstrap at a time; the second finds the first's operator.
+  perform pg_advisory_xact_lock(hashtextextended('tenancy.bootstrap_operator', 0));
+  if exists (select from core.platform_operators o where o.revoked_at is null) then
+    return false;
+  end if;
+  -- A credential once revoked stays revoked, bootstrap or not.
+  if exists (select from core.platform_operators o where o.token_hash = p_token_hash) then
+    return false;
+  end if;
+  insert into core.platform_operators (operator_id, name, token_hash, token_prefix, created_by)
+  values (v_operator_id, 'bootstrap', p_token_hash, '', v_operator_id);
+  return true;
+end
+$$;
+
+
+--
+-- Name: FUNCTION bootstrap_operator(p_token_hash text); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.bootstrap_operator(p_token_hash text) IS 'While no operator is active, creates the operator "bootstrap" whose credential has this hash (PLATFORM_ADMIN_TOKEN); true when it did';
 
 
 --
@@ -1909,15 +1999,21 @@ COMMENT ON FUNCTION platform.begin_request(p_request_id uuid, p_client_request_i
 CREATE FUNCTION platform.claim_idempotency_key(p_idempotency_key text, p_request_hash text) RETURNS TABLE(claimed boolean, request_hash text, response_status integer, response_body jsonb)
     LANGUAGE plpgsql
     AS $$
+declare
+  v_operator_id uuid := core.current_operator_id();
 begin
+  if v_operator_id is null then
+    raise exception 'a platform change needs a named operator' using errcode = 'PT401';
+  end if;
   delete from core.platform_idempotency_keys k
-  where k.expires_at < now() and k.idempotency_key <> p_idempotency_key
-    and k.idempotency_key in (
-      select e.idempotency_key from core.platform_idempotency_keys e where e.expires_at < now() limit 10);
+  where k.expires_at < now() and (k.operator_id, k.idempotency_key) in (
+      select e.operator_id, e.idempotency_key from core.platform_idempotency_keys e
+      where e.expires_at < now() and (e.operator_id, e.idempotency_key) <> (v_operator_id, p_idempotency_key)
+      limit 10);
   return query
-    insert into core.platform_idempotency_keys as k (idempotency_key, request_hash)
-    values (p_idempotency_key, p_request_hash)
-    on conflict (idempotency_key) do update
+    insert into core.platform_idempotency_keys as k (operator_id, idempotency_key, request_hash)
+    values (v_operator_id, p_idempotency_key, p_request_hash)
+    on conflict (operator_id, idempotency_key) do update
       set request_hash = excluded.request_hash, response_status = null, response_body = null,
           created_at = now(), expires_at = now() + interval '24 hours'
       where k.expires_at < now()
@@ -1925,7 +2021,8 @@ begin
   if not found then
     return query
       select false, k.request_hash, k.response_status, k.response_body
-      from core.platform_idempotency_keys k where k.idempotency_key = p_idempotency_key;
+      from core.platform_idempotency_keys k
+      where k.operator_id = v_operator_id and k.idempotency_key = p_idempotency_key;
   end if;
 end
 $$;
@@ -1935,7 +2032,7 @@ $$;
 -- Name: FUNCTION claim_idempotency_key(p_idempotency_key text, p_request_hash text); Type: COMMENT; Schema: platform; Owner: -
 --
 
-COMMENT ON FUNCTION platform.claim_idempotency_key(p_idempotency_key text, p_request_hash text) IS 'Claims an Idempotency-Key for a platform request (claimed = true), or returns the stored request hash and response';
+COMMENT ON FUNCTION platform.claim_idempotency_key(p_idempotency_key text, p_request_hash text) IS 'Claims an Idempotency-Key for the operator''s platform request (claimed = true), or returns the stored request hash and response';
 
 
 --
@@ -1966,6 +2063,37 @@ COMMENT ON FUNCTION platform.create_api_key(p_tenant_id uuid, p_name text, p_per
 
 
 --
+-- Name: create_operator(text); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.create_operator(p_name text) RETURNS TABLE(operator_id uuid, name text, token text, token_prefix text, created_by uuid, created_at timestamp with time zone, revoked_at timestamp with time zone, revoked_by uuid)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+declare
+  v_caller uuid := core.current_operator_id();
+  v_token text := 'tnop_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=');
+begin
+  if v_caller is null then
+    raise exception 'a platform change needs a named operator' using errcode = 'PT401';
+  end if;
+  return query
+    insert into core.platform_operators as o (name, token_hash, token_prefix, created_by)
+    values (p_name, encode(sha256(convert_to(v_token, 'UTF8')), 'hex'), left(v_token, 12), v_caller)
+    returning o.operator_id, o.name, v_token, o.token_prefix, o.created_by, o.created_at, o.revoked_at, o.revoked_by;
+end
+$$;
+
+
+--
+-- Name: FUNCTION create_operator(p_name text); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.create_operator(p_name text) IS 'Creates a named operator, by the operator of the context; returns its credential once, in the column token';
+
+
+--
 -- Name: tenants; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -1979,6 +2107,7 @@ CREATE TABLE core.tenants (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT tenants_domain_check CHECK (((char_length(domain) <= 253) AND (domain ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$'::text))),
     CONSTRAINT tenants_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
+    CONSTRAINT tenants_platform_stays_deactivated CHECK (((tenant_id <> '00000000-0000-0000-0000-000000000000'::uuid) OR (deactivated_at IS NOT NULL))),
     CONSTRAINT tenants_subscription_tier_check CHECK ((subscription_tier = ANY (ARRAY['free'::text, 'pro'::text, 'enterprise'::text])))
 );
 ALTER TABLE ONLY core.tenants ALTER COLUMN tenant_id SET STATISTICS 0;
@@ -2060,7 +2189,8 @@ CREATE VIEW platform.tenants WITH (security_invoker='true') AS
     tenants.deactivated_at,
     tenants.created_at,
     tenants.updated_at
-   FROM core.tenants;
+   FROM core.tenants
+  WHERE (tenants.tenant_id <> '00000000-0000-0000-0000-000000000000'::uuid);
 
 
 --
@@ -2144,7 +2274,8 @@ CREATE VIEW platform.audit_logs WITH (security_invoker='true') AS
     audit_logs.details,
     audit_logs.request_id,
     audit_logs."timestamp",
-    audit_logs.client_request_id
+    audit_logs.client_request_id,
+    audit_logs.operator_id
    FROM core.audit_logs;
 
 
@@ -2226,6 +2357,45 @@ COMMENT ON FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) IS 
 
 
 --
+-- Name: revoke_operator(uuid); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.revoke_operator(p_operator_id uuid) RETURNS TABLE(operator_id uuid, revoked_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+declare
+  v_caller uuid := core.current_operator_id();
+begin
+  if v_caller is null then
+    raise exception 'a platform change needs a named operator' using errcode = 'PT401';
+  end if;
+  -- Serialises revocations, so two operators cannot revoke each other as
+  -- the last two.
+  perform pg_advisory_xact_lock(hashtextextended('tenancy.bootstrap_operator', 0));
+  if exists (select from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
+     and not exists (select from core.platform_operators o
+                     where o.revoked_at is null and o.operator_id <> p_operator_id) then
+    raise exception 'the last active operator cannot be revoked; create another first' using errcode = 'PT409';
+  end if;
+  return query
+    update core.platform_operators o
+    set revoked_at = coalesce(o.revoked_at, now()), revoked_by = coalesce(o.revoked_by, v_caller)
+    where o.operator_id = p_operator_id
+    returning o.operator_id, o.revoked_at;
+end
+$$;
+
+
+--
+-- Name: FUNCTION revoke_operator(p_operator_id uuid); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.revoke_operator(p_operator_id uuid) IS 'Revokes an operator''s credential at once; revoking twice keeps the first time; no row when unknown';
+
+
+--
 -- Name: save_idempotent_response(text, integer, jsonb); Type: FUNCTION; Schema: platform; Owner: -
 --
 
@@ -2234,7 +2404,7 @@ CREATE FUNCTION platform.save_idempotent_response(p_idempotency_key text, p_stat
     AS $$
   update core.platform_idempotency_keys
   set response_status = p_status, response_body = p_body
-  where idempotency_key = p_idempotency_key
+  where operator_id = core.current_operator_id() and idempotency_key = p_idempotency_key
 $$;
 
 
@@ -2558,6 +2728,7 @@ CREATE TABLE core.platform_idempotency_keys (
     response_body jsonb,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone DEFAULT (now() + '24:00:00'::interval) NOT NULL,
+    operator_id uuid NOT NULL,
     CONSTRAINT platform_idempotency_keys_idempotency_key_check CHECK (((char_length(idempotency_key) >= 1) AND (char_length(idempotency_key) <= 255))),
     CONSTRAINT platform_idempotency_keys_request_hash_check CHECK ((request_hash ~ '^[0-9a-f]{64}$'::text)),
     CONSTRAINT platform_idempotency_keys_response_status_check CHECK (((response_status >= 100) AND (response_status <= 599)))
@@ -2614,6 +2785,95 @@ COMMENT ON COLUMN core.platform_idempotency_keys.expires_at IS 'After this the k
 
 
 --
+-- Name: COLUMN platform_idempotency_keys.operator_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_idempotency_keys.operator_id IS 'Operator who sent the request; keys are per operator';
+
+
+--
+-- Name: platform_operators; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.platform_operators (
+    operator_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    token_hash text NOT NULL,
+    token_prefix text NOT NULL,
+    created_by uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    revoked_at timestamp with time zone,
+    revoked_by uuid,
+    CONSTRAINT platform_operators_name_check CHECK ((name ~ '^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}$'::text)),
+    CONSTRAINT platform_operators_token_hash_check CHECK ((token_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT platform_operators_token_prefix_check CHECK ((char_length(token_prefix) <= 16))
+);
+
+
+--
+-- Name: TABLE platform_operators; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.platform_operators IS 'Named platform operators and the hashes of their credentials; every platform action is attributed to one';
+
+
+--
+-- Name: COLUMN platform_operators.operator_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_operators.operator_id IS 'Identity of the operator, recorded in audit_logs.operator_id';
+
+
+--
+-- Name: COLUMN platform_operators.name; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_operators.name IS 'Who the operator is, e.g. an e-mail address; unique among active operators';
+
+
+--
+-- Name: COLUMN platform_operators.token_hash; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_operators.token_hash IS 'Hex SHA-256 of the credential; the credential itself is never stored';
+
+
+--
+-- Name: COLUMN platform_operators.token_prefix; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_operators.token_prefix IS 'First characters of the credential, to recognise it';
+
+
+--
+-- Name: COLUMN platform_operators.created_by; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_operators.created_by IS 'Operator who created this one (the bootstrap operator created itself)';
+
+
+--
+-- Name: COLUMN platform_operators.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_operators.created_at IS 'When the operator was created';
+
+
+--
+-- Name: COLUMN platform_operators.revoked_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_operators.revoked_at IS 'When the credential stopped working, for good';
+
+
+--
+-- Name: COLUMN platform_operators.revoked_by; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.platform_operators.revoked_by IS 'Operator who revoked it';
+
+
+--
 -- Name: request_context; Type: VIEW; Schema: core; Owner: -
 --
 
@@ -2624,10 +2884,11 @@ CREATE VIEW core.request_context WITH (security_barrier='true') AS
     NULLIF(split_part(c.signed, '|'::text, 5), ''::text) AS user_role,
     string_to_array(split_part(c.signed, '|'::text, 6), ','::text) AS permissions,
     (split_part(c.signed, '|'::text, 7))::uuid AS request_id,
-    NULLIF(split_part(c.signed, '|'::text, 8), ''::text) AS client_request_id
+    NULLIF(split_part(c.signed, '|'::text, 8), ''::text) AS client_request_id,
+    (NULLIF(split_part(c.signed, '|'::text, 11), ''::text))::uuid AS operator_id
    FROM (( SELECT current_setting('app.context'::text, true) AS signed) c
      CROSS JOIN core.context_signing_key k)
-  WHERE ((split_part(c.signed, '|'::text, 1) = 'v2'::text) AND
+  WHERE ((split_part(c.signed, '|'::text, 1) = 'v3'::text) AND
         CASE
             WHEN (encode(core.context_mac("left"(c.signed, '-65'::integer), k.secret), 'hex'::text) = "right"(c.signed, 64)) THEN (((split_part(c.signed, '|'::text, 9))::bigint = currval('core.context_nonce'::regclass)) AND ((split_part(c.signed, '|'::text, 10))::bigint < ((EXTRACT(epoch FROM statement_timestamp()) * (1000000)::numeric))::bigint))
             ELSE false
@@ -2639,6 +2900,28 @@ CREATE VIEW core.request_context WITH (security_barrier='true') AS
 --
 
 COMMENT ON VIEW core.request_context IS 'The verified context: one row when app.context carries a valid signature of this transaction, is the latest this session signed, was signed before the current statement and is less than 30 s old; else none';
+
+
+--
+-- Name: operators; Type: VIEW; Schema: platform; Owner: -
+--
+
+CREATE VIEW platform.operators WITH (security_invoker='true') AS
+ SELECT platform_operators.operator_id,
+    platform_operators.name,
+    platform_operators.token_prefix,
+    platform_operators.created_by,
+    platform_operators.created_at,
+    platform_operators.revoked_at,
+    platform_operators.revoked_by
+   FROM core.platform_operators;
+
+
+--
+-- Name: VIEW operators; Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON VIEW platform.operators IS 'Platform operators, without their credentials'' hashes';
 
 
 --
@@ -2695,7 +2978,23 @@ ALTER TABLE ONLY core.idempotency_keys
 --
 
 ALTER TABLE ONLY core.platform_idempotency_keys
-    ADD CONSTRAINT platform_idempotency_keys_pkey PRIMARY KEY (idempotency_key);
+    ADD CONSTRAINT platform_idempotency_keys_pkey PRIMARY KEY (operator_id, idempotency_key);
+
+
+--
+-- Name: platform_operators platform_operators_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.platform_operators
+    ADD CONSTRAINT platform_operators_pkey PRIMARY KEY (operator_id);
+
+
+--
+-- Name: platform_operators platform_operators_token_hash_key; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.platform_operators
+    ADD CONSTRAINT platform_operators_token_hash_key UNIQUE (token_hash);
 
 
 --
@@ -2812,6 +3111,27 @@ CREATE INDEX platform_idempotency_keys_expires_at_idx ON core.platform_idempoten
 
 
 --
+-- Name: platform_operators_active_name_key; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE UNIQUE INDEX platform_operators_active_name_key ON core.platform_operators USING btree (lower(name)) WHERE (revoked_at IS NULL);
+
+
+--
+-- Name: platform_operators_created_by_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX platform_operators_created_by_idx ON core.platform_operators USING btree (created_by);
+
+
+--
+-- Name: platform_operators_revoked_by_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX platform_operators_revoked_by_idx ON core.platform_operators USING btree (revoked_by);
+
+
+--
 -- Name: tenant_api_keys_key_hash_key; Type: INDEX; Schema: core; Owner: -
 --
 
@@ -2887,6 +3207,15 @@ ALTER TABLE core.users ENABLE ALWAYS TRIGGER guard_user_roles;
 
 
 --
+-- Name: platform_operators keep_revocation; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER keep_revocation BEFORE UPDATE OF revoked_at ON core.platform_operators FOR EACH ROW EXECUTE FUNCTION core.keep_revocation('operator');
+
+ALTER TABLE core.platform_operators ENABLE ALWAYS TRIGGER keep_revocation;
+
+
+--
 -- Name: tenant_api_keys keep_revocation; Type: TRIGGER; Schema: core; Owner: -
 --
 
@@ -2902,6 +3231,15 @@ ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER keep_revocation;
 CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.documents FOR EACH ROW EXECUTE FUNCTION core.record_audit('document_id');
 
 ALTER TABLE core.documents ENABLE ALWAYS TRIGGER record_audit;
+
+
+--
+-- Name: platform_operators record_audit; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.platform_operators FOR EACH ROW EXECUTE FUNCTION core.record_audit('operator_id');
+
+ALTER TABLE core.platform_operators ENABLE ALWAYS TRIGGER record_audit;
 
 
 --
@@ -3076,6 +3414,30 @@ ALTER TABLE ONLY core.idempotency_keys
 
 ALTER TABLE ONLY core.idempotency_keys
     ADD CONSTRAINT idempotency_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
+-- Name: platform_idempotency_keys platform_idempotency_keys_operator_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.platform_idempotency_keys
+    ADD CONSTRAINT platform_idempotency_keys_operator_id_fkey FOREIGN KEY (operator_id) REFERENCES core.platform_operators(operator_id);
+
+
+--
+-- Name: platform_operators platform_operators_created_by_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.platform_operators
+    ADD CONSTRAINT platform_operators_created_by_fkey FOREIGN KEY (created_by) REFERENCES core.platform_operators(operator_id);
+
+
+--
+-- Name: platform_operators platform_operators_revoked_by_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.platform_operators
+    ADD CONSTRAINT platform_operators_revoked_by_fkey FOREIGN KEY (revoked_by) REFERENCES core.platform_operators(operator_id);
 
 
 --
@@ -3485,4 +3847,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000300'),
     ('20261201000400'),
     ('20261201000500'),
-    ('20261201000600');
+    ('20261201000600'),
+    ('20261201000700');

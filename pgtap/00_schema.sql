@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(372);
+select plan(402);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -21,15 +21,16 @@ select has_extension('extensions', 'pgcrypto', 'pgcrypto is installed in schema 
 
 select tables_are('core',
   array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
-        'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys', 'api_key_usage'],
-  'core holds exactly the eleven tables the migrations create');
+        'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys', 'api_key_usage',
+        'platform_operators'],
+  'core holds exactly the twelve tables the migrations create');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
 select tables_are('platform', '{}'::name[], 'platform holds no tables, only views and functions');
 
 select views_are('api',
   array['tenant', 'audit_logs', 'templates', 'tenant_config', 'users', 'documents', 'api_keys'],
   'api exposes exactly the tenant-facing views');
-select views_are('platform', array['tenants', 'audit_logs'],
+select views_are('platform', array['tenants', 'audit_logs', 'operators'],
   'platform exposes exactly the operator views');
 select views_are('core', array['request_context'], 'core holds one view: the verified request context');
 
@@ -41,13 +42,15 @@ select functions_are('api',
   'api holds exactly the functions the HTTP layer calls');
 select functions_are('platform',
   array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key',
-        'begin_request', 'revoke_api_key', 'claim_idempotency_key', 'save_idempotent_response'],
+        'begin_request', 'revoke_api_key', 'claim_idempotency_key', 'save_idempotent_response',
+        'bootstrap_operator', 'create_operator', 'revoke_operator'],
   'platform holds exactly the operator functions');
 select functions_are('core',
   array['current_tenant_id', 'current_api_key_id', 'context_mac', 'sign_context', 'set_updated_at',
         'reject_audit_change', 'record_audit', 'issue_api_key', 'keep_revocation', 'page_upper_bound',
         'all_permissions', 'role_permissions', 'role_rank', 'effective_permissions', 'rank_of_caller',
-        'guard_user_roles', 'revoke_keys', 'revoke_keys_of_deleted_user', 'current_permissions', 'create_key_usage'],
+        'guard_user_roles', 'revoke_keys', 'revoke_keys_of_deleted_user', 'current_permissions', 'create_key_usage',
+        'current_operator_id'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, and page bound');
 
 -- Columns, types and nullability ----------------------------------------------
@@ -57,7 +60,7 @@ select columns_are('core', 'tenants',
   'core.tenants has exactly the columns of the migration');
 select columns_are('core', 'audit_logs',
   array['log_id', 'tenant_id', 'user_id', 'api_key_id', 'action', 'resource_type', 'resource_id', 'details',
-        'request_id', 'timestamp', 'client_request_id'],
+        'request_id', 'timestamp', 'client_request_id', 'operator_id'],
   'core.audit_logs has exactly the columns of the migration');
 select columns_are('core', 'templates',
   array['template_id', 'name', 'industry', 'description', 'default_config', 'created_at', 'updated_at'],
@@ -84,8 +87,12 @@ select columns_are('core', 'idempotency_keys',
         'updated_at', 'expires_at', 'api_key_id'],
   'core.idempotency_keys has exactly the columns of the migration');
 select columns_are('core', 'platform_idempotency_keys',
-  array['idempotency_key', 'request_hash', 'response_status', 'response_body', 'created_at', 'expires_at'],
+  array['idempotency_key', 'request_hash', 'response_status', 'response_body', 'created_at', 'expires_at',
+        'operator_id'],
   'core.platform_idempotency_keys has exactly the columns of the migration');
+select columns_are('core', 'platform_operators',
+  array['operator_id', 'name', 'token_hash', 'token_prefix', 'created_by', 'created_at', 'revoked_at', 'revoked_by'],
+  'core.platform_operators has exactly the columns of the migration');
 
 create temp table expected_columns (tab name, col name, typ text, not_null boolean);
 insert into expected_columns values
@@ -153,6 +160,16 @@ insert into expected_columns values
   ('tenant_api_keys', 'issued_by_key_id', 'uuid', false),
   ('idempotency_keys', 'api_key_id', 'uuid', true),
   ('platform_idempotency_keys', 'idempotency_key', 'text', true),
+  ('platform_idempotency_keys', 'operator_id', 'uuid', true),
+  ('platform_operators', 'operator_id', 'uuid', true),
+  ('platform_operators', 'name', 'text', true),
+  ('platform_operators', 'token_hash', 'text', true),
+  ('platform_operators', 'token_prefix', 'text', true),
+  ('platform_operators', 'created_by', 'uuid', false),
+  ('platform_operators', 'created_at', 'timestamp with time zone', true),
+  ('platform_operators', 'revoked_at', 'timestamp with time zone', false),
+  ('platform_operators', 'revoked_by', 'uuid', false),
+  ('audit_logs', 'operator_id', 'uuid', false),
   ('platform_idempotency_keys', 'request_hash', 'text', true),
   ('platform_idempotency_keys', 'response_status', 'integer', false),
   ('platform_idempotency_keys', 'response_body', 'jsonb', false),
@@ -211,8 +228,12 @@ select col_is_pk('core', 'tenant_api_keys', array['tenant_id', 'key_id'],
   'the primary key of core.tenant_api_keys is (tenant_id, key_id)');
 select col_is_pk('core', 'idempotency_keys', array['tenant_id', 'api_key_id', 'idempotency_key'],
   'the primary key of core.idempotency_keys is (tenant_id, api_key_id, idempotency_key): a key is unique per API key');
-select col_is_pk('core', 'platform_idempotency_keys', array['idempotency_key'],
-  'the primary key of core.platform_idempotency_keys is the Idempotency-Key itself');
+select col_is_pk('core', 'platform_idempotency_keys', array['operator_id', 'idempotency_key'],
+  'the primary key of core.platform_idempotency_keys is (operator_id, Idempotency-Key): keys are per operator');
+select col_is_pk('core', 'platform_operators', array['operator_id'],
+  'the primary key of core.platform_operators is (operator_id)');
+select fk_ok('core', 'platform_idempotency_keys', 'operator_id', 'core', 'platform_operators', 'operator_id',
+  'a platform idempotency key belongs to an operator');
 
 select col_is_unique('core', 'tenants', array['domain'], 'a domain belongs to at most one tenant');
 select col_is_unique('core', 'templates', array['name'], 'template names are unique');
@@ -359,6 +380,13 @@ insert into core.users (tenant_id, email) values (:'tenant_id', 'fixture@example
 
 select lives_ok(format('insert into core.tenants (name) values (%L)', repeat('n', 200)),
   'a tenant name of 200 characters is accepted');
+select is((select deactivated_at is not null from core.tenants where tenant_id = '00000000-0000-0000-0000-000000000000'),
+  true, 'the Platform tenant, whose trail holds the operators'' changes, exists and is deactivated');
+select lives_ok($$ update core.tenants set name = 'Platform' where tenant_id = '00000000-0000-0000-0000-000000000000' $$,
+  'the Platform tenant may be changed otherwise');
+select pg_temp.refused_by($$ update core.tenants set deactivated_at = null
+    where tenant_id = '00000000-0000-0000-0000-000000000000' $$, 'tenants_platform_stays_deactivated',
+  'the Platform tenant cannot be reactivated, so no key ever works in it');
 select pg_temp.refused_by(format('insert into core.tenants (name) values (%L)', repeat('n', 201)), 'tenants_name_check',
   'a tenant name of 201 characters is refused');
 select pg_temp.refused_by($$ insert into core.tenants (name) values ('') $$, 'tenants_name_check',
@@ -542,17 +570,32 @@ select pg_temp.refused_by(format($$ insert into core.idempotency_keys (tenant_id
     values (%L, current_setting('app.test_key')::uuid, 'retry-4', repeat('c', 64), 99) $$, :'tenant_id'), 'idempotency_keys_response_status_check',
   'a stored HTTP status below 100 is refused');
 
-select lives_ok($$ insert into core.platform_idempotency_keys (idempotency_key, request_hash, response_status)
-    values (repeat('k', 255), repeat('c', 64), 599) $$,
+select lives_ok($$ insert into core.platform_operators (operator_id, name, token_hash, token_prefix, created_by)
+    values ('00000000-0000-0000-0000-00000000000a', 'Ops 1.a_b-c@example', repeat('a', 64), repeat('t', 16),
+            '00000000-0000-0000-0000-00000000000a') $$,
+  'an operator named with letters, digits, space and . _ @ -, a hex token hash and a 16-character prefix is accepted');
+select pg_temp.refused_by($$ insert into core.platform_operators (name, token_hash, token_prefix)
+    values (' leading space', repeat('b', 64), '') $$, 'platform_operators_name_check',
+  'an operator name that does not start with a letter or digit is refused');
+select pg_temp.refused_by($$ insert into core.platform_operators (name, token_hash, token_prefix)
+    values ('ops', repeat('B', 64), '') $$, 'platform_operators_token_hash_check',
+  'a token hash that is not 64 lower-case hex digits is refused');
+select pg_temp.refused_by($$ insert into core.platform_operators (name, token_hash, token_prefix)
+    values ('ops', repeat('c', 64), repeat('t', 17)) $$, 'platform_operators_token_prefix_check',
+  'a token prefix longer than 16 characters is refused');
+select lives_ok($$ insert into core.platform_idempotency_keys (operator_id, idempotency_key, request_hash, response_status)
+    values ('00000000-0000-0000-0000-00000000000a', repeat('k', 255), repeat('c', 64), 599) $$,
   'a platform idempotency key of 255 characters with a hex request hash and status 599 is accepted');
-select pg_temp.refused_by($$ insert into core.platform_idempotency_keys (idempotency_key, request_hash)
-    values (repeat('k', 256), repeat('c', 64)) $$, 'platform_idempotency_keys_idempotency_key_check',
+select pg_temp.refused_by($$ insert into core.platform_idempotency_keys (operator_id, idempotency_key, request_hash)
+    values ('00000000-0000-0000-0000-00000000000a', repeat('k', 256), repeat('c', 64)) $$,
+  'platform_idempotency_keys_idempotency_key_check',
   'a platform idempotency key of 256 characters is refused');
-select pg_temp.refused_by($$ insert into core.platform_idempotency_keys (idempotency_key, request_hash)
-    values ('p-1', 'not-a-hash') $$, 'platform_idempotency_keys_request_hash_check',
+select pg_temp.refused_by($$ insert into core.platform_idempotency_keys (operator_id, idempotency_key, request_hash)
+    values ('00000000-0000-0000-0000-00000000000a', 'p-1', 'not-a-hash') $$, 'platform_idempotency_keys_request_hash_check',
   'a platform request hash that is not 64 lower-case hex digits is refused');
-select pg_temp.refused_by($$ insert into core.platform_idempotency_keys (idempotency_key, request_hash, response_status)
-    values ('p-2', repeat('c', 64), 99) $$, 'platform_idempotency_keys_response_status_check',
+select pg_temp.refused_by($$ insert into core.platform_idempotency_keys (operator_id, idempotency_key, request_hash, response_status)
+    values ('00000000-0000-0000-0000-00000000000a', 'p-2', repeat('c', 64), 99) $$,
+  'platform_idempotency_keys_response_status_check',
   'a stored platform HTTP status below 100 is refused');
 
 select is(

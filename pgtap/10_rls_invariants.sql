@@ -258,7 +258,8 @@ select is(
 select is(
   array(select attname::text from pg_attribute
         where attrelid = 'core.request_context'::regclass and attnum > 0 and not attisdropped order by attnum),
-  array['tenant_id', 'api_key_id', 'user_id', 'user_role', 'permissions', 'request_id', 'client_request_id'],
+  array['tenant_id', 'api_key_id', 'user_id', 'user_role', 'permissions', 'request_id', 'client_request_id',
+        'operator_id'],
   'core.request_context shows the verified context fields and never the key itself');
 select is(
   array(select r.rolname::text from pg_roles r
@@ -282,7 +283,9 @@ create temp view definer_functions as
 
 select set_eq('select fn from definer_functions',
   $$ values ('core.record_audit()'), ('api.begin_request(text,text,uuid,text,boolean)'), ('api.touch_api_key(text)'),
-            ('platform.begin_request(uuid,text,boolean)'), ('api.create_api_key(text,text[],uuid,timestamp with time zone)'),
+            ('platform.begin_request(text,uuid,text,boolean)'), ('platform.bootstrap_operator(text)'),
+            ('platform.create_operator(text)'), ('platform.revoke_operator(uuid)'),
+            ('api.create_api_key(text,text[],uuid,timestamp with time zone)'),
             ('api.revoke_api_key(uuid)'), ('core.revoke_keys_of_deleted_user()'), ('api.delete_user(uuid)'),
             ('api.delete_document(uuid)'), ('api.claim_idempotency_key(text,text)'),
             ('api.save_idempotent_response(text,integer,jsonb)'),

@@ -81,10 +81,17 @@ select ok(to_regtype('pg_temp.jsonb') is not null and to_regclass('pg_temp.tenan
 -- What this suite calls, checked against the catalog at the end.
 create table pg_temp.definers_called (fn regprocedure not null);
 
+-- A platform request needs a named operator: the first one, bootstrapped.
+delete from core.platform_operators;
 set local role uber_admin;
-select platform.begin_request(gen_random_uuid(), 'hijack-1');
+select platform.bootstrap_operator(encode(sha256(convert_to('hijack-operator-token', 'UTF8')), 'hex')) \gset ignored_
+select platform.begin_request(encode(sha256(convert_to('hijack-operator-token', 'UTF8')), 'hex'), gen_random_uuid(),
+  'hijack-1') \gset ignored_
+select operator_id as second_operator from platform.create_operator('Second operator') \gset
+select operator_id from platform.revoke_operator(:'second_operator') \gset ignored_
 reset role;
-insert into pg_temp.definers_called values ('platform.begin_request(uuid,text,boolean)');
+insert into pg_temp.definers_called values ('platform.begin_request(text,uuid,text,boolean)'),
+  ('platform.bootstrap_operator(text)'), ('platform.create_operator(text)'), ('platform.revoke_operator(uuid)');
 set local role uber_admin;
 select tenant_id as tenant_a from platform.create_tenant('Hijacked', null, 'pro', 'Fintech Template') \gset
 select key as key_a from platform.create_api_key(:'tenant_a', 'Root', '{*}') \gset

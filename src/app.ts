@@ -5,8 +5,15 @@
  */
 import type postgres from "postgres";
 import { z } from "zod";
-import { type DatabasePool, type Pools, runTransaction, type Sql, type TransactionResult } from "./db.ts";
-import { apiKeyHash, requireAdminToken, sha256Hex } from "./http/auth.ts";
+import {
+  type DatabasePool,
+  type Pools,
+  runTransaction,
+  type Sql,
+  toHttpError,
+  type TransactionResult,
+} from "./db.ts";
+import { apiKeyHash, operatorCredential, sha256Hex } from "./http/auth.ts";
 import { HttpError, problemResponse } from "./http/problem.ts";
 import { queryOf, readJsonBody, type RequestIds, requestIdsOf, validate } from "./http/request.ts";
 import { type DbRoute, type Route, Router } from "./http/router.ts";
@@ -47,12 +54,14 @@ interface RequestContext {
   pathParams: Record<string, string>;
   ids: RequestIds;
   pools: Pools;
-  /** sha256Hex of PLATFORM_ADMIN_TOKEN, computed once; absent when the admin routes are off. */
-  adminTokenDigest?: string;
+  /** sha256Hex of PLATFORM_ADMIN_TOKEN, the bootstrap credential; absent when it is not set. */
+  bootstrapDigest?: string;
+  /** Creates the bootstrap operator, once per process, when no operator is active. */
+  bootstrap: (hash: string) => Promise<void>;
 }
 
 async function serveDbRoute(route: DbRoute, request: Request, context: RequestContext): Promise<Outcome> {
-  const { url, pathParams, ids, pools, adminTokenDigest } = context;
+  const { url, pathParams, ids, pools, bootstrapDigest } = context;
   const { config } = pools;
   let pool: DatabasePool;
   let setContext: (tx: Sql) => postgres.PendingQuery<postgres.Row[]>;
@@ -60,15 +69,12 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
   // A GET changes nothing: its transaction turns read-only once the context is signed.
   const readOnly = route.method === "GET";
   if (route.access === "admin") {
-    if (!pools.admin || !adminTokenDigest) {
-      throw new HttpError(
-        503,
-        "Platform routes are disabled: ADMIN_DATABASE_URL or PLATFORM_ADMIN_TOKEN is not set",
-      );
-    }
-    requireAdminToken(request, adminTokenDigest);
+    if (!pools.admin) throw new HttpError(503, "Platform routes are disabled: ADMIN_DATABASE_URL is not set");
+    const credential = operatorCredential(request, bootstrapDigest);
+    if (credential.bootstrap) await context.bootstrap(credential.hash);
     pool = pools.admin;
-    setContext = (tx) => tx`select platform.begin_request(${ids.server}, ${ids.client}, ${readOnly})`;
+    setContext = (tx) =>
+      tx`select operator_id from platform.begin_request(${credential.hash}, ${ids.server}, ${ids.client}, ${readOnly})`;
   } else {
     const hash = keyHash = apiKeyHash(request);
     pool = pools.app;
@@ -191,6 +197,22 @@ function replayOf(claim: postgres.Row, requestHash: string, secret: string | und
   return { status, body: claim.response_body, replayed: true };
 }
 
+// While no operator is active, the bootstrap token (PLATFORM_ADMIN_TOKEN)
+// creates the operator "bootstrap" whose credential it is. Asked once per
+// process; a failed attempt is asked again by the next request.
+function bootstrapOnce(pools: Pools): (hash: string) => Promise<void> {
+  let done: Promise<void> | undefined;
+  return (hash) => {
+    done ??= pools.admin!.withConnection(async (sql) => {
+      await sql`select platform.bootstrap_operator(${hash})`;
+    }).catch((error) => {
+      done = undefined;
+      throw toHttpError(error);
+    });
+    return done;
+  };
+}
+
 function isStale(lastUsedAt: unknown): boolean {
   return !lastUsedAt || Date.now() - Date.parse(String(lastUsedAt)) > TOUCH_INTERVAL_MS;
 }
@@ -210,7 +232,8 @@ function touchKey(pool: DatabasePool, keyHash: string): void {
 export function createHandler(pools: Pools): (request: Request) => Promise<Response> {
   const router = new Router(allRoutes());
   const token = pools.config.platformAdminToken;
-  const adminTokenDigest = token ? sha256Hex(token) : undefined;
+  const bootstrapDigest = token ? sha256Hex(token) : undefined;
+  const bootstrap = bootstrapOnce(pools);
   return async function handle(request: Request): Promise<Response> {
     const started = performance.now();
     const ids = requestIdsOf(request);
@@ -236,7 +259,8 @@ export function createHandler(pools: Pools): (request: Request) => Promise<Respo
           pathParams: params,
           ids,
           pools,
-          adminTokenDigest,
+          bootstrapDigest,
+          bootstrap,
         }));
       }
     } catch (error) {

@@ -8,13 +8,17 @@ const postgresUrl = z.string().refine((value) => /^postgres(ql)?:\/\//.test(valu
   message: "must be a postgres:// or postgresql:// URL",
 });
 
+// An optional variable set to the empty string counts as not set.
+const unsetWhenEmpty = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((value) => (value === "" ? undefined : value), schema);
+
 const positiveInt = (fallback: number, max: number) =>
   z.coerce.number().int().min(1).max(max).default(fallback);
 
 const envSchema = z.object({
   APP_DATABASE_URL: postgresUrl,
-  ADMIN_DATABASE_URL: postgresUrl.optional(),
-  PLATFORM_ADMIN_TOKEN: z.string().min(24, "must be at least 24 characters").optional(),
+  ADMIN_DATABASE_URL: unsetWhenEmpty(postgresUrl.optional()),
+  PLATFORM_ADMIN_TOKEN: unsetWhenEmpty(z.string().min(24, "must be at least 24 characters").optional()),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   HOSTNAME: z.string().min(1).default("127.0.0.1"),
   DB_POOL_MAX: positiveInt(10, 1000),

@@ -369,7 +369,16 @@ export function toHttpError(error: unknown): HttpError {
   }
   switch (code) {
     case "PT401":
+      if (message.startsWith("unknown or revoked operator")) {
+        return new HttpError(401, "The operator credential is unknown or revoked");
+      }
+      if (message.startsWith("a platform change needs")) {
+        return new HttpError(401, "A platform change needs a named operator's credential");
+      }
       return new HttpError(401, "The API key is unknown, revoked or expired");
+    // Our own fixed sentence (the last active operator), safe to show.
+    case "PT409":
+      return new HttpError(409, `${message.charAt(0).toUpperCase()}${message.slice(1)}`);
     // Our own fixed sentence from api.create_document, safe to show.
     case "PT422":
       return new HttpError(422, `${message.charAt(0).toUpperCase()}${message.slice(1)}`);

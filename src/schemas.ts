@@ -96,6 +96,7 @@ export const DocumentPath = z.strictObject({ document_id: uuid });
 export const KeyPath = z.strictObject({ key_id: uuid });
 export const TenantPath = z.strictObject({ tenant_id: uuid });
 export const TenantKeyPath = z.strictObject({ tenant_id: uuid, key_id: uuid });
+export const OperatorPath = z.strictObject({ operator_id: uuid });
 
 // --- query strings -----------------------------------------------------------
 
@@ -156,6 +157,13 @@ export const CreateTenant = z.strictObject({
   domain: hostname.optional(),
   subscription_tier: tier.optional(),
   template_name: text(1, 200).optional().meta({ description: "Seed the configuration from this template" }),
+});
+export const CreateOperator = z.strictObject({
+  name: z.string().regex(
+    /^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}$/,
+    "Must be 1-100 of A-Z a-z 0-9 space . _ @ -, starting with a letter or digit",
+  )
+    .meta({ description: "Who the operator is, e.g. an e-mail address; unique among active operators" }),
 });
 export const UpdateTenant = nonEmpty(z.strictObject({
   name: text(1, 200).optional(),
@@ -224,6 +232,21 @@ export const AuditLog = z.object({
   request_id: z.string().nullable().meta({ description: "Id the service assigned to the request" }),
   timestamp,
   client_request_id: z.string().nullable().meta({ description: "x-request-id the client sent, if any" }),
+  operator_id: uuid.nullable().meta({
+    description: "Platform operator who made the change; null for API keys",
+  }),
+});
+export const Operator = z.object({
+  operator_id: uuid,
+  name: z.string(),
+  token_prefix: z.string(),
+  created_by: uuid.nullable(),
+  created_at: timestamp,
+  revoked_at: timestamp.nullable(),
+  revoked_by: uuid.nullable(),
+});
+export const NewOperator = Operator.extend({
+  token: z.string().meta({ description: "The operator's credential; shown only in this response" }),
 });
 export const Template = z.object({
   template_id: uuid,

@@ -21,6 +21,7 @@ interface AuditRow {
   details: { changed: string[]; old?: Record<string, unknown>; new?: Record<string, unknown> };
   request_id: string | null;
   client_request_id: string | null;
+  operator_id: string | null;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -33,7 +34,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{1
 async function auditRowsOf(server: TestServer, clientRequestId: string): Promise<AuditRow[]> {
   const rows = await server.owner`
     select log_id, tenant_id, user_id, api_key_id, action, resource_type, resource_id, details, request_id,
-           client_request_id
+           client_request_id, operator_id
     from core.audit_logs where client_request_id = ${clientRequestId}
     order by resource_type, action, resource_id`;
   for (const row of rows) assert.match(String(row.request_id), UUID, "request_id is not the server's UUID");
@@ -267,7 +268,7 @@ Deno.test("a POST replayed through its Idempotency-Key writes no second audit ro
   }
 });
 
-Deno.test("platform mutations are audited with their x-request-id and no API key", async () => {
+Deno.test("platform mutations are audited with their x-request-id, their operator and no API key", async () => {
   const server = await startServer();
   try {
     const token = server.config.platformAdminToken!;
@@ -325,10 +326,15 @@ Deno.test("platform mutations are audited with their x-request-id and no API key
     assert.deepEqual(summary(deactivated.rows), [`update tenants ${tenantId}`]);
     assert.deepEqual(deactivated.rows[0].details.changed, ["deactivated_at"]);
 
+    // The bootstrap token acts as the operator it created, "bootstrap".
+    const [operator] = await server.owner`
+      select operator_id from core.platform_operators where token_hash = ${sha256Hex(token)}`;
+    assert.ok(operator, "the bootstrap token is an operator's credential");
     for (const row of [...created.rows, ...patched.rows, ...key.rows, ...revoked.rows, ...deactivated.rows]) {
       assert.equal(row.tenant_id, tenantId);
       assert.equal(row.api_key_id, null);
       assert.equal(row.user_id, null);
+      assert.equal(row.operator_id, operator.operator_id, "each platform change names its operator");
     }
   } finally {
     await server.close();

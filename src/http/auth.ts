@@ -1,7 +1,8 @@
 /**
- * Credentials from the Authorization header. Tenant API keys are checked by
- * the database (api.begin_request) from their SHA-256 hash, so the key itself
- * never leaves this process; the platform admin token is compared here.
+ * Credentials from the Authorization header. Tenant API keys and operator
+ * credentials are checked by the database (api.begin_request,
+ * platform.begin_request) from their SHA-256 hash, so the secret itself never
+ * leaves this process.
  */
 import { createHash } from "node:crypto";
 import { HttpError } from "./problem.ts";
@@ -45,16 +46,33 @@ export function apiKeyHash(request: Request): string {
   return sha256Hex(token);
 }
 
+const operatorTokenShape = /^tnop_[A-Za-z0-9_-]{20,100}$/;
+
 /**
- * Checks the platform admin token in constant time (comparing digests).
+ * Hash of the request's platform credential, for platform.begin_request: an
+ * operator's credential, or the bootstrap token (PLATFORM_ADMIN_TOKEN).
  *
  * @param request the incoming request
- * @param wanted sha256Hex of PLATFORM_ADMIN_TOKEN, computed once at start-up
- * @throws HttpError 401 when the token is missing or wrong
+ * @param bootstrapDigest sha256Hex of PLATFORM_ADMIN_TOKEN, when it is set
+ * @returns the credential's hash, and whether it is the bootstrap token
+ * @throws HttpError 401 when there is no credential or it cannot be one
  */
-export function requireAdminToken(request: Request, wanted: string): void {
-  const given = sha256Hex(bearerToken(request));
-  let difference = 0;
+export function operatorCredential(
+  request: Request,
+  bootstrapDigest: string | undefined,
+): { hash: string; bootstrap: boolean } {
+  const token = bearerToken(request);
+  const hash = sha256Hex(token);
+  const bootstrap = bootstrapDigest !== undefined && sameDigest(hash, bootstrapDigest);
+  if (!bootstrap && !operatorTokenShape.test(token)) {
+    throw new HttpError(401, "The operator credential is unknown or revoked");
+  }
+  return { hash, bootstrap };
+}
+
+// Compares two hex digests of equal length in constant time.
+function sameDigest(given: string, wanted: string): boolean {
+  let difference = given.length ^ wanted.length;
   for (let i = 0; i < wanted.length; i++) difference |= given.charCodeAt(i) ^ wanted.charCodeAt(i);
-  if (difference !== 0) throw new HttpError(401, "The platform admin token is wrong");
+  return difference === 0;
 }

@@ -1,7 +1,8 @@
 /**
- * Platform operations, run as uber_admin behind PLATFORM_ADMIN_TOKEN:
- * provisioning and deactivating tenants, issuing and revoking their keys, and
- * reading the audit trail across tenants.
+ * Platform operations, run as uber_admin by named operators (each with a
+ * credential of their own; PLATFORM_ADMIN_TOKEN bootstraps the first):
+ * provisioning and deactivating tenants, issuing and revoking their keys,
+ * reading the audit trail across tenants, and managing the operators.
  */
 import type { z } from "zod";
 import { dbRoute, type Route } from "../http/router.ts";
@@ -10,8 +11,12 @@ import {
   AdminTenant,
   AuditLog,
   CreateApiKey,
+  CreateOperator,
   CreateTenant,
   NewApiKey,
+  NewOperator,
+  Operator,
+  OperatorPath,
   pageOf,
   PageQuery,
   TenantKeyPath,
@@ -23,7 +28,7 @@ import { oneOr404, page } from "./reply.ts";
 type Path = z.infer<typeof TenantPath>;
 type None = Record<string, never>;
 
-/** Platform routes (/v1/admin/*), run as uber_admin behind PLATFORM_ADMIN_TOKEN. */
+/** Platform routes (/v1/admin/*), run as uber_admin for a named operator. */
 export const adminRoutes: Route[] = [
   dbRoute<None, z.infer<typeof PageQuery>>({
     method: "GET",
@@ -141,5 +146,43 @@ export const adminRoutes: Route[] = [
       })`;
     },
     reply: (rows, { query }) => page(rows, query.limit, { after: "timestamp", id: "log_id" }),
+  }),
+  dbRoute({
+    method: "GET",
+    path: "/v1/admin/operators",
+    tag: "Platform",
+    summary: "List platform operators, active and revoked, newest first (at most 100)",
+    access: "admin",
+    response: pageOf(Operator),
+    run: ({ tx }) =>
+      tx`select * from platform.operators order by created_at desc, operator_id desc limit 100`,
+    reply: (rows) => ({ items: rows, next_cursor: null }),
+  }),
+  dbRoute<None, None, z.infer<typeof CreateOperator>>({
+    method: "POST",
+    path: "/v1/admin/operators",
+    tag: "Platform",
+    summary: "Create a named operator; its credential is shown only here",
+    access: "admin",
+    oneTimeSecret: "token",
+    body: CreateOperator,
+    response: NewOperator,
+    status: 201,
+    run: ({ tx, body }) => tx`select * from platform.create_operator(${body.name})`,
+    reply: (rows) => oneOr404(rows, "operator"),
+  }),
+  dbRoute<z.infer<typeof OperatorPath>>({
+    method: "DELETE",
+    path: "/v1/admin/operators/:operator_id",
+    tag: "Platform",
+    summary: "Revoke an operator's credential; it stops working at once. The last active operator stays",
+    access: "admin",
+    params: OperatorPath,
+    status: 204,
+    run: ({ tx, params }) => tx`select operator_id from platform.revoke_operator(${params.operator_id})`,
+    reply: (rows) => {
+      oneOr404(rows, "operator");
+      return null;
+    },
   }),
 ];

@@ -134,7 +134,7 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: "a context may be signed under REPEATABLE READ (an old snapshot sees a revoked key)",
-    definitionOf: "core.sign_context(uuid,uuid,uuid,text,text[],uuid,text)",
+    definitionOf: "core.sign_context(uuid,uuid,uuid,text,text[],uuid,text,uuid)",
     find: "if current_setting('transaction_isolation') <> 'read committed' then",
     replace: "if false then",
     suites: ["tests/app_user_attacks_test.ts"],
@@ -175,6 +175,53 @@ export const MUTATIONS: Mutation[] = [
     find: "    event.preventDefault();\n",
     replace: "",
     suites: ["tests/app_user_attacks_test.ts"],
+  },
+  {
+    name: "uber_admin changes tenants without a named operator",
+    definitionOf: "core.record_audit()",
+    find: "if session_user = 'uber_admin' and v_operator_id is null then",
+    replace: "if false then",
+    suites: ["pgtap/35_platform_operators.sql"],
+  },
+  {
+    name: "a revoked operator credential still authenticates",
+    definitionOf: "platform.begin_request(text,uuid,text,boolean)",
+    find: "where o.token_hash = p_token_hash and o.revoked_at is null;",
+    replace: "where o.token_hash = p_token_hash;",
+    suites: ["pgtap/35_platform_operators.sql", "tests/operators_test.ts"],
+  },
+  {
+    name: "the bootstrap token creates operators while others are active",
+    definitionOf: "platform.bootstrap_operator(text)",
+    find: "if exists (select from core.platform_operators o where o.revoked_at is null) then",
+    replace: "if false then",
+    suites: ["pgtap/35_platform_operators.sql"],
+  },
+  {
+    name: "the last active operator may be revoked (the platform locks itself out)",
+    definitionOf: "platform.revoke_operator(uuid)",
+    find:
+      "if exists (select from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)",
+    replace:
+      "if false and exists (select from core.platform_operators o where o.operator_id = p_operator_id)",
+    suites: ["pgtap/35_platform_operators.sql"],
+  },
+  {
+    name: "uber_admin may read operators' credential hashes",
+    sql: "grant select (token_hash) on core.platform_operators to uber_admin;",
+    suites: ["pgtap/35_platform_operators.sql"],
+  },
+  {
+    name: "the Platform tenant may be reactivated (keys could then work in its trail)",
+    sql: "alter table core.tenants drop constraint tenants_platform_stays_deactivated;",
+    suites: ["pgtap/00_schema.sql"],
+  },
+  {
+    name: "a new operator's credential is stored for Idempotency-Key replays",
+    file: "src/routes/admin.ts",
+    find: `oneTimeSecret: "token",`,
+    replace: "",
+    suites: ["tests/operators_test.ts"],
   },
   {
     name: "api.begin_request accepts an expired key",
@@ -220,7 +267,7 @@ export const MUTATIONS: Mutation[] = [
     sql: `create function core.audit_rows_of_user(p_user_id uuid) returns setof api.audit_logs
           language sql stable security definer set search_path = pg_catalog, pg_temp
           as $$ select log_id, tenant_id, user_id, api_key_id, action, resource_type, resource_id, details,
-                       request_id, "timestamp", client_request_id
+                       request_id, "timestamp", client_request_id, operator_id
                 from core.audit_logs where user_id = p_user_id $$;
           grant select on core.audit_logs to tenancy_auditor;
           alter function core.audit_rows_of_user(uuid) owner to tenancy_auditor;
