@@ -514,6 +514,232 @@ COMMENT ON FUNCTION api.create_user(p_email text, p_role text) IS 'Adds a user t
 
 
 --
+-- Name: tenants; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.tenants (
+    tenant_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    domain text,
+    subscription_tier text DEFAULT 'free'::text NOT NULL,
+    deactivated_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenants_domain_check CHECK (((char_length(domain) <= 253) AND (domain ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$'::text))),
+    CONSTRAINT tenants_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
+    CONSTRAINT tenants_platform_stays_deactivated CHECK (((tenant_id <> '00000000-0000-0000-0000-000000000000'::uuid) OR (deactivated_at IS NOT NULL))),
+    CONSTRAINT tenants_subscription_tier_check CHECK ((subscription_tier = ANY (ARRAY['free'::text, 'pro'::text, 'enterprise'::text])))
+);
+ALTER TABLE ONLY core.tenants ALTER COLUMN tenant_id SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN name SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN domain SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN subscription_tier SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN deactivated_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN created_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenants ALTER COLUMN updated_at SET STATISTICS 0;
+
+ALTER TABLE ONLY core.tenants FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenants; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.tenants IS 'Customers of the platform; the root every tenant-scoped row belongs to';
+
+
+--
+-- Name: COLUMN tenants.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.tenant_id IS 'Identity of the tenant and the key every tenant-scoped table is partitioned by';
+
+
+--
+-- Name: COLUMN tenants.name; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.name IS 'Display name, 1-200 characters';
+
+
+--
+-- Name: COLUMN tenants.domain; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.domain IS 'Optional lower-case hostname, unique across tenants';
+
+
+--
+-- Name: COLUMN tenants.subscription_tier; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.subscription_tier IS 'Plan: free, pro or enterprise';
+
+
+--
+-- Name: COLUMN tenants.deactivated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.deactivated_at IS 'When a platform operator deactivated the tenant; its keys stop working, its data is kept';
+
+
+--
+-- Name: COLUMN tenants.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.created_at IS 'When the tenant was provisioned';
+
+
+--
+-- Name: COLUMN tenants.updated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenants.updated_at IS 'When the row last changed (maintained by trigger)';
+
+
+--
+-- Name: tenant; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.tenant WITH (security_invoker='true') AS
+ SELECT tenants.tenant_id,
+    tenants.name,
+    tenants.domain,
+    tenants.subscription_tier,
+    tenants.created_at,
+    tenants.updated_at
+   FROM core.tenants;
+
+
+--
+-- Name: VIEW tenant; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.tenant IS 'The tenant of the current context: one row, or none without context';
+
+
+--
+-- Name: current_tenant(); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.current_tenant() RETURNS SETOF api.tenant
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select * from api.tenant
+$$;
+
+
+--
+-- Name: FUNCTION current_tenant(); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.current_tenant() IS 'The tenant of the current context: one row, or none without context';
+
+
+--
+-- Name: tenant_configs; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.tenant_configs (
+    tenant_id uuid NOT NULL,
+    template_id uuid,
+    settings jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenant_configs_settings_check CHECK ((jsonb_typeof(settings) = 'object'::text))
+);
+ALTER TABLE ONLY core.tenant_configs ALTER COLUMN tenant_id SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_configs ALTER COLUMN template_id SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_configs ALTER COLUMN settings SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_configs ALTER COLUMN created_at SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_configs ALTER COLUMN updated_at SET STATISTICS 0;
+
+ALTER TABLE ONLY core.tenant_configs FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenant_configs; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.tenant_configs IS 'One configuration row per tenant';
+
+
+--
+-- Name: COLUMN tenant_configs.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_configs.tenant_id IS 'Tenant the configuration belongs to';
+
+
+--
+-- Name: COLUMN tenant_configs.template_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_configs.template_id IS 'Template the configuration was seeded from, if any';
+
+
+--
+-- Name: COLUMN tenant_configs.settings; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_configs.settings IS 'Tenant settings as a JSON object';
+
+
+--
+-- Name: COLUMN tenant_configs.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_configs.created_at IS 'When the configuration was created';
+
+
+--
+-- Name: COLUMN tenant_configs.updated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_configs.updated_at IS 'When the row last changed (maintained by trigger)';
+
+
+--
+-- Name: tenant_config; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.tenant_config WITH (security_invoker='true') AS
+ SELECT tenant_configs.tenant_id,
+    tenant_configs.template_id,
+    tenant_configs.settings,
+    tenant_configs.created_at,
+    tenant_configs.updated_at
+   FROM core.tenant_configs;
+
+
+--
+-- Name: VIEW tenant_config; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.tenant_config IS 'Configuration of the current tenant: one row, or none without context';
+
+
+--
+-- Name: current_tenant_config(); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.current_tenant_config() RETURNS SETOF api.tenant_config
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select * from api.tenant_config
+$$;
+
+
+--
+-- Name: FUNCTION current_tenant_config(); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.current_tenant_config() IS 'Configuration of the current tenant: one row, or none without context or config:read';
+
+
+--
 -- Name: delete_document(uuid); Type: FUNCTION; Schema: api; Owner: -
 --
 
@@ -986,10 +1212,11 @@ COMMENT ON VIEW api.audit_logs IS 'Audit trail of the current tenant; old and ne
 --
 
 CREATE FUNCTION api.list_audit_logs(p_limit integer DEFAULT 50, p_after_timestamp timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_log_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_action text DEFAULT NULL::text, p_resource_type text DEFAULT NULL::text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF api.audit_logs
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET plan_cache_mode TO 'force_generic_plan'
     SET enable_sort TO 'off'
     SET enable_bitmapscan TO 'off'
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_below_at timestamptz;
@@ -1248,94 +1475,12 @@ COMMENT ON FUNCTION api.update_document(p_document_id uuid, p_title text, p_cont
 
 
 --
--- Name: tenant_configs; Type: TABLE; Schema: core; Owner: -
---
-
-CREATE TABLE core.tenant_configs (
-    tenant_id uuid NOT NULL,
-    template_id uuid,
-    settings jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT tenant_configs_settings_check CHECK ((jsonb_typeof(settings) = 'object'::text))
-);
-ALTER TABLE ONLY core.tenant_configs ALTER COLUMN tenant_id SET STATISTICS 0;
-ALTER TABLE ONLY core.tenant_configs ALTER COLUMN template_id SET STATISTICS 0;
-ALTER TABLE ONLY core.tenant_configs ALTER COLUMN settings SET STATISTICS 0;
-ALTER TABLE ONLY core.tenant_configs ALTER COLUMN created_at SET STATISTICS 0;
-ALTER TABLE ONLY core.tenant_configs ALTER COLUMN updated_at SET STATISTICS 0;
-
-ALTER TABLE ONLY core.tenant_configs FORCE ROW LEVEL SECURITY;
-
-
---
--- Name: TABLE tenant_configs; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON TABLE core.tenant_configs IS 'One configuration row per tenant';
-
-
---
--- Name: COLUMN tenant_configs.tenant_id; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenant_configs.tenant_id IS 'Tenant the configuration belongs to';
-
-
---
--- Name: COLUMN tenant_configs.template_id; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenant_configs.template_id IS 'Template the configuration was seeded from, if any';
-
-
---
--- Name: COLUMN tenant_configs.settings; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenant_configs.settings IS 'Tenant settings as a JSON object';
-
-
---
--- Name: COLUMN tenant_configs.created_at; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenant_configs.created_at IS 'When the configuration was created';
-
-
---
--- Name: COLUMN tenant_configs.updated_at; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenant_configs.updated_at IS 'When the row last changed (maintained by trigger)';
-
-
---
--- Name: tenant_config; Type: VIEW; Schema: api; Owner: -
---
-
-CREATE VIEW api.tenant_config WITH (security_invoker='true') AS
- SELECT tenant_configs.tenant_id,
-    tenant_configs.template_id,
-    tenant_configs.settings,
-    tenant_configs.created_at,
-    tenant_configs.updated_at
-   FROM core.tenant_configs;
-
-
---
--- Name: VIEW tenant_config; Type: COMMENT; Schema: api; Owner: -
---
-
-COMMENT ON VIEW api.tenant_config IS 'Configuration of the current tenant: one row, or none without context';
-
-
---
 -- Name: update_tenant_config(jsonb); Type: FUNCTION; Schema: api; Owner: -
 --
 
 CREATE FUNCTION api.update_tenant_config(p_settings_patch jsonb) RETURNS SETOF api.tenant_config
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   -- A JSON merge patch of the top level: keys set to null are removed;
   -- nulls nested inside a value are kept as sent.
@@ -1454,6 +1599,31 @@ $$;
 --
 
 COMMENT ON FUNCTION core.current_api_key_id() IS 'API key of the verified request context; NULL without one';
+
+
+--
+-- Name: current_context_nonce(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.current_context_nonce() RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  return currval('core.context_nonce');
+exception
+  -- No context signed in this session yet: nothing can verify.
+  when object_not_in_prerequisite_state then
+    return null;
+end
+$$;
+
+
+--
+-- Name: FUNCTION current_context_nonce(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.current_context_nonce() IS 'Number of the context this session signed last, or NULL; the only way to read it, so that nobody learns the global count';
 
 
 --
@@ -1905,12 +2075,14 @@ begin
     raise exception 'a request context is signed only in a READ COMMITTED transaction'
       using errcode = 'invalid_transaction_state';
   end if;
-  v_payload := concat_ws('|', 'v3', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
+  v_payload := concat_ws('|', 'v4', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
     coalesce(p_user_id::text, ''), coalesce(p_user_role, ''), array_to_string(p_permissions, ','), p_request_id,
-    coalesce(p_client_request_id, ''), nextval('core.context_nonce'),
-    (extract(epoch from clock_timestamp()) * 1000000)::bigint, coalesce(p_operator_id::text, ''));
+    coalesce(p_client_request_id, ''), (extract(epoch from clock_timestamp()) * 1000000)::bigint,
+    coalesce(p_operator_id::text, ''));
+  -- The number is signed, not shown: the MAC covers payload and number.
   perform set_config('app.context',
-    v_payload || '|' || encode(core.context_mac(v_payload, (select k.secret from core.context_signing_key k)), 'hex'),
+    v_payload || '|' || encode(core.context_mac(v_payload || '|' || nextval('core.context_nonce'),
+                                                (select k.secret from core.context_signing_key k)), 'hex'),
     true);
 end
 $_$;
@@ -1920,7 +2092,7 @@ $_$;
 -- Name: FUNCTION sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid) IS 'Sets app.context, signed for this transaction and numbered; usable only by tenancy_auth, which may read the signing key and advance the numbers';
+COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid) IS 'Sets app.context, signed for this transaction and for the session''s next number; usable only by tenancy_auth, which may read the signing key and advance the numbers';
 
 
 --
@@ -2091,90 +2263,6 @@ $$;
 --
 
 COMMENT ON FUNCTION platform.create_operator(p_name text) IS 'Creates a named operator, by the operator of the context; returns its credential once, in the column token';
-
-
---
--- Name: tenants; Type: TABLE; Schema: core; Owner: -
---
-
-CREATE TABLE core.tenants (
-    tenant_id uuid DEFAULT gen_random_uuid() NOT NULL,
-    name text NOT NULL,
-    domain text,
-    subscription_tier text DEFAULT 'free'::text NOT NULL,
-    deactivated_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT tenants_domain_check CHECK (((char_length(domain) <= 253) AND (domain ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$'::text))),
-    CONSTRAINT tenants_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
-    CONSTRAINT tenants_platform_stays_deactivated CHECK (((tenant_id <> '00000000-0000-0000-0000-000000000000'::uuid) OR (deactivated_at IS NOT NULL))),
-    CONSTRAINT tenants_subscription_tier_check CHECK ((subscription_tier = ANY (ARRAY['free'::text, 'pro'::text, 'enterprise'::text])))
-);
-ALTER TABLE ONLY core.tenants ALTER COLUMN tenant_id SET STATISTICS 0;
-ALTER TABLE ONLY core.tenants ALTER COLUMN name SET STATISTICS 0;
-ALTER TABLE ONLY core.tenants ALTER COLUMN domain SET STATISTICS 0;
-ALTER TABLE ONLY core.tenants ALTER COLUMN subscription_tier SET STATISTICS 0;
-ALTER TABLE ONLY core.tenants ALTER COLUMN deactivated_at SET STATISTICS 0;
-ALTER TABLE ONLY core.tenants ALTER COLUMN created_at SET STATISTICS 0;
-ALTER TABLE ONLY core.tenants ALTER COLUMN updated_at SET STATISTICS 0;
-
-ALTER TABLE ONLY core.tenants FORCE ROW LEVEL SECURITY;
-
-
---
--- Name: TABLE tenants; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON TABLE core.tenants IS 'Customers of the platform; the root every tenant-scoped row belongs to';
-
-
---
--- Name: COLUMN tenants.tenant_id; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenants.tenant_id IS 'Identity of the tenant and the key every tenant-scoped table is partitioned by';
-
-
---
--- Name: COLUMN tenants.name; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenants.name IS 'Display name, 1-200 characters';
-
-
---
--- Name: COLUMN tenants.domain; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenants.domain IS 'Optional lower-case hostname, unique across tenants';
-
-
---
--- Name: COLUMN tenants.subscription_tier; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenants.subscription_tier IS 'Plan: free, pro or enterprise';
-
-
---
--- Name: COLUMN tenants.deactivated_at; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenants.deactivated_at IS 'When a platform operator deactivated the tenant; its keys stop working, its data is kept';
-
-
---
--- Name: COLUMN tenants.created_at; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenants.created_at IS 'When the tenant was provisioned';
-
-
---
--- Name: COLUMN tenants.updated_at; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.tenants.updated_at IS 'When the row last changed (maintained by trigger)';
 
 
 --
@@ -2536,27 +2624,6 @@ COMMENT ON VIEW api.templates IS 'The template catalog, readable by every tenant
 
 
 --
--- Name: tenant; Type: VIEW; Schema: api; Owner: -
---
-
-CREATE VIEW api.tenant WITH (security_invoker='true') AS
- SELECT tenants.tenant_id,
-    tenants.name,
-    tenants.domain,
-    tenants.subscription_tier,
-    tenants.created_at,
-    tenants.updated_at
-   FROM core.tenants;
-
-
---
--- Name: VIEW tenant; Type: COMMENT; Schema: api; Owner: -
---
-
-COMMENT ON VIEW api.tenant IS 'The tenant of the current context: one row, or none without context';
-
-
---
 -- Name: context_nonce; Type: SEQUENCE; Schema: core; Owner: -
 --
 
@@ -2885,21 +2952,22 @@ CREATE VIEW core.request_context WITH (security_barrier='true') AS
     string_to_array(split_part(c.signed, '|'::text, 6), ','::text) AS permissions,
     (split_part(c.signed, '|'::text, 7))::uuid AS request_id,
     NULLIF(split_part(c.signed, '|'::text, 8), ''::text) AS client_request_id,
-    (NULLIF(split_part(c.signed, '|'::text, 11), ''::text))::uuid AS operator_id
+    (NULLIF(split_part(c.signed, '|'::text, 10), ''::text))::uuid AS operator_id
    FROM (( SELECT current_setting('app.context'::text, true) AS signed) c
      CROSS JOIN core.context_signing_key k)
-  WHERE ((split_part(c.signed, '|'::text, 1) = 'v3'::text) AND
+  WHERE (
         CASE
-            WHEN (encode(core.context_mac("left"(c.signed, '-65'::integer), k.secret), 'hex'::text) = "right"(c.signed, 64)) THEN (((split_part(c.signed, '|'::text, 9))::bigint = currval('core.context_nonce'::regclass)) AND ((split_part(c.signed, '|'::text, 10))::bigint < ((EXTRACT(epoch FROM statement_timestamp()) * (1000000)::numeric))::bigint))
-            ELSE false
-        END AND (clock_timestamp() < (transaction_timestamp() + '00:00:30'::interval)));
+            WHEN ((c.signed IS NULL) OR (split_part(c.signed, '|'::text, 1) <> 'v4'::text)) THEN false
+            WHEN (encode(core.context_mac((("left"(c.signed, '-65'::integer) || '|'::text) || core.current_context_nonce()), k.secret), 'hex'::text) IS DISTINCT FROM "right"(c.signed, 64)) THEN false
+            ELSE ((split_part(c.signed, '|'::text, 9))::bigint < ((EXTRACT(epoch FROM statement_timestamp()) * (1000000)::numeric))::bigint)
+        END AND (current_setting('transaction_isolation'::text) = 'read committed'::text) AND (clock_timestamp() < (transaction_timestamp() + '00:00:30'::interval)));
 
 
 --
 -- Name: VIEW request_context; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON VIEW core.request_context IS 'The verified context: one row when app.context carries a valid signature of this transaction, is the latest this session signed, was signed before the current statement and is less than 30 s old; else none';
+COMMENT ON VIEW core.request_context IS 'The verified context: one row when app.context carries a valid signature of this transaction and of the number this session signed last, was signed before the current statement, is less than 30 s old and the transaction is READ COMMITTED; else none';
 
 
 --
@@ -3848,4 +3916,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000400'),
     ('20261201000500'),
     ('20261201000600'),
-    ('20261201000700');
+    ('20261201000700'),
+    ('20261201000800');

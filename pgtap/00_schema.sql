@@ -35,7 +35,7 @@ select views_are('platform', array['tenants', 'audit_logs', 'operators'],
 select views_are('core', array['request_context'], 'core holds one view: the verified request context');
 
 select functions_are('api',
-  array['list_audit_logs', 'update_tenant_config', 'list_users', 'create_user', 'update_user', 'delete_user',
+  array['current_tenant', 'current_tenant_config', 'list_audit_logs', 'update_tenant_config', 'list_users', 'create_user', 'update_user', 'delete_user',
         'list_documents', 'create_document', 'update_document', 'delete_document', 'create_api_key',
         'list_api_keys', 'revoke_api_key', 'begin_request', 'touch_api_key', 'schema_version',
         'claim_idempotency_key', 'save_idempotent_response'],
@@ -50,7 +50,7 @@ select functions_are('core',
         'reject_audit_change', 'record_audit', 'issue_api_key', 'keep_revocation', 'page_upper_bound',
         'all_permissions', 'role_permissions', 'role_rank', 'effective_permissions', 'rank_of_caller',
         'guard_user_roles', 'revoke_keys', 'revoke_keys_of_deleted_user', 'current_permissions', 'create_key_usage',
-        'current_operator_id'],
+        'current_operator_id', 'current_context_nonce'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, and page bound');
 
 -- Columns, types and nullability ----------------------------------------------

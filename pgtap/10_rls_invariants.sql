@@ -5,7 +5,7 @@
 -- really finds the objects it is meant to judge (an empty query would pass
 -- vacuously).
 begin;
-select plan(84);
+select plan(89);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -253,8 +253,15 @@ select is(
         where r.ev_class = 'core.request_context'::regclass and d.refclassid = 'pg_class'::regclass
           and d.refobjid <> 'core.request_context'::regclass
         order by 1),
-  array['core.context_nonce', 'core.context_signing_key'],
-  'core.request_context reads no table but the signing key (and the nonce sequence, through currval, which reads only this session''s own last number), so its owner''s rights reach nothing else');
+  array['core.context_signing_key'],
+  'core.request_context reads no table but the signing key (its session''s number comes from core.current_context_nonce()), so its owner''s rights reach nothing else');
+select is(
+  array(select r.rolname::text from pg_roles r
+        where (has_sequence_privilege(r.oid, 'core.context_nonce', 'SELECT')
+               or has_sequence_privilege(r.oid, 'core.context_nonce', 'USAGE'))
+          and not r.rolsuper and r.rolname !~ '^pg_' order by 1),
+  array['tenancy_auth', 'tenancy_owner'],
+  'only tenancy_auth (which signs) and the owner may read or advance the context numbers, so nobody learns how many requests the platform serves');
 select is(
   array(select attname::text from pg_attribute
         where attrelid = 'core.request_context'::regclass and attnum > 0 and not attisdropped order by attnum),
@@ -289,8 +296,11 @@ select set_eq('select fn from definer_functions',
             ('api.revoke_api_key(uuid)'), ('core.revoke_keys_of_deleted_user()'), ('api.delete_user(uuid)'),
             ('api.delete_document(uuid)'), ('api.claim_idempotency_key(text,text)'),
             ('api.save_idempotent_response(text,integer,jsonb)'),
-            ('platform.create_api_key(uuid,text,text[],uuid,timestamp with time zone)') $$,
-  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, and the deletes and idempotency claims app_user may not make itself)');
+            ('platform.create_api_key(uuid,text,text[],uuid,timestamp with time zone)'),
+            ('core.current_context_nonce()'), ('api.current_tenant()'), ('api.current_tenant_config()'),
+            ('api.update_tenant_config(jsonb)'),
+            ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, and the reads it may make only whole)');
 -- pg_temp named last is searched last for types and relations; left out of
 -- the path, it is searched first.
 select is(
@@ -454,6 +464,54 @@ select is(
       or s.starelid in (select i.indexrelid from pg_index i join tenant_tables t on t.oid = i.indrelid)),
   0,
   'no statistics of a tenant-scoped table or of its indexes are stored');
+-- EXPLAIN ANALYZE counts the rows a filter removes. An index whose first
+-- column is tenant_id takes the policy's tenant as an index condition, so a
+-- scan never reads another tenant's row; any other index of a tenant table
+-- reads other tenants' rows for a condition on its columns, and "Rows
+-- Removed by Filter" shows that they exist (a domain, a template in use).
+-- So none of those columns may be readable by app_user, directly or through
+-- a view it may read (or a view over such a view).
+create temp view foreign_row_index_columns as
+  select i.indexrelid::regclass::text as index_name, i.indrelid, a.attnum, a.attname
+  from pg_index i join tenant_tables t on t.oid = i.indrelid
+  -- Key columns, and the columns of expressions and predicates (recorded as
+  -- dependencies; a constraint's index records none of its own).
+  join pg_attribute a on a.attrelid = i.indrelid
+   and (a.attnum = any (i.indkey::int2[])
+        or exists (select from pg_depend d
+                   where d.classid = 'pg_class'::regclass and d.objid = i.indexrelid
+                     and d.refclassid = 'pg_class'::regclass and d.refobjid = i.indrelid and d.refobjsubid = a.attnum))
+  where a.attnum > 0 and (i.indkey[0] = 0
+     or (select l.attname from pg_attribute l where l.attrelid = i.indrelid and l.attnum = i.indkey[0]) <> 'tenant_id');
+select set_has('select index_name || '' '' || attname from foreign_row_index_columns',
+  $$ values ('core.tenants_domain_key domain'), ('core.tenants_created_at_idx created_at'),
+            ('core.tenant_configs_template_id_idx template_id'), ('core.audit_logs_timestamp_idx timestamp'),
+            ('core.tenant_api_keys_key_hash_key key_hash') $$,
+  'the catalog query finds the indexes that do not lead with tenant_id');
+select is(
+  array(select format('%s.%s (%s)', f.indrelid::regclass, f.attname, f.index_name) from foreign_row_index_columns f
+        where has_column_privilege('app_user', f.indrelid, f.attnum, 'SELECT') order by 1),
+  '{}'::text[],
+  'app_user may read no column of an index that does not lead with tenant_id, so no query of its own filters on one');
+select is(
+  array(with recursive exposed(rel) as (
+          select distinct r.ev_class from foreign_row_index_columns f
+          join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass
+                          and d.refobjid = f.indrelid and d.refobjsubid = f.attnum
+          join pg_rewrite r on r.oid = d.objid and r.ev_class <> f.indrelid
+          union
+          select r.ev_class from exposed e
+          join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass
+                          and d.refobjid = e.rel
+          join pg_rewrite r on r.oid = d.objid and r.ev_class <> e.rel)
+        select e.rel::regclass::text from exposed e
+        where has_any_column_privilege('app_user', e.rel, 'SELECT') order by 1),
+  '{}'::text[],
+  'nor may it read a view over such a column (api.tenant, api.tenant_config, api.audit_logs are read through functions)');
+select isnt_empty(
+  $$ select from pg_depend d join foreign_row_index_columns f on d.refobjid = f.indrelid and d.refobjsubid = f.attnum
+     where d.classid = 'pg_rewrite'::regclass $$,
+  'the check above has views over such columns to look at');
 select is(
   array(select format('%s on %s', priv, c.oid::regclass)
         from pg_class c join user_schemas n on n.oid = c.relnamespace

@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(16);
+select plan(20);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 
@@ -116,8 +116,17 @@ select document_id as doc_a from api.create_document(:'user_a', 'Ledger', repeat
 select document_id from api.update_document(:'doc_a', p_metadata => '{"n": 2}') \gset ignored_
 select tenant_id from api.update_tenant_config('{"currency": "CHF"}') \gset ignored_
 select key_id as key_b from api.create_api_key('Issued', '{documents:read}') \gset
+select is((select tenant_id from api.current_tenant()), :'tenant_a'::uuid,
+  'api.current_tenant reads the caller''s tenant with the shadows in place');
+select is((select settings ->> 'currency' from api.current_tenant_config()), 'CHF',
+  'api.current_tenant_config reads the configuration just changed');
+select isnt_empty('select 1 from api.list_audit_logs()', 'api.list_audit_logs reads the caller''s trail');
+select ok(core.current_context_nonce() is not null, 'core.current_context_nonce reads the session''s number');
 reset role;
-insert into pg_temp.definers_called values ('api.create_api_key(text,text[],uuid,timestamp with time zone)');
+insert into pg_temp.definers_called values ('api.create_api_key(text,text[],uuid,timestamp with time zone)'),
+  ('api.current_tenant()'), ('api.current_tenant_config()'), ('api.update_tenant_config(jsonb)'),
+  ('core.current_context_nonce()'),
+  ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)');
 set local role app_user;
 select key_id from api.revoke_api_key(:'key_b') \gset ignored_
 select claimed from api.claim_idempotency_key('hijack-retry', repeat('c', 64)) \gset ignored_

@@ -5,7 +5,7 @@
 -- Superusers bypass row-level security even when it is forced: every attack
 -- runs after `set local role app_user`.
 begin;
-select plan(86);
+select plan(87);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -89,7 +89,7 @@ returns table (rel text, foreign_rows bigint)
 language plpgsql stable
 as $$
 declare
-  v_rel regclass;
+  v_rel text;
 begin
   for v_rel in select * from pg_temp.readable_tenant_relations() loop
     return query execute format(
@@ -111,10 +111,11 @@ set local role app_user;
 select pg_temp.begin_as(:'hash_a') \gset ignored_
 
 select set_has(format('select rel from pg_temp.rows_of_other_tenants(%L)', :'tenant_a'),
-  $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'), ('core.tenant_configs'), ('core.tenants'),
+  $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'),
             ('api.users'), ('api.documents'), ('api.api_keys'),
-            ('api.tenant_config'), ('api.tenant'), ('api.audit_logs') $$,
-  'app_user can read every tenant-scoped table and api view, so the sweep below covers them all');
+            ('api.current_tenant()'), ('api.current_tenant_config()'), ('api.list_audit_logs()'),
+            ('api.list_documents()'), ('api.list_users()'), ('api.list_api_keys()') $$,
+  'the sweep covers every tenant-scoped table, api view and reading function app_user may use');
 select is(
   array(select format('%s shows %s foreign rows', rel, foreign_rows)
         from pg_temp.rows_of_other_tenants(:'tenant_a') where foreign_rows > 0),
@@ -135,19 +136,21 @@ select is((select count(key_id)::int from core.tenant_api_keys where tenant_id =
   'tenant A reads none of tenant B''s API keys');
 select results_eq('select key_id from api.list_api_keys()', format('values (%L::uuid)', :'key_a'),
   'api.list_api_keys lists tenant A''s key and only it');
-select is((select count(*)::int from core.tenant_configs where tenant_id = :'tenant_b'), 0,
-  'tenant A reads none of tenant B''s configuration');
-select results_eq('select tenant_id from api.tenant_config', format('values (%L::uuid)', :'tenant_a'),
-  'api.tenant_config shows tenant A''s configuration and only it');
-select is((select count(*)::int from core.tenants where tenant_id = :'tenant_b'), 0,
-  'tenant A cannot read tenant B''s tenant row');
-select results_eq('select tenant_id from api.tenant', format('values (%L::uuid)', :'tenant_a'),
-  'api.tenant shows tenant A and only it');
-select is((select count(*)::int from api.audit_logs where tenant_id = :'tenant_b'), 0,
+select results_eq('select tenant_id from api.current_tenant_config()', format('values (%L::uuid)', :'tenant_a'),
+  'api.current_tenant_config shows tenant A''s configuration and only it');
+select results_eq('select tenant_id from api.current_tenant()', format('values (%L::uuid)', :'tenant_a'),
+  'api.current_tenant shows tenant A and only it');
+select throws_ok('select 1 from core.tenants', '42501', null,
+  'app_user cannot select core.tenants, whose domain index reads every tenant''s rows');
+select throws_ok('select 1 from core.tenant_configs', '42501', null,
+  'nor core.tenant_configs, whose template index does the same');
+select is((select count(*)::int from api.list_audit_logs(100) where tenant_id = :'tenant_b'), 0,
   'tenant A reads none of tenant B''s audit entries');
 select isnt_empty('select 1 from api.list_audit_logs()', 'tenant A reads its own audit entries');
 select throws_ok('select 1 from core.audit_logs', '42501', 'permission denied for table audit_logs',
-  'app_user reads the trail only through api.audit_logs, never core.audit_logs itself');
+  'app_user reads the trail only through api.list_audit_logs, never core.audit_logs itself');
+select throws_ok('select 1 from api.audit_logs', '42501', null,
+  'nor api.audit_logs: the function computes a page whole, under one context');
 select throws_ok('select 1 from core.idempotency_keys', '42501', 'permission denied for table idempotency_keys',
   'app_user reaches idempotency keys only through the api functions');
 select results_eq($$ select claimed, response_status from api.claim_idempotency_key('retry-1', repeat('a', 64)) $$,
@@ -175,8 +178,9 @@ select throws_ok(format($$ update core.tenant_api_keys set revoked_at = now() wh
   '42501', 'permission denied for table tenant_api_keys', 'app_user may not UPDATE keys at all: it revokes through api.revoke_api_key');
 select is_empty(format('select * from api.revoke_api_key(%L)', :'key_b'),
   'api.revoke_api_key on tenant B''s key returns no row under tenant A');
-select is_empty(format($$ update core.tenant_configs set settings = '{}' where tenant_id = %L returning 1 $$,
-  :'tenant_b'), 'tenant A''s UPDATE of tenant B''s configuration touches no row');
+select throws_ok(format($$ update core.tenant_configs set settings = '{}' where tenant_id = %L $$, :'tenant_b'),
+  '42501', 'permission denied for table tenant_configs',
+  'app_user may not UPDATE configurations directly: it changes its own through api.update_tenant_config');
 select results_eq($$ select tenant_id, settings ->> 'currency' from api.update_tenant_config('{"currency": "USD"}') $$,
   format($$ values (%L::uuid, 'USD') $$, :'tenant_a'),
   'api.update_tenant_config changes tenant A''s configuration and only it');
@@ -333,11 +337,12 @@ select pg_temp.begin_as(:'hash_a') \gset ignored_
 select lives_ok($$ update core.users set role = 'viewer' $$, 'tenant A runs an unqualified UPDATE of core.users');
 select lives_ok($$ update core.documents set title = 'blind' $$,
   'tenant A runs an unqualified UPDATE of core.documents');
-select lives_ok($$ update core.tenant_configs set settings = '{}' $$,
-  'tenant A runs an unqualified UPDATE of core.tenant_configs');
--- Deletes and idempotency keys are tenancy_writer's to touch, for app_user.
+-- Deletes, idempotency keys and the configuration are tenancy_writer's to
+-- touch, for app_user.
 reset role;
 set local role tenancy_writer;
+select lives_ok($$ update core.tenant_configs set settings = '{}' $$,
+  'as tenancy_writer, tenant A runs an unqualified UPDATE of core.tenant_configs');
 select lives_ok($$ update core.idempotency_keys set response_status = 500 $$,
   'as tenancy_writer, tenant A runs an unqualified UPDATE of core.idempotency_keys');
 select lives_ok($$ delete from core.documents $$, 'as tenancy_writer, tenant A runs an unqualified DELETE of core.documents');

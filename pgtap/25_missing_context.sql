@@ -50,7 +50,7 @@ returns table (rel text, row_count bigint)
 language plpgsql stable
 as $$
 declare
-  v_rel regclass;
+  v_rel text;
 begin
   for v_rel in select * from pg_temp.readable_tenant_relations() loop
     return query execute format('select %L::text, count(*) from %s', v_rel, v_rel);
@@ -79,7 +79,7 @@ $$;
 create temp table fingerprint_before as select * from pg_temp.fingerprint();
 select is(
   array(select rel from rows_before
-        where row_count = 0 and (select relkind from pg_class where oid = rel::regclass) in ('r', 'p') order by 1),
+        where row_count = 0 and (select relkind from pg_class where oid = to_regclass(rel)) in ('r', 'p') order by 1),
   '{}'::text[],
   'the fixtures put rows in every tenant-scoped table, so reading none of them means something');
 
@@ -88,10 +88,11 @@ select is(
 set local role app_user;
 
 select set_has('select rel from pg_temp.visible_rows()',
-  $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'), ('core.tenant_configs'), ('core.tenants'),
+  $$ values ('core.users'), ('core.documents'), ('core.tenant_api_keys'),
             ('api.users'), ('api.documents'), ('api.api_keys'),
-            ('api.tenant_config'), ('api.tenant'), ('api.audit_logs') $$,
-  'app_user can read every tenant-scoped table and api view, so the sweep below covers them all');
+            ('api.current_tenant()'), ('api.current_tenant_config()'), ('api.list_audit_logs()'),
+            ('api.list_documents()'), ('api.list_users()'), ('api.list_api_keys()') $$,
+  'the sweep covers every tenant-scoped table, api view and reading function app_user may use');
 select is(
   array(select format('%s shows %s rows', rel, row_count) from pg_temp.visible_rows() where row_count > 0),
   '{}'::text[],
@@ -150,7 +151,7 @@ reset role;
 set local role app_user;
 select set_has('select via, rel, command from blind_no_context',
   $$ values ('app_user', 'core.users', 'UPDATE'), ('app_user', 'core.documents', 'UPDATE'),
-            ('app_user', 'core.tenant_configs', 'UPDATE'), ('tenancy_writer', 'core.users', 'DELETE'),
+            ('tenancy_writer', 'core.tenant_configs', 'UPDATE'), ('tenancy_writer', 'core.users', 'DELETE'),
             ('tenancy_writer', 'core.documents', 'DELETE'), ('tenancy_writer', 'core.idempotency_keys', 'UPDATE'),
             ('tenancy_writer', 'core.idempotency_keys', 'DELETE') $$,
   'the catalog finds a blind UPDATE or DELETE for every table and command app_user may write, itself or through tenancy_writer');

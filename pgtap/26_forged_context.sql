@@ -39,7 +39,7 @@ create function pg_temp.visible_rows() returns table (rel text, row_count bigint
 language plpgsql stable
 as $$
 declare
-  v_rel regclass;
+  v_rel text;
 begin
   for v_rel in select * from pg_temp.readable_tenant_relations() loop
     return query execute format('select %L::text, count(*) from %s', v_rel, v_rel);

@@ -20,11 +20,11 @@ set local role app_user;
 select pg_temp.begin_as(pg_temp.hash_of(:'secret_a')) \gset ignored_
 select is((select tenant_id from core.request_context), :'tenant_a'::uuid,
   'right after api.begin_request the context verifies');
-select is((select count(*)::int from api.tenant), 1, '...and the tenant reads its own row');
+select is((select count(*)::int from api.current_tenant()), 1, '...and the tenant reads its own row');
 select pg_sleep(31);
 select is((select count(*)::int from core.request_context), 0,
   '31 seconds after its transaction began the same context no longer verifies');
-select is((select count(*)::int from api.tenant), 0, '...and the tenant reads nothing with it');
+select is((select count(*)::int from api.current_tenant()), 0, '...and the tenant reads nothing with it');
 reset role;
 
 select * from finish();

@@ -10,7 +10,7 @@
 -- refused. The suite runs with session_user = app_user, as the service
 -- does, because the triggers tell the service's role by its login.
 begin;
-select plan(23);
+select plan(26);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -134,18 +134,53 @@ set local session authorization app_user;
 
 select pg_temp.begin_as(:'hash_audit_users') \gset ignored_
 select ok(
-  (select count(*) from api.audit_logs where resource_type = 'users' and details ? 'new') > 0,
+  (select count(*) from api.list_audit_logs(100) where resource_type = 'users' and details ? 'new') > 0,
   'a key that may read the trail and users sees the new values of user entries (the control)');
 select pg_temp.begin_as(:'hash_audit_only') \gset ignored_
 select is(
-  (select count(*)::int from api.audit_logs where resource_type = 'users' and details ? 'new'), 0,
+  (select count(*)::int from api.list_audit_logs(100) where resource_type = 'users' and details ? 'new'), 0,
   'an audit-only key sees user entries without their values');
 select is(
   (select count(*)::int from (select set_config('app.context', :'ctx_b', true) as swapped, a.details
-                              from api.audit_logs a where a.resource_type = 'users' offset 0) s
+                              from api.list_audit_logs(100) a where a.resource_type = 'users' offset 0) s
    where s.details ? 'new'),
   0,
   'putting a context of another tenant''s ''*'' key back in the middle of the read shows no value either');
+
+-- A cursor is read a few rows at a time, each FETCH a statement of its own:
+-- signing another context between two FETCHes must not change how the rest
+-- is redacted (a view's redaction was evaluated at the row it first needed).
+select throws_ok('declare over_the_view cursor for select * from api.audit_logs', '42501', null,
+  'app_user cannot open a cursor over api.audit_logs: it reads the trail only through api.list_audit_logs');
+create function pg_temp.values_in_rest_of(p_cursor refcursor) returns integer
+language plpgsql volatile
+as $$
+declare
+  v_row record;
+  v_values integer := 0;
+begin
+  loop
+    fetch p_cursor into v_row;
+    exit when not found;
+    if v_row.resource_type = 'users' and v_row.details ? 'new' then
+      v_values := v_values + 1;
+    end if;
+  end loop;
+  return v_values;
+end
+$$;
+select pg_temp.begin_as(:'hash_audit_only') \gset ignored_
+declare swap_cursor cursor for select * from api.list_audit_logs(100);
+fetch 1 from swap_cursor \gset first_
+select pg_temp.begin_as(:'hash_audit_users') \gset ignored_
+select is(pg_temp.values_in_rest_of('swap_cursor'), 0,
+  'a page opened under an audit-only key and read on under a key that may read users still shows no user values');
+close swap_cursor;
+declare control_cursor cursor for select * from api.list_audit_logs(100);
+fetch 1 from control_cursor \gset first_
+select cmp_ok(pg_temp.values_in_rest_of('control_cursor'), '>', 0,
+  'the same cursor opened under the key that may read users shows them (the control)');
+close control_cursor;
 
 -- A DBA needs no context; uber_admin issues keys only through its function -------------
 

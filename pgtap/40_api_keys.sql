@@ -71,7 +71,7 @@ select results_eq(
   'api.begin_request signed a context of the key''s tenant, id, user, role and permissions and both request ids');
 select is(current_setting('app.tenant_id', true), null,
   'api.begin_request sets no app.tenant_id: the signed app.context is the only context');
-select results_eq('select tenant_id from api.tenant', format('values (%L::uuid)', :'tenant_a'),
+select results_eq('select tenant_id from api.current_tenant()', format('values (%L::uuid)', :'tenant_a'),
   'after api.begin_request the api shows the key''s tenant');
 
 select results_eq(

@@ -80,32 +80,32 @@ select throws_ok(format($$ select * from api.begin_request(%L, 'keys:write', gen
 select pg_temp.begin_as(:'h_docs') \gset ignored_
 select is((select count(*)::int from api.documents), 2, 'a documents:write key reads the documents it may change');
 select is((select count(*)::int from api.users), 0, 'a documents:write key reads no users');
-select is((select count(*)::int from api.tenant_config), 0, 'a documents:write key reads no configuration');
+select is((select count(*)::int from api.current_tenant_config()), 0, 'a documents:write key reads no configuration');
 select pg_temp.begin_as(:'h_audit') \gset ignored_
 select is((select count(*)::int from api.documents), 0, 'an audit:read key reads no documents');
-select isnt((select count(*)::int from api.audit_logs), 0, 'an audit:read key reads the audit trail');
+select isnt((select count(*)::int from api.list_audit_logs(100)), 0, 'an audit:read key reads the audit trail');
 select pg_temp.begin_as(:'h_viewer') \gset ignored_
-select is((select count(*)::int from api.audit_logs), 0, 'a viewer''s * key reads no audit trail');
+select is((select count(*)::int from api.list_audit_logs(100)), 0, 'a viewer''s * key reads no audit trail');
 select is((select count(*)::int from api.documents), 2, 'a viewer''s * key reads the documents');
 
 -- Audit entries show values only of what the key may read -----------------------------------
 
 select pg_temp.begin_as(:'h_audit') \gset ignored_
 select is(
-  (select count(*)::int from api.audit_logs where resource_type in ('documents', 'users', 'tenant_configs', 'tenant_api_keys')
+  (select count(*)::int from api.list_audit_logs(100) where resource_type in ('documents', 'users', 'tenant_configs', 'tenant_api_keys')
      and (details ? 'old' or details ? 'new')),
   0,
   'an audit:read key sees no old or new values of documents, users, configuration or keys');
 select is(
-  (select count(*)::int from api.audit_logs where resource_type = 'documents' and details ? 'changed'),
-  (select count(*)::int from api.audit_logs where resource_type = 'documents'),
+  (select count(*)::int from api.list_audit_logs(100) where resource_type = 'documents' and details ? 'changed'),
+  (select count(*)::int from api.list_audit_logs(100) where resource_type = 'documents'),
   '...but sees who changed what, when, and which columns');
 select pg_temp.begin_as(:'h_audit_docs') \gset ignored_
-select isnt_empty($$ select 1 from api.audit_logs where resource_type = 'documents' and details #>> '{new,title}' = 'Board minutes' $$,
+select isnt_empty($$ select 1 from api.list_audit_logs(100) where resource_type = 'documents' and details #>> '{new,title}' = 'Board minutes' $$,
   'an audit:read and documents:read key sees the values of document entries');
-select is_empty($$ select 1 from api.audit_logs where resource_type = 'users' and details ? 'new' $$,
+select is_empty($$ select 1 from api.list_audit_logs(100) where resource_type = 'users' and details ? 'new' $$,
   '...and still none of user entries');
-select isnt_empty($$ select 1 from api.audit_logs where resource_type = 'tenants' and details ? 'new' $$,
+select isnt_empty($$ select 1 from api.list_audit_logs(100) where resource_type = 'tenants' and details ? 'new' $$,
   'entries of the tenant itself, which every key reads, keep their values');
 select throws_ok('select details from core.audit_logs', '42501', 'permission denied for table audit_logs',
   'app_user cannot read the unredacted trail in core.audit_logs, whatever its key');

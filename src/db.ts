@@ -31,6 +31,11 @@ function isoTimestamp(value: string): string {
   return iso.endsWith("+00") ? `${iso.slice(0, -3)}Z` : iso.replace(/([+-]\d\d)$/, "$1:00");
 }
 
+// The text forms the parsers above read. PgBouncer tracks TimeZone and
+// DateStyle per client; it refuses IntervalStyle, which no column of the API
+// has.
+const TEXT_FORMS = { TimeZone: "UTC", DateStyle: "ISO, MDY" };
+
 function clientOptions(config: Config) {
   return {
     max: 1,
@@ -62,9 +67,10 @@ function clientOptions(config: Config) {
     // statement_timeout; behind it the role's own settings (set by the
     // migrations) apply. Otherwise the service's own limits win over the
     // role's, which anyone holding the role's password could change.
-    connection: config.pgbouncer ? { application_name: "tenancy-api", TimeZone: "UTC" } : {
+    connection: config.pgbouncer ? { application_name: "tenancy-api", ...TEXT_FORMS } : {
       application_name: "tenancy-api",
-      TimeZone: "UTC",
+      ...TEXT_FORMS,
+      IntervalStyle: "postgres",
       statement_timeout: config.statementTimeoutMs,
       lock_timeout: 3000,
       idle_in_transaction_session_timeout: 10_000,
@@ -247,17 +253,21 @@ function markConnected(slot: PooledConnection): void {
  *
  * postgres.js 3.4.9 sends a query of its own on each new connection (the
  * array types, connection.js fetchArrayTypes) and leaves its promise
- * unobserved: when that connection is terminated meanwhile (a DBA's, or an
- * attacker's, pg_terminate_backend; a restart), the rejection reaches the
- * process and Deno exits. Nothing is lost by observing it here: the client
- * reports the closed connection, and DatabasePool replaces it. Any other
- * unhandled rejection still ends the process.
+ * unobserved: when that query is cancelled or its connection terminated
+ * meanwhile (a DBA's, or an attacker's, pg_cancel_backend or
+ * pg_terminate_backend; a restart), the rejection reaches the process and
+ * Deno exits. Nothing is lost by observing it here: every query of the
+ * service's own is awaited, the client reports a closed connection, and
+ * DatabasePool replaces it. So an error the server sent (a PostgresError)
+ * or a lost connection is logged; any other unhandled rejection still ends
+ * the process.
  */
 export function survivePostgresTypeFetchFailures(): void {
   if (typeFetchGuardInstalled) return;
   typeFetchGuardInstalled = true;
   globalThis.addEventListener("unhandledrejection", (event) => {
-    if (!isTransientDatabaseError(event.reason)) return;
+    const fromServer = (event.reason as { name?: string } | null)?.name === "PostgresError";
+    if (!fromServer && !isTransientDatabaseError(event.reason)) return;
     event.preventDefault();
     log("warn", "a database connection was lost while it opened", {
       code: (event.reason as { code?: string }).code,
@@ -491,8 +501,11 @@ async function attemptTransaction<T>(
   const tx = slot.sql;
   // Every transaction begins read-write: signing the context numbers it
   // (nextval), which a read-only transaction may not. The context statement
-  // turns a read-only request's transaction read-only right after.
-  const beginStatement = "begin";
+  // turns a read-only request's transaction read-only right after. A context
+  // is signed and verifies only under READ COMMITTED; saying so here keeps a
+  // changed role default (ALTER ROLE ... SET default_transaction_isolation,
+  // open to anyone holding the role's password) from refusing every request.
+  const beginStatement = "begin isolation level read committed read write";
   let open = false;
   let lost = false;
   try {

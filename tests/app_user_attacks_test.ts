@@ -2,8 +2,9 @@
  * From the side of someone who holds the app_user password (a SQL injection,
  * a compromised app host) and a key or two: what they can do with sessions
  * of their own next to the service's. A stale snapshot does not bring a
- * revoked key back, a lock they hold does not stop a revocation, and
- * terminating the service's sessions does not take the service down.
+ * revoked key back, nor does a context carried into a later transaction, a
+ * lock they hold does not stop a revocation, and terminating or cancelling
+ * the service's sessions does not take the service down.
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
@@ -81,6 +82,73 @@ Deno.test("a request context is signed only under READ COMMITTED, so an old snap
   }
 });
 
+Deno.test("a context carried into a later transaction of the same message does not verify there under REPEATABLE READ", async () => {
+  const server = await startServer();
+  const attacker = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });
+  try {
+    const tenant = await createTenant(server, "carried-context");
+    const hash = sha256Hex(tenant.key);
+    // Every transaction of one simple-query message starts at the same time,
+    // and the MAC binds backend and start time: a context kept in a session
+    // setting is still genuine in the next transaction of that message.
+    const carryInto = async (level: string) => {
+      const session = await attacker.reserve();
+      try {
+        await session.unsafe(`
+          begin;
+          select tenant_id from api.begin_request('${hash}', null, gen_random_uuid());
+          select set_config('attack.context', current_setting('app.context'), false);
+          commit;
+          begin isolation level ${level}`).simple();
+        await session`select set_config('app.context', current_setting('attack.context'), true)`;
+        const [{ contexts }] = await session`select count(*)::int as contexts from core.request_context`;
+        await session`rollback`;
+        return contexts as number;
+      } finally {
+        session.release();
+      }
+    };
+    assert.equal(
+      await carryInto("read committed"),
+      1,
+      "under READ COMMITTED the carried context verifies (the control: it is genuine, and every statement reads the key afresh)",
+    );
+    assert.equal(await carryInto("repeatable read"), 0, "under REPEATABLE READ it does not");
+    assert.equal(await carryInto("serializable"), 0, "nor under SERIALIZABLE");
+  } finally {
+    await attacker.end();
+    await server.close();
+  }
+});
+
+Deno.test("session defaults set on the app_user role neither refuse every request nor change what the API returns", async () => {
+  const attacker = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });
+  let server: TestServer | undefined;
+  try {
+    // Anyone holding the password may change the role's own defaults.
+    await attacker.unsafe(`alter role app_user set default_transaction_isolation = 'serializable'`);
+    await attacker.unsafe(`alter role app_user set datestyle = 'SQL, DMY'`);
+    await attacker.unsafe(`alter role app_user set intervalstyle = 'sql_standard'`);
+    server = await startServer();
+    const tenant = await createTenant(server, "role-defaults");
+    const read = await call(server, "GET", "/v1/tenant", { token: tenant.key });
+    assert.equal(read.status, 200, JSON.stringify(read.body));
+    const { created_at } = read.body as { created_at: string };
+    assert.match(created_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/, "timestamps keep their ISO form");
+    const write = await call(server, "PATCH", "/v1/config", {
+      token: tenant.key,
+      body: { settings: { note: "x" } },
+    });
+    assert.equal(write.status, 200, JSON.stringify(write.body));
+  } finally {
+    await attacker.unsafe(`alter role app_user reset default_transaction_isolation`);
+    await attacker.unsafe(`alter role app_user reset datestyle`);
+    await attacker.unsafe(`alter role app_user reset intervalstyle`);
+    await attacker.end();
+    await server?.close();
+  }
+});
+
 Deno.test("a session holding a key's usage row cannot stop that key, or the key that issued it, being revoked", async () => {
   const server = await startServer({ DB_POOL_MAX: "2" });
   const hostage = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });
@@ -140,7 +208,7 @@ Deno.test("a session holding a key's usage row cannot stop that key, or the key 
   }
 });
 
-Deno.test("terminating the service's database sessions in a tight loop never takes the service down", async () => {
+Deno.test("terminating and cancelling the service's database sessions in a tight loop never takes the service down", async () => {
   const setup = await startServer();
   let key: string;
   try {
@@ -163,7 +231,13 @@ Deno.test("terminating the service's database sessions in a tight loop never tak
           select pg_terminate_backend(pid) from pg_stat_activity
           where usename = 'app_user' and application_name = 'tenancy-api'`;
         kills += rows.length;
-        await sleep(5);
+        await sleep(2);
+        // Cancelling hits the queries of connections just opened, among them
+        // the driver's own type query.
+        await attacker`
+          select pg_cancel_backend(pid) from pg_stat_activity
+          where usename = 'app_user' and application_name = 'tenancy-api' and state = 'active'`;
+        await sleep(3);
       }
       return kills;
     })();

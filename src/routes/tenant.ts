@@ -15,7 +15,7 @@ export const tenantRoutes: Route[] = [
     summary: "The tenant the API key belongs to",
     access: "tenant",
     response: Tenant,
-    run: ({ tx }) => tx`select * from api.tenant`,
+    run: ({ tx }) => tx`select * from api.current_tenant()`,
     reply: (rows) => oneOr404(rows, "tenant"),
   }),
   dbRoute({
@@ -26,7 +26,7 @@ export const tenantRoutes: Route[] = [
     access: "tenant",
     permission: "config:read",
     response: TenantConfig,
-    run: ({ tx }) => tx`select * from api.tenant_config`,
+    run: ({ tx }) => tx`select * from api.current_tenant_config()`,
     reply: (rows) => oneOr404(rows, "configuration"),
   }),
   dbRoute<Record<string, never>, Record<string, never>, z.infer<typeof PatchConfig>>({
