@@ -788,6 +788,29 @@ COMMENT ON FUNCTION api.delete_user(p_user_id uuid) IS 'Removes a user of the cu
 
 
 --
+-- Name: export_audit_logs(bigint, integer); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.export_audit_logs(p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" timestamp with time zone, recorded_at timestamp with time zone, prev_hash text, chain_hash text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  -- Row-level security gives tenancy_writer the rows of the context's
+  -- tenant, and only with audit:read.
+  select e.* from core.request_context c
+  cross join lateral core.audit_export(c.tenant_id, p_from_seq, p_limit, c.permissions) e
+  where 'audit:read' = any (c.permissions)
+$$;
+
+
+--
+-- Name: FUNCTION export_audit_logs(p_from_seq bigint, p_limit integer); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.export_audit_logs(p_from_seq bigint, p_limit integer) IS 'The current tenant''s audit chain from a seq, at most 1,000 rows, with hashes; values redacted as in api.audit_logs';
+
+
+--
 -- Name: api_key_usage; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -1021,6 +1044,30 @@ COMMENT ON FUNCTION api.list_api_keys(p_limit integer, p_after_created_at timest
 
 
 --
+-- Name: audit_details_readable(text, text[]); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.audit_details_readable(p_resource_type text, p_permissions text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select p_resource_type = 'tenants'
+      or case p_resource_type
+           when 'users' then 'users:read'
+           when 'documents' then 'documents:read'
+           when 'tenant_api_keys' then 'keys:read'
+           when 'tenant_configs' then 'config:read'
+         end = any (coalesce(p_permissions, '{}'))
+$$;
+
+
+--
+-- Name: FUNCTION audit_details_readable(p_resource_type text, p_permissions text[]); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.audit_details_readable(p_resource_type text, p_permissions text[]) IS 'Whether a key with these permissions sees old and new values of an entry of this resource type';
+
+
+--
 -- Name: current_permissions(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -1057,6 +1104,11 @@ CREATE TABLE core.audit_logs (
     "timestamp" timestamp with time zone DEFAULT now() NOT NULL,
     client_request_id text,
     operator_id uuid,
+    seq bigint NOT NULL,
+    recorded_at timestamp with time zone NOT NULL,
+    details_sha256 bytea NOT NULL,
+    prev_hash bytea NOT NULL,
+    chain_hash bytea NOT NULL,
     CONSTRAINT audit_logs_action_check CHECK ((action ~ '^[a-z][a-z_.]{0,99}$'::text)),
     CONSTRAINT audit_logs_client_request_id_check CHECK ((char_length(client_request_id) <= 200)),
     CONSTRAINT audit_logs_details_check CHECK ((jsonb_typeof(details) = 'object'::text)),
@@ -1075,6 +1127,11 @@ ALTER TABLE ONLY core.audit_logs ALTER COLUMN request_id SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN "timestamp" SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN client_request_id SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN operator_id SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN seq SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN recorded_at SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN details_sha256 SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN prev_hash SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN chain_hash SET STATISTICS 0;
 
 ALTER TABLE ONLY core.audit_logs FORCE ROW LEVEL SECURITY;
 
@@ -1171,6 +1228,41 @@ COMMENT ON COLUMN core.audit_logs.operator_id IS 'Platform operator who made the
 
 
 --
+-- Name: COLUMN audit_logs.seq; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.seq IS 'Position in the tenant''s chain: 1, 2, 3, ... without gaps, in commit order';
+
+
+--
+-- Name: COLUMN audit_logs.recorded_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.recorded_at IS 'Clock time at which the row was written (timestamp is its transaction''s start)';
+
+
+--
+-- Name: COLUMN audit_logs.details_sha256; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.details_sha256 IS 'SHA-256 of details::text, which the chain covers';
+
+
+--
+-- Name: COLUMN audit_logs.prev_hash; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.prev_hash IS 'chain_hash of the tenant''s previous row; 32 zero bytes before the first';
+
+
+--
+-- Name: COLUMN audit_logs.chain_hash; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.chain_hash IS 'SHA-256 of prev_hash and the row''s canonical record (see migration 20261201000900)';
+
+
+--
 -- Name: audit_logs; Type: VIEW; Schema: api; Owner: -
 --
 
@@ -1183,14 +1275,7 @@ CREATE VIEW api.audit_logs WITH (security_invoker='false') AS
     a.resource_type,
     a.resource_id,
         CASE
-            WHEN ((a.resource_type = 'tenants'::text) OR (
-            CASE a.resource_type
-                WHEN 'users'::text THEN 'users:read'::text
-                WHEN 'documents'::text THEN 'documents:read'::text
-                WHEN 'tenant_api_keys'::text THEN 'keys:read'::text
-                WHEN 'tenant_configs'::text THEN 'config:read'::text
-                ELSE NULL::text
-            END = ANY (COALESCE(( SELECT core.current_permissions() AS current_permissions), '{}'::text[])))) THEN a.details
+            WHEN core.audit_details_readable(a.resource_type, ( SELECT core.current_permissions() AS current_permissions)) THEN a.details
             ELSE ((a.details - 'old'::text) - 'new'::text)
         END AS details,
     a.request_id,
@@ -1343,9 +1428,16 @@ declare
   v_caller record;
   v_target record;
 begin
-  select c.tenant_id, c.permissions, c.user_role into v_caller from core.request_context c;
+  select c.tenant_id, c.permissions, c.user_role, c.api_key_id into v_caller from core.request_context c;
   if v_caller.tenant_id is null then
     return;
+  end if;
+  -- The context was signed up to 30 s ago; the key may have been revoked
+  -- since, and a revoked key revokes nothing.
+  if not exists (select from core.tenant_api_keys k
+                 where k.tenant_id = v_caller.tenant_id and k.key_id = v_caller.api_key_id
+                   and k.revoked_at is null and (k.expires_at is null or k.expires_at > now())) then
+    raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
   if not 'keys:write' = any (v_caller.permissions) then
     raise exception 'the API key lacks the permission keys:write' using errcode = 'PT403';
@@ -1522,6 +1614,28 @@ COMMENT ON FUNCTION api.update_user(p_user_id uuid, p_email text, p_role text) I
 
 
 --
+-- Name: verify_audit_chain(bigint, integer, bigint, text); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.verify_audit_chain(p_from_seq bigint DEFAULT 1, p_max_rows integer DEFAULT 100000, p_anchor_seq bigint DEFAULT NULL::bigint, p_anchor_hash text DEFAULT NULL::text) RETURNS TABLE(verified boolean, from_seq bigint, to_seq bigint, rows_checked bigint, complete boolean, head_seq bigint, head_hash text, broken_at_seq bigint, reason text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select v.* from core.request_context c
+  cross join lateral core.verify_audit_chain(c.tenant_id, p_from_seq, p_max_rows, p_anchor_seq,
+    decode(p_anchor_hash, 'hex')) v
+  where 'audit:read' = any (c.permissions)
+$$;
+
+
+--
+-- Name: FUNCTION verify_audit_chain(p_from_seq bigint, p_max_rows integer, p_anchor_seq bigint, p_anchor_hash text); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.verify_audit_chain(p_from_seq bigint, p_max_rows integer, p_anchor_seq bigint, p_anchor_hash text) IS 'Verifies the current tenant''s audit chain (audit:read): its head, or the first seq where it breaks and why';
+
+
+--
 -- Name: all_permissions(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -1536,6 +1650,114 @@ CREATE FUNCTION core.all_permissions() RETURNS text[]
 --
 
 COMMENT ON FUNCTION core.all_permissions() IS 'Every permission a key can hold ("*" stands for all of them)';
+
+
+--
+-- Name: audit_export(uuid, bigint, integer, text[]); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" timestamp with time zone, recorded_at timestamp with time zone, prev_hash text, chain_hash text)
+    LANGUAGE sql STABLE
+    AS $$
+  select a.seq, a.log_id, a.tenant_id, a.user_id, a.api_key_id, a.operator_id, a.action, a.resource_type,
+         a.resource_id,
+         case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
+              then a.details else a.details - 'old' - 'new' end,
+         case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
+              then a.details::text end,
+         encode(a.details_sha256, 'hex'), a.request_id, a.client_request_id, a."timestamp", a.recorded_at,
+         encode(a.prev_hash, 'hex'), encode(a.chain_hash, 'hex')
+  from core.audit_logs a
+  where a.tenant_id = p_tenant_id and a.seq >= greatest(coalesce(p_from_seq, 1), 1)
+  order by a.seq
+  limit least(greatest(coalesce(p_limit, 1000), 1), 1000)
+$$;
+
+
+--
+-- Name: FUNCTION audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) IS 'A tenant''s audit rows from a seq, in chain order, with what verifying them needs; values redacted as for these permissions (NULL: none redacted)';
+
+
+--
+-- Name: audit_record(core.audit_logs); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.audit_record(p_row core.audit_logs) RETURNS bytea
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select convert_to(E'tenancy-audit-v1\n' || string_agg(
+           case when f.value is null then '~' else octet_length(f.value) || ':' || f.value || ',' end,
+           '' order by f.n), 'UTF8')
+  from unnest(array[
+    p_row.tenant_id::text, p_row.seq::text, p_row.log_id::text, p_row.user_id::text, p_row.api_key_id::text,
+    p_row.operator_id::text, p_row.action, p_row.resource_type, p_row.resource_id::text,
+    encode(p_row.details_sha256, 'hex'), p_row.request_id, p_row.client_request_id,
+    core.audit_time(p_row."timestamp"), core.audit_time(p_row.recorded_at)]) with ordinality as f (value, n)
+$$;
+
+
+--
+-- Name: FUNCTION audit_record(p_row core.audit_logs); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.audit_record(p_row core.audit_logs) IS 'Canonical record of an audit row, which its chain_hash covers (format: migration 20261201000900)';
+
+
+--
+-- Name: audit_time(timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.audit_time(p_at timestamp with time zone) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+
+--
+-- Name: FUNCTION audit_time(p_at timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.audit_time(p_at timestamp with time zone) IS 'A time as the chain encodes it: UTC, microseconds, YYYY-MM-DDTHH:MM:SS.ffffffZ';
+
+
+--
+-- Name: chain_audit_row(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.chain_audit_row() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  -- Whatever the writer supplied, the chain decides these.
+  new.recorded_at := clock_timestamp();
+  new.details_sha256 := sha256(convert_to(new.details::text, 'UTF8'));
+  update core.audit_chain_heads h set seq = h.seq + 1
+    where h.tenant_id = new.tenant_id
+    returning h.seq, h.hash into new.seq, new.prev_hash;
+  if not found then
+    insert into core.audit_chain_heads (tenant_id, seq, hash)
+      values (new.tenant_id, 0, '\x0000000000000000000000000000000000000000000000000000000000000000')
+      on conflict (tenant_id) do nothing;
+    update core.audit_chain_heads h set seq = h.seq + 1
+      where h.tenant_id = new.tenant_id
+      returning h.seq, h.hash into new.seq, new.prev_hash;
+  end if;
+  new.chain_hash := sha256(new.prev_hash || core.audit_record(new));
+  update core.audit_chain_heads h set hash = new.chain_hash where h.tenant_id = new.tenant_id;
+  return new;
+end
+$$;
+
+
+--
+-- Name: FUNCTION chain_audit_row(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.chain_audit_row() IS 'Trigger: gives a new audit row its tenant''s next seq and its chain hash, and advances the tenant''s head';
 
 
 --
@@ -1558,6 +1780,37 @@ $$;
 --
 
 COMMENT ON FUNCTION core.context_mac(p_payload text, p_secret bytea) IS 'HMAC-SHA256 of a context payload bound to the current backend and transaction start';
+
+
+--
+-- Name: context_verifies(text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.context_verifies(p_signed text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_nonce bigint;
+begin
+  begin
+    v_nonce := currval('core.context_nonce');
+  exception
+    -- This session never signed: nothing it holds can verify.
+    when object_not_in_prerequisite_state then
+      return false;
+  end;
+  return encode(core.context_mac(left(p_signed, -65) || '|' || v_nonce,
+                                 (select k.secret from core.context_signing_key k)), 'hex') = right(p_signed, 64);
+end
+$$;
+
+
+--
+-- Name: FUNCTION context_verifies(p_signed text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.context_verifies(p_signed text) IS 'Whether a context carries the MAC of this backend, transaction and the number this session signed last; only yes or no';
 
 
 --
@@ -1602,31 +1855,6 @@ COMMENT ON FUNCTION core.current_api_key_id() IS 'API key of the verified reques
 
 
 --
--- Name: current_context_nonce(); Type: FUNCTION; Schema: core; Owner: -
---
-
-CREATE FUNCTION core.current_context_nonce() RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-begin
-  return currval('core.context_nonce');
-exception
-  -- No context signed in this session yet: nothing can verify.
-  when object_not_in_prerequisite_state then
-    return null;
-end
-$$;
-
-
---
--- Name: FUNCTION current_context_nonce(); Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON FUNCTION core.current_context_nonce() IS 'Number of the context this session signed last, or NULL; the only way to read it, so that nobody learns the global count';
-
-
---
 -- Name: current_operator_id(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -1634,7 +1862,11 @@ CREATE FUNCTION core.current_operator_id() RETURNS uuid
     LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
     AS $$
 begin
-  return (select c.operator_id from core.request_context c);
+  -- The context was signed up to 30 s ago; an operator revoked since is no
+  -- operator any more.
+  return (select c.operator_id from core.request_context c
+          where exists (select from core.platform_operators o
+                        where o.operator_id = c.operator_id and o.revoked_at is null));
 end
 $$;
 
@@ -1856,11 +2088,6 @@ begin
   where column_name <> all (v_not_audited)
     and (tg_op <> 'UPDATE' or v_old -> column_name is distinct from v_new -> column_name);
 
-  -- An update that changed nothing an auditor cares about leaves no entry.
-  if tg_op = 'UPDATE' and cardinality(v_changed) = 0 then
-    return null;
-  end if;
-
   -- No verified context (a migration, a DBA): the actor columns stay NULL.
   select c.tenant_id, c.user_id, c.api_key_id, c.request_id, c.client_request_id, c.operator_id
   into v_context
@@ -1878,10 +2105,22 @@ begin
     case when tg_table_name = 'platform_operators' and tg_op = 'INSERT'
               and v_new ->> 'created_by' = v_new ->> 'operator_id'
          then (v_new ->> 'operator_id')::uuid end);
-  -- The platform role changes nothing without a named operator.
-  if session_user = 'uber_admin' and v_operator_id is null then
-    raise exception 'a platform change needs a named operator (platform.begin_request)'
+  -- The platform role changes nothing, not even nothing, without a named
+  -- operator who is still active now (an operator revoking itself is
+  -- active until that change).
+  if session_user = 'uber_admin' and not exists (
+       select from core.platform_operators o
+       where o.operator_id = v_operator_id
+         and (o.revoked_at is null
+              or (tg_table_name = 'platform_operators' and tg_op = 'UPDATE'
+                  and (v_new ->> 'operator_id')::uuid = v_operator_id and v_old ->> 'revoked_at' is null))) then
+    raise exception 'a platform change needs a named, active operator (platform.begin_request)'
       using errcode = 'PT401';
+  end if;
+
+  -- An update that changed nothing an auditor cares about leaves no entry.
+  if tg_op = 'UPDATE' and cardinality(v_changed) = 0 then
+    return null;
   end if;
 
   insert into core.audit_logs
@@ -2096,6 +2335,126 @@ COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_use
 
 
 --
+-- Name: verify_audit_chain(uuid, bigint, integer, bigint, bytea); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.verify_audit_chain(p_tenant_id uuid, p_from_seq bigint DEFAULT 1, p_max_rows integer DEFAULT 100000, p_anchor_seq bigint DEFAULT NULL::bigint, p_anchor_hash bytea DEFAULT NULL::bytea) RETURNS TABLE(verified boolean, from_seq bigint, to_seq bigint, rows_checked bigint, complete boolean, head_seq bigint, head_hash text, broken_at_seq bigint, reason text)
+    LANGUAGE plpgsql STABLE
+    AS $$
+#variable_conflict use_column
+declare
+  v_from bigint := greatest(coalesce(p_from_seq, 1), 1);
+  v_limit integer := least(greatest(coalesce(p_max_rows, 100000), 1), 100000);
+  v_prev bytea := '\x0000000000000000000000000000000000000000000000000000000000000000';
+  v_expected bigint;
+  v_checked bigint := 0;
+  v_row core.audit_logs;
+  v_moved core.audit_logs;
+  v_linked bigint;
+  v_head record;
+begin
+  if (p_anchor_seq is null) <> (p_anchor_hash is null) then
+    raise exception 'an anchor is a seq and a hash' using errcode = 'invalid_parameter_value';
+  end if;
+  if p_anchor_seq is not null and (p_anchor_seq < v_from or octet_length(p_anchor_hash) <> 32) then
+    raise exception 'an anchor is a hash of 32 bytes at or after the first seq verified'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if v_from > 1 then
+    select a.chain_hash into v_prev from core.audit_logs a where a.tenant_id = p_tenant_id and a.seq = v_from - 1;
+    if not found then
+      return query select false, v_from, null::bigint, 0::bigint, true, null::bigint, null::text, v_from - 1,
+        'row missing';
+      return;
+    end if;
+  end if;
+  v_expected := v_from;
+  for v_row in
+    select * from core.audit_logs a where a.tenant_id = p_tenant_id and a.seq >= v_from
+    order by a.seq limit v_limit + 1
+  loop
+    if v_checked = v_limit then
+      -- More rows than one call verifies: the caller goes on from v_expected.
+      return query select true, v_from, v_expected - 1, v_checked, false, v_expected - 1, encode(v_prev, 'hex'),
+        null::bigint, null::text;
+      return;
+    end if;
+    if v_row.seq > v_expected then
+      return query select false, v_from, v_expected - 1, v_checked, true, null::bigint, null::text, v_expected,
+        'row missing';
+      return;
+    elsif v_row.seq < v_expected then
+      return query select false, v_from, v_expected - 1, v_checked, true, null::bigint, null::text, v_row.seq,
+        'row inserted';
+      return;
+    end if;
+    if v_row.details_sha256 is distinct from sha256(convert_to(v_row.details::text, 'UTF8'))
+       or v_row.chain_hash is distinct from sha256(v_row.prev_hash || core.audit_record(v_row)) then
+      -- A row that hashes right at the position its predecessor link names
+      -- was moved there from that position.
+      select a.seq + 1 into v_linked from core.audit_logs a
+        where a.tenant_id = p_tenant_id and a.chain_hash = v_row.prev_hash limit 1;
+      v_moved := v_row;
+      v_moved.seq := coalesce(v_linked, 1);
+      return query select false, v_from, v_expected - 1, v_checked, true, null::bigint, null::text, v_row.seq,
+        case when v_linked is distinct from v_row.seq and v_row.details_sha256 = sha256(convert_to(v_row.details::text, 'UTF8'))
+                  and v_row.chain_hash = sha256(v_row.prev_hash || core.audit_record(v_moved))
+             then 'order changed' else 'row changed' end;
+      return;
+    end if;
+    if v_row.prev_hash is distinct from v_prev then
+      -- The row is intact but follows something else: a row before it was
+      -- removed (it links further back), moved, or rewritten.
+      select a.seq into v_linked from core.audit_logs a
+        where a.tenant_id = p_tenant_id and a.chain_hash = v_row.prev_hash limit 1;
+      return query select false, v_from, v_expected - 1, v_checked, true, null::bigint, null::text,
+        case when v_linked < v_row.seq - 1 then v_linked + 1 when v_linked > v_row.seq then v_row.seq else v_row.seq - 1 end,
+        case when v_linked < v_row.seq - 1 then 'row missing' when v_linked > v_row.seq then 'order changed'
+             else 'row changed' end;
+      return;
+    end if;
+    if v_row.seq = p_anchor_seq and v_row.chain_hash <> p_anchor_hash then
+      return query select false, v_from, v_row.seq, v_checked + 1, true, null::bigint, null::text, v_row.seq,
+        'anchor mismatch';
+      return;
+    end if;
+    v_prev := v_row.chain_hash;
+    v_expected := v_row.seq + 1;
+    v_checked := v_checked + 1;
+  end loop;
+
+  -- The whole chain from v_from was read: the head must be its end.
+  if p_anchor_seq >= v_expected then
+    return query select false, v_from, v_expected - 1, v_checked, true, null::bigint, null::text, v_expected,
+      'row missing';
+    return;
+  end if;
+  select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = p_tenant_id;
+  if coalesce(v_head.seq, 0) > v_expected - 1 then
+    return query select false, v_from, v_expected - 1, v_checked, true, null::bigint, null::text, v_expected,
+      'row missing';
+  elsif coalesce(v_head.seq, 0) < v_expected - 1 then
+    return query select false, v_from, v_expected - 1, v_checked, true, null::bigint, null::text,
+      coalesce(v_head.seq, 0) + 1, 'row inserted';
+  elsif v_expected > 1 and v_head.hash is distinct from v_prev then
+    return query select false, v_from, v_expected - 1, v_checked, true, null::bigint, null::text, v_expected - 1,
+      'row changed';
+  else
+    return query select true, v_from, v_expected - 1, v_checked, true, v_expected - 1, encode(v_prev, 'hex'),
+      null::bigint, null::text;
+  end if;
+end
+$$;
+
+
+--
+-- Name: FUNCTION verify_audit_chain(p_tenant_id uuid, p_from_seq bigint, p_max_rows integer, p_anchor_seq bigint, p_anchor_hash bytea); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.verify_audit_chain(p_tenant_id uuid, p_from_seq bigint, p_max_rows integer, p_anchor_seq bigint, p_anchor_hash bytea) IS 'Walks a tenant''s audit chain from a seq (at most 100,000 rows a call) and returns the head, or the first seq where it breaks and why';
+
+
+--
 -- Name: begin_request(text, uuid, text, boolean); Type: FUNCTION; Schema: platform; Owner: -
 --
 
@@ -2141,8 +2500,11 @@ CREATE FUNCTION platform.bootstrap_operator(p_token_hash text) RETURNS boolean
 declare
   v_operator_id uuid := gen_random_uuid();
 begin
-  -- One bootstrap at a time; the second finds the first's operator.
-  perform pg_advisory_xact_lock(hashtextextended('tenancy.bootstrap_operator', 0));
+  -- Only READ COMMITTED sees every operator committed so far.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'an operator is bootstrapped only in a READ COMMITTED transaction'
+      using errcode = 'invalid_transaction_state';
+  end if;
   if exists (select from core.platform_operators o where o.revoked_at is null) then
     return false;
   end if;
@@ -2153,6 +2515,11 @@ begin
   insert into core.platform_operators (operator_id, name, token_hash, token_prefix, created_by)
   values (v_operator_id, 'bootstrap', p_token_hash, '', v_operator_id);
   return true;
+exception
+  -- A concurrent bootstrap's operator, named "bootstrap" too, came first:
+  -- the unique index on active names waits for it and then refuses this one.
+  when unique_violation then
+    return false;
 end
 $$;
 
@@ -2169,7 +2536,8 @@ COMMENT ON FUNCTION platform.bootstrap_operator(p_token_hash text) IS 'While no 
 --
 
 CREATE FUNCTION platform.claim_idempotency_key(p_idempotency_key text, p_request_hash text) RETURNS TABLE(claimed boolean, request_hash text, response_status integer, response_body jsonb)
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_operator_id uuid := core.current_operator_id();
@@ -2348,6 +2716,24 @@ COMMENT ON FUNCTION platform.deactivate_tenant(p_tenant_id uuid) IS 'Deactivates
 
 
 --
+-- Name: export_audit_logs(uuid, bigint, integer); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.export_audit_logs(p_tenant_id uuid, p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" timestamp with time zone, recorded_at timestamp with time zone, prev_hash text, chain_hash text)
+    LANGUAGE sql STABLE
+    AS $$
+  select * from core.audit_export(p_tenant_id, p_from_seq, p_limit, null)
+$$;
+
+
+--
+-- Name: FUNCTION export_audit_logs(p_tenant_id uuid, p_from_seq bigint, p_limit integer); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.export_audit_logs(p_tenant_id uuid, p_from_seq bigint, p_limit integer) IS 'Any tenant''s audit chain from a seq, at most 1,000 rows, with hashes and values';
+
+
+--
 -- Name: audit_logs; Type: VIEW; Schema: platform; Owner: -
 --
 
@@ -2460,8 +2846,9 @@ begin
     raise exception 'a platform change needs a named operator' using errcode = 'PT401';
   end if;
   -- Serialises revocations, so two operators cannot revoke each other as
-  -- the last two.
-  perform pg_advisory_xact_lock(hashtextextended('tenancy.bootstrap_operator', 0));
+  -- the last two: each locks every active operator's row first. (Row locks
+  -- only tenancy_auth can take, where an advisory lock anyone can hold.)
+  perform from core.platform_operators o where o.revoked_at is null for update;
   if exists (select from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
      and not exists (select from core.platform_operators o
                      where o.revoked_at is null and o.operator_id <> p_operator_id) then
@@ -2488,7 +2875,8 @@ COMMENT ON FUNCTION platform.revoke_operator(p_operator_id uuid) IS 'Revokes an 
 --
 
 CREATE FUNCTION platform.save_idempotent_response(p_idempotency_key text, p_status integer, p_body jsonb) RETURNS void
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   update core.platform_idempotency_keys
   set response_status = p_status, response_body = p_body
@@ -2524,6 +2912,24 @@ $$;
 --
 
 COMMENT ON FUNCTION platform.update_tenant(p_tenant_id uuid, p_name text, p_domain text, p_clear_domain boolean, p_subscription_tier text) IS 'Changes the given fields of a tenant (NULL keeps a field); p_clear_domain removes the domain';
+
+
+--
+-- Name: verify_audit_chain(uuid, bigint, integer, bigint, text); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.verify_audit_chain(p_tenant_id uuid, p_from_seq bigint DEFAULT 1, p_max_rows integer DEFAULT 100000, p_anchor_seq bigint DEFAULT NULL::bigint, p_anchor_hash text DEFAULT NULL::text) RETURNS TABLE(verified boolean, from_seq bigint, to_seq bigint, rows_checked bigint, complete boolean, head_seq bigint, head_hash text, broken_at_seq bigint, reason text)
+    LANGUAGE sql STABLE
+    AS $$
+  select * from core.verify_audit_chain(p_tenant_id, p_from_seq, p_max_rows, p_anchor_seq, decode(p_anchor_hash, 'hex'))
+$$;
+
+
+--
+-- Name: FUNCTION verify_audit_chain(p_tenant_id uuid, p_from_seq bigint, p_max_rows integer, p_anchor_seq bigint, p_anchor_hash text); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.verify_audit_chain(p_tenant_id uuid, p_from_seq bigint, p_max_rows integer, p_anchor_seq bigint, p_anchor_hash text) IS 'Verifies any tenant''s audit chain: its head, or the first seq where it breaks and why';
 
 
 --
@@ -2621,6 +3027,51 @@ CREATE VIEW api.templates WITH (security_invoker='true') AS
 --
 
 COMMENT ON VIEW api.templates IS 'The template catalog, readable by every tenant';
+
+
+--
+-- Name: audit_chain_heads; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.audit_chain_heads (
+    tenant_id uuid NOT NULL,
+    seq bigint NOT NULL,
+    hash bytea NOT NULL,
+    CONSTRAINT audit_chain_heads_hash_check CHECK ((octet_length(hash) = 32)),
+    CONSTRAINT audit_chain_heads_seq_check CHECK ((seq >= 0))
+);
+ALTER TABLE ONLY core.audit_chain_heads ALTER COLUMN seq SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_chain_heads ALTER COLUMN hash SET STATISTICS 0;
+
+ALTER TABLE ONLY core.audit_chain_heads FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE audit_chain_heads; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.audit_chain_heads IS 'Last (seq, chain_hash) of each tenant''s audit chain; its row lock orders the tenant''s audit writers';
+
+
+--
+-- Name: COLUMN audit_chain_heads.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_chain_heads.tenant_id IS 'Tenant whose chain this is';
+
+
+--
+-- Name: COLUMN audit_chain_heads.seq; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_chain_heads.seq IS 'seq of the tenant''s last audit row; 0 before the first';
+
+
+--
+-- Name: COLUMN audit_chain_heads.hash; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_chain_heads.hash IS 'chain_hash of that row';
 
 
 --
@@ -2953,12 +3404,11 @@ CREATE VIEW core.request_context WITH (security_barrier='true') AS
     (split_part(c.signed, '|'::text, 7))::uuid AS request_id,
     NULLIF(split_part(c.signed, '|'::text, 8), ''::text) AS client_request_id,
     (NULLIF(split_part(c.signed, '|'::text, 10), ''::text))::uuid AS operator_id
-   FROM (( SELECT current_setting('app.context'::text, true) AS signed) c
-     CROSS JOIN core.context_signing_key k)
+   FROM ( SELECT current_setting('app.context'::text, true) AS signed) c
   WHERE (
         CASE
             WHEN ((c.signed IS NULL) OR (split_part(c.signed, '|'::text, 1) <> 'v4'::text)) THEN false
-            WHEN (encode(core.context_mac((("left"(c.signed, '-65'::integer) || '|'::text) || core.current_context_nonce()), k.secret), 'hex'::text) IS DISTINCT FROM "right"(c.signed, 64)) THEN false
+            WHEN (NOT core.context_verifies(c.signed)) THEN false
             ELSE ((split_part(c.signed, '|'::text, 9))::bigint < ((EXTRACT(epoch FROM statement_timestamp()) * (1000000)::numeric))::bigint)
         END AND (current_setting('transaction_isolation'::text) = 'read committed'::text) AND (clock_timestamp() < (transaction_timestamp() + '00:00:30'::interval)));
 
@@ -3007,6 +3457,14 @@ CREATE TABLE public.schema_migrations (
 
 ALTER TABLE ONLY core.api_key_usage
     ADD CONSTRAINT api_key_usage_pkey PRIMARY KEY (tenant_id, key_id);
+
+
+--
+-- Name: audit_chain_heads audit_chain_heads_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.audit_chain_heads
+    ADD CONSTRAINT audit_chain_heads_pkey PRIMARY KEY (tenant_id);
 
 
 --
@@ -3127,6 +3585,13 @@ ALTER TABLE ONLY core.users
 
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: audit_logs_tenant_seq_key; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE UNIQUE INDEX audit_logs_tenant_seq_key ON core.audit_logs USING btree (tenant_id, seq);
 
 
 --
@@ -3254,6 +3719,15 @@ CREATE INDEX users_tenant_created_at_idx ON core.users USING btree (tenant_id, c
 
 CREATE UNIQUE INDEX users_tenant_email_key ON core.users USING btree (tenant_id, lower(email));
 ALTER INDEX core.users_tenant_email_key ALTER COLUMN 2 SET STATISTICS 0;
+
+
+--
+-- Name: audit_logs chain_audit_row; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER chain_audit_row BEFORE INSERT ON core.audit_logs FOR EACH ROW EXECUTE FUNCTION core.chain_audit_row();
+
+ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER chain_audit_row;
 
 
 --
@@ -3445,6 +3919,14 @@ ALTER TABLE ONLY core.api_key_usage
 
 
 --
+-- Name: audit_chain_heads audit_chain_heads_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.audit_chain_heads
+    ADD CONSTRAINT audit_chain_heads_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
 -- Name: audit_logs audit_logs_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
 --
 
@@ -3563,6 +4045,12 @@ ALTER TABLE ONLY core.users
 ALTER TABLE core.api_key_usage ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: audit_chain_heads; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.audit_chain_heads ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: audit_logs; Type: ROW SECURITY; Schema: core; Owner: -
 --
 
@@ -3575,6 +4063,13 @@ ALTER TABLE core.audit_logs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY delete_own_tenant ON core.api_key_usage FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
    FROM core.request_context c
   WHERE ('keys:write'::text = ANY (c.permissions)))));
+
+
+--
+-- Name: audit_chain_heads delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.audit_chain_heads FOR DELETE USING (false);
 
 
 --
@@ -3654,6 +4149,13 @@ CREATE POLICY insert_own_tenant ON core.api_key_usage FOR INSERT WITH CHECK ((te
 
 
 --
+-- Name: audit_chain_heads insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.audit_chain_heads FOR INSERT WITH CHECK (false);
+
+
+--
 -- Name: audit_logs insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -3722,6 +4224,15 @@ CREATE POLICY insert_own_tenant ON core.users FOR INSERT WITH CHECK ((tenant_id 
 CREATE POLICY select_own_tenant ON core.api_key_usage FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
    FROM core.request_context c
   WHERE ('keys:read'::text = ANY (c.permissions)))));
+
+
+--
+-- Name: audit_chain_heads select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.audit_chain_heads FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('audit:read'::text = ANY (c.permissions)))));
 
 
 --
@@ -3813,6 +4324,13 @@ CREATE POLICY update_own_tenant ON core.api_key_usage FOR UPDATE USING ((tenant_
   WHERE ('keys:write'::text = ANY (c.permissions))))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
    FROM core.request_context c
   WHERE ('keys:write'::text = ANY (c.permissions)))));
+
+
+--
+-- Name: audit_chain_heads update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.audit_chain_heads FOR UPDATE USING (false) WITH CHECK (false);
 
 
 --
@@ -3917,4 +4435,6 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000500'),
     ('20261201000600'),
     ('20261201000700'),
-    ('20261201000800');
+    ('20261201000800'),
+    ('20261201000900'),
+    ('20261201001000');

@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(402);
+select plan(425);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -22,8 +22,8 @@ select has_extension('extensions', 'pgcrypto', 'pgcrypto is installed in schema 
 select tables_are('core',
   array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
         'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys', 'api_key_usage',
-        'platform_operators'],
-  'core holds exactly the twelve tables the migrations create');
+        'platform_operators', 'audit_chain_heads'],
+  'core holds exactly the thirteen tables the migrations create');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
 select tables_are('platform', '{}'::name[], 'platform holds no tables, only views and functions');
 
@@ -38,19 +38,20 @@ select functions_are('api',
   array['current_tenant', 'current_tenant_config', 'list_audit_logs', 'update_tenant_config', 'list_users', 'create_user', 'update_user', 'delete_user',
         'list_documents', 'create_document', 'update_document', 'delete_document', 'create_api_key',
         'list_api_keys', 'revoke_api_key', 'begin_request', 'touch_api_key', 'schema_version',
-        'claim_idempotency_key', 'save_idempotent_response'],
+        'claim_idempotency_key', 'save_idempotent_response', 'export_audit_logs', 'verify_audit_chain'],
   'api holds exactly the functions the HTTP layer calls');
 select functions_are('platform',
   array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key',
         'begin_request', 'revoke_api_key', 'claim_idempotency_key', 'save_idempotent_response',
-        'bootstrap_operator', 'create_operator', 'revoke_operator'],
+        'bootstrap_operator', 'create_operator', 'revoke_operator', 'export_audit_logs', 'verify_audit_chain'],
   'platform holds exactly the operator functions');
 select functions_are('core',
   array['current_tenant_id', 'current_api_key_id', 'context_mac', 'sign_context', 'set_updated_at',
         'reject_audit_change', 'record_audit', 'issue_api_key', 'keep_revocation', 'page_upper_bound',
         'all_permissions', 'role_permissions', 'role_rank', 'effective_permissions', 'rank_of_caller',
         'guard_user_roles', 'revoke_keys', 'revoke_keys_of_deleted_user', 'current_permissions', 'create_key_usage',
-        'current_operator_id', 'current_context_nonce'],
+        'current_operator_id', 'context_verifies', 'audit_time', 'audit_record', 'chain_audit_row',
+        'verify_audit_chain', 'audit_details_readable', 'audit_export'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, and page bound');
 
 -- Columns, types and nullability ----------------------------------------------
@@ -60,8 +61,11 @@ select columns_are('core', 'tenants',
   'core.tenants has exactly the columns of the migration');
 select columns_are('core', 'audit_logs',
   array['log_id', 'tenant_id', 'user_id', 'api_key_id', 'action', 'resource_type', 'resource_id', 'details',
-        'request_id', 'timestamp', 'client_request_id', 'operator_id'],
+        'request_id', 'timestamp', 'client_request_id', 'operator_id', 'seq', 'recorded_at', 'details_sha256',
+        'prev_hash', 'chain_hash'],
   'core.audit_logs has exactly the columns of the migration');
+select columns_are('core', 'audit_chain_heads', array['tenant_id', 'seq', 'hash'],
+  'core.audit_chain_heads has exactly the columns of the migration');
 select columns_are('core', 'templates',
   array['template_id', 'name', 'industry', 'description', 'default_config', 'created_at', 'updated_at'],
   'core.templates has exactly the columns of the migration');
@@ -170,6 +174,14 @@ insert into expected_columns values
   ('platform_operators', 'revoked_at', 'timestamp with time zone', false),
   ('platform_operators', 'revoked_by', 'uuid', false),
   ('audit_logs', 'operator_id', 'uuid', false),
+  ('audit_logs', 'seq', 'bigint', true),
+  ('audit_logs', 'recorded_at', 'timestamp with time zone', true),
+  ('audit_logs', 'details_sha256', 'bytea', true),
+  ('audit_logs', 'prev_hash', 'bytea', true),
+  ('audit_logs', 'chain_hash', 'bytea', true),
+  ('audit_chain_heads', 'tenant_id', 'uuid', true),
+  ('audit_chain_heads', 'seq', 'bigint', true),
+  ('audit_chain_heads', 'hash', 'bytea', true),
   ('platform_idempotency_keys', 'request_hash', 'text', true),
   ('platform_idempotency_keys', 'response_status', 'integer', false),
   ('platform_idempotency_keys', 'response_body', 'jsonb', false),
@@ -232,6 +244,12 @@ select col_is_pk('core', 'platform_idempotency_keys', array['operator_id', 'idem
   'the primary key of core.platform_idempotency_keys is (operator_id, Idempotency-Key): keys are per operator');
 select col_is_pk('core', 'platform_operators', array['operator_id'],
   'the primary key of core.platform_operators is (operator_id)');
+select col_is_pk('core', 'audit_chain_heads', array['tenant_id'],
+  'the primary key of core.audit_chain_heads is (tenant_id): one head per tenant');
+select fk_ok('core', 'audit_chain_heads', 'tenant_id', 'core', 'tenants', 'tenant_id',
+  'a chain head belongs to a tenant');
+select index_is_unique('core', 'audit_logs', 'audit_logs_tenant_seq_key',
+  'a seq appears once in a tenant''s chain');
 select fk_ok('core', 'platform_idempotency_keys', 'operator_id', 'core', 'platform_operators', 'operator_id',
   'a platform idempotency key belongs to an operator');
 
@@ -280,8 +298,8 @@ select indexes_are('core', 'tenants', array['tenants_pkey', 'tenants_domain_key'
   'core.tenants has exactly its primary key, the domain key and the listing index');
 select indexes_are('core', 'audit_logs',
   array['audit_logs_pkey', 'audit_logs_tenant_timestamp_idx', 'audit_logs_tenant_user_timestamp_idx',
-        'audit_logs_timestamp_idx'],
-  'core.audit_logs has exactly its primary key and the three listing indexes');
+        'audit_logs_timestamp_idx', 'audit_logs_tenant_seq_key'],
+  'core.audit_logs has exactly its primary key, the three listing indexes and the chain position');
 select indexes_are('core', 'templates', array['templates_pkey', 'templates_name_key'],
   'core.templates has exactly its primary key and the name key');
 select indexes_are('core', 'tenant_configs', array['tenant_configs_pkey', 'tenant_configs_template_id_idx'],
@@ -597,6 +615,13 @@ select pg_temp.refused_by($$ insert into core.platform_idempotency_keys (operato
     values ('00000000-0000-0000-0000-00000000000a', 'p-2', repeat('c', 64), 99) $$,
   'platform_idempotency_keys_response_status_check',
   'a stored platform HTTP status below 100 is refused');
+select lives_ok(format($$ insert into core.audit_chain_heads (tenant_id, seq, hash)
+    values (%L, 0, sha256('')) on conflict (tenant_id) do update set seq = 0, hash = excluded.hash $$, :'tenant_id'),
+  'a chain head at seq 0 with a 32-byte hash is accepted');
+select pg_temp.refused_by(format($$ update core.audit_chain_heads set seq = -1 where tenant_id = %L $$, :'tenant_id'),
+  'audit_chain_heads_seq_check', 'a chain head below seq 0 is refused');
+select pg_temp.refused_by(format($$ update core.audit_chain_heads set hash = '\x00' where tenant_id = %L $$, :'tenant_id'),
+  'audit_chain_heads_hash_check', 'a chain head hash that is not 32 bytes is refused');
 
 select is(
   array(select format('%s on %s', c.conname, c.conrelid::regclass) from pg_constraint c

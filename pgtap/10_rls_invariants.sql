@@ -5,7 +5,7 @@
 -- really finds the objects it is meant to judge (an empty query would pass
 -- vacuously).
 begin;
-select plan(89);
+select plan(90);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -155,6 +155,10 @@ insert into expected_policies values
   ('api_key_usage', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
   ('api_key_usage', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:read''::text = ANY (c.permissions))))', '-'),
   ('api_key_usage', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
+  ('audit_chain_heads', 'delete_own_tenant', 'false', '-'),
+  ('audit_chain_heads', 'insert_own_tenant', '-', 'false'),
+  ('audit_chain_heads', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''audit:read''::text = ANY (c.permissions))))', '-'),
+  ('audit_chain_heads', 'update_own_tenant', 'false', 'false'),
   ('audit_logs', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
   ('audit_logs', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''audit:read''::text = ANY (c.permissions))))', '-'),
   ('documents', 'delete_own_tenant', '((tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''documents:write''::text = ANY (c.permissions)))) AND (user_id = COALESCE(( SELECT c.user_id FROM core.request_context c WHERE (c.user_role = ''member''::text)), user_id)))', '-'),
@@ -253,8 +257,8 @@ select is(
         where r.ev_class = 'core.request_context'::regclass and d.refclassid = 'pg_class'::regclass
           and d.refobjid <> 'core.request_context'::regclass
         order by 1),
-  array['core.context_signing_key'],
-  'core.request_context reads no table but the signing key (its session''s number comes from core.current_context_nonce()), so its owner''s rights reach nothing else');
+  '{}'::text[],
+  'core.request_context reads no table: the signature is checked by core.context_verifies, as tenancy_auth, so the view''s owner''s rights reach nothing');
 select is(
   array(select r.rolname::text from pg_roles r
         where (has_sequence_privilege(r.oid, 'core.context_nonce', 'SELECT')
@@ -297,10 +301,17 @@ select set_eq('select fn from definer_functions',
             ('api.delete_document(uuid)'), ('api.claim_idempotency_key(text,text)'),
             ('api.save_idempotent_response(text,integer,jsonb)'),
             ('platform.create_api_key(uuid,text,text[],uuid,timestamp with time zone)'),
-            ('core.current_context_nonce()'), ('api.current_tenant()'), ('api.current_tenant_config()'),
+            ('core.context_verifies(text)'), ('platform.claim_idempotency_key(text,text)'),
+            ('platform.save_idempotent_response(text,integer,jsonb)'), ('api.current_tenant()'), ('api.current_tenant_config()'),
             ('api.update_tenant_config(jsonb)'),
-            ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)') $$,
+            ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)'),
+            ('api.export_audit_logs(bigint,integer)'), ('api.verify_audit_chain(bigint,integer,bigint,text)') $$,
   'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, and the reads it may make only whole)');
+select is(
+  array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace
+        where p.prosrc ~* 'pg_(try_)?advisory' order by 1),
+  '{}'::text[],
+  'no function serialises with an advisory lock: any role may take the same key and hold it');
 -- pg_temp named last is searched last for types and relations; left out of
 -- the path, it is searched first.
 select is(

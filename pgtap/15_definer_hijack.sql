@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(20);
+select plan(23);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 
@@ -96,8 +96,12 @@ set local role uber_admin;
 select tenant_id as tenant_a from platform.create_tenant('Hijacked', null, 'pro', 'Fintech Template') \gset
 select key as key_a from platform.create_api_key(:'tenant_a', 'Root', '{*}') \gset
 select tenant_id from platform.update_tenant(:'tenant_a', p_name => 'Hijacked, renamed') \gset ignored_
+select is((select claimed from platform.claim_idempotency_key('hijack-platform-retry', repeat('d', 64))), true,
+  'platform.claim_idempotency_key claims a key with the shadows in place');
+select platform.save_idempotent_response('hijack-platform-retry', 201, '{"ok": true}') \gset ignored_
 reset role;
-insert into pg_temp.definers_called values ('platform.create_api_key(uuid,text,text[],uuid,timestamp with time zone)');
+insert into pg_temp.definers_called values ('platform.create_api_key(uuid,text,text[],uuid,timestamp with time zone)'),
+  ('platform.claim_idempotency_key(text,text)'), ('platform.save_idempotent_response(text,integer,jsonb)');
 
 set local role app_user;
 select throws_ok($$ select * from api.begin_request(repeat('0', 64), null, gen_random_uuid()) $$, 'PT401', null,
@@ -121,11 +125,14 @@ select is((select tenant_id from api.current_tenant()), :'tenant_a'::uuid,
 select is((select settings ->> 'currency' from api.current_tenant_config()), 'CHF',
   'api.current_tenant_config reads the configuration just changed');
 select isnt_empty('select 1 from api.list_audit_logs()', 'api.list_audit_logs reads the caller''s trail');
-select ok(core.current_context_nonce() is not null, 'core.current_context_nonce reads the session''s number');
+select ok(core.context_verifies(current_setting('app.context')), 'core.context_verifies verifies the session''s context');
+select is((select verified from api.verify_audit_chain()), true, 'api.verify_audit_chain verifies the caller''s chain');
+select isnt_empty('select 1 from api.export_audit_logs()', 'api.export_audit_logs reads the caller''s chain');
 reset role;
 insert into pg_temp.definers_called values ('api.create_api_key(text,text[],uuid,timestamp with time zone)'),
+  ('api.verify_audit_chain(bigint,integer,bigint,text)'), ('api.export_audit_logs(bigint,integer)'),
   ('api.current_tenant()'), ('api.current_tenant_config()'), ('api.update_tenant_config(jsonb)'),
-  ('core.current_context_nonce()'),
+  ('core.context_verifies(text)'),
   ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)');
 set local role app_user;
 select key_id from api.revoke_api_key(:'key_b') \gset ignored_

@@ -10,7 +10,7 @@
 -- refused. The suite runs with session_user = app_user, as the service
 -- does, because the triggers tell the service's role by its login.
 begin;
-select plan(26);
+select plan(29);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -33,7 +33,8 @@ select key as svc_users from platform.create_api_key(:'tenant_a', 'Users service
 select key as docs from platform.create_api_key(:'tenant_a', 'Docs', '{documents:read,documents:write}') \gset
 select key as audit_only from platform.create_api_key(:'tenant_a', 'Auditor', '{audit:read}') \gset
 select key as audit_users from platform.create_api_key(:'tenant_a', 'People auditor', '{audit:read,users:read}') \gset
-select key as star_b from platform.create_api_key(:'tenant_b', 'B root', '{*}') \gset
+select key as star_b, key_id as star_b_id from platform.create_api_key(:'tenant_b', 'B root', '{*}') \gset
+select key_id as b_reader from platform.create_api_key(:'tenant_b', 'B reader', '{documents:read}') \gset
 reset role;
 
 \ir lib/context.psql
@@ -181,6 +182,21 @@ fetch 1 from control_cursor \gset first_
 select cmp_ok(pg_temp.values_in_rest_of('control_cursor'), '>', 0,
   'the same cursor opened under the key that may read users shows them (the control)');
 close control_cursor;
+
+-- A key revoked after its request began revokes nothing in it ------------------------
+
+select pg_temp.begin_as(:'hash_star_b') \gset ignored_
+savepoint revoked_meanwhile;
+reset session authorization;
+update core.tenant_api_keys set revoked_at = now() where key_id = :'star_b_id';
+set local session authorization app_user;
+select throws_ok(format('select * from api.revoke_api_key(%L)', :'b_reader'), 'PT401', null,
+  'a key revoked since its context was signed cannot revoke another key in that request');
+select throws_ok($$ select * from api.create_api_key('Persistence', '{*}') $$, 'PT401', null,
+  '...nor issue one');
+rollback to savepoint revoked_meanwhile;
+select lives_ok(format('select * from api.revoke_api_key(%L)', :'b_reader'),
+  'the same revocation by the key while it is valid works (the control)');
 
 -- A DBA needs no context; uber_admin issues keys only through its function -------------
 

@@ -6,7 +6,7 @@
 -- uber_admin cannot read. The suite runs with session_user = uber_admin
 -- where the rule depends on it, as the service's admin pool does.
 begin;
-select plan(26);
+select plan(32);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -44,11 +44,18 @@ select is((select tenant_id from core.audit_logs where resource_type = 'platform
 -- No operator, no change ----------------------------------------------------------------
 
 select throws_ok($$ select * from platform.create_tenant('No operator', null, 'free', 'Fintech Template') $$,
-  'PT401', 'a platform change needs a named operator (platform.begin_request)',
+  'PT401', 'a platform change needs a named, active operator (platform.begin_request)',
   'uber_admin without an operator context cannot create a tenant');
 select throws_ok($$ select * from platform.create_operator('Sneaky') $$,
   'PT401', 'a platform change needs a named operator',
   'nor create an operator');
+select throws_ok($$ update core.tenants set name = name $$,
+  'PT401', 'a platform change needs a named, active operator (platform.begin_request)',
+  'nor make an update that changes nothing audited');
+select throws_ok($$ select 1 from core.platform_idempotency_keys $$, '42501', null,
+  'nor read the platform''s Idempotency-Keys, which it could otherwise plant or delete: only its functions do');
+select throws_ok($$ delete from core.platform_idempotency_keys $$, '42501', null,
+  '...or delete them');
 select throws_ok($$ select platform.begin_request(pg_temp.hash_of('wrong-token'), gen_random_uuid()) $$,
   'PT401', 'unknown or revoked operator credential',
   'an unknown operator credential authenticates nothing');
@@ -93,6 +100,23 @@ select is((select claimed from platform.claim_idempotency_key('same-key', repeat
 
 -- Revocation ---------------------------------------------------------------------------
 
+-- A context verifies for up to 30 s; a revocation in the meantime binds it.
+select operator_id from platform.begin_request(pg_temp.hash_of(:'alice_token'), gen_random_uuid()) \gset ignored_
+savepoint revoked_meanwhile;
+reset session authorization;
+update core.platform_operators set revoked_at = now() where operator_id = :'alice_id';
+set local session authorization uber_admin;
+select throws_ok($$ select * from platform.create_operator('mallory@ops.example') $$,
+  'PT401', 'a platform change needs a named operator',
+  'an operator revoked after its request began creates no operator in that request');
+select throws_ok(format($$ select * from platform.create_api_key(%L, 'Persistence', '{*}') $$, :'tenant_a'),
+  'PT401', null, '...issues no key');
+select throws_ok(format($$ update core.tenants set name = 'Taken' where tenant_id = %L $$, :'tenant_a'),
+  'PT401', 'a platform change needs a named, active operator (platform.begin_request)',
+  '...and changes no row');
+rollback to savepoint revoked_meanwhile;
+
+select operator_id from platform.begin_request(pg_temp.hash_of(:'bob_token'), gen_random_uuid()) \gset ignored_
 select results_eq(format($$ select operator_id from platform.revoke_operator(%L) $$, :'alice_id'),
   format($$ values (%L::uuid) $$, :'alice_id'),
   'Bob revokes Alice');

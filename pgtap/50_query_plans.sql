@@ -227,7 +227,7 @@ select pg_temp.plan_ok(:'page_plan' ~ 'Index Cond: \(+tenant_id = \$\d+\) AND \(
   :'page_plan', 'the generic page plan seeks on the tenant and the keyset bound together in the index condition');
 select pg_temp.plan_ok(:'page_plan' ~ 'InitPlan \d+ \(returns \$\d+\)', :'page_plan',
   'the generic page plan evaluates the tenant helper once per statement, in an InitPlan');
-select pg_temp.plan_ok(:'page_plan' ~ 'InitPlan[^\n]*\n(\s+->[^\n]*\n|\s+[A-Z][^\n]*\n)*[^\n]*extensions\.hmac', :'page_plan',
+select pg_temp.plan_ok(:'page_plan' ~ 'InitPlan[^\n]*\n(\s+->[^\n]*\n|\s+[A-Z][^\n]*\n)*[^\n]*core\.context_verifies', :'page_plan',
   'the generic page plan''s InitPlan is the signature check of the verified context');
 select pg_temp.plan_ok(
   pg_temp.per_row_conditions($$execute documents_page('infinity', 'ffffffff-ffff-ffff-ffff-ffffffffffff', '-infinity', 20)$$)

@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { assertProblem, expectStatus, send } from "./assertions.ts";
-import { startServer, type TestServer } from "./support.ts";
+import postgres from "postgres";
+import { requireEnv, startServer, type TestServer } from "./support.ts";
 
 async function createOperator(server: TestServer, token: string, name: string) {
   const reply = await expectStatus(201, {
@@ -124,6 +125,37 @@ Deno.test("a revoked operator credential gets 401 at once, and the revocation na
       404,
     );
   } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a session of app_user holding advisory locks cannot stop an operator's revocation", async () => {
+  const server = await startServer();
+  const attacker = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });
+  try {
+    const bootstrap = server.config.platformAdminToken!;
+    const mallory = await createOperator(
+      server,
+      bootstrap,
+      `mallory-${crypto.randomUUID().slice(0, 8)}@ops.example`,
+    );
+    const session = await attacker.reserve();
+    try {
+      // The key revocations were once serialised with; any role may take it.
+      await session`select pg_advisory_lock(hashtextextended('tenancy.bootstrap_operator', 0))`;
+      await expectStatus(204, {
+        server,
+        method: "DELETE",
+        path: `/v1/admin/operators/${mallory.id}`,
+        token: bootstrap,
+      });
+    } finally {
+      await session`select pg_advisory_unlock_all()`;
+      session.release();
+    }
+    assertProblem(await send(server, "GET", "/v1/admin/tenants", { token: mallory.token }), 401);
+  } finally {
+    await attacker.end();
     await server.close();
   }
 });
