@@ -791,7 +791,7 @@ COMMENT ON FUNCTION api.delete_user(p_user_id uuid) IS 'Removes a user of the cu
 -- Name: export_audit_logs(bigint, integer); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.export_audit_logs(p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" timestamp with time zone, recorded_at timestamp with time zone, prev_hash text, chain_hash text)
+CREATE FUNCTION api.export_audit_logs(p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1636,6 +1636,32 @@ COMMENT ON FUNCTION api.verify_audit_chain(p_from_seq bigint, p_max_rows integer
 
 
 --
+-- Name: advance_chain_head(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.advance_chain_head() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  -- Fired at commit for each row; only a tenant's last row moves the head.
+  if not exists (select from core.audit_logs a where a.tenant_id = new.tenant_id and a.seq > new.seq) then
+    update core.audit_chain_heads h set seq = new.seq, hash = new.chain_hash
+      where h.tenant_id = new.tenant_id and h.seq < new.seq;
+  end if;
+  return null;
+end
+$$;
+
+
+--
+-- Name: FUNCTION advance_chain_head(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.advance_chain_head() IS 'Trigger, deferred to commit: moves the tenant''s head to the last row its transaction chained; runs as tenancy_auditor, whoever commits';
+
+
+--
 -- Name: all_permissions(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -1656,7 +1682,7 @@ COMMENT ON FUNCTION core.all_permissions() IS 'Every permission a key can hold (
 -- Name: audit_export(uuid, bigint, integer, text[]); Type: FUNCTION; Schema: core; Owner: -
 --
 
-CREATE FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" timestamp with time zone, recorded_at timestamp with time zone, prev_hash text, chain_hash text)
+CREATE FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
     LANGUAGE sql STABLE
     AS $$
   select a.seq, a.log_id, a.tenant_id, a.user_id, a.api_key_id, a.operator_id, a.action, a.resource_type,
@@ -1665,7 +1691,8 @@ CREATE FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit i
               then a.details else a.details - 'old' - 'new' end,
          case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
               then a.details::text end,
-         encode(a.details_sha256, 'hex'), a.request_id, a.client_request_id, a."timestamp", a.recorded_at,
+         encode(a.details_sha256, 'hex'), a.request_id, a.client_request_id, core.audit_time(a."timestamp"),
+         core.audit_time(a.recorded_at),
          encode(a.prev_hash, 'hex'), encode(a.chain_hash, 'hex')
   from core.audit_logs a
   where a.tenant_id = p_tenant_id and a.seq >= greatest(coalesce(p_from_seq, 1), 1)
@@ -1678,7 +1705,7 @@ $$;
 -- Name: FUNCTION audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) IS 'A tenant''s audit rows from a seq, in chain order, with what verifying them needs; values redacted as for these permissions (NULL: none redacted)';
+COMMENT ON FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) IS 'A tenant''s audit rows from a seq, in chain order, with what verifying them needs (times as the chain encodes them); values redacted as for these permissions (NULL: none redacted)';
 
 
 --
@@ -1731,23 +1758,36 @@ COMMENT ON FUNCTION core.audit_time(p_at timestamp with time zone) IS 'A time as
 CREATE FUNCTION core.chain_audit_row() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
+declare
+  v_head record;
+  v_last record;
 begin
   -- Whatever the writer supplied, the chain decides these.
   new.recorded_at := clock_timestamp();
   new.details_sha256 := sha256(convert_to(new.details::text, 'UTF8'));
-  update core.audit_chain_heads h set seq = h.seq + 1
-    where h.tenant_id = new.tenant_id
-    returning h.seq, h.hash into new.seq, new.prev_hash;
+  -- The head's row lock orders the tenant's writers: a second one waits
+  -- here until the first commits, then reads what it wrote.
+  select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id for update;
   if not found then
     insert into core.audit_chain_heads (tenant_id, seq, hash)
       values (new.tenant_id, 0, '\x0000000000000000000000000000000000000000000000000000000000000000')
       on conflict (tenant_id) do nothing;
-    update core.audit_chain_heads h set seq = h.seq + 1
-      where h.tenant_id = new.tenant_id
-      returning h.seq, h.hash into new.seq, new.prev_hash;
+    select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id for update;
+  end if;
+  -- Rows this transaction chained already lie past the head, which moves
+  -- once, at commit (core.advance_chain_head): updating it for every row
+  -- would make a transaction's n rows cost n^2.
+  select a.seq, a.chain_hash as hash into v_last
+    from core.audit_logs a where a.tenant_id = new.tenant_id and a.seq > v_head.seq
+    order by a.seq desc limit 1;
+  if found then
+    new.seq := v_last.seq + 1;
+    new.prev_hash := v_last.hash;
+  else
+    new.seq := v_head.seq + 1;
+    new.prev_hash := v_head.hash;
   end if;
   new.chain_hash := sha256(new.prev_hash || core.audit_record(new));
-  update core.audit_chain_heads h set hash = new.chain_hash where h.tenant_id = new.tenant_id;
   return new;
 end
 $$;
@@ -1757,7 +1797,7 @@ $$;
 -- Name: FUNCTION chain_audit_row(); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.chain_audit_row() IS 'Trigger: gives a new audit row its tenant''s next seq and its chain hash, and advances the tenant''s head';
+COMMENT ON FUNCTION core.chain_audit_row() IS 'Trigger: gives a new audit row its tenant''s next seq and its chain hash, holding the tenant''s head locked until commit';
 
 
 --
@@ -2351,14 +2391,16 @@ declare
   v_row core.audit_logs;
   v_moved core.audit_logs;
   v_linked bigint;
+  v_candidate bigint;
+  v_reason text;
   v_head record;
 begin
   if (p_anchor_seq is null) <> (p_anchor_hash is null) then
-    raise exception 'an anchor is a seq and a hash' using errcode = 'invalid_parameter_value';
+    raise exception 'an anchor is a seq and a hash' using errcode = 'PT422';
   end if;
   if p_anchor_seq is not null and (p_anchor_seq < v_from or octet_length(p_anchor_hash) <> 32) then
     raise exception 'an anchor is a hash of 32 bytes at or after the first seq verified'
-      using errcode = 'invalid_parameter_value';
+      using errcode = 'PT422';
   end if;
   if v_from > 1 then
     select a.chain_hash into v_prev from core.audit_logs a where a.tenant_id = p_tenant_id and a.seq = v_from - 1;
@@ -2390,16 +2432,26 @@ begin
     end if;
     if v_row.details_sha256 is distinct from sha256(convert_to(v_row.details::text, 'UTF8'))
        or v_row.chain_hash is distinct from sha256(v_row.prev_hash || core.audit_record(v_row)) then
-      -- A row that hashes right at the position its predecessor link names
-      -- was moved there from that position.
+      -- A row that hashes right under another seq (a neighbour's, or the
+      -- one after its predecessor's) was moved, not changed.
       select a.seq + 1 into v_linked from core.audit_logs a
         where a.tenant_id = p_tenant_id and a.chain_hash = v_row.prev_hash limit 1;
-      v_moved := v_row;
-      v_moved.seq := coalesce(v_linked, 1);
+      v_reason := 'row changed';
+      if v_row.details_sha256 = sha256(convert_to(v_row.details::text, 'UTF8')) then
+        foreach v_candidate in array array[v_row.seq - 1, v_row.seq + 1, v_linked] loop
+          continue when v_candidate is null or v_candidate = v_row.seq or v_candidate < 1;
+          v_moved := v_row;
+          v_moved.seq := v_candidate;
+          if v_row.chain_hash = sha256(v_row.prev_hash || core.audit_record(v_moved)) then
+            -- Moved after the row it followed was removed, or among rows
+            -- that are all still there.
+            v_reason := case when v_linked is null and v_row.seq > 1 then 'row missing' else 'order changed' end;
+            exit;
+          end if;
+        end loop;
+      end if;
       return query select false, v_from, v_expected - 1, v_checked, true, null::bigint, null::text, v_row.seq,
-        case when v_linked is distinct from v_row.seq and v_row.details_sha256 = sha256(convert_to(v_row.details::text, 'UTF8'))
-                  and v_row.chain_hash = sha256(v_row.prev_hash || core.audit_record(v_moved))
-             then 'order changed' else 'row changed' end;
+        v_reason;
       return;
     end if;
     if v_row.prev_hash is distinct from v_prev then
@@ -2719,10 +2771,15 @@ COMMENT ON FUNCTION platform.deactivate_tenant(p_tenant_id uuid) IS 'Deactivates
 -- Name: export_audit_logs(uuid, bigint, integer); Type: FUNCTION; Schema: platform; Owner: -
 --
 
-CREATE FUNCTION platform.export_audit_logs(p_tenant_id uuid, p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" timestamp with time zone, recorded_at timestamp with time zone, prev_hash text, chain_hash text)
-    LANGUAGE sql STABLE
+CREATE FUNCTION platform.export_audit_logs(p_tenant_id uuid, p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
+    LANGUAGE plpgsql STABLE
     AS $$
-  select * from core.audit_export(p_tenant_id, p_from_seq, p_limit, null)
+begin
+  if not exists (select from core.tenants t where t.tenant_id = p_tenant_id) then
+    raise exception 'no tenant with that id' using errcode = 'no_data_found';
+  end if;
+  return query select * from core.audit_export(p_tenant_id, p_from_seq, p_limit, null);
+end
 $$;
 
 
@@ -2919,9 +2976,15 @@ COMMENT ON FUNCTION platform.update_tenant(p_tenant_id uuid, p_name text, p_doma
 --
 
 CREATE FUNCTION platform.verify_audit_chain(p_tenant_id uuid, p_from_seq bigint DEFAULT 1, p_max_rows integer DEFAULT 100000, p_anchor_seq bigint DEFAULT NULL::bigint, p_anchor_hash text DEFAULT NULL::text) RETURNS TABLE(verified boolean, from_seq bigint, to_seq bigint, rows_checked bigint, complete boolean, head_seq bigint, head_hash text, broken_at_seq bigint, reason text)
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-  select * from core.verify_audit_chain(p_tenant_id, p_from_seq, p_max_rows, p_anchor_seq, decode(p_anchor_hash, 'hex'))
+begin
+  if not exists (select from core.tenants t where t.tenant_id = p_tenant_id) then
+    raise exception 'no tenant with that id' using errcode = 'no_data_found';
+  end if;
+  return query
+    select * from core.verify_audit_chain(p_tenant_id, p_from_seq, p_max_rows, p_anchor_seq, decode(p_anchor_hash, 'hex'));
+end
 $$;
 
 
@@ -3040,6 +3103,7 @@ CREATE TABLE core.audit_chain_heads (
     CONSTRAINT audit_chain_heads_hash_check CHECK ((octet_length(hash) = 32)),
     CONSTRAINT audit_chain_heads_seq_check CHECK ((seq >= 0))
 );
+ALTER TABLE ONLY core.audit_chain_heads ALTER COLUMN tenant_id SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_chain_heads ALTER COLUMN seq SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_chain_heads ALTER COLUMN hash SET STATISTICS 0;
 
@@ -3719,6 +3783,15 @@ CREATE INDEX users_tenant_created_at_idx ON core.users USING btree (tenant_id, c
 
 CREATE UNIQUE INDEX users_tenant_email_key ON core.users USING btree (tenant_id, lower(email));
 ALTER INDEX core.users_tenant_email_key ALTER COLUMN 2 SET STATISTICS 0;
+
+
+--
+-- Name: audit_logs advance_chain_head; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE CONSTRAINT TRIGGER advance_chain_head AFTER INSERT ON core.audit_logs DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION core.advance_chain_head();
+
+ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER advance_chain_head;
 
 
 --

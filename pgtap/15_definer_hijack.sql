@@ -17,6 +17,10 @@
 begin;
 select plan(23);
 
+-- The chain's head moves when a transaction commits (a deferred trigger);
+-- this suite never commits, so it moves at the end of each statement.
+set constraints core.advance_chain_head immediate;
+
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 
 -- app_user cannot even plant them ----------------------------------------------------
@@ -157,12 +161,19 @@ select is(
 select is(
   array(select t.tgname || ' on ' || t.tgrelid::regclass from pg_trigger t join pg_proc p on p.oid = t.tgfoid
         where p.prosecdef and p.proname <> 'record_audit'
-          and not exists (select from core.audit_logs a
-                          where a.resource_type = (select relname from pg_class where oid = t.tgrelid)
-                            and a.action = 'delete' and a."timestamp" = now())
+          and not case
+            -- A trigger on the trail itself shows in the chain's head.
+            when t.tgrelid = 'core.audit_logs'::regclass then exists (
+              select from core.audit_chain_heads h
+              join core.audit_logs a on a.tenant_id = h.tenant_id and a.seq = h.seq and a.chain_hash = h.hash
+              where h.tenant_id = :'tenant_a'
+                and not exists (select from core.audit_logs b where b.tenant_id = h.tenant_id and b.seq > h.seq))
+            else exists (select from core.audit_logs a
+                         where a.resource_type = (select relname from pg_class where oid = t.tgrelid)
+                           and a.action = 'delete' and a."timestamp" = now()) end
         order by 1),
   '{}'::text[],
-  'every other SECURITY DEFINER trigger (the revocation of a deleted user''s keys) fired above too');
+  'every other SECURITY DEFINER trigger (the revocation of a deleted user''s keys, the chain head''s advance) fired above too');
 select is(
   array(select t.tgrelid::regclass::text from pg_trigger t
         where t.tgfoid = 'core.record_audit'::regproc

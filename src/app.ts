@@ -1,7 +1,8 @@
 /**
  * The request pipeline: request id -> route -> credentials -> validation ->
- * one transaction with the tenant context -> JSON or problem+json -> one log
- * line. Every route, whatever it does, passes through here.
+ * one transaction with the tenant context (a streamed route: one per page) ->
+ * JSON, NDJSON or problem+json -> one log line. Every route, whatever it
+ * does, passes through here.
  */
 import type postgres from "postgres";
 import { z } from "zod";
@@ -14,12 +15,14 @@ import {
   type TransactionResult,
 } from "./db.ts";
 import { apiKeyHash, operatorCredential, sha256Hex } from "./http/auth.ts";
+import { ndjsonResponse } from "./http/ndjson.ts";
 import { HttpError, problemResponse } from "./http/problem.ts";
 import { queryOf, readJsonBody, type RequestIds, requestIdsOf, validate } from "./http/request.ts";
 import { type DbRoute, type Route, Router } from "./http/router.ts";
 import { log } from "./log.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { apiKeyRoutes } from "./routes/api_keys.ts";
+import { auditChainRoutes } from "./routes/audit_chain.ts";
 import { auditLogRoutes } from "./routes/audit_logs.ts";
 import { documentRoutes } from "./routes/documents.ts";
 import { systemRoutes } from "./routes/system.ts";
@@ -35,6 +38,7 @@ export function allRoutes(): Route[] {
     ...documentRoutes,
     ...apiKeyRoutes,
     ...auditLogRoutes,
+    ...auditChainRoutes,
     ...adminRoutes,
   ];
   return routes;
@@ -114,13 +118,29 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
     result = await runTransaction(pool, options, (tx) => route.run({ ...input, tx: used = tx }));
     reply = {
       status,
-      body: route.reply(result.value as postgres.Row[], { ...input, tx: used! }),
+      // A stream's pages become lines as the client reads them.
+      body: route.ndjson ? null : route.reply(result.value as postgres.Row[], { ...input, tx: used! }),
       replayed: false,
     };
   }
 
   const contextRow = result.context[0];
   if (keyHash && contextRow && isStale(contextRow.last_used_at)) touchKey(pools.app, keyHash);
+  const tenantId = (contextRow?.tenant_id as string | undefined) ?? null;
+
+  if (route.ndjson) {
+    const response = ndjsonResponse(
+      route.ndjson,
+      result.value as postgres.Row[],
+      query,
+      (rows, pageQuery) =>
+        route.reply(rows, { ...input, query: pageQuery, tx: undefined as never }) as unknown[],
+      async (pageQuery) =>
+        (await runTransaction(pool, options, (tx) => route.run({ ...input, query: pageQuery, tx })))
+          .value as postgres.Row[],
+    );
+    return { response, tenantId };
+  }
 
   const headers = new Headers({ "content-type": "application/json" });
   if (reply.replayed) headers.set("idempotent-replayed", "true");
@@ -129,7 +149,7 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
   const response = reply.status === 204
     ? new Response(null, { status: reply.status })
     : new Response(JSON.stringify(reply.body), { status: reply.status, headers });
-  return { response, tenantId: (contextRow?.tenant_id as string | undefined) ?? null };
+  return { response, tenantId };
 }
 
 /** Where the Idempotency-Keys of a request are claimed and its response stored. */

@@ -115,6 +115,22 @@ export const AuditLogListQuery = z.strictObject({
   since: timestamp.optional().meta({ description: "Inclusive lower bound on timestamp" }),
   until: timestamp.optional().meta({ description: "Exclusive upper bound on timestamp" }),
 });
+const seq = z.string().regex(/^[1-9][0-9]{0,17}$/, "A sequence number: a positive integer")
+  .meta({ description: "Sequence number in the tenant's audit chain, from 1" });
+export const AuditExportQuery = z.strictObject({
+  from_seq: seq.default("1").meta({
+    description: "First sequence number to export (to resume: next_from_seq)",
+  }),
+});
+export const AuditVerifyQuery = z.strictObject({
+  from_seq: seq.default("1").meta({
+    description: "First sequence number to verify; the row before it is trusted (default 1: the whole chain)",
+  }),
+  anchor: z.string().regex(/^[1-9][0-9]{0,17}:[0-9a-f]{64}$/, "An anchor is SEQ:HASH, the hash 64 hex digits")
+    .optional().meta({
+      description: "A head stored earlier, SEQ:HASH: verification fails if the chain no longer has it",
+    }),
+});
 export const AdminAuditLogListQuery = z.strictObject({ ...listQuery(50), tenant_id: uuid.optional() });
 
 // --- request bodies ----------------------------------------------------------
@@ -235,6 +251,52 @@ export const AuditLog = z.object({
   operator_id: uuid.nullable().meta({
     description: "Platform operator who made the change; null for API keys",
   }),
+});
+export const AuditVerification = z.object({
+  verified: z.boolean(),
+  from_seq: z.number().int(),
+  to_seq: z.number().int().nullable().meta({ description: "Last sequence number verified" }),
+  rows_checked: z.number().int(),
+  complete: z.boolean().meta({
+    description: "False when the chain goes on past to_seq: verify again from to_seq + 1",
+  }),
+  head_seq: z.number().int().nullable().meta({ description: "Sequence number of the head, when verified" }),
+  head_hash: z.string().nullable().meta({
+    description: "chain_hash of the head, hex: an anchor to store elsewhere",
+  }),
+  broken_at_seq: z.number().int().nullable().meta({
+    description: "First sequence number where the chain breaks",
+  }),
+  reason: z.enum(["row changed", "row missing", "row inserted", "order changed", "anchor mismatch"])
+    .nullable(),
+});
+export const AuditChainEntry = z.object({
+  seq: z.number().int(),
+  log_id: uuid,
+  tenant_id: uuid,
+  user_id: uuid.nullable(),
+  api_key_id: uuid.nullable(),
+  operator_id: uuid.nullable(),
+  action: z.string(),
+  resource_type: z.string(),
+  resource_id: uuid,
+  details: jsonObject.meta({
+    description: "As in the audit list: old and new values only where the key may read them",
+  }),
+  details_text: z.string().nullable().meta({
+    description: "The details exactly as hashed (null where redacted); SHA-256 of it is details_sha256",
+  }),
+  details_sha256: z.string(),
+  request_id: z.string().nullable(),
+  client_request_id: z.string().nullable(),
+  timestamp: z.string().meta({ description: "UTC, microseconds, as the chain encodes it" }),
+  recorded_at: z.string().meta({ description: "When the row was written, as the chain encodes it" }),
+  prev_hash: z.string(),
+  chain_hash: z.string(),
+}).meta({
+  description:
+    "One line of the export. The last line is {end: complete | interrupted, next_from_seq, ...}; " +
+    "the chain's encoding is documented in the README (Audit chain)",
 });
 export const Operator = z.object({
   operator_id: uuid,

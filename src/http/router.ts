@@ -65,8 +65,24 @@ export interface DbRoute extends RouteDocs {
    * Idempotency-Key replays; a retry is told the secret cannot be shown again.
    */
   oneTimeSecret?: string;
+  /** An NDJSON stream of pages, each page a transaction of its own (see NdjsonPages). */
+  ndjson?: NdjsonPages<unknown>;
   run(input: RouteInput<unknown, unknown, unknown>): PendingQuery | Promise<postgres.Row[]>;
   reply(rows: postgres.Row[], input: RouteInput<unknown, unknown, unknown>): unknown;
+}
+
+/**
+ * How a streamed route reads on: `reply` turns a page's rows into lines,
+ * `next` names the query of the page after them, or null after the last.
+ * Each page runs in a transaction of its own, authenticated again, so a
+ * stream holds one page in memory and no transaction open while the client
+ * reads, and a key revoked meanwhile ends it.
+ */
+export interface NdjsonPages<Q> {
+  /** The query of the page after these rows, and whether there is one. */
+  next(rows: postgres.Row[], query: Q): { query: Q; more: boolean };
+  /** Trailer fields saying where a stream that ends at this query resumes. */
+  resume(query: Q): Record<string, unknown>;
 }
 
 /** Any route of the table. */
@@ -77,6 +93,7 @@ export interface DbRouteSpec<P, Q, B> extends RouteDocs {
   access: "tenant" | "admin";
   permission?: Permission;
   oneTimeSecret?: string;
+  ndjson?: NdjsonPages<Q>;
   params?: z.ZodType<P>;
   query?: z.ZodType<Q>;
   body?: z.ZodType<B>;

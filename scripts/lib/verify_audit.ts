@@ -1,0 +1,169 @@
+/**
+ * Offline verifier of an exported audit chain (see scripts/verify-audit and
+ * the README's "Audit chain"): recomputes every row's chain hash from the
+ * previous one, reading the file a line at a time.
+ *
+ * Usage: verify_audit.ts FILE [--anchor SEQ:HASH]
+ */
+
+type Bytes = Uint8Array<ArrayBuffer>;
+
+const ZERO_HASH: Bytes = new Uint8Array(32);
+const encoder = new TextEncoder();
+
+interface Entry {
+  seq: number;
+  tenant_id: string;
+  log_id: string;
+  user_id: string | null;
+  api_key_id: string | null;
+  operator_id: string | null;
+  action: string;
+  resource_type: string;
+  resource_id: string;
+  details_text: string | null;
+  details_sha256: string;
+  request_id: string | null;
+  client_request_id: string | null;
+  timestamp: string;
+  recorded_at: string;
+  prev_hash: string;
+  chain_hash: string;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+function fromHex(text: string): Bytes {
+  if (!/^([0-9a-f]{2})*$/.test(text)) throw new Error(`not a hex string: ${text}`);
+  return Uint8Array.from(text.match(/../g) ?? [], (pair) => parseInt(pair, 16));
+}
+
+async function sha256(bytes: Bytes): Promise<Bytes> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+/** The canonical record of a row: "tenancy-audit-v1\n" and a netstring per field, "~" for NULL. */
+export function recordOf(entry: Entry): Bytes {
+  const fields = [
+    entry.tenant_id,
+    String(entry.seq),
+    entry.log_id,
+    entry.user_id,
+    entry.api_key_id,
+    entry.operator_id,
+    entry.action,
+    entry.resource_type,
+    entry.resource_id,
+    entry.details_sha256,
+    entry.request_id,
+    entry.client_request_id,
+    entry.timestamp,
+    entry.recorded_at,
+  ];
+  const encoded = fields.map((field) => field === null ? "~" : `${encoder.encode(field).length}:${field},`)
+    .join("");
+  return encoder.encode(`tenancy-audit-v1\n${encoded}`);
+}
+
+async function* linesOf(path: string): AsyncGenerator<string> {
+  const file = await Deno.open(path);
+  let buffered = "";
+  for await (const chunk of file.readable.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let newline: number;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+    }
+  }
+  if (buffered.length > 0) yield buffered;
+}
+
+function fail(seq: number | string, reason: string, detail: string): never {
+  console.log(`broken at seq ${seq}: ${reason} (${detail})`);
+  Deno.exit(1);
+}
+
+function parseArgs(args: string[]): { path: string; anchor: { seq: number; hash: string } | null } {
+  const [path, ...rest] = args;
+  if (rest.length === 0) return { path, anchor: null };
+  const match = rest.length === 2 && rest[0] === "--anchor"
+    ? /^([1-9][0-9]*):([0-9a-f]{64})$/.exec(rest[1])
+    : null;
+  if (!match) {
+    console.error("usage: scripts/verify-audit FILE [--anchor SEQ:HASH] (HASH: 64 lower-case hex digits)");
+    Deno.exit(2);
+  }
+  return { path, anchor: { seq: Number(match[1]), hash: match[2] } };
+}
+
+async function main(): Promise<void> {
+  const { path, anchor } = parseArgs(Deno.args);
+  let previous = ZERO_HASH;
+  let expected: number | null = null;
+  let tenant: string | null = null;
+  let first = 1;
+  let redacted = 0;
+  let trailer: Record<string, unknown> | null = null;
+  let lineNumber = 0;
+  for await (const line of linesOf(path)) {
+    lineNumber++;
+    if (line.trim() === "") continue;
+    if (trailer) fail(expected ?? "?", "row inserted", `line ${lineNumber} follows the end of the export`);
+    let value: Record<string, unknown>;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      fail(expected ?? "?", "row changed", `line ${lineNumber} is not JSON`);
+    }
+    if ("end" in value) {
+      trailer = value;
+      continue;
+    }
+    const entry = value as unknown as Entry;
+    if (!Number.isSafeInteger(entry.seq) || entry.seq < 1) {
+      fail("?", "row changed", `line ${lineNumber}: no seq`);
+    }
+    if (expected === null) {
+      // An export from a later seq trusts the hash of the row before it.
+      expected = first = entry.seq;
+      tenant = entry.tenant_id;
+      if (entry.seq > 1) previous = fromHex(entry.prev_hash);
+    }
+    if (entry.seq > expected) fail(expected, "row missing", `the next line has seq ${entry.seq}`);
+    if (entry.seq < expected) fail(entry.seq, "row inserted", `seq ${entry.seq} again after ${expected - 1}`);
+    if (entry.tenant_id !== tenant) fail(entry.seq, "row inserted", `a row of tenant ${entry.tenant_id}`);
+    if (entry.details_text === null) {
+      redacted++;
+    } else if (hex(await sha256(encoder.encode(entry.details_text))) !== entry.details_sha256) {
+      fail(entry.seq, "row changed", "its details do not hash to details_sha256");
+    }
+    const record = recordOf(entry);
+    const joined = new Uint8Array(previous.length + record.length);
+    joined.set(previous);
+    joined.set(record, previous.length);
+    const hash = await sha256(joined);
+    if (hex(hash) !== entry.chain_hash) fail(entry.seq, "row changed", "its chain_hash does not follow");
+    if (anchor && entry.seq === anchor.seq && entry.chain_hash !== anchor.hash) {
+      fail(entry.seq, "anchor mismatch", `the anchor says ${anchor.hash}`);
+    }
+    previous = hash;
+    expected = entry.seq + 1;
+  }
+  const last = expected === null ? 0 : expected - 1;
+  if (anchor && anchor.seq > last) fail(anchor.seq, "row missing", `the export ends at seq ${last}`);
+  if (!trailer || trailer.end !== "complete") {
+    const why = trailer ? `it was interrupted: ${trailer.detail}` : "it has no end line";
+    console.log(`incomplete: verified through seq ${last}, but ${why}; resume with from_seq=${last + 1}`);
+    Deno.exit(1);
+  }
+  const note = redacted > 0
+    ? ` (${redacted} rows redacted: their details are covered by details_sha256 only)`
+    : "";
+  const range = last === 0 ? "an empty chain" : `seq ${first}-${last}`;
+  console.log(`verified ${range}; head ${last}:${hex(previous)}${note}`);
+}
+
+if (import.meta.main) await main();
