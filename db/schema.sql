@@ -217,7 +217,10 @@ begin
   end if;
   return query
     select * from core.issue_api_key(v_caller.tenant_id, p_name, p_permissions,
-      coalesce(p_user_id, v_caller.user_id), coalesce(p_expires_at, v_caller.expires_at), v_caller.key_id);
+      coalesce(p_user_id, v_caller.user_id),
+      -- Asked for no expiry: its issuer's, or the tenant's cap if sooner.
+      coalesce(p_expires_at, least(v_caller.expires_at, core.capped_expiry(v_caller.tenant_id, null))),
+      v_caller.key_id);
 end
 $$;
 
@@ -1571,17 +1574,26 @@ COMMENT ON FUNCTION api.update_document(p_document_id uuid, p_title text, p_cont
 --
 
 CREATE FUNCTION api.update_tenant_config(p_settings_patch jsonb) RETURNS SETOF api.tenant_config
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    AS $_$
+declare
+  v_days jsonb := p_settings_patch -> 'api_key_max_lifetime_days';
+begin
+  if v_days is not null and v_days <> 'null'::jsonb
+     and (jsonb_typeof(v_days) <> 'number' or v_days::text !~ '^[1-9][0-9]{0,4}$' or v_days::text::int > 36500) then
+    raise exception 'api_key_max_lifetime_days is a whole number of days from 1 to 36,500' using errcode = 'PT422';
+  end if;
   -- A JSON merge patch of the top level: keys set to null are removed;
   -- nulls nested inside a value are kept as sent.
-  update core.tenant_configs
-  set settings = (settings || p_settings_patch)
-    - array(select key from jsonb_each(p_settings_patch) where value = 'null'::jsonb)
-  where tenant_id = (select core.current_tenant_id())
-  returning tenant_id, template_id, settings, created_at, updated_at
-$$;
+  return query
+    update core.tenant_configs c
+    set settings = (c.settings || p_settings_patch)
+      - array(select e.key from jsonb_each(p_settings_patch) as e where e.value = 'null'::jsonb)
+    where c.tenant_id = (select core.current_tenant_id())
+    returning c.tenant_id, c.template_id, c.settings, c.created_at, c.updated_at;
+end
+$_$;
 
 
 --
@@ -1749,6 +1761,44 @@ $$;
 --
 
 COMMENT ON FUNCTION core.audit_time(p_at timestamp with time zone) IS 'A time as the chain encodes it: UTC, microseconds, YYYY-MM-DDTHH:MM:SS.ffffffZ';
+
+
+--
+-- Name: capped_expiry(uuid, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.capped_expiry(p_tenant_id uuid, p_expires_at timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    AS $_$
+declare
+  v_setting jsonb;
+  v_cap timestamptz;
+begin
+  select c.settings -> 'api_key_max_lifetime_days' into v_setting
+  from core.tenant_configs c where c.tenant_id = p_tenant_id;
+  if v_setting is null or v_setting = 'null'::jsonb then
+    return p_expires_at;
+  end if;
+  if jsonb_typeof(v_setting) <> 'number' or v_setting::text !~ '^[1-9][0-9]{0,4}$' or v_setting::text::int > 36500 then
+    raise exception 'the tenant''s api_key_max_lifetime_days is not a whole number of days from 1 to 36,500; no key is issued until it is'
+      using errcode = 'PT422';
+  end if;
+  v_cap := now() + make_interval(days => v_setting::text::int);
+  if p_expires_at > v_cap then
+    raise exception 'the key would outlive the tenant''s api_key_max_lifetime_days of % days; the latest expiry allowed is %',
+      v_setting, to_char(v_cap at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+      using errcode = 'PT422';
+  end if;
+  return coalesce(p_expires_at, v_cap);
+end
+$_$;
+
+
+--
+-- Name: FUNCTION capped_expiry(p_tenant_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.capped_expiry(p_tenant_id uuid, p_expires_at timestamp with time zone) IS 'The expiry a new key of this tenant gets: the one asked for, or the cap of api_key_max_lifetime_days when none was asked; refuses one beyond the cap';
 
 
 --
@@ -2012,7 +2062,8 @@ CREATE FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions 
     insert into core.tenant_api_keys
       (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at, issued_by_key_id)
     select p_tenant_id, encode(sha256(convert_to(n.secret, 'UTF8')), 'hex'), left(n.secret, 12),
-           p_name, coalesce(p_permissions, '{}'), p_user_id, p_expires_at, p_issued_by_key_id
+           p_name, coalesce(p_permissions, '{}'), p_user_id, core.capped_expiry(p_tenant_id, p_expires_at),
+           p_issued_by_key_id
     from new_key n
     returning key_id, tenant_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
               null::timestamptz as last_used_at, created_at, updated_at, issued_by_key_id
@@ -4510,4 +4561,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000700'),
     ('20261201000800'),
     ('20261201000900'),
-    ('20261201001000');
+    ('20261201001000'),
+    ('20261201001100');

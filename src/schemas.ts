@@ -164,8 +164,25 @@ export const CreateApiKey = z.strictObject({
   expires_at: timestamp.optional(),
 });
 
+// Settings the database acts on are checked here for a clear 400; the
+// database checks them again (api.update_tenant_config).
+const KNOWN_SETTINGS: Record<string, { check: (value: unknown) => boolean; expected: string }> = {
+  api_key_max_lifetime_days: {
+    check: (value) => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 36500,
+    expected: "a whole number of days from 1 to 36,500 (null removes the cap)",
+  },
+};
+
 export const PatchConfig = z.strictObject({
-  settings: jsonObject.meta({ description: "Merged into the settings; a key set to null is removed" }),
+  settings: jsonObject.superRefine((settings, ctx) => {
+    for (const [name, { check, expected }] of Object.entries(KNOWN_SETTINGS)) {
+      if (!(name in settings) || settings[name] === null || check(settings[name])) continue;
+      ctx.addIssue({ code: "custom", path: [name], message: `${name} is ${expected}` });
+    }
+  }).meta({
+    description: "Merged into the settings; a key set to null is removed. api_key_max_lifetime_days (days, " +
+      "1-36500) caps the expiry of every key issued from then on",
+  }),
 });
 
 export const CreateTenant = z.strictObject({

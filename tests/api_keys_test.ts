@@ -429,3 +429,64 @@ Deno.test("every response that describes a key has exactly its public fields and
     await server.close();
   }
 });
+
+Deno.test("api_key_max_lifetime_days caps keys issued by both routes, and a cap that is not a number of days is a 400 naming it", async () => {
+  const server = await startServer();
+  try {
+    // createTenant uses the Fintech Template: 90 days.
+    const tenant = await createTenant(server, "key-lifetimes");
+    const admin = server.config.platformAdminToken!;
+    const days = (iso: unknown) => Math.round((Date.parse(String(iso)) - Date.now()) / 86_400_000);
+    const byOperator = await expectStatus(201, {
+      server,
+      method: "POST",
+      path: `/v1/admin/tenants/${tenant.tenantId}/api-keys`,
+      token: admin,
+      body: { name: "Operator issued", permissions: ["*"] },
+    });
+    assert.equal(days(byOperator.body.expires_at), 90, "no expires_at means the cap");
+    const tooLong = await send(server, "POST", `/v1/admin/tenants/${tenant.tenantId}/api-keys`, {
+      token: admin,
+      body: { name: "Year 9999", permissions: ["*"], expires_at: "9999-12-31T00:00:00Z" },
+    });
+    assertProblem(tooLong, 422);
+    assert.match(
+      String(tooLong.body.detail),
+      /^The key would outlive the tenant's api_key_max_lifetime_days of 90 days/,
+    );
+    const byTenant = await expectStatus(201, {
+      server,
+      method: "POST",
+      path: "/v1/api-keys",
+      token: String(byOperator.body.key),
+      body: { name: "Tenant issued", permissions: ["documents:read"] },
+    });
+    assert.ok(days(byTenant.body.expires_at) <= 90);
+
+    await expectStatus(200, {
+      server,
+      method: "PATCH",
+      path: "/v1/config",
+      token: tenant.key,
+      body: { settings: { api_key_max_lifetime_days: 7 } },
+    });
+    const week = await expectStatus(201, {
+      server,
+      method: "POST",
+      path: "/v1/api-keys",
+      token: tenant.key,
+      body: { name: "Week", permissions: ["documents:read"] },
+    });
+    assert.equal(days(week.body.expires_at), 7, "a lowered cap applies from the next key on");
+    for (const value of ["90", 0, 1.5, 36501]) {
+      const refused = await send(server, "PATCH", "/v1/config", {
+        token: tenant.key,
+        body: { settings: { api_key_max_lifetime_days: value } },
+      });
+      assertProblem(refused, 400);
+      assert.match(JSON.stringify(refused.body), /api_key_max_lifetime_days/);
+    }
+  } finally {
+    await server.close();
+  }
+});

@@ -484,6 +484,20 @@ export const MUTATIONS: Mutation[] = [
     suites: ["tests/audit_chain_test.ts"],
   },
   {
+    name: "a key may be issued to outlive the tenant's api_key_max_lifetime_days",
+    definitionOf: "core.capped_expiry(uuid,timestamp with time zone)",
+    find: "if p_expires_at > v_cap then",
+    replace: "if false then",
+    suites: ["pgtap/42_key_lifetimes.sql", "tests/api_keys_test.ts"],
+  },
+  {
+    name: "a key issued without expires_at never expires, cap or not",
+    definitionOf: "core.capped_expiry(uuid,timestamp with time zone)",
+    find: "return coalesce(p_expires_at, v_cap);",
+    replace: "return p_expires_at;",
+    suites: ["pgtap/42_key_lifetimes.sql"],
+  },
+  {
     name: "a new key's 201 may be cached",
     file: "src/app.ts",
     find: `if (route.oneTimeSecret) headers.set("cache-control", "no-store");`,
