@@ -175,6 +175,8 @@ const KNOWN_SETTINGS: Record<string, { check: (value: unknown) => boolean; expec
 
 export const PatchConfig = z.strictObject({
   settings: jsonObject.superRefine((settings, ctx) => {
+    // Not an object: jsonObject has said so already.
+    if (typeof settings !== "object" || settings === null || Array.isArray(settings)) return;
     for (const [name, { check, expected }] of Object.entries(KNOWN_SETTINGS)) {
       if (!(name in settings) || settings[name] === null || check(settings[name])) continue;
       ctx.addIssue({ code: "custom", path: [name], message: `${name} is ${expected}` });
