@@ -794,7 +794,7 @@ COMMENT ON FUNCTION api.delete_user(p_user_id uuid) IS 'Removes a user of the cu
 -- Name: export_audit_logs(bigint, integer); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.export_audit_logs(p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
+CREATE FUNCTION api.export_audit_logs(p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_salt text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1109,6 +1109,7 @@ CREATE TABLE core.audit_logs (
     operator_id uuid,
     seq bigint NOT NULL,
     recorded_at timestamp with time zone NOT NULL,
+    details_salt bytea NOT NULL,
     details_sha256 bytea NOT NULL,
     prev_hash bytea NOT NULL,
     chain_hash bytea NOT NULL,
@@ -1132,6 +1133,7 @@ ALTER TABLE ONLY core.audit_logs ALTER COLUMN client_request_id SET STATISTICS 0
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN operator_id SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN seq SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN recorded_at SET STATISTICS 0;
+ALTER TABLE ONLY core.audit_logs ALTER COLUMN details_salt SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN details_sha256 SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN prev_hash SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN chain_hash SET STATISTICS 0;
@@ -1245,10 +1247,17 @@ COMMENT ON COLUMN core.audit_logs.recorded_at IS 'Clock time at which the row wa
 
 
 --
+-- Name: COLUMN audit_logs.details_salt; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.audit_logs.details_salt IS 'Random bytes hashed before the details, so that redacted details cannot be guessed from their hash';
+
+
+--
 -- Name: COLUMN audit_logs.details_sha256; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON COLUMN core.audit_logs.details_sha256 IS 'SHA-256 of details::text, which the chain covers';
+COMMENT ON COLUMN core.audit_logs.details_sha256 IS 'SHA-256 of details_salt and details::text, which the chain covers';
 
 
 --
@@ -1694,7 +1703,7 @@ COMMENT ON FUNCTION core.all_permissions() IS 'Every permission a key can hold (
 -- Name: audit_export(uuid, bigint, integer, text[]); Type: FUNCTION; Schema: core; Owner: -
 --
 
-CREATE FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
+CREATE FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_salt text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
     LANGUAGE sql STABLE
     AS $$
   select a.seq, a.log_id, a.tenant_id, a.user_id, a.api_key_id, a.operator_id, a.action, a.resource_type,
@@ -1703,13 +1712,22 @@ CREATE FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit i
               then a.details else a.details - 'old' - 'new' end,
          case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
               then a.details::text end,
+         case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
+              then encode(a.details_salt, 'hex') end,
          encode(a.details_sha256, 'hex'), a.request_id, a.client_request_id, core.audit_time(a."timestamp"),
          core.audit_time(a.recorded_at),
          encode(a.prev_hash, 'hex'), encode(a.chain_hash, 'hex')
-  from core.audit_logs a
-  where a.tenant_id = p_tenant_id and a.seq >= greatest(coalesce(p_from_seq, 1), 1)
+  from (
+    -- A page ends at 1,000 rows or once 4 MB of details are in it, so a page
+    -- of large entries still fits in memory and a statement's time.
+    select a.*, sum(octet_length(a.details::text)) over (order by a.seq) - octet_length(a.details::text) as before
+    from core.audit_logs a
+    where a.tenant_id = p_tenant_id and a.seq >= greatest(coalesce(p_from_seq, 1), 1)
+    order by a.seq
+    limit least(greatest(coalesce(p_limit, 1000), 1), 1000)
+  ) a
+  where a.before < 4194304
   order by a.seq
-  limit least(greatest(coalesce(p_limit, 1000), 1), 1000)
 $$;
 
 
@@ -1717,7 +1735,7 @@ $$;
 -- Name: FUNCTION audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) IS 'A tenant''s audit rows from a seq, in chain order, with what verifying them needs (times as the chain encodes them); values redacted as for these permissions (NULL: none redacted)';
+COMMENT ON FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) IS 'A tenant''s audit rows from a seq, in chain order, at most 1,000 or 4 MB of details, with what verifying them needs (times as the chain encodes them); values redacted as for these permissions (NULL: none redacted)';
 
 
 --
@@ -1753,6 +1771,7 @@ CREATE FUNCTION core.audit_time(p_at timestamp with time zone) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
   select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+         || case when p_at < '0001-01-01 00:00:00+00' then ' BC' else '' end
 $$;
 
 
@@ -1760,7 +1779,7 @@ $$;
 -- Name: FUNCTION audit_time(p_at timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.audit_time(p_at timestamp with time zone) IS 'A time as the chain encodes it: UTC, microseconds, YYYY-MM-DDTHH:MM:SS.ffffffZ';
+COMMENT ON FUNCTION core.audit_time(p_at timestamp with time zone) IS 'A time as the chain encodes it: UTC, microseconds, YYYY-MM-DDTHH:MM:SS.ffffffZ, and " BC" before year 1';
 
 
 --
@@ -1814,14 +1833,22 @@ declare
 begin
   -- Whatever the writer supplied, the chain decides these.
   new.recorded_at := clock_timestamp();
-  new.details_sha256 := sha256(convert_to(new.details::text, 'UTF8'));
+  new.details_salt := extensions.gen_random_bytes(16);
+  new.details_sha256 := sha256(new.details_salt || convert_to(new.details::text, 'UTF8'));
   -- The head's row lock orders the tenant's writers: a second one waits
   -- here until the first commits, then reads what it wrote.
-  select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id for update;
+  select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id
+    for update skip locked;
   if not found then
-    insert into core.audit_chain_heads (tenant_id, seq, hash)
-      values (new.tenant_id, 0, '\x0000000000000000000000000000000000000000000000000000000000000000')
-      on conflict (tenant_id) do nothing;
+    if exists (select from core.audit_chain_heads h where h.tenant_id = new.tenant_id) then
+      -- Another writer holds the head: wait for it, unless its transaction
+      -- has outlived any request, when it is ended first.
+      perform core.end_stale_transactions();
+    else
+      insert into core.audit_chain_heads (tenant_id, seq, hash)
+        values (new.tenant_id, 0, '\x0000000000000000000000000000000000000000000000000000000000000000')
+        on conflict (tenant_id) do nothing;
+    end if;
     select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id for update;
   end if;
   -- Rows this transaction chained already lie past the head, which moves
@@ -1996,6 +2023,33 @@ $$;
 --
 
 COMMENT ON FUNCTION core.effective_permissions(p_permissions text[], p_role text) IS 'What a key may do: its permissions with * spelled out, X:write bringing X:read, and, when bound to a user of p_role, only what that role allows';
+
+
+--
+-- Name: end_stale_transactions(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.end_stale_transactions() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_ended integer;
+begin
+  select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
+  from pg_stat_activity a
+  where a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid()
+    and a.xact_start < clock_timestamp() - interval '30 seconds';
+  return v_ended;
+end
+$$;
+
+
+--
+-- Name: FUNCTION end_stale_transactions(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.end_stale_transactions() IS 'Ends the sessions of app_user and uber_admin whose transaction began more than 30 s ago (no request lives that long); returns how many';
 
 
 --
@@ -2275,6 +2329,9 @@ CREATE FUNCTION core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[]) RETURNS TAB
     AS $$
 #variable_conflict use_column
 begin
+  -- A session holding these rows locked past any request's life would
+  -- otherwise keep the keys from being revoked.
+  perform core.end_stale_transactions();
   return query
     with recursive doomed (key_id) as (
       select k.key_id from core.tenant_api_keys k where k.tenant_id = p_tenant_id and k.key_id = any (p_key_ids)
@@ -2453,6 +2510,11 @@ begin
     raise exception 'an anchor is a hash of 32 bytes at or after the first seq verified'
       using errcode = 'PT422';
   end if;
+  select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = p_tenant_id;
+  if v_from > coalesce(v_head.seq, 0) + 1 then
+    raise exception 'from_seq is beyond the end of the chain (%)', coalesce(v_head.seq, 0)
+      using errcode = 'PT422';
+  end if;
   if v_from > 1 then
     select a.chain_hash into v_prev from core.audit_logs a where a.tenant_id = p_tenant_id and a.seq = v_from - 1;
     if not found then
@@ -2481,14 +2543,14 @@ begin
         'row inserted';
       return;
     end if;
-    if v_row.details_sha256 is distinct from sha256(convert_to(v_row.details::text, 'UTF8'))
+    if v_row.details_sha256 is distinct from sha256(v_row.details_salt || convert_to(v_row.details::text, 'UTF8'))
        or v_row.chain_hash is distinct from sha256(v_row.prev_hash || core.audit_record(v_row)) then
       -- A row that hashes right under another seq (a neighbour's, or the
       -- one after its predecessor's) was moved, not changed.
       select a.seq + 1 into v_linked from core.audit_logs a
         where a.tenant_id = p_tenant_id and a.chain_hash = v_row.prev_hash limit 1;
       v_reason := 'row changed';
-      if v_row.details_sha256 = sha256(convert_to(v_row.details::text, 'UTF8')) then
+      if v_row.details_sha256 = sha256(v_row.details_salt || convert_to(v_row.details::text, 'UTF8')) then
         foreach v_candidate in array array[v_row.seq - 1, v_row.seq + 1, v_linked] loop
           continue when v_candidate is null or v_candidate = v_row.seq or v_candidate < 1;
           v_moved := v_row;
@@ -2822,7 +2884,7 @@ COMMENT ON FUNCTION platform.deactivate_tenant(p_tenant_id uuid) IS 'Deactivates
 -- Name: export_audit_logs(uuid, bigint, integer); Type: FUNCTION; Schema: platform; Owner: -
 --
 
-CREATE FUNCTION platform.export_audit_logs(p_tenant_id uuid, p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
+CREATE FUNCTION platform.export_audit_logs(p_tenant_id uuid, p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_salt text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
     LANGUAGE plpgsql STABLE
     AS $$
 begin
@@ -2956,6 +3018,7 @@ begin
   -- Serialises revocations, so two operators cannot revoke each other as
   -- the last two: each locks every active operator's row first. (Row locks
   -- only tenancy_auth can take, where an advisory lock anyone can hold.)
+  perform core.end_stale_transactions();
   perform from core.platform_operators o where o.revoked_at is null for update;
   if exists (select from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
      and not exists (select from core.platform_operators o
@@ -4562,4 +4625,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000800'),
     ('20261201000900'),
     ('20261201001000'),
-    ('20261201001100');
+    ('20261201001100'),
+    ('20261201001200');

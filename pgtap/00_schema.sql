@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(425);
+select plan(427);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -51,7 +51,8 @@ select functions_are('core',
         'all_permissions', 'role_permissions', 'role_rank', 'effective_permissions', 'rank_of_caller',
         'guard_user_roles', 'revoke_keys', 'revoke_keys_of_deleted_user', 'current_permissions', 'create_key_usage',
         'current_operator_id', 'context_verifies', 'audit_time', 'audit_record', 'chain_audit_row',
-        'verify_audit_chain', 'audit_details_readable', 'audit_export', 'advance_chain_head', 'capped_expiry'],
+        'verify_audit_chain', 'audit_details_readable', 'audit_export', 'advance_chain_head', 'capped_expiry',
+        'end_stale_transactions'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, and page bound');
 
 -- Columns, types and nullability ----------------------------------------------
@@ -61,7 +62,7 @@ select columns_are('core', 'tenants',
   'core.tenants has exactly the columns of the migration');
 select columns_are('core', 'audit_logs',
   array['log_id', 'tenant_id', 'user_id', 'api_key_id', 'action', 'resource_type', 'resource_id', 'details',
-        'request_id', 'timestamp', 'client_request_id', 'operator_id', 'seq', 'recorded_at', 'details_sha256',
+        'request_id', 'timestamp', 'client_request_id', 'operator_id', 'seq', 'recorded_at', 'details_salt', 'details_sha256',
         'prev_hash', 'chain_hash'],
   'core.audit_logs has exactly the columns of the migration');
 select columns_are('core', 'audit_chain_heads', array['tenant_id', 'seq', 'hash'],
@@ -176,6 +177,7 @@ insert into expected_columns values
   ('audit_logs', 'operator_id', 'uuid', false),
   ('audit_logs', 'seq', 'bigint', true),
   ('audit_logs', 'recorded_at', 'timestamp with time zone', true),
+  ('audit_logs', 'details_salt', 'bytea', true),
   ('audit_logs', 'details_sha256', 'bytea', true),
   ('audit_logs', 'prev_hash', 'bytea', true),
   ('audit_logs', 'chain_hash', 'bytea', true),

@@ -310,7 +310,7 @@ select set_eq('select fn from definer_functions',
             ('api.update_tenant_config(jsonb)'),
             ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)'),
             ('api.export_audit_logs(bigint,integer)'), ('api.verify_audit_chain(bigint,integer,bigint,text)'),
-            ('core.advance_chain_head()') $$,
+            ('core.advance_chain_head()'), ('core.end_stale_transactions()') $$,
   'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, and the reads it may make only whole)');
 select is(
   array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace
@@ -335,8 +335,8 @@ select is(
   'every SECURITY DEFINER function is owned by a NOLOGIN role that is no superuser and owns no table or schema: it runs with its grants alone');
 select is(
   array(select distinct r.rolname::text from definer_functions f join pg_roles r on r.oid = f.proowner order by 1),
-  array['tenancy_auditor', 'tenancy_auth', 'tenancy_writer'],
-  'the definer functions belong to tenancy_auth (keys and context), tenancy_auditor (the trail) and tenancy_writer (deletes and idempotency claims)');
+  array['tenancy_auditor', 'tenancy_auth', 'tenancy_reaper', 'tenancy_writer'],
+  'the definer functions belong to tenancy_auth (keys and context), tenancy_auditor (the trail), tenancy_writer (deletes, idempotency claims, whole reads) and tenancy_reaper (ending stale transactions)');
 select ok(not rolbypassrls and not rolcanlogin and not rolsuper, 'tenancy_writer cannot log in and is bound by row-level security')
 from pg_roles where rolname = 'tenancy_writer';
 

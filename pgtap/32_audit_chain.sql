@@ -4,7 +4,7 @@
 -- reorder, rewrite everything after a row consistently) and what
 -- verification says about it. Each tampering is undone by a savepoint.
 begin;
-select plan(30);
+select plan(33);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -44,13 +44,17 @@ select is(
             || octet_length(a.action) || ':' || a.action || ','
             || octet_length(a.resource_type) || ':' || a.resource_type || ','
             || '36:' || a.resource_id || ','
-            || '64:' || encode(sha256(convert_to(a.details::text, 'UTF8')), 'hex') || ','
+            || '64:' || encode(sha256(a.details_salt || convert_to(a.details::text, 'UTF8')), 'hex') || ','
             || '~' || '~'
             || '27:' || to_char(a."timestamp" at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || ','
             || '27:' || to_char(a.recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || ',',
           'UTF8'))
    from core.audit_logs a where a.tenant_id = :'tenant_id' and a.seq = 2),
-  'chain_hash is SHA-256 of prev_hash and the netstring record the migration documents (NULL as ~)');
+  'chain_hash is SHA-256 of prev_hash and the netstring record the migration documents (NULL as ~, details salted)');
+select is((select count(distinct details_salt)::int from core.audit_logs where tenant_id = :'tenant_id'), :'n'::int,
+  'every row has a salt of its own');
+select isnt(core.audit_time('2026-12-01 10:00:00+00'), core.audit_time('2026-12-01 10:00:00+00 BC'::timestamptz),
+  'a time BC does not encode as the same time AD');
 select results_eq(
   format('select verified, head_seq, reason from core.verify_audit_chain(%L)', :'tenant_id'),
   format('values (true, %s::bigint, null::text)', :n),
@@ -103,6 +107,9 @@ select throws_ok(
 select throws_ok(
   format($$ select * from core.verify_audit_chain(%L, 5, 100, 3, sha256('')) $$, :'tenant_id'), 'PT422', null,
   'an anchor before the first row verified is refused');
+select throws_ok(
+  format($$ select * from core.verify_audit_chain(%L, %s + 2) $$, :'tenant_id', :n), 'PT422', null,
+  'a first seq beyond the head is refused, not reported as a row missing from a healthy chain');
 
 -- A superuser's rewrites ----------------------------------------------------------------------
 
@@ -187,7 +194,7 @@ declare
 begin
   select chain_hash into v_prev from core.audit_logs where tenant_id = v_tenant and seq = 2;
   for v_row in select * from core.audit_logs where tenant_id = v_tenant and seq >= 3 order by seq loop
-    v_row.details_sha256 := sha256(convert_to(v_row.details::text, 'UTF8'));
+    v_row.details_sha256 := sha256(v_row.details_salt || convert_to(v_row.details::text, 'UTF8'));
     v_row.prev_hash := v_prev;
     v_row.chain_hash := sha256(v_prev || core.audit_record(v_row));
     update core.audit_logs set details_sha256 = v_row.details_sha256, prev_hash = v_row.prev_hash,
@@ -229,7 +236,7 @@ select is((select count(*)::int from platform.export_audit_logs(:'tenant_id')), 
   'an operator exports the tenant''s whole chain');
 reset role;
 select is((select count(*)::int from platform.export_audit_logs(:'tenant_id')
-           where details_sha256 = encode(sha256(convert_to(details_text, 'UTF8')), 'hex')),
+           where details_sha256 = encode(sha256(decode(details_salt, 'hex') || convert_to(details_text, 'UTF8')), 'hex')),
   :'n'::int,
   'each exported row carries the details'' text its hash covers');
 set local role app_user;

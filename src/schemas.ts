@@ -115,7 +115,10 @@ export const AuditLogListQuery = z.strictObject({
   since: timestamp.optional().meta({ description: "Inclusive lower bound on timestamp" }),
   until: timestamp.optional().meta({ description: "Exclusive upper bound on timestamp" }),
 });
-const seq = z.string().regex(/^[1-9][0-9]{0,17}$/, "A sequence number: a positive integer")
+const seq = z.string().regex(
+  /^[1-9][0-9]{0,14}$/,
+  "A sequence number: a positive integer of at most 15 digits",
+)
   .meta({ description: "Sequence number in the tenant's audit chain, from 1" });
 export const AuditExportQuery = z.strictObject({
   from_seq: seq.default("1").meta({
@@ -126,7 +129,7 @@ export const AuditVerifyQuery = z.strictObject({
   from_seq: seq.default("1").meta({
     description: "First sequence number to verify; the row before it is trusted (default 1: the whole chain)",
   }),
-  anchor: z.string().regex(/^[1-9][0-9]{0,17}:[0-9a-f]{64}$/, "An anchor is SEQ:HASH, the hash 64 hex digits")
+  anchor: z.string().regex(/^[1-9][0-9]{0,14}:[0-9a-f]{64}$/, "An anchor is SEQ:HASH, the hash 64 hex digits")
     .optional().meta({
       description: "A head stored earlier, SEQ:HASH: verification fails if the chain no longer has it",
     }),
@@ -303,9 +306,12 @@ export const AuditChainEntry = z.object({
     description: "As in the audit list: old and new values only where the key may read them",
   }),
   details_text: z.string().nullable().meta({
-    description: "The details exactly as hashed (null where redacted); SHA-256 of it is details_sha256",
+    description: "The details exactly as PostgreSQL prints them and as hashed (null where redacted)",
   }),
-  details_sha256: z.string(),
+  details_salt: z.string().nullable().meta({
+    description: "Hex bytes hashed before details_text (null where redacted)",
+  }),
+  details_sha256: z.string().meta({ description: "SHA-256 of details_salt and details_text, hex" }),
   request_id: z.string().nullable(),
   client_request_id: z.string().nullable(),
   timestamp: z.string().meta({ description: "UTC, microseconds, as the chain encodes it" }),

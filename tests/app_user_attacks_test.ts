@@ -149,6 +149,90 @@ Deno.test("session defaults set on the app_user role neither refuse every reques
   }
 });
 
+/** libpq's environment for a connection URL, so that no password is in argv. */
+function libpqEnv(url: string): Record<string, string> {
+  const u = new URL(url);
+  return {
+    PGHOST: u.hostname,
+    PGPORT: u.port || "5432",
+    PGUSER: decodeURIComponent(u.username),
+    PGPASSWORD: decodeURIComponent(u.password),
+    PGDATABASE: u.pathname.slice(1),
+  };
+}
+
+Deno.test("a transaction that holds its tenant's audit chain past any request's life is ended, and revocation goes through", async () => {
+  const server = await startServer();
+  let holder: Deno.ChildProcess | undefined;
+  try {
+    const tenant = await createTenant(server, "chain-hostage");
+    const issued = await call(server, "POST", "/v1/api-keys", {
+      token: tenant.key,
+      body: { name: "Hostage taker", permissions: ["documents:write"] },
+    });
+    assert.equal(issued.status, 201);
+    const { key, key_id } = issued.body as { key: string; key_id: string };
+    // A psql session of app_user writes a row, which locks the tenant's chain
+    // head until commit, switches its own idle timeout off and never commits.
+    holder = new Deno.Command("psql", {
+      args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
+      env: libpqEnv(requireEnv("APP_DATABASE_URL")),
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const writer = holder.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(`
+      set idle_in_transaction_session_timeout = 0;
+      begin;
+      select tenant_id from api.begin_request('${sha256Hex(key)}', null, gen_random_uuid());
+      select document_id from api.create_document('${tenant.userId}', 'Hostage', repeat('a', 64));
+    `));
+    let held = false;
+    for (let i = 0; i < 50 && !held; i++) {
+      await sleep(100);
+      const [{ count }] = await server.owner`
+        select count(*)::int as count from pg_stat_activity
+        where usename = 'app_user' and state = 'idle in transaction' and query like '%create_document%'`;
+      held = count === 1;
+    }
+    assert.ok(held, "the holder's transaction is open, idle, after its write");
+    const blocked = await call(server, "DELETE", `/v1/api-keys/${key_id}`, { token: tenant.key });
+    assert.equal(
+      blocked.status,
+      503,
+      "while the holder is young, the revocation waits and gives up (the control)",
+    );
+    await sleep(31_000);
+    const written = await call(server, "POST", "/v1/users", {
+      token: tenant.key,
+      body: { email: "after-the-hostage@chain-hostage.example" },
+    });
+    assert.equal(
+      written.status,
+      201,
+      "an audited write of the tenant ends the stale holder and goes through",
+    );
+    const revoked = await call(server, "DELETE", `/v1/api-keys/${key_id}`, { token: tenant.key });
+    assert.equal(revoked.status, 204, JSON.stringify(revoked.body));
+    const [{ left }] = await server.owner`
+      select count(*)::int as left from pg_stat_activity where usename = 'app_user' and state = 'idle in transaction'`;
+    assert.equal(left, 0, "the holder's session was ended");
+    assert.equal((await call(server, "GET", "/v1/documents", { token: key })).status, 401);
+    await writer.close().catch(() => {});
+  } finally {
+    if (holder) {
+      try {
+        holder.kill("SIGKILL");
+      } catch {
+        // It has exited already, its session ended.
+      }
+      await holder.status;
+    }
+    await server.close();
+  }
+});
+
 Deno.test("a session holding a key's usage row cannot stop that key, or the key that issued it, being revoked", async () => {
   const server = await startServer({ DB_POOL_MAX: "2" });
   const hostage = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });

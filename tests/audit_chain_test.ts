@@ -133,6 +133,27 @@ Deno.test("the export streams the whole chain in pages, resumes from a seq, and 
       (entry) => ({ ...entry, details_text: String(entry.details_text) + " " }),
     );
     assert.match((await verifyOffline(details)).output, /broken at seq 6: row changed/);
+    // Lines edited where the hash does not look: the details shown, a field's
+    // type, a key given twice, a trailer that claims more.
+    const shown = withLine(
+      text,
+      6,
+      (entry) => ({ ...entry, details: { ...entry.details as object, forged: true } }),
+    );
+    assert.match((await verifyOffline(shown)).output, /broken at seq 6: row changed \(the details it shows/);
+    const typed = withLine(text, 6, (entry) => ({ ...entry, action: [entry.action] }));
+    assert.match(
+      (await verifyOffline(typed)).output,
+      /broken at seq 6: row changed \(line \d+ is not as exported: action/,
+    );
+    const twice = text.split("\n").map((line) =>
+      line.includes('"seq":6,')
+        ? line.replace('"resource_type":', '"resource_type":"documents","resource_type":')
+        : line
+    ).join("\n");
+    assert.match((await verifyOffline(twice)).output, /broken at seq 6: row changed/);
+    const claimed = text.split("\n").slice(0, 500).join("\n") + `\n${JSON.stringify(trailer)}\n`;
+    assert.match((await verifyOffline(claimed)).output, /broken at seq 501: row missing/);
     const missing = withLine(text, 7, () => null);
     assert.match((await verifyOffline(missing)).output, /broken at seq 7: row missing/);
     const lines = text.split("\n");
@@ -152,6 +173,27 @@ Deno.test("the export streams the whole chain in pages, resumes from a seq, and 
     const beyond = await verifyOffline(text, "--anchor", `${count + 5}:${"0".repeat(64)}`);
     assert.match(beyond.output, new RegExp(`broken at seq ${count + 5}: row missing`));
     assert.equal((await verifyOffline(text, "--anchor", "not-an-anchor")).code, 2);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("entries with large details are exported whole, a few megabytes a page, none skipped", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "chain-large");
+    // Twelve entries of about 1 MB each, written as a DBA would.
+    await server.owner`
+      insert into core.audit_logs (tenant_id, action, resource_type, resource_id, details)
+      select ${tenant.tenantId}, 'note', 'tenants', ${tenant.tenantId}, jsonb_build_object('blob', repeat(n::text, 1000000))
+      from generate_series(1, 9) n`;
+    const [{ count }] = await server.owner`
+      select count(*)::int as count from core.audit_logs where tenant_id = ${tenant.tenantId}`;
+    const { text, entries, trailer } = await exportOf(server, "/v1/audit-logs/export", tenant.key);
+    assert.deepEqual(entries.map((entry) => entry.seq), Array.from({ length: count }, (_, i) => i + 1));
+    assert.deepEqual(trailer, { end: "complete", next_from_seq: count + 1 });
+    const offline = await verifyOffline(text);
+    assert.equal(offline.code, 0, offline.output);
   } finally {
     await server.close();
   }
@@ -255,6 +297,15 @@ Deno.test("operators verify and export any tenant's chain; bad anchors and unkno
       }),
       422,
     );
+    assertProblem(
+      await send(server, "GET", `/v1/audit-logs/verify?from_seq=${Number(verified.body.head_seq) + 2}`, {
+        token: tenant.key,
+      }),
+      422,
+    );
+    for (const query of ["from_seq=9999999999999999", "anchor=99999999999999999:" + "0".repeat(64)]) {
+      assertProblem(await send(server, "GET", `/v1/audit-logs/verify?${query}`, { token: tenant.key }), 400);
+    }
   } finally {
     await server.close();
   }

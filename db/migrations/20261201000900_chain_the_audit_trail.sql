@@ -19,8 +19,11 @@
  *   client_request_id, timestamp, recorded_at
  *
  * uuids in lower-case hex with hyphens; seq in decimal; details_sha256 is
- * the hex SHA-256 of the details' text as PostgreSQL prints jsonb (the
- * export carries that text); times in UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ.
+ * the hex SHA-256 of details_salt (16 random bytes of the row's own) followed
+ * by the details' text exactly as PostgreSQL prints the jsonb (the export
+ * carries both, unless the details are redacted, when it carries neither: a
+ * hash of low-entropy values alone could be guessed); times in UTC as
+ * YYYY-MM-DDTHH:MM:SS.ffffffZ, with " BC" after a time before year 1.
  * `recorded_at` is the clock when the row was written.
  *
  * core.audit_chain_heads holds each tenant's last committed (seq, hash). A
@@ -50,17 +53,20 @@ set local role tenancy_owner;
 alter table core.audit_logs
   add column seq bigint,
   add column recorded_at timestamptz,
+  add column details_salt bytea,
   add column details_sha256 bytea,
   add column prev_hash bytea,
   add column chain_hash bytea;
 alter table core.audit_logs alter column seq set statistics 0;
 alter table core.audit_logs alter column recorded_at set statistics 0;
+alter table core.audit_logs alter column details_salt set statistics 0;
 alter table core.audit_logs alter column details_sha256 set statistics 0;
 alter table core.audit_logs alter column prev_hash set statistics 0;
 alter table core.audit_logs alter column chain_hash set statistics 0;
 comment on column core.audit_logs.seq is 'Position in the tenant''s chain: 1, 2, 3, ... without gaps, in commit order';
 comment on column core.audit_logs.recorded_at is 'Clock time at which the row was written (timestamp is its transaction''s start)';
-comment on column core.audit_logs.details_sha256 is 'SHA-256 of details::text, which the chain covers';
+comment on column core.audit_logs.details_salt is 'Random bytes hashed before the details, so that redacted details cannot be guessed from their hash';
+comment on column core.audit_logs.details_sha256 is 'SHA-256 of details_salt and details::text, which the chain covers';
 comment on column core.audit_logs.prev_hash is 'chain_hash of the tenant''s previous row; 32 zero bytes before the first';
 comment on column core.audit_logs.chain_hash is 'SHA-256 of prev_hash and the row''s canonical record (see migration 20261201000900)';
 
@@ -93,9 +99,10 @@ create function core.audit_time(p_at timestamptz) returns text
 language sql immutable parallel safe
 as $$
   select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+         || case when p_at < '0001-01-01 00:00:00+00' then ' BC' else '' end
 $$;
 comment on function core.audit_time(timestamptz) is
-  'A time as the chain encodes it: UTC, microseconds, YYYY-MM-DDTHH:MM:SS.ffffffZ';
+  'A time as the chain encodes it: UTC, microseconds, YYYY-MM-DDTHH:MM:SS.ffffffZ, and " BC" before year 1';
 
 create function core.audit_record(p_row core.audit_logs) returns bytea
 language sql immutable parallel safe
@@ -123,7 +130,8 @@ declare
 begin
   -- Whatever the writer supplied, the chain decides these.
   new.recorded_at := clock_timestamp();
-  new.details_sha256 := sha256(convert_to(new.details::text, 'UTF8'));
+  new.details_salt := extensions.gen_random_bytes(16);
+  new.details_sha256 := sha256(new.details_salt || convert_to(new.details::text, 'UTF8'));
   -- The head's row lock orders the tenant's writers: a second one waits
   -- here until the first commits, then reads what it wrote.
   select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id for update;
@@ -204,6 +212,11 @@ begin
     raise exception 'an anchor is a hash of 32 bytes at or after the first seq verified'
       using errcode = 'PT422';
   end if;
+  select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = p_tenant_id;
+  if v_from > coalesce(v_head.seq, 0) + 1 then
+    raise exception 'from_seq is beyond the end of the chain (%)', coalesce(v_head.seq, 0)
+      using errcode = 'PT422';
+  end if;
   if v_from > 1 then
     select a.chain_hash into v_prev from core.audit_logs a where a.tenant_id = p_tenant_id and a.seq = v_from - 1;
     if not found then
@@ -232,14 +245,14 @@ begin
         'row inserted';
       return;
     end if;
-    if v_row.details_sha256 is distinct from sha256(convert_to(v_row.details::text, 'UTF8'))
+    if v_row.details_sha256 is distinct from sha256(v_row.details_salt || convert_to(v_row.details::text, 'UTF8'))
        or v_row.chain_hash is distinct from sha256(v_row.prev_hash || core.audit_record(v_row)) then
       -- A row that hashes right under another seq (a neighbour's, or the
       -- one after its predecessor's) was moved, not changed.
       select a.seq + 1 into v_linked from core.audit_logs a
         where a.tenant_id = p_tenant_id and a.chain_hash = v_row.prev_hash limit 1;
       v_reason := 'row changed';
-      if v_row.details_sha256 = sha256(convert_to(v_row.details::text, 'UTF8')) then
+      if v_row.details_sha256 = sha256(v_row.details_salt || convert_to(v_row.details::text, 'UTF8')) then
         foreach v_candidate in array array[v_row.seq - 1, v_row.seq + 1, v_linked] loop
           continue when v_candidate is null or v_candidate = v_row.seq or v_candidate < 1;
           v_moved := v_row;
@@ -330,7 +343,7 @@ create or replace view api.audit_logs with (security_invoker = false) as
 create function core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[])
 returns table (
   seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text,
-  resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text,
+  resource_type text, resource_id uuid, details jsonb, details_text text, details_salt text, details_sha256 text, request_id text,
   client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text
 )
 language sql stable
@@ -341,21 +354,30 @@ as $$
               then a.details else a.details - 'old' - 'new' end,
          case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
               then a.details::text end,
+         case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
+              then encode(a.details_salt, 'hex') end,
          encode(a.details_sha256, 'hex'), a.request_id, a.client_request_id, core.audit_time(a."timestamp"),
          core.audit_time(a.recorded_at),
          encode(a.prev_hash, 'hex'), encode(a.chain_hash, 'hex')
-  from core.audit_logs a
-  where a.tenant_id = p_tenant_id and a.seq >= greatest(coalesce(p_from_seq, 1), 1)
+  from (
+    -- A page ends at 1,000 rows or once 4 MB of details are in it, so a page
+    -- of large entries still fits in memory and a statement's time.
+    select a.*, sum(octet_length(a.details::text)) over (order by a.seq) - octet_length(a.details::text) as before
+    from core.audit_logs a
+    where a.tenant_id = p_tenant_id and a.seq >= greatest(coalesce(p_from_seq, 1), 1)
+    order by a.seq
+    limit least(greatest(coalesce(p_limit, 1000), 1), 1000)
+  ) a
+  where a.before < 4194304
   order by a.seq
-  limit least(greatest(coalesce(p_limit, 1000), 1), 1000)
 $$;
 comment on function core.audit_export(uuid, bigint, integer, text[]) is
-  'A tenant''s audit rows from a seq, in chain order, with what verifying them needs (times as the chain encodes them); values redacted as for these permissions (NULL: none redacted)';
+  'A tenant''s audit rows from a seq, in chain order, at most 1,000 or 4 MB of details, with what verifying them needs (times as the chain encodes them); values redacted as for these permissions (NULL: none redacted)';
 
 create function api.export_audit_logs(p_from_seq bigint default 1, p_limit integer default 1000)
 returns table (
   seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text,
-  resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text,
+  resource_type text, resource_id uuid, details jsonb, details_text text, details_salt text, details_sha256 text, request_id text,
   client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text
 )
 language sql stable security definer
@@ -393,7 +415,7 @@ comment on function api.verify_audit_chain(bigint, integer, bigint, text) is
 create function platform.export_audit_logs(p_tenant_id uuid, p_from_seq bigint default 1, p_limit integer default 1000)
 returns table (
   seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text,
-  resource_type text, resource_id uuid, details jsonb, details_text text, details_sha256 text, request_id text,
+  resource_type text, resource_id uuid, details jsonb, details_text text, details_salt text, details_sha256 text, request_id text,
   client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text
 )
 language plpgsql stable
@@ -454,11 +476,13 @@ begin
     v_seq := v_seq + 1;
     v_row.seq := v_seq;
     v_row.recorded_at := v_row."timestamp";
-    v_row.details_sha256 := sha256(convert_to(v_row.details::text, 'UTF8'));
+    v_row.details_salt := extensions.gen_random_bytes(16);
+    v_row.details_sha256 := sha256(v_row.details_salt || convert_to(v_row.details::text, 'UTF8'));
     v_row.prev_hash := v_prev;
     v_row.chain_hash := sha256(v_prev || core.audit_record(v_row));
     update core.audit_logs a
-      set seq = v_row.seq, recorded_at = v_row.recorded_at, details_sha256 = v_row.details_sha256,
+      set seq = v_row.seq, recorded_at = v_row.recorded_at, details_salt = v_row.details_salt,
+          details_sha256 = v_row.details_sha256,
           prev_hash = v_row.prev_hash, chain_hash = v_row.chain_hash
       where a.tenant_id = v_row.tenant_id and a.log_id = v_row.log_id;
     v_prev := v_row.chain_hash;
@@ -479,6 +503,8 @@ alter table core.audit_logs alter column recorded_at set not null;
 -- squawk-ignore adding-not-nullable-field
 alter table core.audit_logs alter column details_sha256 set not null;
 -- squawk-ignore adding-not-nullable-field
+alter table core.audit_logs alter column details_salt set not null;
+-- squawk-ignore adding-not-nullable-field
 alter table core.audit_logs alter column prev_hash set not null;
 -- squawk-ignore adding-not-nullable-field
 alter table core.audit_logs alter column chain_hash set not null;
@@ -498,6 +524,7 @@ alter function core.advance_chain_head() owner to tenancy_auditor;
 
 grant select, insert (tenant_id, seq, hash), update (seq, hash) on core.audit_chain_heads to tenancy_auditor;
 grant select (tenant_id, seq, chain_hash) on core.audit_logs to tenancy_auditor;
+grant execute on function extensions.gen_random_bytes(integer) to tenancy_auditor;
 grant execute on function core.audit_time(timestamptz), core.audit_record(core.audit_logs)
   to tenancy_auditor, tenancy_writer, uber_admin;
 grant execute on function core.verify_audit_chain(uuid, bigint, integer, bigint, bytea),
@@ -505,9 +532,9 @@ grant execute on function core.verify_audit_chain(uuid, bigint, integer, bigint,
   to tenancy_writer, uber_admin;
 grant select on core.audit_chain_heads to tenancy_writer, uber_admin;
 grant select (log_id, tenant_id, user_id, api_key_id, operator_id, action, resource_type, resource_id, details,
-  request_id, client_request_id, "timestamp", seq, recorded_at, details_sha256, prev_hash, chain_hash)
+  request_id, client_request_id, "timestamp", seq, recorded_at, details_salt, details_sha256, prev_hash, chain_hash)
   on core.audit_logs to tenancy_writer;
-grant select (seq, recorded_at, details_sha256, prev_hash, chain_hash) on core.audit_logs to uber_admin;
+grant select (seq, recorded_at, details_salt, details_sha256, prev_hash, chain_hash) on core.audit_logs to uber_admin;
 
 alter function api.export_audit_logs(bigint, integer) owner to tenancy_writer;
 alter function api.verify_audit_chain(bigint, integer, bigint, text) owner to tenancy_writer;
@@ -520,6 +547,7 @@ grant execute on function platform.export_audit_logs(uuid, bigint, integer),
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
 
+revoke execute on function extensions.gen_random_bytes(integer) from tenancy_auditor;
 drop function platform.verify_audit_chain(uuid, bigint, integer, bigint, text);
 drop function platform.export_audit_logs(uuid, bigint, integer);
 drop function api.verify_audit_chain(bigint, integer, bigint, text);
@@ -554,6 +582,8 @@ alter table core.audit_logs drop column seq;
 alter table core.audit_logs drop column recorded_at;
 -- squawk-ignore ban-drop-column
 alter table core.audit_logs drop column details_sha256;
+-- squawk-ignore ban-drop-column
+alter table core.audit_logs drop column details_salt;
 -- squawk-ignore ban-drop-column
 alter table core.audit_logs drop column prev_hash;
 -- squawk-ignore ban-drop-column

@@ -21,7 +21,9 @@ interface Entry {
   action: string;
   resource_type: string;
   resource_id: string;
+  details: unknown;
   details_text: string | null;
+  details_salt: string | null;
   details_sha256: string;
   request_id: string | null;
   client_request_id: string | null;
@@ -86,6 +88,70 @@ function fail(seq: number | string, reason: string, detail: string): never {
   Deno.exit(1);
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const HASH = /^[0-9a-f]{64}$/;
+const TIME = /^\d{4,}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z( BC)?$/;
+const uuid = (value: unknown) => typeof value === "string" && UUID.test(value);
+const text = (value: unknown) => typeof value === "string";
+const orNull = (check: (value: unknown) => boolean) => (value: unknown) => value === null || check(value);
+
+/** Each field of a line and what it must be; anything else is an edited line. */
+const FIELDS: Record<string, (value: unknown) => boolean> = {
+  seq: (value) => Number.isSafeInteger(value) && (value as number) >= 1,
+  log_id: uuid,
+  tenant_id: uuid,
+  user_id: orNull(uuid),
+  api_key_id: orNull(uuid),
+  operator_id: orNull(uuid),
+  action: text,
+  resource_type: text,
+  resource_id: uuid,
+  details: (value) => typeof value === "object" && value !== null && !Array.isArray(value),
+  details_text: orNull(text),
+  details_salt: orNull((value) => typeof value === "string" && /^[0-9a-f]{32}$/.test(value)),
+  details_sha256: (value) => typeof value === "string" && HASH.test(value),
+  request_id: orNull(text),
+  client_request_id: orNull(text),
+  timestamp: (value) => typeof value === "string" && TIME.test(value),
+  recorded_at: (value) => typeof value === "string" && TIME.test(value),
+  prev_hash: (value) => typeof value === "string" && HASH.test(value),
+  chain_hash: (value) => typeof value === "string" && HASH.test(value),
+};
+
+/** The keys of a JSON object's top level as written, duplicates included. */
+function topLevelKeys(line: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < line.length; i++) {
+    const char = line[i];
+    if (char === '"') {
+      let end = i + 1;
+      while (end < line.length && line[end] !== '"') end += line[end] === "\\" ? 2 : 1;
+      if (depth === 1 && /^\s*:/.test(line.slice(end + 1, end + 16))) {
+        keys.push(JSON.parse(line.slice(i, end + 1)));
+      }
+      i = end;
+    } else if (char === "{" || char === "[") depth++;
+    else if (char === "}" || char === "]") depth--;
+  }
+  return keys;
+}
+
+/** The same JSON value, whatever the order of object keys. */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length &&
+      a.every((x, i) => sameJson(x, b[i]));
+  }
+  if (typeof a !== "object" || a === null || typeof b !== "object" || b === null) return a === b;
+  const left = Object.keys(a).sort();
+  const right = Object.keys(b).sort();
+  return left.length === right.length &&
+    left.every((key, i) =>
+      key === right[i] && sameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])
+    );
+}
+
 function parseArgs(args: string[]): { path: string; anchor: { seq: number; hash: string } | null } {
   const [path, ...rest] = args;
   if (rest.length === 0) return { path, anchor: null };
@@ -123,8 +189,17 @@ async function main(): Promise<void> {
       continue;
     }
     const entry = value as unknown as Entry;
-    if (!Number.isSafeInteger(entry.seq) || entry.seq < 1) {
-      fail("?", "row changed", `line ${lineNumber}: no seq`);
+    const keys = topLevelKeys(line);
+    const wrong = Object.keys(FIELDS).filter((field) => !FIELDS[field](value[field]));
+    if (
+      wrong.length > 0 || keys.length !== Object.keys(FIELDS).length || new Set(keys).size !== keys.length
+    ) {
+      const what = wrong.length > 0 ? wrong.join(", ") : "its fields";
+      fail(
+        Number.isSafeInteger(entry.seq) ? entry.seq : "?",
+        "row changed",
+        `line ${lineNumber} is not as exported: ${what}`,
+      );
     }
     if (expected === null) {
       // An export from a later seq trusts the hash of the row before it.
@@ -135,10 +210,28 @@ async function main(): Promise<void> {
     if (entry.seq > expected) fail(expected, "row missing", `the next line has seq ${entry.seq}`);
     if (entry.seq < expected) fail(entry.seq, "row inserted", `seq ${entry.seq} again after ${expected - 1}`);
     if (entry.tenant_id !== tenant) fail(entry.seq, "row inserted", `a row of tenant ${entry.tenant_id}`);
-    if (entry.details_text === null) {
+    if (entry.prev_hash !== hex(previous)) {
+      fail(entry.seq, "row changed", "its prev_hash is not the hash before it");
+    }
+    const details = entry.details as Record<string, unknown>;
+    if (entry.details_text === null || entry.details_salt === null) {
+      // Redacted: the chain covers the details through details_sha256 only,
+      // and the line may show nothing of their values.
+      if (entry.details_text !== entry.details_salt) {
+        fail(entry.seq, "row changed", "half its details are redacted");
+      }
+      if ("old" in details || "new" in details) {
+        fail(entry.seq, "row changed", "a redacted entry shows values");
+      }
       redacted++;
-    } else if (hex(await sha256(encoder.encode(entry.details_text))) !== entry.details_sha256) {
-      fail(entry.seq, "row changed", "its details do not hash to details_sha256");
+    } else {
+      const salted = new Uint8Array([...fromHex(entry.details_salt), ...encoder.encode(entry.details_text)]);
+      if (hex(await sha256(salted)) !== entry.details_sha256) {
+        fail(entry.seq, "row changed", "its details do not hash to details_sha256");
+      }
+      if (!sameJson(details, JSON.parse(entry.details_text))) {
+        fail(entry.seq, "row changed", "the details it shows are not the details hashed");
+      }
     }
     const record = recordOf(entry);
     const joined = new Uint8Array(previous.length + record.length);
@@ -154,6 +247,13 @@ async function main(): Promise<void> {
   }
   const last = expected === null ? 0 : expected - 1;
   if (anchor && anchor.seq > last) fail(anchor.seq, "row missing", `the export ends at seq ${last}`);
+  if (trailer && last > 0 && trailer.next_from_seq !== last + 1) {
+    fail(
+      last + 1,
+      "row missing",
+      `the export ends at seq ${last} but says it goes on at ${trailer.next_from_seq}`,
+    );
+  }
   if (!trailer || trailer.end !== "complete") {
     const why = trailer ? `it was interrupted: ${trailer.detail}` : "it has no end line";
     console.log(`incomplete: verified through seq ${last}, but ${why}; resume with from_seq=${last + 1}`);

@@ -28,8 +28,7 @@ export function ndjsonResponse(
   readPage: (query: unknown) => Promise<postgres.Row[]>,
 ): Response {
   const encoder = new TextEncoder();
-  const encode = (lines: unknown[]) =>
-    encoder.encode(lines.map((line) => `${JSON.stringify(line)}\n`).join(""));
+  const line = (value: unknown) => encoder.encode(`${JSON.stringify(value)}\n`);
   let rows: postgres.Row[] | null = first;
   let current = query;
   const body = new ReadableStream<Uint8Array>({
@@ -37,14 +36,13 @@ export function ndjsonResponse(
       try {
         rows ??= await readPage(current);
         const next = pages.next(rows, current);
-        const lines = linesOf(rows, current);
+        // A line at a time: a page is never one string, and the resume point
+        // moves past a page only once all of it is queued.
+        for (const value of linesOf(rows, current)) controller.enqueue(line(value));
         rows = null;
         current = next.query;
-        if (next.more) {
-          controller.enqueue(encode(lines));
-          return;
-        }
-        controller.enqueue(encode([...lines, { end: "complete", ...pages.resume(current) }]));
+        if (next.more) return;
+        controller.enqueue(line({ end: "complete", ...pages.resume(current) }));
         controller.close();
       } catch (error) {
         // The status line is long sent: the trailer tells the client it
@@ -52,12 +50,12 @@ export function ndjsonResponse(
         const problem = error instanceof HttpError
           ? error
           : new HttpError(500, "An unexpected error occurred");
-        controller.enqueue(encode([{
+        controller.enqueue(line({
           end: "interrupted",
           status: problem.status,
           detail: problem.message,
           ...pages.resume(current),
-        }]));
+        }));
         controller.close();
       }
     },

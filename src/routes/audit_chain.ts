@@ -17,7 +17,7 @@ import {
 type ExportQuery = z.infer<typeof AuditExportQuery>;
 type VerifyQuery = z.infer<typeof AuditVerifyQuery>;
 
-/** Rows a page of the export holds (the SQL functions' own maximum). */
+/** Rows a page of the export holds at most (the SQL functions' own maximum; 4 MB of details too). */
 const EXPORT_PAGE = 1000;
 
 /**
@@ -34,11 +34,12 @@ function entriesOf(rows: postgres.Row[]): unknown[] {
   return rows.map((row) => ({ ...row, seq: Number(row.seq) }));
 }
 
+// A page holds at most EXPORT_PAGE rows, fewer when their details are large:
+// the stream ends at the first empty page.
 const chainPages: NdjsonPages<ExportQuery> = {
   next(rows, query) {
     const last = rows.at(-1);
-    const after = last ? { from_seq: String(BigInt(last.seq) + 1n) } : query;
-    return { query: after, more: rows.length === EXPORT_PAGE };
+    return last ? { query: { from_seq: String(BigInt(last.seq) + 1n) }, more: true } : { query, more: false };
   },
   resume: (query) => ({ next_from_seq: Number(query.from_seq) }),
 };

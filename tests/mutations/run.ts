@@ -104,10 +104,16 @@ async function definition(name: string): Promise<string> {
 async function copySourceTree(mutation: Mutation): Promise<string> {
   await Deno.remove(MUTANT_TREE, { recursive: true }).catch(() => {});
   await Deno.mkdir(MUTANT_TREE, { recursive: true });
-  for (const entry of ["src", "tests", "db", "deno.json", "deno.lock"]) {
+  await Deno.mkdir(`${MUTANT_TREE}/scripts`);
+  // The scripts the tests run (scripts/verify-audit) are copied; the tools
+  // they use are the installed ones.
+  for (
+    const entry of ["src", "tests", "db", "deno.json", "deno.lock", "scripts/lib", "scripts/verify-audit"]
+  ) {
     const copied = await run("cp", ["-R", `${ROOT}/${entry}`, `${MUTANT_TREE}/${entry}`]);
     if (!copied.success) throw new Error(`could not copy ${entry}: ${copied.output}`);
   }
+  await Deno.symlink(`${ROOT}/scripts/tools`, `${MUTANT_TREE}/scripts/tools`);
   const path = `${MUTANT_TREE}/${mutation.file}`;
   await Deno.writeTextFile(
     path,
