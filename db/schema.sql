@@ -2026,6 +2026,39 @@ COMMENT ON FUNCTION core.effective_permissions(p_permissions text[], p_role text
 
 
 --
+-- Name: end_chain_holders(uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.end_chain_holders(p_tenant_id uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_ended integer;
+begin
+  perform pg_stat_clear_snapshot();
+  -- A row's lock holder is the transaction (or subtransaction) named in its
+  -- xmax while that transaction's own lock is held.
+  select count(*) filter (where pg_terminate_backend(l.pid)) into v_ended
+  from core.audit_chain_heads h
+  join pg_locks l on l.locktype = 'transactionid' and l.granted and l.mode = 'ExclusiveLock'
+                 and l.transactionid::text = h.xmax::text
+  join pg_stat_activity a on a.pid = l.pid
+  where h.tenant_id = p_tenant_id and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid()
+    and a.datname = current_database();
+  return v_ended;
+end
+$$;
+
+
+--
+-- Name: FUNCTION end_chain_holders(p_tenant_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.end_chain_holders(p_tenant_id uuid) IS 'Ends the app_user or uber_admin sessions that hold this tenant''s audit chain head locked; returns how many';
+
+
+--
 -- Name: end_stale_transactions(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -2036,9 +2069,12 @@ CREATE FUNCTION core.end_stale_transactions() RETURNS integer
 declare
   v_ended integer;
 begin
+  -- pg_stat_activity is read once per transaction unless told otherwise: a
+  -- second call would judge other sessions by their state at the first.
+  perform pg_stat_clear_snapshot();
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
   from pg_stat_activity a
-  where a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid()
+  where a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database()
     and a.xact_start < clock_timestamp() - interval '30 seconds';
   return v_ended;
 end
@@ -2049,7 +2085,7 @@ $$;
 -- Name: FUNCTION end_stale_transactions(); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.end_stale_transactions() IS 'Ends the sessions of app_user and uber_admin whose transaction began more than 30 s ago (no request lives that long); returns how many';
+COMMENT ON FUNCTION core.end_stale_transactions() IS 'Ends the sessions of app_user and uber_admin in this database whose transaction began more than 30 s ago (no request lives that long); returns how many';
 
 
 --
@@ -2329,9 +2365,10 @@ CREATE FUNCTION core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[]) RETURNS TAB
     AS $$
 #variable_conflict use_column
 begin
-  -- A session holding these rows locked past any request's life would
+  -- A session holding these rows or the tenant's chain head locked would
   -- otherwise keep the keys from being revoked.
   perform core.end_stale_transactions();
+  perform core.seize_chain_head(p_tenant_id);
   return query
     with recursive doomed (key_id) as (
       select k.key_id from core.tenant_api_keys k where k.tenant_id = p_tenant_id and k.key_id = any (p_key_ids)
@@ -2414,6 +2451,35 @@ CREATE FUNCTION core.role_rank(p_role text) RETURNS integer
 --
 
 COMMENT ON FUNCTION core.role_rank(p_role text) IS 'Order of the roles: viewer 1, member 2, tenant_admin 3; anything else 0';
+
+
+--
+-- Name: seize_chain_head(uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.seize_chain_head(p_tenant_id uuid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  for attempt in 1..100 loop
+    perform from core.audit_chain_heads h where h.tenant_id = p_tenant_id for update skip locked;
+    if found or not exists (select from core.audit_chain_heads h where h.tenant_id = p_tenant_id) then
+      return;
+    end if;
+    perform core.end_chain_holders(p_tenant_id);
+  end loop;
+  -- Still taken after a hundred rounds: wait like any writer (lock_timeout).
+  perform from core.audit_chain_heads h where h.tenant_id = p_tenant_id for update;
+end
+$$;
+
+
+--
+-- Name: FUNCTION seize_chain_head(p_tenant_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.seize_chain_head(p_tenant_id uuid) IS 'Locks the tenant''s audit chain head for this transaction, ending the app_user and uber_admin sessions that hold it';
 
 
 --
@@ -3019,6 +3085,7 @@ begin
   -- the last two: each locks every active operator's row first. (Row locks
   -- only tenancy_auth can take, where an advisory lock anyone can hold.)
   perform core.end_stale_transactions();
+  perform core.seize_chain_head('00000000-0000-0000-0000-000000000000');
   perform from core.platform_operators o where o.revoked_at is null for update;
   if exists (select from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
      and not exists (select from core.platform_operators o

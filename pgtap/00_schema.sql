@@ -52,7 +52,7 @@ select functions_are('core',
         'guard_user_roles', 'revoke_keys', 'revoke_keys_of_deleted_user', 'current_permissions', 'create_key_usage',
         'current_operator_id', 'context_verifies', 'audit_time', 'audit_record', 'chain_audit_row',
         'verify_audit_chain', 'audit_details_readable', 'audit_export', 'advance_chain_head', 'capped_expiry',
-        'end_stale_transactions'],
+        'end_stale_transactions', 'end_chain_holders', 'seize_chain_head'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, and page bound');
 
 -- Columns, types and nullability ----------------------------------------------

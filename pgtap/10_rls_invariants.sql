@@ -310,7 +310,8 @@ select set_eq('select fn from definer_functions',
             ('api.update_tenant_config(jsonb)'),
             ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)'),
             ('api.export_audit_logs(bigint,integer)'), ('api.verify_audit_chain(bigint,integer,bigint,text)'),
-            ('core.advance_chain_head()'), ('core.end_stale_transactions()') $$,
+            ('core.advance_chain_head()'), ('core.end_stale_transactions()'), ('core.end_chain_holders(uuid)'),
+            ('core.seize_chain_head(uuid)') $$,
   'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, and the reads it may make only whole)');
 select is(
   array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace

@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(24);
+select plan(25);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -104,10 +104,11 @@ select is((select claimed from platform.claim_idempotency_key('hijack-platform-r
   'platform.claim_idempotency_key claims a key with the shadows in place');
 select platform.save_idempotent_response('hijack-platform-retry', 201, '{"ok": true}') \gset ignored_
 select is(core.end_stale_transactions(), 0, 'core.end_stale_transactions finds no stale transaction with the shadows in place');
+select lives_ok(format('select core.seize_chain_head(%L)', :'tenant_a'), 'core.seize_chain_head takes the head with the shadows in place');
 reset role;
 insert into pg_temp.definers_called values ('platform.create_api_key(uuid,text,text[],uuid,timestamp with time zone)'),
   ('platform.claim_idempotency_key(text,text)'), ('platform.save_idempotent_response(text,integer,jsonb)'),
-  ('core.end_stale_transactions()');
+  ('core.end_stale_transactions()'), ('core.seize_chain_head(uuid)');
 
 set local role app_user;
 select throws_ok($$ select * from api.begin_request(repeat('0', 64), null, gen_random_uuid()) $$, 'PT401', null,

@@ -6,7 +6,7 @@
 -- uber_admin cannot read. The suite runs with session_user = uber_admin
 -- where the rule depends on it, as the service's admin pool does.
 begin;
-select plan(32);
+select plan(33);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -134,6 +134,8 @@ select throws_ok(format($$ select * from platform.revoke_operator(%L) $$, :'bob_
   'the last active operator cannot be revoked, so the platform is never locked out');
 select is(platform.bootstrap_operator(pg_temp.hash_of('bootstrap-token-0123456789abcdef')), false,
   'the revoked bootstrap credential does not come back by bootstrapping');
+select is(platform.bootstrap_operator(pg_temp.hash_of('a-fresh-token-while-bob-is-active')), false,
+  'nor does a new token bootstrap anyone while a named operator is active');
 reset session authorization;
 select throws_ok($$ update core.platform_operators set revoked_at = null where name = 'bootstrap' $$,
   '42501', 'a revoked operator stays revoked',

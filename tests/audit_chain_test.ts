@@ -152,6 +152,22 @@ Deno.test("the export streams the whole chain in pages, resumes from a seq, and 
         : line
     ).join("\n");
     assert.match((await verifyOffline(twice)).output, /broken at seq 6: row changed/);
+    const spaced = text.split("\n").map((line) =>
+      line.includes('"seq":6,')
+        ? line.replace('"action":', '"action":"delete","action"' + " ".repeat(40) + ":")
+        : line
+    ).join("\n");
+    assert.match((await verifyOffline(spaced)).output, /broken at seq 6: row changed/);
+    const invented = withLine(text, 6, (entry) => ({
+      ...entry,
+      details_text: null,
+      details_salt: null,
+      details: { changed: ["email"], db_role: "app_user", note: "invented" },
+    }));
+    assert.match(
+      (await verifyOffline(invented)).output,
+      /broken at seq 6: row changed \(a redacted entry shows more/,
+    );
     const claimed = text.split("\n").slice(0, 500).join("\n") + `\n${JSON.stringify(trailer)}\n`;
     assert.match((await verifyOffline(claimed)).output, /broken at seq 501: row missing/);
     const missing = withLine(text, 7, () => null);
@@ -182,11 +198,14 @@ Deno.test("entries with large details are exported whole, a few megabytes a page
   const server = await startServer();
   try {
     const tenant = await createTenant(server, "chain-large");
-    // Twelve entries of about 1 MB each, written as a DBA would.
+    // Nine entries of about 1 MB each, and one with a number no double holds, written as a DBA would.
     await server.owner`
       insert into core.audit_logs (tenant_id, action, resource_type, resource_id, details)
       select ${tenant.tenantId}, 'note', 'tenants', ${tenant.tenantId}, jsonb_build_object('blob', repeat(n::text, 1000000))
       from generate_series(1, 9) n`;
+    await server.owner`
+      insert into core.audit_logs (tenant_id, action, resource_type, resource_id, details)
+      values (${tenant.tenantId}, 'note', 'tenants', ${tenant.tenantId}, '{"amount": 12345678901234567890}')`;
     const [{ count }] = await server.owner`
       select count(*)::int as count from core.audit_logs where tenant_id = ${tenant.tenantId}`;
     const { text, entries, trailer } = await exportOf(server, "/v1/audit-logs/export", tenant.key);
@@ -194,6 +213,13 @@ Deno.test("entries with large details are exported whole, a few megabytes a page
     assert.deepEqual(trailer, { end: "complete", next_from_seq: count + 1 });
     const offline = await verifyOffline(text);
     assert.equal(offline.code, 0, offline.output);
+    // A number a double cannot hold, changed where only its double would look the same.
+    assert.ok(text.includes('"amount":12345678901234567890'));
+    const rounded = text.replace('"amount":12345678901234567890', '"amount":12345678901234567001');
+    assert.match(
+      (await verifyOffline(rounded)).output,
+      /row changed \(the details it shows are not the details hashed/,
+    );
   } finally {
     await server.close();
   }

@@ -22,6 +22,14 @@
  * up to lock_timeout, as before; the next attempt, once the holder is 30 s
  * old, goes through. DBA sessions (any other role) are never ended.
  *
+ * A revocation does not wait for a holder to grow old: it ends whoever
+ * holds its tenant's chain head and takes the head itself, again and again
+ * if a fresh session of the attacker takes it in between
+ * (core.seize_chain_head). The sessions it ends are app_user's and
+ * uber_admin's in this database only; a service request caught there gets a
+ * 503 and is retried. tenancy_reaper bypasses row-level security to read the
+ * heads' lock holders, and reads nothing else.
+ *
  * Prepared transactions are no session and cannot be ended: keep
  * max_prepared_transactions = 0 (PostgreSQL's default), as the README says.
  */
@@ -35,9 +43,9 @@ begin
   end if;
 end
 $$;
-alter role tenancy_reaper nologin nosuperuser nocreatedb nocreaterole inherit noreplication nobypassrls;
+alter role tenancy_reaper nologin nosuperuser nocreatedb nocreaterole inherit noreplication bypassrls;
 comment on role tenancy_reaper is
-  'Owns core.end_stale_transactions: ends app_user and uber_admin transactions older than any request; cannot log in';
+  'Owns the functions that end app_user and uber_admin sessions holding up audited writes or revocations (BYPASSRLS to read the chain heads'' lock holders); cannot log in';
 grant pg_signal_backend, pg_read_all_stats to tenancy_reaper;
 
 set local role tenancy_owner;
@@ -48,19 +56,73 @@ as $$
 declare
   v_ended integer;
 begin
+  -- pg_stat_activity is read once per transaction unless told otherwise: a
+  -- second call would judge other sessions by their state at the first.
+  perform pg_stat_clear_snapshot();
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
   from pg_stat_activity a
-  where a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid()
+  where a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database()
     and a.xact_start < clock_timestamp() - interval '30 seconds';
   return v_ended;
 end
 $$;
 comment on function core.end_stale_transactions() is
-  'Ends the sessions of app_user and uber_admin whose transaction began more than 30 s ago (no request lives that long); returns how many';
+  'Ends the sessions of app_user and uber_admin in this database whose transaction began more than 30 s ago (no request lives that long); returns how many';
+
+-- A revocation goes first: it ends whoever holds the tenant's chain head
+-- (whatever their age) and takes the head itself, trying again at once if
+-- another session took it in between, so a string of fresh holders cannot
+-- keep it waiting.
+create function core.end_chain_holders(p_tenant_id uuid) returns integer
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_ended integer;
+begin
+  perform pg_stat_clear_snapshot();
+  -- A row's lock holder is the transaction (or subtransaction) named in its
+  -- xmax while that transaction's own lock is held.
+  select count(*) filter (where pg_terminate_backend(l.pid)) into v_ended
+  from core.audit_chain_heads h
+  join pg_locks l on l.locktype = 'transactionid' and l.granted and l.mode = 'ExclusiveLock'
+                 and l.transactionid::text = h.xmax::text
+  join pg_stat_activity a on a.pid = l.pid
+  where h.tenant_id = p_tenant_id and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid()
+    and a.datname = current_database();
+  return v_ended;
+end
+$$;
+comment on function core.end_chain_holders(uuid) is
+  'Ends the app_user or uber_admin sessions that hold this tenant''s audit chain head locked; returns how many';
+
+create function core.seize_chain_head(p_tenant_id uuid) returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  for attempt in 1..100 loop
+    perform from core.audit_chain_heads h where h.tenant_id = p_tenant_id for update skip locked;
+    if found or not exists (select from core.audit_chain_heads h where h.tenant_id = p_tenant_id) then
+      return;
+    end if;
+    perform core.end_chain_holders(p_tenant_id);
+  end loop;
+  -- Still taken after a hundred rounds: wait like any writer (lock_timeout).
+  perform from core.audit_chain_heads h where h.tenant_id = p_tenant_id for update;
+end
+$$;
+comment on function core.seize_chain_head(uuid) is
+  'Locks the tenant''s audit chain head for this transaction, ending the app_user and uber_admin sessions that hold it';
 reset role;
 alter function core.end_stale_transactions() owner to tenancy_reaper;
+alter function core.end_chain_holders(uuid) owner to tenancy_reaper;
+alter function core.seize_chain_head(uuid) owner to tenancy_auditor;
 grant usage on schema core to tenancy_reaper;
+grant select on core.audit_chain_heads to tenancy_reaper;
 grant execute on function core.end_stale_transactions() to tenancy_auditor, tenancy_auth, uber_admin;
+grant execute on function core.end_chain_holders(uuid) to tenancy_auditor;
+grant execute on function core.seize_chain_head(uuid) to tenancy_auth, uber_admin;
 
 create or replace function core.chain_audit_row()
 returns trigger
@@ -114,9 +176,10 @@ language plpgsql
 as $$
 #variable_conflict use_column
 begin
-  -- A session holding these rows locked past any request's life would
+  -- A session holding these rows or the tenant's chain head locked would
   -- otherwise keep the keys from being revoked.
   perform core.end_stale_transactions();
+  perform core.seize_chain_head(p_tenant_id);
   return query
     with recursive doomed (key_id) as (
       select k.key_id from core.tenant_api_keys k where k.tenant_id = p_tenant_id and k.key_id = any (p_key_ids)
@@ -148,6 +211,7 @@ begin
   -- the last two: each locks every active operator's row first. (Row locks
   -- only tenancy_auth can take, where an advisory lock anyone can hold.)
   perform core.end_stale_transactions();
+  perform core.seize_chain_head('00000000-0000-0000-0000-000000000000');
   perform from core.platform_operators o where o.revoked_at is null for update;
   if exists (select from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
      and not exists (select from core.platform_operators o
@@ -255,7 +319,10 @@ begin
 end
 $$;
 
+drop function core.seize_chain_head(uuid);
+drop function core.end_chain_holders(uuid);
 drop function core.end_stale_transactions();
+revoke select on core.audit_chain_heads from tenancy_reaper;
 revoke usage on schema core from tenancy_reaper;
 -- Roles are shared by every database of the cluster; drop it only when
 -- nothing else still refers to it.

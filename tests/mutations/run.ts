@@ -113,7 +113,8 @@ async function copySourceTree(mutation: Mutation): Promise<string> {
     const copied = await run("cp", ["-R", `${ROOT}/${entry}`, `${MUTANT_TREE}/${entry}`]);
     if (!copied.success) throw new Error(`could not copy ${entry}: ${copied.output}`);
   }
-  await Deno.symlink(`${ROOT}/scripts/tools`, `${MUTANT_TREE}/scripts/tools`);
+  const linked = await run("ln", ["-s", `${ROOT}/scripts/tools`, `${MUTANT_TREE}/scripts/tools`]);
+  if (!linked.success) throw new Error(`could not link scripts/tools: ${linked.output}`);
   const path = `${MUTANT_TREE}/${mutation.file}`;
   await Deno.writeTextFile(
     path,
