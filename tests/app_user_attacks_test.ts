@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { spawnService } from "./cluster.ts";
 import { sha256Hex } from "../src/http/auth.ts";
+import { pgEnv } from "./pg_env.ts";
 import { call, createTenant, requireEnv, startServer, type TestServer } from "./support.ts";
 
 function sleep(ms: number): Promise<void> {
@@ -149,23 +150,11 @@ Deno.test("session defaults set on the app_user role neither refuse every reques
   }
 });
 
-/** libpq's environment for a connection URL, so that no password is in argv. */
-function libpqEnv(url: string): Record<string, string> {
-  const u = new URL(url);
-  return {
-    PGHOST: u.hostname,
-    PGPORT: u.port || "5432",
-    PGUSER: decodeURIComponent(u.username),
-    PGPASSWORD: decodeURIComponent(u.password),
-    PGDATABASE: u.pathname.slice(1),
-  };
-}
-
 /** A psql session of app_user that writes a row, switches its own idle timeout off and never commits. */
 async function holdChainHead(key: string, userId: string): Promise<Deno.ChildProcess> {
   const holder = new Deno.Command("psql", {
     args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
-    env: libpqEnv(requireEnv("APP_DATABASE_URL")),
+    env: pgEnv(requireEnv("APP_DATABASE_URL")),
     stdin: "piped",
     stdout: "null",
     stderr: "null",

@@ -192,6 +192,8 @@ start_local_cluster() {
   rm -f "$PG_DATA/postmaster.pid"
   as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -o "-p $LOCAL_PG_PORT" -w -t 60 start >/dev/null ||
     die "PostgreSQL did not start; the last lines of .local/pg/postgres.log say why: $(tail -n 3 "$PG_LOG" 2>/dev/null | tr '\n' ' ')"
+  # Whoever started it may stop it again when done (scripts/test does).
+  STARTED_LOCAL_CLUSTER=1
 }
 
 stop_local_cluster() {

@@ -11,6 +11,7 @@
  * ADMIN_DATABASE_URL (the runtime roles, any database), DENO.
  */
 import { type Mutation, MUTATIONS } from "./mutations.ts";
+import { pgEnv } from "../pg_env.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const MUTANT_TREE = `${ROOT}/.local/mutant-tree`;
@@ -25,18 +26,6 @@ function withDatabase(url: string, database: string): string {
   const u = new URL(url);
   u.pathname = `/${database}`;
   return u.toString();
-}
-
-/** libpq's variables for a URL, for psql and pg_prove, so no password reaches argv. */
-function pgEnv(url: string): Record<string, string> {
-  const u = new URL(url);
-  return {
-    PGHOST: u.hostname,
-    PGPORT: u.port || "5432",
-    PGUSER: decodeURIComponent(u.username),
-    PGPASSWORD: decodeURIComponent(u.password),
-    PGDATABASE: decodeURIComponent(u.pathname.slice(1)),
-  };
 }
 
 async function run(
