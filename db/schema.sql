@@ -85,6 +85,20 @@ COMMENT ON EXTENSION pgcrypto IS 'cryptographic functions';
 
 
 --
+-- Name: pgrowlocks; Type: EXTENSION; Schema: -; Owner: -
+--
+
+CREATE EXTENSION IF NOT EXISTS pgrowlocks WITH SCHEMA extensions;
+
+
+--
+-- Name: EXTENSION pgrowlocks; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON EXTENSION pgrowlocks IS 'show row-level locking information';
+
+
+--
 -- Name: begin_request(text, text, uuid, text, boolean); Type: FUNCTION; Schema: api; Owner: -
 --
 
@@ -1851,6 +1865,15 @@ begin
     end if;
     select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id for update;
   end if;
+  -- A lock taken inside a savepoint is held under the subtransaction's id,
+  -- which nothing outside the session can trace back to it, so a revocation
+  -- could not end its holder: the service's roles chain no row that way.
+  if session_user in ('app_user', 'uber_admin') and not exists (
+       select from core.audit_chain_heads h
+       where h.tenant_id = new.tenant_id and h.xmax::text = (pg_current_xact_id()::text::bigint % 4294967296)::text) then
+    raise exception 'the service''s roles make no audited change inside a savepoint'
+      using errcode = 'invalid_transaction_state';
+  end if;
   -- Rows this transaction chained already lie past the head, which moves
   -- once, at commit (core.advance_chain_head): updating it for every row
   -- would make a transaction's n rows cost n^2.
@@ -2037,13 +2060,14 @@ declare
   v_ended integer;
 begin
   perform pg_stat_clear_snapshot();
-  -- A row's lock holder is the transaction (or subtransaction) named in its
-  -- xmax while that transaction's own lock is held.
-  select count(*) filter (where pg_terminate_backend(l.pid)) into v_ended
+  -- pgrowlocks names the backends that hold a row's lock, whether they took
+  -- it in a subtransaction or share it with others (a multixact): a row's
+  -- xmax alone names neither reliably.
+  select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
   from core.audit_chain_heads h
-  join pg_locks l on l.locktype = 'transactionid' and l.granted and l.mode = 'ExclusiveLock'
-                 and l.transactionid::text = h.xmax::text
-  join pg_stat_activity a on a.pid = l.pid
+  join extensions.pgrowlocks('core.audit_chain_heads') r on r.locked_row = h.ctid
+  cross join lateral unnest(r.pids) as holder (pid)
+  join pg_stat_activity a on a.pid = holder.pid
   where h.tenant_id = p_tenant_id and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid()
     and a.datname = current_database();
   return v_ended;
@@ -2743,14 +2767,14 @@ begin
   if exists (select from core.platform_operators o where o.token_hash = p_token_hash) then
     return false;
   end if;
+  -- A concurrent bootstrap's operator, named "bootstrap" too, may come
+  -- first: the unique index on active names waits for it, and this one is
+  -- not inserted. (No exception block: an audited change is never made in a
+  -- subtransaction, see core.chain_audit_row.)
   insert into core.platform_operators (operator_id, name, token_hash, token_prefix, created_by)
-  values (v_operator_id, 'bootstrap', p_token_hash, '', v_operator_id);
-  return true;
-exception
-  -- A concurrent bootstrap's operator, named "bootstrap" too, came first:
-  -- the unique index on active names waits for it and then refuses this one.
-  when unique_violation then
-    return false;
+  values (v_operator_id, 'bootstrap', p_token_hash, '', v_operator_id)
+  on conflict do nothing;
+  return found;
 end
 $$;
 
@@ -3085,8 +3109,10 @@ begin
   -- the last two: each locks every active operator's row first. (Row locks
   -- only tenancy_auth can take, where an advisory lock anyone can hold.)
   perform core.end_stale_transactions();
-  perform core.seize_chain_head('00000000-0000-0000-0000-000000000000');
   perform from core.platform_operators o where o.revoked_at is null for update;
+  -- The operators' rows first, then the chain head, in the order every
+  -- writer of operators takes them.
+  perform core.seize_chain_head('00000000-0000-0000-0000-000000000000');
   if exists (select from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
      and not exists (select from core.platform_operators o
                      where o.revoked_at is null and o.operator_id <> p_operator_id) then

@@ -150,7 +150,7 @@ Deno.test("session defaults set on the app_user role neither refuse every reques
   }
 });
 
-/** A psql session of app_user that writes a row, switches its own idle timeout off and never commits. */
+/** A psql session of app_user that writes a row, hides its lock as best it can, and never commits. */
 async function holdChainHead(key: string, userId: string): Promise<Deno.ChildProcess> {
   const holder = new Deno.Command("psql", {
     args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
@@ -165,6 +165,11 @@ async function holdChainHead(key: string, userId: string): Promise<Deno.ChildPro
     begin;
     select tenant_id from api.begin_request('${sha256Hex(key)}', null, gen_random_uuid());
     select document_id from api.create_document('${userId}', 'Hostage', repeat('a', 64));
+    -- The head advanced at once inside a released savepoint: its lock is
+    -- then shared with a subtransaction (a multixact).
+    savepoint hidden;
+    set constraints all immediate;
+    release savepoint hidden;
   `));
   writer.releaseLock();
   return holder;
@@ -173,7 +178,7 @@ async function holdChainHead(key: string, userId: string): Promise<Deno.ChildPro
 async function idleHolders(server: TestServer): Promise<number> {
   const [{ count }] = await server.owner`
     select count(*)::int as count from pg_stat_activity
-    where usename = 'app_user' and state = 'idle in transaction' and query like '%create_document%'`;
+    where usename = 'app_user' and state = 'idle in transaction' and application_name = 'psql'`;
   return count;
 }
 
@@ -201,6 +206,26 @@ Deno.test("a session holding its tenant's audit chain never keeps a key from bei
       return issued.body as { key: string; key_id: string };
     };
     const first = await issue("Hostage taker");
+    // A first audited change inside a savepoint would hold the head under an
+    // id no one can trace to the session: it is refused.
+    const hidden = await new Deno.Command("psql", {
+      args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
+      env: pgEnv(requireEnv("APP_DATABASE_URL")),
+      stdin: "piped",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const input = hidden.stdin.getWriter();
+    await input.write(new TextEncoder().encode(`
+      begin;
+      select tenant_id from api.begin_request('${sha256Hex(first.key)}', null, gen_random_uuid());
+      savepoint hidden;
+      select document_id from api.create_document('${tenant.userId}', 'Hidden', repeat('a', 64));
+    `));
+    await input.close();
+    const { code, stderr } = await hidden.output();
+    assert.notEqual(code, 0);
+    assert.match(new TextDecoder().decode(stderr), /make no audited change inside a savepoint/);
     const second = await issue("Second hostage taker");
     const holding = async () => {
       for (let i = 0; i < 50; i++) {

@@ -25,10 +25,17 @@
  * A revocation does not wait for a holder to grow old: it ends whoever
  * holds its tenant's chain head and takes the head itself, again and again
  * if a fresh session of the attacker takes it in between
- * (core.seize_chain_head). The sessions it ends are app_user's and
+ * (core.seize_chain_head; the holders are found with pgrowlocks, which sees
+ * through savepoints and shared locks). The sessions it ends are app_user's and
  * uber_admin's in this database only; a service request caught there gets a
  * 503 and is retried. tenancy_reaper bypasses row-level security to read the
  * heads' lock holders, and reads nothing else.
+ *
+ * A lock taken inside a savepoint is held under the subtransaction's id,
+ * which no SQL function maps back to its session: app_user and uber_admin
+ * now make no audited change in a subtransaction whose transaction has not
+ * locked the head before (platform.bootstrap_operator no longer needs an
+ * exception block for that).
  *
  * Prepared transactions are no session and cannot be ended: keep
  * max_prepared_transactions = 0 (PostgreSQL's default), as the README says.
@@ -47,6 +54,9 @@ alter role tenancy_reaper nologin nosuperuser nocreatedb nocreaterole inherit no
 comment on role tenancy_reaper is
   'Owns the functions that end app_user and uber_admin sessions holding up audited writes or revocations (BYPASSRLS to read the chain heads'' lock holders); cannot log in';
 grant pg_signal_backend, pg_read_all_stats to tenancy_reaper;
+
+create extension if not exists pgrowlocks with schema extensions;
+revoke execute on function extensions.pgrowlocks(text) from public;
 
 set local role tenancy_owner;
 create function core.end_stale_transactions() returns integer
@@ -81,13 +91,14 @@ declare
   v_ended integer;
 begin
   perform pg_stat_clear_snapshot();
-  -- A row's lock holder is the transaction (or subtransaction) named in its
-  -- xmax while that transaction's own lock is held.
-  select count(*) filter (where pg_terminate_backend(l.pid)) into v_ended
+  -- pgrowlocks names the backends that hold a row's lock, whether they took
+  -- it in a subtransaction or share it with others (a multixact): a row's
+  -- xmax alone names neither reliably.
+  select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
   from core.audit_chain_heads h
-  join pg_locks l on l.locktype = 'transactionid' and l.granted and l.mode = 'ExclusiveLock'
-                 and l.transactionid::text = h.xmax::text
-  join pg_stat_activity a on a.pid = l.pid
+  join extensions.pgrowlocks('core.audit_chain_heads') r on r.locked_row = h.ctid
+  cross join lateral unnest(r.pids) as holder (pid)
+  join pg_stat_activity a on a.pid = holder.pid
   where h.tenant_id = p_tenant_id and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid()
     and a.datname = current_database();
   return v_ended;
@@ -120,6 +131,8 @@ alter function core.end_chain_holders(uuid) owner to tenancy_reaper;
 alter function core.seize_chain_head(uuid) owner to tenancy_auditor;
 grant usage on schema core to tenancy_reaper;
 grant select on core.audit_chain_heads to tenancy_reaper;
+grant usage on schema extensions to tenancy_reaper;
+grant execute on function extensions.pgrowlocks(text) to tenancy_reaper;
 grant execute on function core.end_stale_transactions() to tenancy_auditor, tenancy_auth, uber_admin;
 grant execute on function core.end_chain_holders(uuid) to tenancy_auditor;
 grant execute on function core.seize_chain_head(uuid) to tenancy_auth, uber_admin;
@@ -151,6 +164,15 @@ begin
         on conflict (tenant_id) do nothing;
     end if;
     select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id for update;
+  end if;
+  -- A lock taken inside a savepoint is held under the subtransaction's id,
+  -- which nothing outside the session can trace back to it, so a revocation
+  -- could not end its holder: the service's roles chain no row that way.
+  if session_user in ('app_user', 'uber_admin') and not exists (
+       select from core.audit_chain_heads h
+       where h.tenant_id = new.tenant_id and h.xmax::text = (pg_current_xact_id()::text::bigint % 4294967296)::text) then
+    raise exception 'the service''s roles make no audited change inside a savepoint'
+      using errcode = 'invalid_transaction_state';
   end if;
   -- Rows this transaction chained already lie past the head, which moves
   -- once, at commit (core.advance_chain_head): updating it for every row
@@ -211,8 +233,10 @@ begin
   -- the last two: each locks every active operator's row first. (Row locks
   -- only tenancy_auth can take, where an advisory lock anyone can hold.)
   perform core.end_stale_transactions();
-  perform core.seize_chain_head('00000000-0000-0000-0000-000000000000');
   perform from core.platform_operators o where o.revoked_at is null for update;
+  -- The operators' rows first, then the chain head, in the order every
+  -- writer of operators takes them.
+  perform core.seize_chain_head('00000000-0000-0000-0000-000000000000');
   if exists (select from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
      and not exists (select from core.platform_operators o
                      where o.revoked_at is null and o.operator_id <> p_operator_id) then
@@ -223,6 +247,38 @@ begin
     set revoked_at = coalesce(o.revoked_at, now()), revoked_by = coalesce(o.revoked_by, v_caller)
     where o.operator_id = p_operator_id
     returning o.operator_id, o.revoked_at;
+end
+$$;
+
+create or replace function platform.bootstrap_operator(p_token_hash text)
+returns boolean
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_operator_id uuid := gen_random_uuid();
+begin
+  -- Only READ COMMITTED sees every operator committed so far.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'an operator is bootstrapped only in a READ COMMITTED transaction'
+      using errcode = 'invalid_transaction_state';
+  end if;
+  if exists (select from core.platform_operators o where o.revoked_at is null) then
+    return false;
+  end if;
+  -- A credential once revoked stays revoked, bootstrap or not.
+  if exists (select from core.platform_operators o where o.token_hash = p_token_hash) then
+    return false;
+  end if;
+  -- A concurrent bootstrap's operator, named "bootstrap" too, may come
+  -- first: the unique index on active names waits for it, and this one is
+  -- not inserted. (No exception block: an audited change is never made in a
+  -- subtransaction, see core.chain_audit_row.)
+  insert into core.platform_operators (operator_id, name, token_hash, token_prefix, created_by)
+  values (v_operator_id, 'bootstrap', p_token_hash, '', v_operator_id)
+  on conflict do nothing;
+  return found;
 end
 $$;
 
@@ -319,10 +375,44 @@ begin
 end
 $$;
 
+create or replace function platform.bootstrap_operator(p_token_hash text)
+returns boolean
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_operator_id uuid := gen_random_uuid();
+begin
+  -- Only READ COMMITTED sees every operator committed so far.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'an operator is bootstrapped only in a READ COMMITTED transaction'
+      using errcode = 'invalid_transaction_state';
+  end if;
+  if exists (select from core.platform_operators o where o.revoked_at is null) then
+    return false;
+  end if;
+  -- A credential once revoked stays revoked, bootstrap or not.
+  if exists (select from core.platform_operators o where o.token_hash = p_token_hash) then
+    return false;
+  end if;
+  insert into core.platform_operators (operator_id, name, token_hash, token_prefix, created_by)
+  values (v_operator_id, 'bootstrap', p_token_hash, '', v_operator_id);
+  return true;
+exception
+  -- A concurrent bootstrap's operator, named "bootstrap" too, came first:
+  -- the unique index on active names waits for it and then refuses this one.
+  when unique_violation then
+    return false;
+end
+$$;
+
 drop function core.seize_chain_head(uuid);
 drop function core.end_chain_holders(uuid);
 drop function core.end_stale_transactions();
 revoke select on core.audit_chain_heads from tenancy_reaper;
+revoke usage on schema extensions from tenancy_reaper;
+drop extension pgrowlocks;
 revoke usage on schema core from tenancy_reaper;
 -- Roles are shared by every database of the cluster; drop it only when
 -- nothing else still refers to it.
