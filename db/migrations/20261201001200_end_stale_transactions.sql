@@ -7,8 +7,7 @@
  * idle_in_transaction_session_timeout, and never commit. Every audited write
  * of the tenant then waits, the revocation of that very key among them, and
  * the key keeps working in other sessions: revoking it answered 503. An
- * operator could do the same on the Platform's chain and not be revoked. A
- * keys:write key can hold its own key row locked the same way.
+ * operator could do the same on the Platform's chain and not be revoked.
  *
  * No request lives longer than 30 s: its context stops verifying then, and
  * the service's statement and idle timeouts end its transactions much
@@ -16,17 +15,17 @@
  * request, and core.end_stale_transactions() ends it: the chaining trigger
  * calls it when it finds its tenant's head locked by someone else, and key
  * and operator revocations call it before they lock anything. It runs as
- * tenancy_reaper, which cannot log in, owns nothing, and holds only
- * pg_signal_backend and pg_read_all_stats (to see the other sessions'
- * transaction start). A lock held by a younger transaction is waited for,
+ * tenancy_reaper, which cannot log in, owns nothing but these functions,
+ * and holds pg_signal_backend and pg_read_all_stats (to see the other
+ * sessions' transaction start). A lock held by a younger transaction is waited for,
  * up to lock_timeout, as before; the next attempt, once the holder is 30 s
  * old, goes through. DBA sessions (any other role) are never ended.
  *
  * A revocation does not wait for a holder to grow old: it ends whoever
  * holds its tenant's chain head and takes the head itself, again and again
  * if a fresh session of the attacker takes it in between
- * (core.seize_chain_head; the holders are found with pgrowlocks, which sees
- * through savepoints and shared locks). The sessions it ends are app_user's and
+ * (core.seize_chain_head; pgrowlocks names the holders, shared locks
+ * included). The sessions it ends are app_user's and
  * uber_admin's in this database only; a service request caught there gets a
  * 503 and is retried. tenancy_reaper bypasses row-level security to read the
  * heads' lock holders, and reads nothing else.
