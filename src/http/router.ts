@@ -72,9 +72,9 @@ export interface DbRoute extends RouteDocs {
 }
 
 /**
- * How a streamed route reads on: `reply` turns a page's rows into lines,
- * `next` names the query of the page after them, or null after the last.
- * Each page runs in a transaction of its own, authenticated again, so a
+ * How a streamed route reads on: the route's `reply` turns a page's rows
+ * into lines, `next` names the query of the page after them and whether
+ * there is one, `resume` what the end line says. Each page runs in a transaction of its own, authenticated again, so a
  * stream holds one page in memory and no transaction open while the client
  * reads, and a key revoked meanwhile ends it.
  */
