@@ -145,7 +145,6 @@ declare
   v_last record;
 begin
   -- Whatever the writer supplied, the chain decides these.
-  new.recorded_at := clock_timestamp();
   new.details_salt := extensions.gen_random_bytes(16);
   new.details_sha256 := sha256(new.details_salt || convert_to(new.details::text, 'UTF8'));
   -- The head's row lock orders the tenant's writers: a second one waits
@@ -186,6 +185,8 @@ begin
     new.seq := v_head.seq + 1;
     new.prev_hash := v_head.hash;
   end if;
+  -- The clock once the head is ours: recorded_at then rises with seq.
+  new.recorded_at := clock_timestamp();
   new.chain_hash := sha256(new.prev_hash || core.audit_record(new));
   return new;
 end
@@ -294,7 +295,6 @@ declare
   v_last record;
 begin
   -- Whatever the writer supplied, the chain decides these.
-  new.recorded_at := clock_timestamp();
   new.details_salt := extensions.gen_random_bytes(16);
   new.details_sha256 := sha256(new.details_salt || convert_to(new.details::text, 'UTF8'));
   -- The head's row lock orders the tenant's writers: a second one waits
@@ -319,6 +319,8 @@ begin
     new.seq := v_head.seq + 1;
     new.prev_hash := v_head.hash;
   end if;
+  -- The clock once the head is ours: recorded_at then rises with seq.
+  new.recorded_at := clock_timestamp();
   new.chain_hash := sha256(new.prev_hash || core.audit_record(new));
   return new;
 end
