@@ -1132,7 +1132,8 @@ CREATE TABLE core.audit_logs (
     CONSTRAINT audit_logs_details_check CHECK ((jsonb_typeof(details) = 'object'::text)),
     CONSTRAINT audit_logs_request_id_check CHECK ((char_length(request_id) <= 200)),
     CONSTRAINT audit_logs_resource_type_check CHECK ((resource_type ~ '^[a-z][a-z_]{0,99}$'::text))
-);
+)
+PARTITION BY RANGE ("timestamp");
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN log_id SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN tenant_id SET STATISTICS 0;
 ALTER TABLE ONLY core.audit_logs ALTER COLUMN user_id SET STATISTICS 0;
@@ -1159,7 +1160,7 @@ ALTER TABLE ONLY core.audit_logs FORCE ROW LEVEL SECURITY;
 -- Name: TABLE audit_logs; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON TABLE core.audit_logs IS 'Append-only trail of every change to tenant-scoped rows, written by trigger';
+COMMENT ON TABLE core.audit_logs IS 'Append-only trail of every change to tenant-scoped rows, written by trigger; partitioned by month of "timestamp"';
 
 
 --
@@ -1229,7 +1230,7 @@ COMMENT ON COLUMN core.audit_logs.request_id IS 'Request id the service assigned
 -- Name: COLUMN audit_logs."timestamp"; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON COLUMN core.audit_logs."timestamp" IS 'Start of the transaction that made the change';
+COMMENT ON COLUMN core.audit_logs."timestamp" IS 'Start of the transaction that made the change; the partition key';
 
 
 --
@@ -1680,7 +1681,8 @@ CREATE FUNCTION core.advance_chain_head() RETURNS trigger
     AS $$
 begin
   -- Fired at commit for each row; only a tenant's last row moves the head.
-  if not exists (select from core.audit_logs a where a.tenant_id = new.tenant_id and a.seq > new.seq) then
+  if not exists (select from core.audit_logs a
+                 where a.tenant_id = new.tenant_id and a.seq > new.seq and a."timestamp" = now()) then
     update core.audit_chain_heads h set seq = new.seq, hash = new.chain_hash
       where h.tenant_id = new.tenant_id and h.seq < new.seq;
   end if;
@@ -1750,6 +1752,44 @@ $$;
 --
 
 COMMENT ON FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) IS 'A tenant''s audit rows from a seq, in chain order, at most 1,000 or 4 MB of details, with what verifying them needs (times as the chain encodes them); values redacted as for these permissions (NULL: none redacted)';
+
+
+--
+-- Name: audit_partition_tenants(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.audit_partition_tenants(p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(tenant_id uuid, through_seq bigint, through_hash bytea, retention_days integer)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  with recursive tenants (tenant_id) as (
+    (select a.tenant_id from core.audit_logs a
+     where a."timestamp" >= p_from and a."timestamp" < p_to order by a.tenant_id limit 1)
+    union all
+    select (select a.tenant_id from core.audit_logs a
+            where a."timestamp" >= p_from and a."timestamp" < p_to and a.tenant_id > t.tenant_id
+            order by a.tenant_id limit 1)
+    from tenants t where t.tenant_id is not null
+  )
+  select t.tenant_id, last.seq, last.chain_hash,
+    case when s.days::text ~ '^[1-9][0-9]{0,4}$' and s.days::text::int <= 36500 then s.days::text::int end
+  from tenants t
+  cross join lateral (
+    select a.seq, a.chain_hash from core.audit_logs a
+    where a.tenant_id = t.tenant_id and a."timestamp" >= p_from and a."timestamp" < p_to
+    order by a.seq desc limit 1) last
+  left join lateral (
+    select c.settings -> 'audit_retention_days' as days from core.tenant_configs c where c.tenant_id = t.tenant_id) s
+    on true
+  where t.tenant_id is not null
+$_$;
+
+
+--
+-- Name: FUNCTION audit_partition_tenants(p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.audit_partition_tenants(p_from timestamp with time zone, p_to timestamp with time zone) IS 'Tenants with audit rows in a time range: the last seq and chain_hash of each there, and its audit_retention_days (NULL: keep for ever)';
 
 
 --
@@ -1845,6 +1885,11 @@ declare
   v_head record;
   v_last record;
 begin
+  -- The partition key: every row of a transaction lies in now()'s partition.
+  if new."timestamp" is distinct from now() then
+    raise exception 'an audit row''s timestamp is the start of its transaction'
+      using errcode = 'check_violation';
+  end if;
   -- Whatever the writer supplied, the chain decides these.
   new.details_salt := extensions.gen_random_bytes(16);
   new.details_sha256 := sha256(new.details_salt || convert_to(new.details::text, 'UTF8'));
@@ -1877,7 +1922,7 @@ begin
   -- once, at commit (core.advance_chain_head): updating it for every row
   -- would make a transaction's n rows cost n^2.
   select a.seq, a.chain_hash as hash into v_last
-    from core.audit_logs a where a.tenant_id = new.tenant_id and a.seq > v_head.seq
+    from core.audit_logs a where a.tenant_id = new.tenant_id and a.seq > v_head.seq and a."timestamp" = now()
     order by a.seq desc limit 1;
   if found then
     new.seq := v_last.seq + 1;
@@ -1952,6 +1997,54 @@ $$;
 --
 
 COMMENT ON FUNCTION core.context_verifies(p_signed text) IS 'Whether a context carries the MAC of this backend, transaction and the number this session signed last; only yes or no';
+
+
+--
+-- Name: create_audit_partition(timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.create_audit_partition(p_month timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET "TimeZone" TO 'UTC'
+    AS $$
+declare
+  v_from timestamptz := date_trunc('month', p_month);
+  v_name text := format('audit_logs_y%sm%s', to_char(v_from, 'YYYY'), to_char(v_from, 'MM'));
+  v_column name;
+  v_trigger name;
+begin
+  if to_regclass(format('core.%I', v_name)) is not null then
+    return null;
+  end if;
+  execute format('create table core.%I (like core.audit_logs including defaults including constraints)', v_name);
+  for v_column in
+    select attname from pg_attribute where attrelid = 'core.audit_logs'::regclass and attnum > 0 and not attisdropped
+  loop
+    execute format('alter table core.%I alter column %I set statistics 0', v_name, v_column);
+  end loop;
+  execute format('alter table core.%I enable row level security, force row level security', v_name);
+  execute format('create trigger reject_truncate before truncate on core.%I for each statement execute function core.reject_audit_change()', v_name);
+  execute format('alter table core.audit_logs attach partition core.%I for values from (%L) to (%L)',
+    v_name, v_from, v_from + interval '1 month');
+  -- Cloned row triggers start enabled on origin only.
+  for v_trigger in
+    select tgname from pg_trigger where tgrelid = format('core.%I', v_name)::regclass and not tgisinternal and tgenabled <> 'A'
+  loop
+    execute format('alter table core.%I enable always trigger %I', v_name, v_trigger);
+  end loop;
+  execute format('comment on table core.%I is %L', v_name,
+    format('Audit entries whose transaction began in %s (UTC); a partition of core.audit_logs', to_char(v_from, 'YYYY-MM')));
+  return v_name;
+end
+$$;
+
+
+--
+-- Name: FUNCTION create_audit_partition(p_month timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.create_audit_partition(p_month timestamp with time zone) IS 'Creates the partition of core.audit_logs for the month (UTC) of a time, unless it exists; returns its name, or NULL';
 
 
 --
@@ -2220,6 +2313,81 @@ COMMENT ON FUNCTION core.keep_revocation() IS 'Trigger: refuses to clear or move
 
 
 --
+-- Name: maintain_audit_partitions(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.maintain_audit_partitions() RETURNS TABLE(action text, partition_name text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET "TimeZone" TO 'UTC'
+    SET lock_timeout TO '2s'
+    AS $_$
+#variable_conflict use_column
+declare
+  v_month timestamptz;
+  v_name text;
+  v_partition record;
+  v_tenant record;
+  v_floor bigint;
+begin
+  -- One maintainer at a time: attaching a partition takes this lock anyway,
+  -- and the next caller, once it has it, finds nothing left to do. (Not an
+  -- advisory lock, which any role could take first and hold.) A service
+  -- session holding it past any request's lifetime is ended first.
+  perform core.end_stale_transactions();
+  lock table core.audit_logs in share update exclusive mode;
+  for v_month in
+    select generate_series(date_trunc('month', now()), date_trunc('month', now()) + interval '3 months', interval '1 month')
+  loop
+    v_name := core.create_audit_partition(v_month);
+    if v_name is not null then
+      return query select 'created', v_name;
+    end if;
+  end loop;
+
+  -- Oldest first; the first partition that must stay ends the purge.
+  for v_partition in
+    select c.oid::regclass as rel, c.relname::text as name, b.bounds[1]::timestamptz as from_time, b.bounds[2]::timestamptz as to_time
+    from pg_inherits i
+    join pg_class c on c.oid = i.inhrelid
+    cross join lateral regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$') as b (bounds)
+    where i.inhparent = 'core.audit_logs'::regclass
+    order by 3
+  loop
+    exit when v_partition.to_time > now();
+    exit when exists (select from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) t
+                      where t.retention_days is null
+                         or v_partition.to_time + make_interval(days => t.retention_days) > now());
+    -- No writer or reader may be inside the trail while it loses a
+    -- partition; a session that holds it up past any request is ended.
+    perform core.end_stale_transactions();
+    lock table core.audit_logs in access exclusive mode;
+    for v_tenant in select * from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) loop
+      select (a.details ->> 'through_seq')::bigint into v_floor
+        from core.audit_logs a
+        where a.tenant_id = v_tenant.tenant_id and a.action = 'audit.purged'
+        order by a.seq desc limit 1;
+      if v_floor is null or v_tenant.through_seq > v_floor then
+        perform core.record_audit_purge(v_tenant.tenant_id, v_tenant.through_seq, v_tenant.through_hash,
+          v_partition.name, v_tenant.retention_days);
+      end if;
+    end loop;
+    execute format('alter table core.audit_logs detach partition %s', v_partition.rel);
+    execute format('drop table %s', v_partition.rel);
+    return query select 'dropped', v_partition.name;
+  end loop;
+end
+$_$;
+
+
+--
+-- Name: FUNCTION maintain_audit_partitions(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.maintain_audit_partitions() IS 'Creates the audit partitions of this month and the next three, and drops the oldest ones whose every row is past its tenant''s audit_retention_days, leaving a checkpoint in each tenant''s chain; returns what it did';
+
+
+--
 -- Name: page_upper_bound(timestamp with time zone, uuid, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -2358,6 +2526,29 @@ $$;
 --
 
 COMMENT ON FUNCTION core.record_audit() IS 'Trigger: writes one audit_logs row per changed row, actor and request taken from the verified request context';
+
+
+--
+-- Name: record_audit_purge(uuid, bigint, bytea, text, integer); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.record_audit_purge(p_tenant_id uuid, p_through_seq bigint, p_through_hash bytea, p_partition text, p_retention_days integer) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  insert into core.audit_logs (tenant_id, operator_id, action, resource_type, resource_id, details)
+  values (p_tenant_id, core.current_operator_id(), 'audit.purged', 'audit_logs', p_tenant_id,
+    jsonb_build_object('through_seq', p_through_seq, 'through_hash', encode(p_through_hash, 'hex'),
+      'partition', p_partition, 'retention_days', p_retention_days, 'db_role', session_user))
+  returning seq
+$$;
+
+
+--
+-- Name: FUNCTION record_audit_purge(p_tenant_id uuid, p_through_seq bigint, p_through_hash bytea, p_partition text, p_retention_days integer); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.record_audit_purge(p_tenant_id uuid, p_through_seq bigint, p_through_hash bytea, p_partition text, p_retention_days integer) IS 'Appends the "audit.purged" row that records the last seq and hash of a tenant''s rows in a dropped partition';
 
 
 --
@@ -2579,7 +2770,7 @@ COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_use
 
 CREATE FUNCTION core.verify_audit_chain(p_tenant_id uuid, p_from_seq bigint DEFAULT 1, p_max_rows integer DEFAULT 100000, p_anchor_seq bigint DEFAULT NULL::bigint, p_anchor_hash bytea DEFAULT NULL::bytea) RETURNS TABLE(verified boolean, from_seq bigint, to_seq bigint, rows_checked bigint, complete boolean, head_seq bigint, head_hash text, broken_at_seq bigint, reason text)
     LANGUAGE plpgsql STABLE
-    AS $$
+    AS $_$
 #variable_conflict use_column
 declare
   v_from bigint := greatest(coalesce(p_from_seq, 1), 1);
@@ -2593,6 +2784,9 @@ declare
   v_candidate bigint;
   v_reason text;
   v_head record;
+  v_purge record;
+  v_floor_seq bigint;
+  v_floor_hash bytea;
 begin
   if (p_anchor_seq is null) <> (p_anchor_hash is null) then
     raise exception 'an anchor is a seq and a hash' using errcode = 'PT422';
@@ -2606,7 +2800,47 @@ begin
     raise exception 'from_seq is beyond the end of the chain (%)', coalesce(v_head.seq, 0)
       using errcode = 'PT422';
   end if;
-  if v_from > 1 then
+  -- Rows up to the latest purge's through_seq went with their partitions:
+  -- the chain goes on from the hash it recorded (its own row is verified
+  -- below, as part of the chain). A purge row that could not have been
+  -- written by the maintenance (its partition not yet past the retention it
+  -- names, or details that are no checkpoint) was inserted by someone else.
+  select a.seq as at_seq, a."timestamp" as at_time, a.details ->> 'through_seq' as through_seq,
+    a.details ->> 'through_hash' as through_hash, a.details ->> 'partition' as partition_name,
+    a.details ->> 'retention_days' as retention_days
+    into v_purge
+    from core.audit_logs a
+    where a.tenant_id = p_tenant_id and a.action = 'audit.purged'
+    order by a.seq desc limit 1;
+  if found then
+    if not (v_purge.through_seq ~ '^[0-9]{1,18}$' and v_purge.through_seq::bigint < v_purge.at_seq
+            and v_purge.through_hash ~ '^[0-9a-f]{64}$'
+            and v_purge.partition_name ~ '^audit_logs_y[0-9]{4}m(0[1-9]|1[0-2])$'
+            and v_purge.retention_days ~ '^[1-9][0-9]{0,4}$'
+            and v_purge.at_time >= make_timestamptz(substr(v_purge.partition_name, 13, 4)::int,
+                                     substr(v_purge.partition_name, 18, 2)::int, 1, 0, 0, 0, 'UTC')
+                                   + interval '1 month' + make_interval(days => v_purge.retention_days::int)) then
+      return query select false, v_from, null::bigint, 0::bigint, true, null::bigint, null::text, v_purge.at_seq,
+        'row inserted';
+      return;
+    end if;
+    v_floor_seq := v_purge.through_seq::bigint;
+    v_floor_hash := decode(v_purge.through_hash, 'hex');
+  end if;
+  if v_floor_seq is not null and v_from <= v_floor_seq + 1 then
+    if p_anchor_seq <= v_floor_seq then
+      if p_anchor_seq < v_floor_seq then
+        raise exception 'the anchor lies in the purged part of the chain (through seq %)', v_floor_seq
+          using errcode = 'PT422';
+      elsif p_anchor_hash <> v_floor_hash then
+        return query select false, v_floor_seq + 1, v_floor_seq, 0::bigint, true, null::bigint, null::text,
+          v_floor_seq, 'anchor mismatch';
+        return;
+      end if;
+    end if;
+    v_from := v_floor_seq + 1;
+    v_prev := v_floor_hash;
+  elsif v_from > 1 then
     select a.chain_hash into v_prev from core.audit_logs a where a.tenant_id = p_tenant_id and a.seq = v_from - 1;
     if not found then
       return query select false, v_from, null::bigint, 0::bigint, true, null::bigint, null::text, v_from - 1,
@@ -2700,7 +2934,7 @@ begin
       null::bigint, null::text;
   end if;
 end
-$$;
+$_$;
 
 
 --
@@ -3744,7 +3978,7 @@ ALTER TABLE ONLY core.audit_chain_heads
 --
 
 ALTER TABLE ONLY core.audit_logs
-    ADD CONSTRAINT audit_logs_pkey PRIMARY KEY (tenant_id, log_id);
+    ADD CONSTRAINT audit_logs_pkey PRIMARY KEY (tenant_id, log_id, "timestamp");
 
 
 --
@@ -3860,31 +4094,38 @@ ALTER TABLE ONLY public.schema_migrations
 
 
 --
--- Name: audit_logs_tenant_seq_key; Type: INDEX; Schema: core; Owner: -
+-- Name: audit_logs_tenant_purge_idx; Type: INDEX; Schema: core; Owner: -
 --
 
-CREATE UNIQUE INDEX audit_logs_tenant_seq_key ON core.audit_logs USING btree (tenant_id, seq);
+CREATE INDEX audit_logs_tenant_purge_idx ON ONLY core.audit_logs USING btree (tenant_id, seq) WHERE (action = 'audit.purged'::text);
+
+
+--
+-- Name: audit_logs_tenant_seq_idx; Type: INDEX; Schema: core; Owner: -
+--
+
+CREATE INDEX audit_logs_tenant_seq_idx ON ONLY core.audit_logs USING btree (tenant_id, seq);
 
 
 --
 -- Name: audit_logs_tenant_timestamp_idx; Type: INDEX; Schema: core; Owner: -
 --
 
-CREATE INDEX audit_logs_tenant_timestamp_idx ON core.audit_logs USING btree (tenant_id, "timestamp" DESC, log_id DESC);
+CREATE INDEX audit_logs_tenant_timestamp_idx ON ONLY core.audit_logs USING btree (tenant_id, "timestamp" DESC, log_id DESC);
 
 
 --
 -- Name: audit_logs_tenant_user_timestamp_idx; Type: INDEX; Schema: core; Owner: -
 --
 
-CREATE INDEX audit_logs_tenant_user_timestamp_idx ON core.audit_logs USING btree (tenant_id, user_id, "timestamp" DESC, log_id DESC);
+CREATE INDEX audit_logs_tenant_user_timestamp_idx ON ONLY core.audit_logs USING btree (tenant_id, user_id, "timestamp" DESC, log_id DESC);
 
 
 --
 -- Name: audit_logs_timestamp_idx; Type: INDEX; Schema: core; Owner: -
 --
 
-CREATE INDEX audit_logs_timestamp_idx ON core.audit_logs USING btree ("timestamp" DESC, log_id DESC);
+CREATE INDEX audit_logs_timestamp_idx ON ONLY core.audit_logs USING btree ("timestamp" DESC, log_id DESC);
 
 
 --
@@ -4211,7 +4452,7 @@ ALTER TABLE ONLY core.audit_chain_heads
 -- Name: audit_logs audit_logs_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
 --
 
-ALTER TABLE ONLY core.audit_logs
+ALTER TABLE core.audit_logs
     ADD CONSTRAINT audit_logs_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
 
 
@@ -4720,4 +4961,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201000900'),
     ('20261201001000'),
     ('20261201001100'),
-    ('20261201001200');
+    ('20261201001200'),
+    ('20261201001300');

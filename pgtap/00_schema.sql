@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(427);
+select plan(428);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -19,11 +19,20 @@ select has_role('app_user', 'role app_user (runtime role of the HTTP layer) exis
 select has_role('uber_admin', 'role uber_admin (platform operators) exists');
 select has_extension('extensions', 'pgcrypto', 'pgcrypto is installed in schema extensions');
 
-select tables_are('core',
+-- The audit trail's monthly partitions come and go with the calendar
+-- (pgtap/33_audit_partitions.sql checks each one); the rest is fixed.
+select set_eq(
+  $$ select c.relname::text from pg_class c
+     where c.relnamespace = 'core'::regnamespace and c.relkind in ('r', 'p')
+       and not (c.relispartition and c.relname ~ '^audit_logs_y[0-9]{4}m[0-9]{2}$'
+                and exists (select from pg_inherits i
+                            where i.inhrelid = c.oid and i.inhparent = 'core.audit_logs'::regclass)) $$,
   array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
         'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys', 'api_key_usage',
         'platform_operators', 'audit_chain_heads'],
-  'core holds exactly the thirteen tables the migrations create');
+  'core holds exactly the thirteen tables the migrations create, besides the audit trail''s monthly partitions');
+select cmp_ok((select count(*)::int from pg_inherits where inhparent = 'core.audit_logs'::regclass), '>=', 4,
+  'core.audit_logs has partitions: this month''s and the next three at least');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
 select tables_are('platform', '{}'::name[], 'platform holds no tables, only views and functions');
 
@@ -52,8 +61,9 @@ select functions_are('core',
         'guard_user_roles', 'revoke_keys', 'revoke_keys_of_deleted_user', 'current_permissions', 'create_key_usage',
         'current_operator_id', 'context_verifies', 'audit_time', 'audit_record', 'chain_audit_row',
         'verify_audit_chain', 'audit_details_readable', 'audit_export', 'advance_chain_head', 'capped_expiry',
-        'end_stale_transactions', 'end_chain_holders', 'seize_chain_head'],
-  'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, and page bound');
+        'end_stale_transactions', 'end_chain_holders', 'seize_chain_head', 'create_audit_partition',
+        'maintain_audit_partitions', 'audit_partition_tenants', 'record_audit_purge'],
+  'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 
 -- Columns, types and nullability ----------------------------------------------
 
@@ -230,8 +240,8 @@ select col_is_pk('core', 'api_key_usage', array['tenant_id', 'key_id'],
   'the primary key of core.api_key_usage is (tenant_id, key_id): one usage row per key');
 select fk_ok('core', 'api_key_usage', array['tenant_id', 'key_id'], 'core', 'tenant_api_keys', array['tenant_id', 'key_id'],
   'a usage row belongs to a key of the same tenant');
-select col_is_pk('core', 'audit_logs', array['tenant_id', 'log_id'],
-  'the primary key of core.audit_logs is (tenant_id, log_id)');
+select col_is_pk('core', 'audit_logs', array['tenant_id', 'log_id', 'timestamp'],
+  'the primary key of core.audit_logs is (tenant_id, log_id, "timestamp"): a partitioned table''s keys hold its partition key');
 select col_is_pk('core', 'templates', array['template_id'], 'the primary key of core.templates is (template_id)');
 select col_is_pk('core', 'tenant_configs', array['tenant_id'],
   'the primary key of core.tenant_configs is (tenant_id): one configuration per tenant');
@@ -250,8 +260,8 @@ select col_is_pk('core', 'audit_chain_heads', array['tenant_id'],
   'the primary key of core.audit_chain_heads is (tenant_id): one head per tenant');
 select fk_ok('core', 'audit_chain_heads', 'tenant_id', 'core', 'tenants', 'tenant_id',
   'a chain head belongs to a tenant');
-select index_is_unique('core', 'audit_logs', 'audit_logs_tenant_seq_key',
-  'a seq appears once in a tenant''s chain');
+select index_is_type('core', 'audit_logs', 'audit_logs_tenant_seq_idx', 'btree',
+  'a tenant''s chain is read in seq order through an index (unique it cannot be across partitions; the head''s lock keeps seq unique, verification reports a duplicate)');
 select fk_ok('core', 'platform_idempotency_keys', 'operator_id', 'core', 'platform_operators', 'operator_id',
   'a platform idempotency key belongs to an operator');
 
@@ -300,8 +310,8 @@ select indexes_are('core', 'tenants', array['tenants_pkey', 'tenants_domain_key'
   'core.tenants has exactly its primary key, the domain key and the listing index');
 select indexes_are('core', 'audit_logs',
   array['audit_logs_pkey', 'audit_logs_tenant_timestamp_idx', 'audit_logs_tenant_user_timestamp_idx',
-        'audit_logs_timestamp_idx', 'audit_logs_tenant_seq_key'],
-  'core.audit_logs has exactly its primary key, the three listing indexes and the chain position');
+        'audit_logs_timestamp_idx', 'audit_logs_tenant_seq_idx', 'audit_logs_tenant_purge_idx'],
+  'core.audit_logs has exactly its primary key, the three listing indexes, the chain position and the checkpoints');
 select indexes_are('core', 'templates', array['templates_pkey', 'templates_name_key'],
   'core.templates has exactly its primary key and the name key');
 select indexes_are('core', 'tenant_configs', array['tenant_configs_pkey', 'tenant_configs_template_id_idx'],

@@ -5,7 +5,7 @@
 -- really finds the objects it is meant to judge (an empty query would pass
 -- vacuously).
 begin;
-select plan(90);
+select plan(91);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -27,6 +27,8 @@ create temp view tenant_tables as
     and n.nspname !~ '^pg_(toast|temp)'
     and exists (select from pg_attribute a
                 where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
+
+\ir lib/audit_partitions.psql
 
 create temp view user_schemas as
   select oid, nspname, nspowner from pg_namespace
@@ -62,7 +64,7 @@ select is(
   array(select format('%s has no permissive %s policy', t.tab, wanted.cmd)
         from tenant_tables t
         cross join unnest(array['SELECT', 'INSERT', 'UPDATE', 'DELETE']) as wanted (cmd)
-        where t.tab <> 'core.audit_logs'
+        where t.tab <> 'core.audit_logs' and not pg_temp.is_audit_partition(t.oid)
           and not exists (select from pg_policies p
                           where format('%I.%I', p.schemaname, p.tablename)::regclass = t.oid
                             and p.permissive = 'PERMISSIVE' and p.cmd in (wanted.cmd, 'ALL'))
@@ -311,8 +313,10 @@ select set_eq('select fn from definer_functions',
             ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)'),
             ('api.export_audit_logs(bigint,integer)'), ('api.verify_audit_chain(bigint,integer,bigint,text)'),
             ('core.advance_chain_head()'), ('core.end_stale_transactions()'), ('core.end_chain_holders(uuid)'),
-            ('core.seize_chain_head(uuid)') $$,
-  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, and the reads it may make only whole)');
+            ('core.seize_chain_head(uuid)'), ('core.maintain_audit_partitions()'),
+            ('core.audit_partition_tenants(timestamp with time zone,timestamp with time zone)'),
+            ('core.record_audit_purge(uuid,bigint,bytea,text,integer)') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, and the trail''s partition maintenance)');
 select is(
   array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace
         where p.prosrc ~* 'pg_(try_)?advisory' order by 1),
@@ -326,16 +330,26 @@ select is(
         order by 1),
   '{}'::text[],
   'every SECURITY DEFINER function pins a search_path that names pg_temp last');
+-- One exception, by name: only a table's owner may add and drop its
+-- partitions, so core.maintain_audit_partitions() runs as tenancy_owner.
+-- pgtap/33_audit_partitions.sql proves it harmless: no arguments, its
+-- settings pinned, and it creates and drops audit partitions only.
 select is(
   array(select fn || ' is owned by ' || r.rolname from definer_functions f join pg_roles r on r.oid = f.proowner
         where r.rolcanlogin or r.rolsuper
-           or exists (select from pg_class c where c.relowner = r.oid)
-           or exists (select from pg_namespace ns where ns.nspowner = r.oid)
         order by 1),
   '{}'::text[],
-  'every SECURITY DEFINER function is owned by a NOLOGIN role that is no superuser and owns no table or schema: it runs with its grants alone');
+  'every SECURITY DEFINER function is owned by a NOLOGIN role that is no superuser');
 select is(
-  array(select distinct r.rolname::text from definer_functions f join pg_roles r on r.oid = f.proowner order by 1),
+  array(select fn || ' is owned by ' || r.rolname from definer_functions f join pg_roles r on r.oid = f.proowner
+        where exists (select from pg_class c where c.relowner = r.oid)
+           or exists (select from pg_namespace ns where ns.nspowner = r.oid)
+        order by 1),
+  array['core.maintain_audit_partitions() is owned by tenancy_owner'],
+  'every SECURITY DEFINER function but the audit partitions'' maintenance is owned by a role that owns no table or schema: it runs with its grants alone');
+select is(
+  array(select distinct r.rolname::text from definer_functions f join pg_roles r on r.oid = f.proowner
+        where f.fn <> 'core.maintain_audit_partitions()' order by 1),
   array['tenancy_auditor', 'tenancy_auth', 'tenancy_reaper', 'tenancy_writer'],
   'the definer functions belong to tenancy_auth (keys and context), tenancy_auditor (the trail), tenancy_writer (deletes, idempotency claims, whole reads) and tenancy_reaper (ending stale transactions)');
 select ok(not rolbypassrls and not rolcanlogin and not rolsuper, 'tenancy_writer cannot log in and is bound by row-level security')

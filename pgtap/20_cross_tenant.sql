@@ -64,6 +64,8 @@ create temp view tenant_tables as
   select c.oid::regclass as rel
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
   where c.relkind in ('r', 'p')
+    -- A partition's rows are its parent's: the parent counts them.
+    and not c.relispartition
     and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp)'
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 

@@ -79,7 +79,10 @@ $$;
 create temp table fingerprint_before as select * from pg_temp.fingerprint();
 select is(
   array(select rel from rows_before
-        where row_count = 0 and (select relkind from pg_class where oid = to_regclass(rel)) in ('r', 'p') order by 1),
+        -- (a partition's rows are its parent's, and next month's has none yet)
+        where row_count = 0
+          and (select relkind in ('r', 'p') and not relispartition from pg_class where oid = to_regclass(rel))
+        order by 1),
   '{}'::text[],
   'the fixtures put rows in every tenant-scoped table, so reading none of them means something');
 

@@ -21,6 +21,8 @@ do $$ begin execute format('grant temporary on database %I to app_user, uber_adm
 
 -- Every tenant-scoped table is audited ------------------------------------------
 
+\ir lib/audit_partitions.psql
+
 create temp view tenant_tables as
   select c.oid, c.oid::regclass::text as tab
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -28,7 +30,7 @@ create temp view tenant_tables as
     and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp)'
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 
--- Exempt: the trail itself; core.idempotency_keys, whose rows are request
+-- Exempt: the trail itself, and its partitions; core.idempotency_keys, whose rows are request
 -- bookkeeping rather than business data (its migration says so): the write an
 -- idempotency key protects is audited itself; and core.api_key_usage, which
 -- holds only last_used_at, a column never audited (a use of a key changes
@@ -41,6 +43,7 @@ create temp view tenant_tables as
 select is(
   array(select tab from tenant_tables t
         where t.tab not in ('core.audit_logs', 'core.idempotency_keys', 'core.api_key_usage', 'core.audit_chain_heads')
+          and not pg_temp.is_audit_partition(t.oid)
           and not exists (select from pg_trigger g
                           where g.tgrelid = t.oid and g.tgfoid = 'core.record_audit'::regproc
                             and g.tgtype & 1 = 1 and g.tgtype & 2 = 0 and g.tgtype & 28 = 28

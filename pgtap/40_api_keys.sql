@@ -225,8 +225,9 @@ declare
 begin
   for v_rel in
     select c.oid::regclass from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = 'core' and c.relkind in ('r', 'p')
-    order by 1
+    -- A partition's rows are its parent's: the parent's search covers them.
+    where n.nspname = 'core' and c.relkind in ('r', 'p') and not c.relispartition
+    order by c.oid::regclass::text
   loop
     execute format('select exists (select from %s t where strpos(to_jsonb(t)::text, $1) > 0)', v_rel)
       into v_hit using p_needle;

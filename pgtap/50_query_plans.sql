@@ -12,7 +12,7 @@
 -- 3,000 rows would read around a hundred, whether the page is the first,
 -- the 145th, or a time window far in the past.
 begin;
-select plan(34);
+select plan(35);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -51,11 +51,23 @@ select v.tenant_id, case when g % 3 = 0 then v.other_user_id else v.user_id end,
 from (values (:'tenant_a'::uuid, :'user_a'::uuid, :'user_a2'::uuid),
              (:'tenant_b'::uuid, :'user_b'::uuid, :'user_b'::uuid)) as v(tenant_id, user_id, other_user_id)
 cross join generate_series(1, 3000) as g;
--- And 3,000 audit entries for tenant A, a minute apart (the ones the trigger
--- just wrote all carry this transaction's time).
-insert into core.audit_logs (tenant_id, action, resource_type, resource_id, "timestamp")
-select :'tenant_a', 'update', 'documents', gen_random_uuid(), now() - g * interval '1 minute'
+-- And 3,000 audit entries for tenant A, 48 minutes apart, over the 100 days
+-- before this transaction: four monthly partitions at least (the entries
+-- the trigger just wrote all carry this transaction's time). The chain
+-- refuses a timestamp other than the transaction's, so these go in with the
+-- chaining off, as placeholders a page reads like any other.
+select core.create_audit_partition(now() - m * interval '1 month') from generate_series(1, 4) as m;
+alter table core.audit_logs disable trigger chain_audit_row;
+alter table core.audit_logs disable trigger advance_chain_head;
+insert into core.audit_logs (tenant_id, action, resource_type, resource_id, "timestamp", seq, recorded_at,
+  details_salt, details_sha256, prev_hash, chain_hash)
+select :'tenant_a', 'update', 'documents', gen_random_uuid(), now() - g * interval '48 minutes', -g,
+  now() - g * interval '48 minutes', '\x00', '\x00', '\x00', '\x00'
 from generate_series(1, 3000) as g;
+alter table core.audit_logs enable always trigger chain_audit_row;
+alter table core.audit_logs enable always trigger advance_chain_head;
+select cmp_ok((select count(distinct tableoid)::int from core.audit_logs where tenant_id = :'tenant_a'), '>=', 4,
+  'tenant A''s trail lies in four partitions or more');
 -- The new statistics roll back with the transaction; the row estimate ANALYZE
 -- writes into pg_class is updated in place and stays, harmlessly, in the
 -- throwaway test database.

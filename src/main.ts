@@ -1,11 +1,13 @@
 /**
- * Entry point: configuration, pools, HTTP server, graceful shutdown.
+ * Entry point: configuration, pools, HTTP server, the audit trail's
+ * maintenance, graceful shutdown.
  * Run with explicit permissions (see deno.json "start"), never -A.
  */
 import { createHandler } from "./app.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { closePools, createPools, survivePostgresTypeFetchFailures, warmPool } from "./db.ts";
 import { log } from "./log.ts";
+import { scheduleAuditMaintenance } from "./maintenance.ts";
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -50,6 +52,8 @@ async function main(): Promise<number> {
     throw error;
   }
 
+  const stopAuditMaintenance = scheduleAuditMaintenance(pools.app);
+
   // server.shutdown() stops accepting connections at once and lets in-flight
   // requests finish; aborting the server's signal instead would cut their
   // connections without a response.
@@ -66,6 +70,7 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGINT", stop);
 
   await Promise.race([server.finished, graceOver]);
+  stopAuditMaintenance();
   await closePools(pools);
   log("info", "stopped");
   return 0;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { EXPECTED_SCHEMA_VERSION } from "../src/schema_version.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
+import { spawnService } from "./cluster.ts";
 import { call, startServer } from "./support.ts";
 
 Deno.test("GET /health answers 200 without touching the database", async () => {
@@ -95,4 +96,36 @@ Deno.test("configuration defaults: pool of 10 with 2 opened at start-up", () => 
   assert.equal(config.poolMax, 10);
   assert.equal(config.poolMin, 2);
   assert.equal(config.port, 8000);
+});
+
+Deno.test("the service makes the audit trail's missing partitions when it starts", async () => {
+  const server = await startServer();
+  let service;
+  try {
+    // The furthest month the maintenance keeps ready holds no row yet.
+    const [{ furthest }] = await server.owner`
+      select format('audit_logs_y%s', to_char(date_trunc('month', now() at time zone 'UTC') + interval '3 months',
+                                              'YYYY"m"MM')) as furthest`;
+    await server.owner.unsafe(`alter table core.audit_logs detach partition core.${furthest}`);
+    await server.owner.unsafe(`drop table core.${furthest}`);
+    service = await spawnService({});
+    const deadline = performance.now() + 20_000;
+    let made = false;
+    while (!made && performance.now() < deadline) {
+      [{ made }] = await server.owner`select to_regclass(${"core." + furthest}) is not null as made`;
+      if (!made) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(made, `core.${furthest} was not made again; the service wrote:\n${service.output()}`);
+    const [{ owner }] = await server.owner`select relowner::regrole::text as owner from pg_class
+                                          where oid = ${"core." + furthest}::regclass`;
+    assert.equal(owner, "tenancy_owner");
+    await service.stop();
+    assert.match(
+      service.output(),
+      new RegExp(`"message":"audit partition created","partition":"${furthest}"`),
+    );
+  } finally {
+    await service?.stop();
+    await server.close();
+  }
 });

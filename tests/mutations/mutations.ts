@@ -477,6 +477,36 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/32_audit_chain.sql"],
   },
   {
+    name:
+      "verification takes any audit.purged row for a checkpoint, even one the maintenance could not have written",
+    definitionOf: "core.verify_audit_chain(uuid,bigint,integer,bigint,bytea)",
+    find: "if not (v_purge.through_seq ~ '^[0-9]{1,18}$'",
+    replace: "if false and not (v_purge.through_seq ~ '^[0-9]{1,18}$'",
+    suites: ["pgtap/33_audit_partitions.sql"],
+  },
+  {
+    name: "the maintenance drops a month without asking its tenants' retention",
+    definitionOf: "core.maintain_audit_partitions()",
+    find: "exit when exists (select from core.audit_partition_tenants",
+    replace: "exit when false and exists (select from core.audit_partition_tenants",
+    suites: ["pgtap/33_audit_partitions.sql"],
+  },
+  {
+    name: "a month's partition is made without its TRUNCATE guard",
+    definitionOf: "core.create_audit_partition(timestamp with time zone)",
+    find: "execute format('create trigger reject_truncate",
+    replace: "perform format('create trigger reject_truncate",
+    suites: ["pgtap/33_audit_partitions.sql"],
+  },
+  {
+    name:
+      "the chain takes an audit row stamped with any time, so a transaction's rows may lie in other partitions",
+    definitionOf: "core.chain_audit_row()",
+    find: `if new."timestamp" is distinct from now() then`,
+    replace: "if false then",
+    suites: ["pgtap/33_audit_partitions.sql"],
+  },
+  {
     name: "the export shows a narrow key the details it may not read",
     definitionOf: "core.audit_export(uuid,bigint,integer,text[])",
     find: "then a.details else a.details - 'old' - 'new' end,",
