@@ -2143,6 +2143,36 @@ COMMENT ON FUNCTION core.effective_permissions(p_permissions text[], p_role text
 
 
 --
+-- Name: end_audit_lock_holders(text[]); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.end_audit_lock_holders(p_modes text[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_ended integer;
+begin
+  perform pg_stat_clear_snapshot();
+  select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
+  from pg_locks l
+  join pg_stat_activity a on a.pid = l.pid
+  where l.locktype = 'relation' and l.relation = 'core.audit_logs'::regclass and l.mode = any (p_modes)
+    and l.database = (select d.oid from pg_database d where d.datname = current_database())
+    and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database();
+  return v_ended;
+end
+$$;
+
+
+--
+-- Name: FUNCTION end_audit_lock_holders(p_modes text[]); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.end_audit_lock_holders(p_modes text[]) IS 'Ends the app_user and uber_admin sessions holding core.audit_logs locked in one of these modes; returns how many';
+
+
+--
 -- Name: end_chain_holders(uuid); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -2333,8 +2363,10 @@ begin
   -- One maintainer at a time: attaching a partition takes this lock anyway,
   -- and the next caller, once it has it, finds nothing left to do. (Not an
   -- advisory lock, which any role could take first and hold.) A service
-  -- session holding it past any request's lifetime is ended first.
+  -- session in the way (one that called this and never committed) is ended.
   perform core.end_stale_transactions();
+  perform core.end_audit_lock_holders(array['ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock',
+    'ExclusiveLock', 'AccessExclusiveLock']);
   lock table core.audit_logs in share update exclusive mode;
   for v_month in
     select generate_series(date_trunc('month', now()), date_trunc('month', now()) + interval '3 months', interval '1 month')
@@ -2359,8 +2391,10 @@ begin
                       where t.retention_days is null
                          or v_partition.to_time + make_interval(days => t.retention_days) > now());
     -- No writer or reader may be inside the trail while it loses a
-    -- partition; a session that holds it up past any request is ended.
-    perform core.end_stale_transactions();
+    -- partition: the service's sessions in it are ended (a request caught
+    -- so is retried), once a month at most.
+    perform core.end_audit_lock_holders(array['AccessShareLock', 'RowShareLock', 'RowExclusiveLock',
+      'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']);
     lock table core.audit_logs in access exclusive mode;
     for v_tenant in select * from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) loop
       select (a.details ->> 'through_seq')::bigint into v_floor

@@ -62,7 +62,7 @@ select functions_are('core',
         'current_operator_id', 'context_verifies', 'audit_time', 'audit_record', 'chain_audit_row',
         'verify_audit_chain', 'audit_details_readable', 'audit_export', 'advance_chain_head', 'capped_expiry',
         'end_stale_transactions', 'end_chain_holders', 'seize_chain_head', 'create_audit_partition',
-        'maintain_audit_partitions', 'audit_partition_tenants', 'record_audit_purge'],
+        'maintain_audit_partitions', 'audit_partition_tenants', 'record_audit_purge', 'end_audit_lock_holders'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 
 -- Columns, types and nullability ----------------------------------------------

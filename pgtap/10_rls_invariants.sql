@@ -315,7 +315,7 @@ select set_eq('select fn from definer_functions',
             ('core.advance_chain_head()'), ('core.end_stale_transactions()'), ('core.end_chain_holders(uuid)'),
             ('core.seize_chain_head(uuid)'), ('core.maintain_audit_partitions()'),
             ('core.audit_partition_tenants(timestamp with time zone,timestamp with time zone)'),
-            ('core.record_audit_purge(uuid,bigint,bytea,text,integer)') $$,
+            ('core.record_audit_purge(uuid,bigint,bytea,text,integer)'), ('core.end_audit_lock_holders(text[])') $$,
   'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, and the trail''s partition maintenance)');
 select is(
   array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace

@@ -117,12 +117,17 @@ select is(
   '0 t tenancy_owner search_path=pg_catalog, pg_temp TimeZone=UTC lock_timeout=2s',
   'core.maintain_audit_partitions takes no argument, runs as tenancy_owner, and pins its search path, time zone and lock wait');
 select is(
-  array(select r from unnest(array['app_user', 'uber_admin', 'tenancy_writer', 'tenancy_auth', 'tenancy_reaper']) as r
-        where has_function_privilege(r, 'core.create_audit_partition(timestamptz)', 'EXECUTE')
-           or has_function_privilege(r, 'core.record_audit_purge(uuid,bigint,bytea,text,integer)', 'EXECUTE')
-           or has_function_privilege(r, 'core.audit_partition_tenants(timestamptz,timestamptz)', 'EXECUTE')),
+  array(select format('%s may call %s', r, f) from unnest(array['app_user', 'uber_admin', 'tenancy_writer', 'tenancy_auth',
+                                                               'tenancy_reaper', 'tenancy_auditor']) as r
+        cross join unnest(array['core.create_audit_partition(timestamptz)'::regprocedure,
+                                'core.record_audit_purge(uuid,bigint,bytea,text,integer)',
+                                'core.audit_partition_tenants(timestamptz,timestamptz)',
+                                'core.end_audit_lock_holders(text[])']) as f
+        where has_function_privilege(r, f, 'EXECUTE')
+          and r::regrole <> (select proowner from pg_proc where oid = f)
+        order by 1),
   '{}'::text[],
-  'the functions it calls (making a partition, reading which tenants one holds, writing a checkpoint) are its own: no other role may call them');
+  'the functions it calls (making a partition, reading which tenants one holds, writing a checkpoint, ending sessions in its way) are its own: no other role may call them');
 
 create temp table relations_before as
   select c.oid, c.oid::regclass::text as rel from pg_class c where c.relnamespace = 'core'::regnamespace;

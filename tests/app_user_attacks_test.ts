@@ -393,3 +393,36 @@ Deno.test("terminating and cancelling the service's database sessions in a tight
     await service.stop();
   }
 });
+
+Deno.test("a session that calls the audit maintenance and never commits does not keep it from running", async () => {
+  const server = await startServer();
+  let holder: Deno.ChildProcess | undefined;
+  try {
+    holder = new Deno.Command("psql", {
+      args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
+      env: pgEnv(requireEnv("APP_DATABASE_URL")),
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const writer = holder.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(`
+      set idle_in_transaction_session_timeout = 0;
+      begin;
+      select count(*) from core.maintain_audit_partitions();
+    `));
+    writer.releaseLock();
+    const deadline = performance.now() + 10_000;
+    while (await idleHolders(server) === 0 && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(await idleHolders(server), 1, "the holder is idle in its transaction, the trail locked");
+    // The next maintenance (the service's, or scripts/db maintain) ends it
+    // instead of waiting out its lock_timeout and failing every hour.
+    await server.owner`select count(*) from core.maintain_audit_partitions()`;
+    assert.equal(await idleHolders(server), 0);
+  } finally {
+    await stop(holder);
+    await server.close();
+  }
+});

@@ -409,6 +409,38 @@ revoke execute on function core.record_audit_purge(uuid, bigint, bytea, text, in
 grant execute on function core.audit_partition_tenants(timestamptz, timestamptz) to tenancy_owner;
 grant execute on function core.record_audit_purge(uuid, bigint, bytea, text, integer) to tenancy_owner;
 reset role;
+
+-- The maintenance locks the trail; a session of the service's roles that
+-- holds a lock in its way (its own call of the maintenance, left open) is
+-- ended, as core.end_chain_holders ends a chain head's holders.
+set local role tenancy_owner;
+create function core.end_audit_lock_holders(p_modes text[]) returns integer
+language plpgsql volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_ended integer;
+begin
+  perform pg_stat_clear_snapshot();
+  select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
+  from pg_locks l
+  join pg_stat_activity a on a.pid = l.pid
+  where l.locktype = 'relation' and l.relation = 'core.audit_logs'::regclass and l.mode = any (p_modes)
+    and l.database = (select d.oid from pg_database d where d.datname = current_database())
+    and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database();
+  return v_ended;
+end
+$$;
+comment on function core.end_audit_lock_holders(text[]) is
+  'Ends the app_user and uber_admin sessions holding core.audit_logs locked in one of these modes; returns how many';
+reset role;
+alter function core.end_audit_lock_holders(text[]) owner to tenancy_reaper;
+set local role tenancy_reaper;
+revoke execute on function core.end_audit_lock_holders(text[]) from public;
+grant execute on function core.end_audit_lock_holders(text[]) to tenancy_owner;
+reset role;
+
 -- tenancy_owner adds partitions for core.maintain_audit_partitions(), and
 -- attaching one clones the parent's triggers, which takes the right to
 -- execute their functions (a trigger function cannot be called otherwise).
@@ -434,8 +466,10 @@ begin
   -- One maintainer at a time: attaching a partition takes this lock anyway,
   -- and the next caller, once it has it, finds nothing left to do. (Not an
   -- advisory lock, which any role could take first and hold.) A service
-  -- session holding it past any request's lifetime is ended first.
+  -- session in the way (one that called this and never committed) is ended.
   perform core.end_stale_transactions();
+  perform core.end_audit_lock_holders(array['ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock',
+    'ExclusiveLock', 'AccessExclusiveLock']);
   lock table core.audit_logs in share update exclusive mode;
   for v_month in
     select generate_series(date_trunc('month', now()), date_trunc('month', now()) + interval '3 months', interval '1 month')
@@ -460,8 +494,10 @@ begin
                       where t.retention_days is null
                          or v_partition.to_time + make_interval(days => t.retention_days) > now());
     -- No writer or reader may be inside the trail while it loses a
-    -- partition; a session that holds it up past any request is ended.
-    perform core.end_stale_transactions();
+    -- partition: the service's sessions in it are ended (a request caught
+    -- so is retried), once a month at most.
+    perform core.end_audit_lock_holders(array['AccessShareLock', 'RowShareLock', 'RowExclusiveLock',
+      'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']);
     lock table core.audit_logs in access exclusive mode;
     for v_tenant in select * from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) loop
       select (a.details ->> 'through_seq')::bigint into v_floor
@@ -662,6 +698,7 @@ set local lock_timeout = '5s';
 set local statement_timeout = '300s';
 
 drop function core.maintain_audit_partitions();
+drop function core.end_audit_lock_holders(text[]);
 revoke execute on function core.end_stale_transactions() from tenancy_owner;
 revoke execute on function core.advance_chain_head() from tenancy_owner;
 drop function core.record_audit_purge(uuid, bigint, bytea, text, integer);
