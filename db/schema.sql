@@ -531,6 +531,33 @@ COMMENT ON FUNCTION api.create_user(p_email text, p_role text) IS 'Adds a user t
 
 
 --
+-- Name: current_plan(); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.current_plan() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select jsonb_build_object(
+    'tier', p.tier,
+    'limits', jsonb_build_object('documents', p.max_documents, 'users', p.max_users, 'api_keys', p.max_api_keys,
+                                 'metadata_bytes', p.max_metadata_bytes, 'requests_per_minute', p.requests_per_minute),
+    'usage', jsonb_build_object('documents', u.documents, 'users', u.users, 'api_keys', u.api_keys))
+  from core.tenant_usage u
+  join core.tenants t on t.tenant_id = u.tenant_id
+  join core.plans p on p.tier = t.subscription_tier
+  where u.tenant_id = (select c.tenant_id from core.request_context c)
+$$;
+
+
+--
+-- Name: FUNCTION current_plan(); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.current_plan() IS 'The current tenant''s plan: its tier, its limits and the tenant''s usage of them';
+
+
+--
 -- Name: tenants; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -1600,13 +1627,12 @@ COMMENT ON FUNCTION api.update_document(p_document_id uuid, p_title text, p_cont
 CREATE FUNCTION api.update_tenant_config(p_settings_patch jsonb) RETURNS SETOF api.tenant_config
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $_$
+    AS $$
 declare
-  v_days jsonb := p_settings_patch -> 'api_key_max_lifetime_days';
+  v_error text := core.settings_error(p_settings_patch);
 begin
-  if v_days is not null and v_days <> 'null'::jsonb
-     and (jsonb_typeof(v_days) <> 'number' or v_days::text !~ '^[1-9][0-9]{0,4}$' or v_days::text::int > 36500) then
-    raise exception 'api_key_max_lifetime_days is a whole number of days from 1 to 36,500' using errcode = 'PT422';
+  if v_error is not null then
+    raise exception '%', v_error using errcode = 'PT422';
   end if;
   -- A JSON merge patch of the top level: keys set to null are removed;
   -- nulls nested inside a value are kept as sent.
@@ -1617,7 +1643,7 @@ begin
     where c.tenant_id = (select core.current_tenant_id())
     returning c.tenant_id, c.template_id, c.settings, c.created_at, c.updated_at;
 end
-$_$;
+$$;
 
 
 --
@@ -1758,7 +1784,7 @@ COMMENT ON FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_lim
 -- Name: audit_partition_tenants(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
 --
 
-CREATE FUNCTION core.audit_partition_tenants(p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(tenant_id uuid, through_seq bigint, through_hash bytea, retention_days integer)
+CREATE FUNCTION core.audit_partition_tenants(p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(tenant_id uuid, through_seq bigint, through_hash bytea, retention_days integer, floor_seq bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -1772,7 +1798,10 @@ CREATE FUNCTION core.audit_partition_tenants(p_from timestamp with time zone, p_
     from tenants t where t.tenant_id is not null
   )
   select t.tenant_id, last.seq, last.chain_hash,
-    case when s.days::text ~ '^[1-9][0-9]{0,4}$' and s.days::text::int <= 36500 then s.days::text::int end
+    case when s.days::text ~ '^[1-9][0-9]{0,4}$' and s.days::text::int <= 36500 then s.days::text::int end,
+    (select (a.details ->> 'through_seq')::bigint from core.audit_logs a
+     where a.tenant_id = t.tenant_id and a.action = 'audit.purged' and a.details ->> 'through_seq' ~ '^[0-9]{1,18}$'
+     order by a.seq desc limit 1)
   from tenants t
   cross join lateral (
     select a.seq, a.chain_hash from core.audit_logs a
@@ -1789,7 +1818,7 @@ $_$;
 -- Name: FUNCTION audit_partition_tenants(p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.audit_partition_tenants(p_from timestamp with time zone, p_to timestamp with time zone) IS 'Tenants with audit rows in a time range: the last seq and chain_hash of each there, and its audit_retention_days (NULL: keep for ever)';
+COMMENT ON FUNCTION core.audit_partition_tenants(p_from timestamp with time zone, p_to timestamp with time zone) IS 'Tenants with audit rows in a time range: the last seq and chain_hash of each there, its audit_retention_days (NULL: keep for ever) and its latest checkpoint''s seq';
 
 
 --
@@ -2007,6 +2036,9 @@ CREATE FUNCTION core.create_audit_partition(p_month timestamp with time zone) RE
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET "TimeZone" TO 'UTC'
+    SET "DateStyle" TO 'ISO, MDY'
+    SET default_tablespace TO ''
+    SET default_table_access_method TO 'heap'
     AS $$
 declare
   v_from timestamptz := date_trunc('month', p_month);
@@ -2066,6 +2098,28 @@ $$;
 --
 
 COMMENT ON FUNCTION core.create_key_usage() IS 'Trigger: creates the usage row of a new API key';
+
+
+--
+-- Name: create_tenant_usage(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.create_tenant_usage() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  insert into core.tenant_usage (tenant_id) values (new.tenant_id) on conflict (tenant_id) do nothing;
+  return null;
+end
+$$;
+
+
+--
+-- Name: FUNCTION create_tenant_usage(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.create_tenant_usage() IS 'Trigger: gives a new tenant its usage counts, all zero';
 
 
 --
@@ -2237,6 +2291,77 @@ COMMENT ON FUNCTION core.end_stale_transactions() IS 'Ends the sessions of app_u
 
 
 --
+-- Name: end_usage_holders(uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.end_usage_holders(p_tenant_id uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_ended integer;
+begin
+  perform pg_stat_clear_snapshot();
+  select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
+  from core.tenant_usage u
+  join extensions.pgrowlocks('core.tenant_usage') r on r.locked_row = u.ctid
+  cross join lateral unnest(r.pids) as holder (pid)
+  join pg_stat_activity a on a.pid = holder.pid
+  where u.tenant_id = p_tenant_id and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid()
+    and a.datname = current_database();
+  return v_ended;
+end
+$$;
+
+
+--
+-- Name: FUNCTION end_usage_holders(p_tenant_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.end_usage_holders(p_tenant_id uuid) IS 'Ends the app_user or uber_admin sessions that hold this tenant''s usage counts locked; returns how many';
+
+
+--
+-- Name: expired_audit_partitions(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.expired_audit_partitions() RETURNS TABLE(rel regclass, name text, from_time timestamp with time zone, to_time timestamp with time zone)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET "TimeZone" TO 'UTC'
+    SET "DateStyle" TO 'ISO, MDY'
+    AS $_$
+declare
+  v_partition record;
+begin
+  for v_partition in
+    select c.oid::regclass as rel, c.relname::text as name, b.bounds[1]::timestamptz as from_time,
+      b.bounds[2]::timestamptz as to_time
+    from pg_inherits i
+    join pg_class c on c.oid = i.inhrelid
+    cross join lateral regexp_match(pg_get_expr(c.relpartbound, c.oid),
+      '^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$') as b (bounds)
+    where i.inhparent = 'core.audit_logs'::regclass
+    order by 3
+  loop
+    exit when v_partition.to_time > now();
+    exit when exists (select from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) t
+                      where t.retention_days is null
+                         or v_partition.to_time + make_interval(days => t.retention_days) > now());
+    return query select v_partition.rel, v_partition.name, v_partition.from_time, v_partition.to_time;
+  end loop;
+end
+$_$;
+
+
+--
+-- Name: FUNCTION expired_audit_partitions(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.expired_audit_partitions() IS 'The oldest audit partitions whose every row is past its tenant''s audit_retention_days, up to the first that must stay';
+
+
+--
 -- Name: guard_user_roles(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -2350,15 +2475,17 @@ CREATE FUNCTION core.maintain_audit_partitions() RETURNS TABLE(action text, part
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET "TimeZone" TO 'UTC'
+    SET "DateStyle" TO 'ISO, MDY'
+    SET "IntervalStyle" TO 'postgres'
+    SET default_tablespace TO ''
+    SET default_table_access_method TO 'heap'
+    SET row_security TO 'on'
     SET lock_timeout TO '2s'
-    AS $_$
+    AS $$
 #variable_conflict use_column
 declare
   v_month timestamptz;
   v_name text;
-  v_partition record;
-  v_tenant record;
-  v_floor bigint;
 begin
   -- One maintainer at a time: attaching a partition takes this lock anyway,
   -- and the next caller, once it has it, finds nothing left to do. (Not an
@@ -2376,49 +2503,111 @@ begin
       return query select 'created', v_name;
     end if;
   end loop;
-
-  -- Oldest first; the first partition that must stay ends the purge.
-  for v_partition in
-    select c.oid::regclass as rel, c.relname::text as name, b.bounds[1]::timestamptz as from_time, b.bounds[2]::timestamptz as to_time
-    from pg_inherits i
-    join pg_class c on c.oid = i.inhrelid
-    cross join lateral regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$') as b (bounds)
-    where i.inhparent = 'core.audit_logs'::regclass
-    order by 3
-  loop
-    exit when v_partition.to_time > now();
-    exit when exists (select from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) t
-                      where t.retention_days is null
-                         or v_partition.to_time + make_interval(days => t.retention_days) > now());
-    -- No writer or reader may be inside the trail while it loses a
-    -- partition: the service's sessions in it are ended (a request caught
-    -- so is retried), once a month at most.
-    perform core.end_audit_lock_holders(array['AccessShareLock', 'RowShareLock', 'RowExclusiveLock',
-      'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']);
-    lock table core.audit_logs in access exclusive mode;
-    for v_tenant in select * from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) loop
-      select (a.details ->> 'through_seq')::bigint into v_floor
-        from core.audit_logs a
-        where a.tenant_id = v_tenant.tenant_id and a.action = 'audit.purged'
-        order by a.seq desc limit 1;
-      if v_floor is null or v_tenant.through_seq > v_floor then
-        perform core.record_audit_purge(v_tenant.tenant_id, v_tenant.through_seq, v_tenant.through_hash,
-          v_partition.name, v_tenant.retention_days);
-      end if;
-    end loop;
-    execute format('alter table core.audit_logs detach partition %s', v_partition.rel);
-    execute format('drop table %s', v_partition.rel);
-    return query select 'dropped', v_partition.name;
-  end loop;
+  -- Dropping is not done here: see core.purge_audit_partitions.
+  return query select 'expired', e.name from core.expired_audit_partitions() e;
 end
-$_$;
+$$;
 
 
 --
 -- Name: FUNCTION maintain_audit_partitions(); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.maintain_audit_partitions() IS 'Creates the audit partitions of this month and the next three, and drops the oldest ones whose every row is past its tenant''s audit_retention_days, leaving a checkpoint in each tenant''s chain; returns what it did';
+COMMENT ON FUNCTION core.maintain_audit_partitions() IS 'Creates the audit partitions of this month and the next three; returns those it created and those past retention (for core.purge_audit_partitions)';
+
+
+--
+-- Name: meter_usage(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.meter_usage() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_kind text := tg_argv[0];
+  v_tenant_id uuid := case when tg_op = 'DELETE' then old.tenant_id else new.tenant_id end;
+  v_delta integer := 0;
+  v_used bigint;
+  v_plan core.plans;
+  v_bytes integer;
+begin
+  if tg_op = 'INSERT' then
+    v_delta := 1;
+  elsif tg_op = 'DELETE' then
+    v_delta := -1;
+  end if;
+  if v_kind = 'api_keys' then
+    -- A key counts while it is not revoked.
+    v_delta := case
+      when tg_op = 'INSERT' and new.revoked_at is not null then 0
+      when tg_op = 'DELETE' and old.revoked_at is not null then 0
+      when tg_op = 'UPDATE' and old.revoked_at is null and new.revoked_at is not null then -1
+      else v_delta end;
+  end if;
+  if v_delta > 0 or (v_kind = 'documents' and tg_op <> 'DELETE') then
+    select p.* into v_plan from core.tenants t join core.plans p on p.tier = t.subscription_tier
+    where t.tenant_id = v_tenant_id;
+  end if;
+  -- (Nested: PL/pgSQL would look for a metadata field on every table's row.)
+  if v_kind = 'documents' and tg_op <> 'DELETE' then
+    if tg_op = 'INSERT' or new.metadata is distinct from old.metadata then
+      v_bytes := octet_length(new.metadata::text);
+      if v_bytes > v_plan.max_metadata_bytes then
+        raise exception 'the plan''s limit of metadata bytes per document is reached'
+          using errcode = 'PTQ13',
+                detail = json_build_object('quota', 'metadata_bytes', 'limit', v_plan.max_metadata_bytes,
+                                           'usage', v_bytes)::text;
+      end if;
+    end if;
+  end if;
+  if v_delta = 0 then
+    return case when tg_op = 'DELETE' then old else new end;
+  end if;
+  -- A row without a tenant, or (for app_user) of a tenant other than the
+  -- request's, is about to be refused by row-level security, which checks
+  -- after this trigger: it counts nowhere, and locks no tenant's counts.
+  if v_tenant_id is null
+     or (session_user = 'app_user' and v_tenant_id is distinct from (select c.tenant_id from core.request_context c)) then
+    return case when tg_op = 'DELETE' then old else new end;
+  end if;
+  -- Writers of the tenant take turns on its counts, as on its chain head:
+  -- one holding them past any request's lifetime is ended first.
+  perform from core.tenant_usage u where u.tenant_id = v_tenant_id for update skip locked;
+  if not found then
+    perform core.end_stale_transactions();
+  end if;
+  update core.tenant_usage u
+  set documents = u.documents + case when v_kind = 'documents' then v_delta else 0 end,
+      users = u.users + case when v_kind = 'users' then v_delta else 0 end,
+      api_keys = u.api_keys + case when v_kind = 'api_keys' then v_delta else 0 end
+  where u.tenant_id = v_tenant_id
+  returning case v_kind when 'documents' then u.documents when 'users' then u.users else u.api_keys end
+  into v_used;
+  if not found then
+    raise exception 'tenant % has no usage counts', v_tenant_id using errcode = 'P0002';
+  end if;
+  if v_delta > 0 and v_used > (case v_kind when 'documents' then v_plan.max_documents
+                                            when 'users' then v_plan.max_users
+                                            else v_plan.max_api_keys end) then
+    raise exception 'the plan''s limit of % is reached', v_kind
+      using errcode = 'PTQ09',
+            detail = json_build_object('quota', v_kind,
+                                       'limit', case v_kind when 'documents' then v_plan.max_documents
+                                                             when 'users' then v_plan.max_users
+                                                             else v_plan.max_api_keys end,
+                                       'usage', v_used - 1)::text;
+  end if;
+  return case when tg_op = 'DELETE' then old else new end;
+end
+$$;
+
+
+--
+-- Name: FUNCTION meter_usage(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.meter_usage() IS 'Trigger: moves the tenant''s usage count of documents, users or unrevoked keys, and refuses a write past its plan''s limit (PTQ09) or metadata larger than it allows (PTQ13)';
 
 
 --
@@ -2451,6 +2640,53 @@ $$;
 --
 
 COMMENT ON FUNCTION core.page_upper_bound(p_after_at timestamp with time zone, p_after_id uuid, p_before timestamp with time zone, OUT bound_at timestamp with time zone, OUT bound_id uuid) IS 'Exclusive upper (time, id) bound of a newest-first page: the keyset cursor or the end time, whichever is lower; never NULL';
+
+
+--
+-- Name: purge_audit_partitions(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.purge_audit_partitions() RETURNS TABLE(action text, partition_name text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET "TimeZone" TO 'UTC'
+    SET "DateStyle" TO 'ISO, MDY'
+    SET lock_timeout TO '2s'
+    AS $$
+#variable_conflict use_column
+declare
+  v_partition record;
+  v_tenant record;
+begin
+  for v_partition in select * from core.expired_audit_partitions() loop
+    -- No writer or reader may be inside the trail while it loses a
+    -- partition: the service's sessions in it are ended (a request caught
+    -- so is retried), once a month at most.
+    perform core.end_audit_lock_holders(array['AccessShareLock', 'RowShareLock', 'RowExclusiveLock',
+      'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']);
+    lock table core.audit_logs in access exclusive mode;
+    for v_tenant in select * from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) loop
+      -- Commit order and transaction start can cross at a month's edge: a
+      -- partition may end below a checkpoint already written, whose rows
+      -- past it are verified from that checkpoint still.
+      if v_tenant.floor_seq is null or v_tenant.through_seq > v_tenant.floor_seq then
+        perform core.record_audit_purge(v_tenant.tenant_id, v_tenant.through_seq, v_tenant.through_hash,
+          v_partition.name, v_tenant.retention_days);
+      end if;
+    end loop;
+    execute format('alter table core.audit_logs detach partition %s', v_partition.rel);
+    execute format('drop table %s', v_partition.rel);
+    return query select 'dropped', v_partition.name;
+  end loop;
+end
+$$;
+
+
+--
+-- Name: FUNCTION purge_audit_partitions(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.purge_audit_partitions() IS 'Drops the oldest audit partitions whose every row is past its tenant''s audit_retention_days, leaving a checkpoint in each tenant''s chain; for the owner''s members only';
 
 
 --
@@ -2615,9 +2851,11 @@ CREATE FUNCTION core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[]) RETURNS TAB
     AS $$
 #variable_conflict use_column
 begin
-  -- A session holding these rows or the tenant's chain head locked would
-  -- otherwise keep the keys from being revoked.
+  -- A session holding these rows, the tenant's counts or its chain head
+  -- locked would otherwise keep the keys from being revoked. The counts
+  -- first, then the head: the order every metered writer takes them in.
   perform core.end_stale_transactions();
+  perform core.seize_usage_row(p_tenant_id);
   perform core.seize_chain_head(p_tenant_id);
   return query
     with recursive doomed (key_id) as (
@@ -2733,6 +2971,34 @@ COMMENT ON FUNCTION core.seize_chain_head(p_tenant_id uuid) IS 'Locks the tenant
 
 
 --
+-- Name: seize_usage_row(uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.seize_usage_row(p_tenant_id uuid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  for attempt in 1..100 loop
+    perform from core.tenant_usage u where u.tenant_id = p_tenant_id for update skip locked;
+    if found or not exists (select from core.tenant_usage u where u.tenant_id = p_tenant_id) then
+      return;
+    end if;
+    perform core.end_usage_holders(p_tenant_id);
+  end loop;
+  perform from core.tenant_usage u where u.tenant_id = p_tenant_id for update;
+end
+$$;
+
+
+--
+-- Name: FUNCTION seize_usage_row(p_tenant_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.seize_usage_row(p_tenant_id uuid) IS 'Locks the tenant''s usage counts for this transaction, ending the app_user and uber_admin sessions that hold them';
+
+
+--
 -- Name: set_updated_at(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -2751,6 +3017,44 @@ $$;
 --
 
 COMMENT ON FUNCTION core.set_updated_at() IS 'Trigger: keeps updated_at equal to the time of the last change';
+
+
+--
+-- Name: settings_error(jsonb); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.settings_error(p_settings jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $_$
+  select case
+    when jsonb_typeof(p_settings -> 'audit_retention_days') not in ('null') and
+         (jsonb_typeof(p_settings -> 'audit_retention_days') <> 'number'
+          or (p_settings ->> 'audit_retention_days') !~ '^[1-9][0-9]{2,4}$'
+          or (p_settings ->> 'audit_retention_days')::int not between 365 and 36500)
+      then 'audit_retention_days is a whole number of days from 365 to 36,500'
+    when jsonb_typeof(p_settings -> 'api_key_max_lifetime_days') not in ('null') and
+         (jsonb_typeof(p_settings -> 'api_key_max_lifetime_days') <> 'number'
+          or (p_settings ->> 'api_key_max_lifetime_days') !~ '^[1-9][0-9]{0,4}$'
+          or (p_settings ->> 'api_key_max_lifetime_days')::int > 36500)
+      then 'api_key_max_lifetime_days is a whole number of days from 1 to 36,500'
+    when jsonb_typeof(p_settings -> 'require_two_person_approval') not in ('null', 'boolean')
+      then 'require_two_person_approval is true or false'
+    when jsonb_typeof(p_settings -> 'currency') not in ('null') and
+         (jsonb_typeof(p_settings -> 'currency') <> 'string' or (p_settings ->> 'currency') !~ '^[A-Z]{3}$')
+      then 'currency is three capital letters (ISO 4217)'
+    when jsonb_typeof(p_settings -> 'data_residency') not in ('null') and
+         (jsonb_typeof(p_settings -> 'data_residency') <> 'string'
+          or (p_settings ->> 'data_residency') !~ '^[a-z]{2}(-[a-z0-9]{1,8})?$')
+      then 'data_residency is a lower-case region code such as eu or us-east'
+  end
+$_$;
+
+
+--
+-- Name: FUNCTION settings_error(p_settings jsonb); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.settings_error(p_settings jsonb) IS 'What is wrong with the settings the database acts on in a settings object (NULL: nothing); other keys are free';
 
 
 --
@@ -2837,8 +3141,9 @@ begin
   -- Rows up to the latest purge's through_seq went with their partitions:
   -- the chain goes on from the hash it recorded (its own row is verified
   -- below, as part of the chain). A purge row that could not have been
-  -- written by the maintenance (its partition not yet past the retention it
-  -- names, or details that are no checkpoint) was inserted by someone else.
+  -- written by the maintenance (its partition still there, or not yet past
+  -- the retention it names, or details that are no checkpoint) was inserted
+  -- by someone else.
   select a.seq as at_seq, a."timestamp" as at_time, a.details ->> 'through_seq' as through_seq,
     a.details ->> 'through_hash' as through_hash, a.details ->> 'partition' as partition_name,
     a.details ->> 'retention_days' as retention_days
@@ -2851,6 +3156,7 @@ begin
             and v_purge.through_hash ~ '^[0-9a-f]{64}$'
             and v_purge.partition_name ~ '^audit_logs_y[0-9]{4}m(0[1-9]|1[0-2])$'
             and v_purge.retention_days ~ '^[1-9][0-9]{0,4}$'
+            and to_regclass(format('core.%I', v_purge.partition_name)) is null
             and v_purge.at_time >= make_timestamptz(substr(v_purge.partition_name, 13, 4)::int,
                                      substr(v_purge.partition_name, 18, 2)::int, 1, 0, 0, 0, 'UTC')
                                    + interval '1 month' + make_interval(days => v_purge.retention_days::int)) then
@@ -3425,6 +3731,149 @@ COMMENT ON FUNCTION platform.save_idempotent_response(p_idempotency_key text, p_
 
 
 --
+-- Name: plans; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.plans (
+    plan_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    tier text NOT NULL,
+    max_documents integer NOT NULL,
+    max_users integer NOT NULL,
+    max_api_keys integer NOT NULL,
+    max_metadata_bytes integer NOT NULL,
+    requests_per_minute integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT plans_max_api_keys_check CHECK ((max_api_keys >= 0)),
+    CONSTRAINT plans_max_documents_check CHECK ((max_documents >= 0)),
+    CONSTRAINT plans_max_metadata_bytes_check CHECK (((max_metadata_bytes >= 2) AND (max_metadata_bytes <= 1048576))),
+    CONSTRAINT plans_max_users_check CHECK ((max_users >= 0)),
+    CONSTRAINT plans_requests_per_minute_check CHECK (((requests_per_minute >= 1) AND (requests_per_minute <= 10000000))),
+    CONSTRAINT plans_tier_check CHECK ((tier = ANY (ARRAY['free'::text, 'pro'::text, 'enterprise'::text])))
+);
+
+
+--
+-- Name: TABLE plans; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.plans IS 'One plan per subscription tier: the limits of every tenant on that tier';
+
+
+--
+-- Name: COLUMN plans.plan_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.plans.plan_id IS 'Identity of the plan';
+
+
+--
+-- Name: COLUMN plans.tier; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.plans.tier IS 'The subscription_tier this plan applies to';
+
+
+--
+-- Name: COLUMN plans.max_documents; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.plans.max_documents IS 'Documents a tenant may hold';
+
+
+--
+-- Name: COLUMN plans.max_users; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.plans.max_users IS 'Users a tenant may have';
+
+
+--
+-- Name: COLUMN plans.max_api_keys; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.plans.max_api_keys IS 'API keys a tenant may hold that are not revoked (expired ones count until revoked)';
+
+
+--
+-- Name: COLUMN plans.max_metadata_bytes; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.plans.max_metadata_bytes IS 'Largest metadata of one document, in bytes of its JSON text';
+
+
+--
+-- Name: COLUMN plans.requests_per_minute; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.plans.requests_per_minute IS 'Requests per minute a tenant may make';
+
+
+--
+-- Name: COLUMN plans.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.plans.created_at IS 'When the plan was created';
+
+
+--
+-- Name: COLUMN plans.updated_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.plans.updated_at IS 'When the plan last changed';
+
+
+--
+-- Name: plans; Type: VIEW; Schema: platform; Owner: -
+--
+
+CREATE VIEW platform.plans WITH (security_invoker='true') AS
+ SELECT plans.plan_id,
+    plans.tier,
+    plans.max_documents,
+    plans.max_users,
+    plans.max_api_keys,
+    plans.max_metadata_bytes,
+    plans.requests_per_minute,
+    plans.created_at,
+    plans.updated_at
+   FROM core.plans;
+
+
+--
+-- Name: VIEW plans; Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON VIEW platform.plans IS 'The plans, one per tier, for platform operators';
+
+
+--
+-- Name: update_plan(uuid, integer, integer, integer, integer, integer); Type: FUNCTION; Schema: platform; Owner: -
+--
+
+CREATE FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer DEFAULT NULL::integer, p_max_users integer DEFAULT NULL::integer, p_max_api_keys integer DEFAULT NULL::integer, p_max_metadata_bytes integer DEFAULT NULL::integer, p_requests_per_minute integer DEFAULT NULL::integer) RETURNS SETOF platform.plans
+    LANGUAGE sql
+    AS $$
+  update core.plans p
+  set max_documents = coalesce(p_max_documents, p.max_documents),
+      max_users = coalesce(p_max_users, p.max_users),
+      max_api_keys = coalesce(p_max_api_keys, p.max_api_keys),
+      max_metadata_bytes = coalesce(p_max_metadata_bytes, p.max_metadata_bytes),
+      requests_per_minute = coalesce(p_requests_per_minute, p.requests_per_minute)
+  where p.plan_id = p_plan_id
+  returning p.plan_id, p.tier, p.max_documents, p.max_users, p.max_api_keys, p.max_metadata_bytes,
+    p.requests_per_minute, p.created_at, p.updated_at
+$$;
+
+
+--
+-- Name: FUNCTION update_plan(p_plan_id uuid, p_max_documents integer, p_max_users integer, p_max_api_keys integer, p_max_metadata_bytes integer, p_requests_per_minute integer); Type: COMMENT; Schema: platform; Owner: -
+--
+
+COMMENT ON FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer, p_max_users integer, p_max_api_keys integer, p_max_metadata_bytes integer, p_requests_per_minute integer) IS 'Changes the limits of a plan (NULL keeps a limit); every tenant on its tier has them from its next request';
+
+
+--
 -- Name: update_tenant(uuid, text, text, boolean, text); Type: FUNCTION; Schema: platform; Owner: -
 --
 
@@ -3961,6 +4410,62 @@ COMMENT ON VIEW core.request_context IS 'The verified context: one row when app.
 
 
 --
+-- Name: tenant_usage; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.tenant_usage (
+    tenant_id uuid NOT NULL,
+    documents bigint DEFAULT 0 NOT NULL,
+    users bigint DEFAULT 0 NOT NULL,
+    api_keys bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT tenant_usage_api_keys_check CHECK ((api_keys >= 0)),
+    CONSTRAINT tenant_usage_documents_check CHECK ((documents >= 0)),
+    CONSTRAINT tenant_usage_users_check CHECK ((users >= 0))
+);
+ALTER TABLE ONLY core.tenant_usage ALTER COLUMN tenant_id SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_usage ALTER COLUMN documents SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_usage ALTER COLUMN users SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_usage ALTER COLUMN api_keys SET STATISTICS 0;
+
+ALTER TABLE ONLY core.tenant_usage FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenant_usage; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.tenant_usage IS 'What each tenant holds of what its plan limits, kept by core.meter_usage in the writing transaction';
+
+
+--
+-- Name: COLUMN tenant_usage.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_usage.tenant_id IS 'The tenant';
+
+
+--
+-- Name: COLUMN tenant_usage.documents; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_usage.documents IS 'Its documents';
+
+
+--
+-- Name: COLUMN tenant_usage.users; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_usage.users IS 'Its users';
+
+
+--
+-- Name: COLUMN tenant_usage.api_keys; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_usage.api_keys IS 'Its API keys that are not revoked';
+
+
+--
 -- Name: operators; Type: VIEW; Schema: platform; Owner: -
 --
 
@@ -4040,6 +4545,22 @@ ALTER TABLE ONLY core.idempotency_keys
 
 
 --
+-- Name: plans plans_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.plans
+    ADD CONSTRAINT plans_pkey PRIMARY KEY (plan_id);
+
+
+--
+-- Name: plans plans_tier_key; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.plans
+    ADD CONSTRAINT plans_tier_key UNIQUE (tier);
+
+
+--
 -- Name: platform_idempotency_keys platform_idempotency_keys_pkey; Type: CONSTRAINT; Schema: core; Owner: -
 --
 
@@ -4093,6 +4614,14 @@ ALTER TABLE ONLY core.tenant_api_keys
 
 ALTER TABLE ONLY core.tenant_configs
     ADD CONSTRAINT tenant_configs_pkey PRIMARY KEY (tenant_id);
+
+
+--
+-- Name: tenant_usage tenant_usage_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_usage
+    ADD CONSTRAINT tenant_usage_pkey PRIMARY KEY (tenant_id);
 
 
 --
@@ -4287,12 +4816,48 @@ ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER chain_audit_row;
 
 
 --
+-- Name: documents count_usage; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER count_usage BEFORE INSERT OR DELETE OR UPDATE OF metadata ON core.documents FOR EACH ROW EXECUTE FUNCTION core.meter_usage('documents');
+
+ALTER TABLE core.documents ENABLE ALWAYS TRIGGER count_usage;
+
+
+--
+-- Name: tenant_api_keys count_usage; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER count_usage BEFORE INSERT OR DELETE OR UPDATE OF revoked_at ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.meter_usage('api_keys');
+
+ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER count_usage;
+
+
+--
+-- Name: users count_usage; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER count_usage BEFORE INSERT OR DELETE ON core.users FOR EACH ROW EXECUTE FUNCTION core.meter_usage('users');
+
+ALTER TABLE core.users ENABLE ALWAYS TRIGGER count_usage;
+
+
+--
 -- Name: tenant_api_keys create_key_usage; Type: TRIGGER; Schema: core; Owner: -
 --
 
 CREATE TRIGGER create_key_usage AFTER INSERT ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.create_key_usage();
 
 ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER create_key_usage;
+
+
+--
+-- Name: tenants create_usage; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER create_usage AFTER INSERT ON core.tenants FOR EACH ROW EXECUTE FUNCTION core.create_tenant_usage();
+
+ALTER TABLE core.tenants ENABLE ALWAYS TRIGGER create_usage;
 
 
 --
@@ -4329,6 +4894,15 @@ ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER keep_revocation;
 CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.documents FOR EACH ROW EXECUTE FUNCTION core.record_audit('document_id');
 
 ALTER TABLE core.documents ENABLE ALWAYS TRIGGER record_audit;
+
+
+--
+-- Name: plans record_audit; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.plans FOR EACH ROW EXECUTE FUNCTION core.record_audit('plan_id');
+
+ALTER TABLE core.plans ENABLE ALWAYS TRIGGER record_audit;
 
 
 --
@@ -4419,6 +4993,15 @@ ALTER TABLE core.documents ENABLE ALWAYS TRIGGER set_updated_at;
 CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.idempotency_keys FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
 
 ALTER TABLE core.idempotency_keys ENABLE ALWAYS TRIGGER set_updated_at;
+
+
+--
+-- Name: plans set_updated_at; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER set_updated_at BEFORE UPDATE ON core.plans FOR EACH ROW EXECUTE FUNCTION core.set_updated_at();
+
+ALTER TABLE core.plans ENABLE ALWAYS TRIGGER set_updated_at;
 
 
 --
@@ -4587,6 +5170,14 @@ ALTER TABLE ONLY core.tenant_configs
 
 
 --
+-- Name: tenant_usage tenant_usage_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_usage
+    ADD CONSTRAINT tenant_usage_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
 -- Name: users users_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
 --
 
@@ -4664,6 +5255,14 @@ CREATE POLICY delete_own_tenant ON core.tenant_api_keys FOR DELETE USING ((tenan
 CREATE POLICY delete_own_tenant ON core.tenant_configs FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
    FROM core.request_context c
   WHERE ('config:write'::text = ANY (c.permissions)))));
+
+
+--
+-- Name: tenant_usage delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.tenant_usage FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
@@ -4757,6 +5356,14 @@ CREATE POLICY insert_own_tenant ON core.tenant_configs FOR INSERT WITH CHECK ((t
 
 
 --
+-- Name: tenant_usage insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.tenant_usage FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: tenants insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -4837,6 +5444,14 @@ CREATE POLICY select_own_tenant ON core.tenant_configs FOR SELECT USING ((tenant
 
 
 --
+-- Name: tenant_usage select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.tenant_usage FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: tenants select_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -4864,6 +5479,12 @@ ALTER TABLE core.tenant_api_keys ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE core.tenant_configs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tenant_usage; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.tenant_usage ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: tenants; Type: ROW SECURITY; Schema: core; Owner: -
@@ -4938,6 +5559,15 @@ CREATE POLICY update_own_tenant ON core.tenant_configs FOR UPDATE USING ((tenant
 
 
 --
+-- Name: tenant_usage update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.tenant_usage FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: tenants update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -4996,4 +5626,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201001000'),
     ('20261201001100'),
     ('20261201001200'),
-    ('20261201001300');
+    ('20261201001300'),
+    ('20261201001400');

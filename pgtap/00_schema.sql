@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(428);
+select plan(439);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -29,8 +29,8 @@ select set_eq(
                             where i.inhrelid = c.oid and i.inhparent = 'core.audit_logs'::regclass)) $$,
   array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
         'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys', 'api_key_usage',
-        'platform_operators', 'audit_chain_heads'],
-  'core holds exactly the thirteen tables the migrations create, besides the audit trail''s monthly partitions');
+        'platform_operators', 'audit_chain_heads', 'plans', 'tenant_usage'],
+  'core holds exactly the fifteen tables the migrations create, besides the audit trail''s monthly partitions');
 select cmp_ok((select count(*)::int from pg_inherits where inhparent = 'core.audit_logs'::regclass), '>=', 4,
   'core.audit_logs has partitions: this month''s and the next three at least');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
@@ -39,7 +39,7 @@ select tables_are('platform', '{}'::name[], 'platform holds no tables, only view
 select views_are('api',
   array['tenant', 'audit_logs', 'templates', 'tenant_config', 'users', 'documents', 'api_keys'],
   'api exposes exactly the tenant-facing views');
-select views_are('platform', array['tenants', 'audit_logs', 'operators'],
+select views_are('platform', array['tenants', 'audit_logs', 'operators', 'plans'],
   'platform exposes exactly the operator views');
 select views_are('core', array['request_context'], 'core holds one view: the verified request context');
 
@@ -47,12 +47,14 @@ select functions_are('api',
   array['current_tenant', 'current_tenant_config', 'list_audit_logs', 'update_tenant_config', 'list_users', 'create_user', 'update_user', 'delete_user',
         'list_documents', 'create_document', 'update_document', 'delete_document', 'create_api_key',
         'list_api_keys', 'revoke_api_key', 'begin_request', 'touch_api_key', 'schema_version',
-        'claim_idempotency_key', 'save_idempotent_response', 'export_audit_logs', 'verify_audit_chain'],
+        'claim_idempotency_key', 'save_idempotent_response', 'export_audit_logs', 'verify_audit_chain',
+        'current_plan'],
   'api holds exactly the functions the HTTP layer calls');
 select functions_are('platform',
   array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key',
         'begin_request', 'revoke_api_key', 'claim_idempotency_key', 'save_idempotent_response',
-        'bootstrap_operator', 'create_operator', 'revoke_operator', 'export_audit_logs', 'verify_audit_chain'],
+        'bootstrap_operator', 'create_operator', 'revoke_operator', 'export_audit_logs', 'verify_audit_chain',
+        'update_plan'],
   'platform holds exactly the operator functions');
 select functions_are('core',
   array['current_tenant_id', 'current_api_key_id', 'context_mac', 'sign_context', 'set_updated_at',
@@ -62,7 +64,9 @@ select functions_are('core',
         'current_operator_id', 'context_verifies', 'audit_time', 'audit_record', 'chain_audit_row',
         'verify_audit_chain', 'audit_details_readable', 'audit_export', 'advance_chain_head', 'capped_expiry',
         'end_stale_transactions', 'end_chain_holders', 'seize_chain_head', 'create_audit_partition',
-        'maintain_audit_partitions', 'audit_partition_tenants', 'record_audit_purge', 'end_audit_lock_holders'],
+        'maintain_audit_partitions', 'audit_partition_tenants', 'record_audit_purge', 'end_audit_lock_holders',
+        'create_tenant_usage', 'meter_usage', 'end_usage_holders', 'seize_usage_row', 'settings_error',
+        'purge_audit_partitions', 'expired_audit_partitions'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 
 -- Columns, types and nullability ----------------------------------------------
@@ -634,6 +638,28 @@ select pg_temp.refused_by(format($$ update core.audit_chain_heads set seq = -1 w
   'audit_chain_heads_seq_check', 'a chain head below seq 0 is refused');
 select pg_temp.refused_by(format($$ update core.audit_chain_heads set hash = '\x00' where tenant_id = %L $$, :'tenant_id'),
   'audit_chain_heads_hash_check', 'a chain head hash that is not 32 bytes is refused');
+select pg_temp.refused_by($$ insert into core.plans (tier, max_documents, max_users, max_api_keys, max_metadata_bytes,
+    requests_per_minute) values ('gold', 1, 1, 1, 2, 1) $$, 'plans_tier_check', 'a plan for a tier that does not exist is refused');
+select pg_temp.refused_by($$ update core.plans set max_documents = -1 where tier = 'free' $$, 'plans_max_documents_check',
+  'a plan allowing fewer than zero documents is refused');
+select pg_temp.refused_by($$ update core.plans set max_users = -1 where tier = 'free' $$, 'plans_max_users_check',
+  'a plan allowing fewer than zero users is refused');
+select pg_temp.refused_by($$ update core.plans set max_api_keys = -1 where tier = 'free' $$, 'plans_max_api_keys_check',
+  'a plan allowing fewer than zero API keys is refused');
+select lives_ok($$ update core.plans set max_metadata_bytes = 2, requests_per_minute = 1 where tier = 'free' $$,
+  'a plan allowing 2 bytes of metadata ({}) and one request a minute is accepted');
+select pg_temp.refused_by($$ update core.plans set max_metadata_bytes = 1 where tier = 'free' $$,
+  'plans_max_metadata_bytes_check', 'a plan allowing less metadata than {} is refused');
+select pg_temp.refused_by($$ update core.plans set max_metadata_bytes = 1048577 where tier = 'free' $$,
+  'plans_max_metadata_bytes_check', 'a plan allowing more than 1 MiB of metadata per document is refused');
+select pg_temp.refused_by($$ update core.plans set requests_per_minute = 0 where tier = 'free' $$,
+  'plans_requests_per_minute_check', 'a plan allowing no request at all is refused');
+select pg_temp.refused_by(format($$ update core.tenant_usage set documents = -1 where tenant_id = %L $$, :'tenant_id'),
+  'tenant_usage_documents_check', 'a count of documents below zero is refused');
+select pg_temp.refused_by(format($$ update core.tenant_usage set users = -1 where tenant_id = %L $$, :'tenant_id'),
+  'tenant_usage_users_check', 'a count of users below zero is refused');
+select pg_temp.refused_by(format($$ update core.tenant_usage set api_keys = -1 where tenant_id = %L $$, :'tenant_id'),
+  'tenant_usage_api_keys_check', 'a count of API keys below zero is refused');
 
 select is(
   array(select format('%s on %s', c.conname, c.conrelid::regclass) from pg_constraint c

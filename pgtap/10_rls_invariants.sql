@@ -161,6 +161,10 @@ insert into expected_policies values
   ('api_key_usage', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
   ('api_key_usage', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:read''::text = ANY (c.permissions))))', '-'),
   ('api_key_usage', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
+  ('tenant_usage', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
+  ('tenant_usage', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
+  ('tenant_usage', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
+  ('tenant_usage', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
   ('audit_chain_heads', 'delete_own_tenant', 'false', '-'),
   ('audit_chain_heads', 'insert_own_tenant', '-', 'false'),
   ('audit_chain_heads', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''audit:read''::text = ANY (c.permissions))))', '-'),
@@ -315,8 +319,10 @@ select set_eq('select fn from definer_functions',
             ('core.advance_chain_head()'), ('core.end_stale_transactions()'), ('core.end_chain_holders(uuid)'),
             ('core.seize_chain_head(uuid)'), ('core.maintain_audit_partitions()'),
             ('core.audit_partition_tenants(timestamp with time zone,timestamp with time zone)'),
-            ('core.record_audit_purge(uuid,bigint,bytea,text,integer)'), ('core.end_audit_lock_holders(text[])') $$,
-  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, and the trail''s partition maintenance)');
+            ('core.record_audit_purge(uuid,bigint,bytea,text,integer)'), ('core.end_audit_lock_holders(text[])'),
+            ('core.create_tenant_usage()'), ('core.meter_usage()'), ('core.end_usage_holders(uuid)'),
+            ('core.seize_usage_row(uuid)'), ('api.current_plan()') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, the trail''s partition maintenance, and the plan''s usage counts)');
 select is(
   array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace
         where p.prosrc ~* 'pg_(try_)?advisory' order by 1),
@@ -350,8 +356,8 @@ select is(
 select is(
   array(select distinct r.rolname::text from definer_functions f join pg_roles r on r.oid = f.proowner
         where f.fn <> 'core.maintain_audit_partitions()' order by 1),
-  array['tenancy_auditor', 'tenancy_auth', 'tenancy_reaper', 'tenancy_writer'],
-  'the definer functions belong to tenancy_auth (keys and context), tenancy_auditor (the trail), tenancy_writer (deletes, idempotency claims, whole reads) and tenancy_reaper (ending stale transactions)');
+  array['tenancy_auditor', 'tenancy_auth', 'tenancy_meter', 'tenancy_reaper', 'tenancy_writer'],
+  'the definer functions belong to tenancy_auth (keys and context), tenancy_auditor (the trail), tenancy_writer (deletes, idempotency claims, whole reads), tenancy_reaper (ending stale transactions) and tenancy_meter (usage counts)');
 select ok(not rolbypassrls and not rolcanlogin and not rolsuper, 'tenancy_writer cannot log in and is bound by row-level security')
 from pg_roles where rolname = 'tenancy_writer';
 

@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(27);
+select plan(30);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -105,7 +105,12 @@ select is((select claimed from platform.claim_idempotency_key('hijack-platform-r
 select platform.save_idempotent_response('hijack-platform-retry', 201, '{"ok": true}') \gset ignored_
 select is(core.end_stale_transactions(), 0, 'core.end_stale_transactions finds no stale transaction with the shadows in place');
 select lives_ok(format('select core.seize_chain_head(%L)', :'tenant_a'), 'core.seize_chain_head takes the head with the shadows in place');
+select lives_ok(format('select core.seize_usage_row(%L)', :'tenant_a'), 'core.seize_usage_row takes the counts with the shadows in place');
+select is((select max_documents from platform.update_plan((select plan_id from platform.plans where tier = 'free'),
+  p_max_documents => 10001)), 10001,
+  'platform.update_plan changes a plan with the shadows in place');
 reset role;
+insert into pg_temp.definers_called values ('core.seize_usage_row(uuid)');
 insert into pg_temp.definers_called values ('platform.create_api_key(uuid,text,text[],uuid,timestamp with time zone)'),
   ('platform.claim_idempotency_key(text,text)'), ('platform.save_idempotent_response(text,integer,jsonb)'),
   ('core.end_stale_transactions()'), ('core.seize_chain_head(uuid)');
@@ -132,6 +137,7 @@ select is((select tenant_id from api.current_tenant()), :'tenant_a'::uuid,
 select is((select settings ->> 'currency' from api.current_tenant_config()), 'CHF',
   'api.current_tenant_config reads the configuration just changed');
 select isnt_empty('select 1 from api.list_audit_logs()', 'api.list_audit_logs reads the caller''s trail');
+select is(api.current_plan() -> 'usage' ->> 'documents', '1', 'api.current_plan counts the caller''s document with the shadows in place');
 select ok(core.context_verifies(current_setting('app.context')), 'core.context_verifies verifies the session''s context');
 select is((select verified from api.verify_audit_chain()), true, 'api.verify_audit_chain verifies the caller''s chain');
 select isnt_empty('select 1 from api.export_audit_logs()', 'api.export_audit_logs reads the caller''s chain');
@@ -139,7 +145,7 @@ reset role;
 insert into pg_temp.definers_called values ('api.create_api_key(text,text[],uuid,timestamp with time zone)'),
   ('api.verify_audit_chain(bigint,integer,bigint,text)'), ('api.export_audit_logs(bigint,integer)'),
   ('api.current_tenant()'), ('api.current_tenant_config()'), ('api.update_tenant_config(jsonb)'),
-  ('core.context_verifies(text)'),
+  ('core.context_verifies(text)'), ('api.current_plan()'),
   ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)');
 -- The partition maintenance runs as tenancy_owner: with the furthest
 -- partition gone, app_user's call makes it again, in core, whatever the
@@ -188,6 +194,9 @@ select is(
               join core.audit_logs a on a.tenant_id = h.tenant_id and a.seq = h.seq and a.chain_hash = h.hash
               where h.tenant_id = :'tenant_a'
                 and not exists (select from core.audit_logs b where b.tenant_id = h.tenant_id and b.seq > h.seq))
+            -- The usage counts show theirs: tenant A has counts, and its key counted.
+            when p.proname in ('meter_usage', 'create_tenant_usage') then exists (
+              select from core.tenant_usage u where u.tenant_id = :'tenant_a' and u.api_keys >= 1)
             else exists (select from core.audit_logs a
                          where a.resource_type = (select relname from pg_class where oid = t.tgrelid)
                            and a.action = 'delete' and a."timestamp" = now()) end

@@ -478,7 +478,7 @@ select is(
   array(select rel from (select * from pg_temp.tenant_fingerprint(:'tenant_a') except select * from a_before) as changed
         order by 1),
   array['core.api_key_usage', 'core.audit_chain_heads', 'core.audit_logs', 'core.documents', 'core.tenant_api_keys',
-        'core.tenant_configs', 'core.users'],
+        'core.tenant_configs', 'core.tenant_usage', 'core.users'],
   'the same fingerprint does see tenant A''s own rows change, so an unchanged tenant B is no blind spot');
 
 select * from finish();

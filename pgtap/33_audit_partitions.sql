@@ -7,7 +7,7 @@
 -- its tenant's retention, and leaves each tenant's chain verifiable from a
 -- checkpoint in the chain itself.
 begin;
-select plan(40);
+select plan(42);
 -- The chain head moves at commit; these tests never commit, so it moves
 -- after each statement instead.
 set constraints core.advance_chain_head immediate;
@@ -114,12 +114,18 @@ reset role;
 select is(
   (select format('%s %s %s %s', pronargs, prosecdef, proowner::regrole, array_to_string(proconfig, ' ') )
    from pg_proc where oid = 'core.maintain_audit_partitions()'::regprocedure),
-  '0 t tenancy_owner search_path=pg_catalog, pg_temp TimeZone=UTC lock_timeout=2s',
-  'core.maintain_audit_partitions takes no argument, runs as tenancy_owner, and pins its search path, time zone and lock wait');
+  '0 t tenancy_owner search_path=pg_catalog, pg_temp TimeZone=UTC DateStyle=ISO, MDY IntervalStyle=postgres default_tablespace= default_table_access_method=heap row_security=on lock_timeout=2s',
+  'core.maintain_audit_partitions takes no argument, runs as tenancy_owner, and pins every setting that changes what its DDL does');
+select is(
+  array(select r from unnest(array['app_user', 'uber_admin', 'tenancy_writer', 'tenancy_auth', 'tenancy_reaper', 'tenancy_auditor']) as r
+        where has_function_privilege(r, 'core.purge_audit_partitions()', 'EXECUTE')),
+  '{}'::text[],
+  'only the owner''s members may drop partitions: no role the service or an operator logs in as could hold the trail locked after one');
 select is(
   array(select format('%s may call %s', r, f) from unnest(array['app_user', 'uber_admin', 'tenancy_writer', 'tenancy_auth',
                                                                'tenancy_reaper', 'tenancy_auditor']) as r
         cross join unnest(array['core.create_audit_partition(timestamptz)'::regprocedure,
+                                'core.expired_audit_partitions()',
                                 'core.record_audit_purge(uuid,bigint,bytea,text,integer)',
                                 'core.audit_partition_tenants(timestamptz,timestamptz)',
                                 'core.end_audit_lock_holders(text[])']) as f
@@ -136,9 +142,17 @@ select format('core.audit_logs_y%s', to_char(date_trunc('month', now() at time z
 alter table core.audit_logs detach partition :furthest;
 drop table :furthest;
 set local role app_user;
+-- Settings app_user may give its session (or its role's defaults) that
+-- would put the partition elsewhere or make the DDL fail: pinned.
+set local default_tablespace = 'pg_global';
+set local row_security = off;
+set local datestyle = 'SQL, DMY';
 select results_eq('select action, partition_name from core.maintain_audit_partitions()',
   format($$ values ('created', %L) $$, split_part(:'furthest', '.', 2)),
-  'called by app_user, it makes the furthest month again');
+  'called by app_user, whatever its session settings, it makes the furthest month again');
+reset default_tablespace;
+reset row_security;
+reset datestyle;
 select is_empty('select * from core.maintain_audit_partitions()', 'called again, it does nothing');
 reset role;
 select is(
@@ -282,21 +296,26 @@ select chain_hash as hash_1500 from core.audit_logs where tenant_id = :'tenant_a
 update core.tenant_configs set settings = settings || jsonb_build_object('audit_retention_days', :days_a)
   where tenant_id = :'tenant_a';
 update core.tenant_configs set settings = settings || '{"audit_retention_days": 36500}' where tenant_id = :'tenant_b';
-select is_empty($$ select * from core.maintain_audit_partitions() where action = 'dropped' $$,
+select is_empty($$ select * from core.purge_audit_partitions() $$,
   'while B, with a row in the first month, keeps its trail for 100 years, nothing is dropped');
 update core.tenant_configs set settings = settings - 'audit_retention_days' where tenant_id = :'tenant_b';
-select is_empty($$ select * from core.maintain_audit_partitions() where action = 'dropped' $$,
+select is_empty($$ select * from core.purge_audit_partitions() $$,
   'nor while B has no retention at all (kept for ever)');
 update core.tenant_configs set settings = settings || '{"audit_retention_days": "30"}' where tenant_id = :'tenant_b';
-select is_empty($$ select * from core.maintain_audit_partitions() where action = 'dropped' $$,
+select is_empty($$ select * from core.purge_audit_partitions() $$,
   'nor while B''s retention is no number of days (a string)');
 select is((select count(*)::int from core.audit_logs where tenant_id = :'tenant_a' and action = 'update' and resource_type = 'documents'), 2000,
   '...and A''s rows past its own retention are all kept meanwhile');
 update core.tenant_configs set settings = settings || jsonb_build_object('audit_retention_days', :days_a)
   where tenant_id = :'tenant_b';
-select results_eq($$ select action, partition_name from core.maintain_audit_partitions() where action = 'dropped' $$,
+set local role app_user;
+select results_eq($$ select action, partition_name from core.maintain_audit_partitions() $$,
+  format($$ values ('expired', %L), ('expired', %L) $$, split_part(:'first_month', '.', 2), split_part(:'second_month', '.', 2)),
+  'with both past their retention, the service''s maintenance names the first two months as expired, and drops nothing');
+reset role;
+select results_eq($$ select action, partition_name from core.purge_audit_partitions() $$,
   format($$ values ('dropped', %L), ('dropped', %L) $$, split_part(:'first_month', '.', 2), split_part(:'second_month', '.', 2)),
-  'with both past their retention, the first two months are dropped, oldest first, and the third (not yet past) stays');
+  'the owner''s purge drops them, oldest first, and the third (not yet past) stays');
 select ok(to_regclass(:'third_month') is not null and to_regclass(:'first_month') is null, 'the third month''s partition is there, the first''s is gone');
 select results_eq(
   format($$ select details ->> 'through_seq', details ->> 'through_hash', details ->> 'partition'

@@ -402,6 +402,9 @@ export function toHttpError(error: unknown): HttpError {
           ? `A${message.slice(1)}`
           : "The API key lacks the permission this route needs",
       );
+    case "PTQ09":
+    case "PTQ13":
+      return quotaError(code, (error as { detail?: unknown }).detail);
     case "23505":
       return new HttpError(409, "A resource with the same unique value already exists");
     case "23503":
@@ -424,6 +427,39 @@ export function toHttpError(error: unknown): HttpError {
   return new HttpError(500, "An unexpected error occurred", {
     sqlstate: typeof code === "string" ? code : undefined,
   });
+}
+
+const QUOTA_LABELS: Record<string, string> = {
+  documents: "documents",
+  users: "users",
+  api_keys: "API keys that are not revoked",
+  metadata_bytes: "bytes of metadata per document",
+};
+
+// A plan's limit, refused by core.meter_usage with its own detail (a JSON
+// object of quota, limit and usage, nothing else). A count at its limit is a
+// 409: the request is fine, the tenant's state is not (deleting frees
+// capacity); metadata larger than the plan allows is a 413.
+function quotaError(code: "PTQ09" | "PTQ13", detail: unknown): HttpError {
+  let quota = { quota: "", limit: 0, usage: 0 };
+  try {
+    quota = JSON.parse(String(detail));
+  } catch {
+    // Not ours: say only what kind of refusal it was.
+  }
+  const label = QUOTA_LABELS[quota.quota] ?? "the plan's limit";
+  const limit = Number(quota.limit).toLocaleString("en-US");
+  const usage = Number(quota.usage).toLocaleString("en-US");
+  return new HttpError(
+    code === "PTQ09" ? 409 : 413,
+    code === "PTQ09"
+      ? `The plan allows ${limit} ${label}; the tenant has ${usage}`
+      : `The plan allows ${limit} ${label}; this one has ${usage}`,
+    {
+      type: "https://tenancy.dev/problems/quota-exceeded",
+      extensions: { quota: quota.quota, limit: quota.limit, usage: quota.usage },
+    },
+  );
 }
 
 /** What `runTransaction` needs to know about the request. */

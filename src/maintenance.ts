@@ -1,9 +1,9 @@
 /**
  * The audit trail's partition maintenance (migration 20261201001300): at
  * start and every hour the service asks PostgreSQL to make the coming
- * months' partitions of the trail and to drop the months every tenant's
- * retention has passed. PostgreSQL decides what that means; a call with
- * nothing to do does nothing, so several processes may all call it.
+ * months' partitions of the trail, and logs the months every tenant's
+ * retention has passed, which the owner drops (scripts/db maintain). A call
+ * with nothing to do does nothing, so several processes may all call it.
  */
 import type { DatabasePool } from "./db.ts";
 import { log } from "./log.ts";
@@ -23,7 +23,15 @@ export async function maintainAuditPartitions(pool: DatabasePool): Promise<void>
       sql`select action, partition_name from core.maintain_audit_partitions()`
     );
     for (const { action, partition_name } of done) {
-      log("info", `audit partition ${action}`, { partition: partition_name });
+      if (action === "expired") {
+        // Dropping it is the owner's job (core.purge_audit_partitions): the
+        // service's role must never hold the trail locked as a drop does.
+        log("warn", "audit partition past retention; scripts/db maintain drops it", {
+          partition: partition_name,
+        });
+      } else {
+        log("info", `audit partition ${action}`, { partition: partition_name });
+      }
     }
   } catch (error) {
     log("warn", "audit partition maintenance failed; it runs again within the hour", {

@@ -97,6 +97,15 @@ export const KeyPath = z.strictObject({ key_id: uuid });
 export const TenantPath = z.strictObject({ tenant_id: uuid });
 export const TenantKeyPath = z.strictObject({ tenant_id: uuid, key_id: uuid });
 export const OperatorPath = z.strictObject({ operator_id: uuid });
+export const PlanPath = z.strictObject({ plan_id: uuid });
+const limit = (max: number) => z.number().int().min(0).max(max);
+export const UpdatePlan = nonEmpty(z.strictObject({
+  max_documents: limit(2e9).optional(),
+  max_users: limit(2e9).optional(),
+  max_api_keys: limit(2e9).optional(),
+  max_metadata_bytes: z.number().int().min(2).max(1048576).optional(),
+  requests_per_minute: z.number().int().min(1).max(10000000).optional(),
+}));
 
 // --- query strings -----------------------------------------------------------
 
@@ -169,10 +178,28 @@ export const CreateApiKey = z.strictObject({
 
 // Settings the database acts on are checked here for a clear 400; the
 // database checks them again (api.update_tenant_config).
+const wholeDays = (value: unknown) =>
+  Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 36500;
 const KNOWN_SETTINGS: Record<string, { check: (value: unknown) => boolean; expected: string }> = {
   api_key_max_lifetime_days: {
-    check: (value) => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 36500,
+    check: wholeDays,
     expected: "a whole number of days from 1 to 36,500 (null removes the cap)",
+  },
+  audit_retention_days: {
+    check: (value) => wholeDays(value) && (value as number) >= 365,
+    expected: "a whole number of days from 365 to 36,500 (null keeps the trail for ever)",
+  },
+  require_two_person_approval: {
+    check: (value) => typeof value === "boolean",
+    expected: "true or false",
+  },
+  currency: {
+    check: (value) => typeof value === "string" && /^[A-Z]{3}$/.test(value),
+    expected: "three capital letters (ISO 4217), e.g. EUR",
+  },
+  data_residency: {
+    check: (value) => typeof value === "string" && /^[a-z]{2}(-[a-z0-9]{1,8})?$/.test(value),
+    expected: "a lower-case region code such as eu or us-east",
   },
 };
 
@@ -186,7 +213,9 @@ export const PatchConfig = z.strictObject({
     }
   }).meta({
     description: "Merged into the settings; a key set to null is removed. api_key_max_lifetime_days (days, " +
-      "1-36500) caps the expiry of every key issued from then on",
+      "1-36500) caps the expiry of every key issued from then on; audit_retention_days (days, 365-36500) is how " +
+      "long the audit trail is kept; require_two_person_approval (boolean), currency (ISO 4217) and " +
+      "data_residency (region code) are checked too; other keys are kept as sent",
   }),
 });
 
@@ -220,6 +249,33 @@ export const Tenant = z.object({
   updated_at: timestamp,
 });
 export const AdminTenant = Tenant.extend({ deactivated_at: timestamp.nullable() });
+const count = z.number().int().min(0);
+export const TenantWithPlan = Tenant.extend({
+  plan: z.object({
+    tier,
+    limits: z.object({
+      documents: count,
+      users: count,
+      api_keys: count.meta({ description: "Keys that are not revoked (expired ones count until revoked)" }),
+      metadata_bytes: count.meta({
+        description: "Largest metadata of one document, in bytes of its JSON text",
+      }),
+      requests_per_minute: count,
+    }),
+    usage: z.object({ documents: count, users: count, api_keys: count }),
+  }).meta({ description: "The tier's plan, its limits and what the tenant uses of them" }),
+});
+export const Plan = z.object({
+  plan_id: uuid,
+  tier,
+  max_documents: count,
+  max_users: count,
+  max_api_keys: count,
+  max_metadata_bytes: count,
+  requests_per_minute: count,
+  created_at: timestamp,
+  updated_at: timestamp,
+});
 export const User = z.object({
   user_id: uuid,
   tenant_id: uuid,

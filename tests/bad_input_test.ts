@@ -706,7 +706,7 @@ async function sendFuzz(
 
 Deno.test(`${FUZZ_REQUESTS} seeded random malformed requests only get 4xx answers and change nothing`, async () => {
   // A small body limit lets the stream reach 413 without sending megabytes.
-  const server = await startServer({ BODY_LIMIT_BYTES: "4096" });
+  const server = await startServer({ BODY_LIMIT_BYTES: "2048" });
   try {
     const tenant = await createTenant(server, "Fuzz target");
     const readKey =

@@ -137,6 +137,14 @@ const fixtures: Record<string, Fixture> = {
     },
   },
   "DELETE /v1/admin/operators/:operator_id": {},
+  "GET /v1/admin/plans": {},
+  "PATCH /v1/admin/plans/:plan_id": {
+    body: () => ({ max_users: 10000 }),
+    badBody: {
+      body: { max_users: -1, requests_per_minute: 0 },
+      fields: ["body:max_users", "body:requests_per_minute"],
+    },
+  },
 };
 
 /**
@@ -178,6 +186,8 @@ const REQUIRED: Record<string, Permission | "any key" | "platform token"> = {
   "GET /v1/admin/operators": "platform token",
   "POST /v1/admin/operators": "platform token",
   "DELETE /v1/admin/operators/:operator_id": "platform token",
+  "GET /v1/admin/plans": "platform token",
+  "PATCH /v1/admin/plans/:plan_id": "platform token",
 };
 
 function fixtureOf(route: DbRoute): Fixture {
@@ -263,8 +273,9 @@ Deno.test("GET /v1/tenant returns the tenant the key belongs to", async () => {
     assert.equal(reply.body.name, "Tenant reading itself");
     assert.deepEqual(
       Object.keys(reply.body).sort(),
-      ["created_at", "domain", "name", "subscription_tier", "tenant_id", "updated_at"],
+      ["created_at", "domain", "name", "plan", "subscription_tier", "tenant_id", "updated_at"],
     );
+    assert.equal((reply.body.plan as { tier: string }).tier, reply.body.subscription_tier);
   } finally {
     await server.close();
   }

@@ -22,23 +22,29 @@
  * not every month of seven years.
  *
  * Maintenance: core.maintain_audit_partitions() creates the partitions of
- * this month and the next three, and drops partitions whose every row is
- * past its tenant's retention. It is called by the service at start and
- * every hour, and by `scripts/db maintain` (for a cron job, if the service
- * is not running); it takes no arguments and does nothing twice, so anyone
- * allowed to call it may call it as often as they like. It needs no
- * extension and no server setting: pg_partman would create partitions but
- * knows nothing of a per-tenant retention or of a chain, and pg_cron (or
- * pg_partman's background worker) needs shared_preload_libraries and, on
- * PostgreSQL 15, a role that can log in to run as. With partitions made
- * three months ahead, the service can be down for weeks before a write
- * finds no partition (and is then refused, never stored wrong).
+ * this month and the next three. The service calls it at start and every
+ * hour, and so does `scripts/db maintain`; it takes no arguments and does
+ * nothing twice, so anyone allowed to call it may call it as often as they
+ * like. It needs no extension and no server setting: pg_partman would
+ * create partitions but knows nothing of a per-tenant retention or of a
+ * chain, and pg_cron (or pg_partman's background worker) needs
+ * shared_preload_libraries and, on PostgreSQL 15, a role that can log in to
+ * run as. With partitions made three months ahead, the service can be down
+ * for weeks before a write finds no partition (and is then refused, never
+ * stored wrong).
  *
  * The function runs as tenancy_owner, because only a table's owner may add
- * or drop its partitions. It is the one SECURITY DEFINER function that runs
- * as an owner of tables: its only input is the clock, every name it builds
- * comes from a date, and pgtap/33_audit_partitions.sql checks it creates and
- * drops nothing else.
+ * partitions. It is the one SECURITY DEFINER function that runs as an owner
+ * of tables: its only input is the clock, every name it builds comes from a
+ * date, it pins every setting that changes what DDL does, and
+ * pgtap/33_audit_partitions.sql checks it creates nothing else.
+ *
+ * Dropping is core.purge_audit_partitions(), which only the owner's members
+ * run (`scripts/db maintain`, from cron): detaching a partition holds the
+ * trail and core.tenants in ACCESS EXCLUSIVE mode until the transaction
+ * ends, and a session that can log in as app_user or uber_admin, left open
+ * after that, would stop every request. The service logs the partitions
+ * past retention that wait for it.
  *
  * Retention: a tenant's audit_retention_days (a whole number of days from
  * 1 to 36,500; anything else, or none, keeps its trail for ever). A
@@ -50,11 +56,27 @@
  *
  * Checkpoint: before a partition goes, each tenant with rows in it gets an
  * "audit.purged" row in its own chain, whose details name the last seq
- * dropped (through_seq) and its chain_hash (through_hash). Verification
- * starts after the latest such row's through_seq, from its through_hash,
- * and verifies the purge row itself as part of the chain: a superuser who
- * drops rows and writes a checkpoint of their own must rewrite the chain
- * after it, which a stored anchor exposes.
+ * dropped (through_seq), its chain_hash (through_hash), the partition and
+ * the retention. Verification starts after the latest such row's
+ * through_seq, from its through_hash, and verifies the purge row itself as
+ * part of the chain; it refuses a checkpoint whose partition still exists
+ * or is not yet past the retention the checkpoint names. What a chain alone
+ * cannot show: a superuser who deletes rows and appends a checkpoint of
+ * their own at the head, naming a retention short enough. That checkpoint
+ * is in the trail for anyone to read (its time, its retention, its
+ * db_role), and an anchor stored before it, of a row it claims purged, no
+ * longer verifies (422: the anchor lies in the purged part).
+ *
+ * Transaction start and commit order can cross at a month's edge, so a
+ * partition may hold a tenant's seq 6 while the next holds its seq 5: the
+ * checkpoint is the partition's highest seq, a later partition that ends
+ * below it leaves no checkpoint, and its rows below the checkpoint stay
+ * until their partition goes, unverified (the chain is verified from the
+ * checkpoint on).
+ *
+ * Rolling this migration back keeps every row, checkpoints included; the
+ * verification before it knows no checkpoint and reports a purged chain as
+ * "row missing".
  */
 set local lock_timeout = '5s';
 set local statement_timeout = '300s';
@@ -147,6 +169,9 @@ create function core.create_audit_partition(p_month timestamptz) returns text
 language plpgsql
 set search_path = pg_catalog, pg_temp
 set timezone = 'UTC'
+set datestyle = 'ISO, MDY'
+set default_tablespace = ''
+set default_table_access_method = 'heap'
 as $$
 declare
   v_from timestamptz := date_trunc('month', p_month);
@@ -355,7 +380,7 @@ $$;
 -- which it walks tenant by tenant through an index, not row by row.
 set local role tenancy_owner;
 create function core.audit_partition_tenants(p_from timestamptz, p_to timestamptz)
-returns table (tenant_id uuid, through_seq bigint, through_hash bytea, retention_days integer)
+returns table (tenant_id uuid, through_seq bigint, through_hash bytea, retention_days integer, floor_seq bigint)
 language sql stable
 security definer
 set search_path = pg_catalog, pg_temp
@@ -370,7 +395,10 @@ as $$
     from tenants t where t.tenant_id is not null
   )
   select t.tenant_id, last.seq, last.chain_hash,
-    case when s.days::text ~ '^[1-9][0-9]{0,4}$' and s.days::text::int <= 36500 then s.days::text::int end
+    case when s.days::text ~ '^[1-9][0-9]{0,4}$' and s.days::text::int <= 36500 then s.days::text::int end,
+    (select (a.details ->> 'through_seq')::bigint from core.audit_logs a
+     where a.tenant_id = t.tenant_id and a.action = 'audit.purged' and a.details ->> 'through_seq' ~ '^[0-9]{1,18}$'
+     order by a.seq desc limit 1)
   from tenants t
   cross join lateral (
     select a.seq, a.chain_hash from core.audit_logs a
@@ -382,7 +410,7 @@ as $$
   where t.tenant_id is not null
 $$;
 comment on function core.audit_partition_tenants(timestamptz, timestamptz) is
-  'Tenants with audit rows in a time range: the last seq and chain_hash of each there, and its audit_retention_days (NULL: keep for ever)';
+  'Tenants with audit rows in a time range: the last seq and chain_hash of each there, its audit_retention_days (NULL: keep for ever) and its latest checkpoint''s seq';
 
 -- The checkpoint a purge leaves in a tenant's chain, as a row of the chain.
 create function core.record_audit_purge(p_tenant_id uuid, p_through_seq bigint, p_through_hash bytea,
@@ -448,20 +476,58 @@ grant execute on function core.advance_chain_head() to tenancy_owner;
 grant execute on function core.end_stale_transactions() to tenancy_owner;
 
 set local role tenancy_owner;
+-- The partitions whose every row is past its tenant's retention, oldest
+-- first, up to the first that must stay.
+create function core.expired_audit_partitions()
+returns table (rel regclass, name text, from_time timestamptz, to_time timestamptz)
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+set timezone = 'UTC'
+set datestyle = 'ISO, MDY'
+as $$
+declare
+  v_partition record;
+begin
+  for v_partition in
+    select c.oid::regclass as rel, c.relname::text as name, b.bounds[1]::timestamptz as from_time,
+      b.bounds[2]::timestamptz as to_time
+    from pg_inherits i
+    join pg_class c on c.oid = i.inhrelid
+    cross join lateral regexp_match(pg_get_expr(c.relpartbound, c.oid),
+      '^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$') as b (bounds)
+    where i.inhparent = 'core.audit_logs'::regclass
+    order by 3
+  loop
+    exit when v_partition.to_time > now();
+    exit when exists (select from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) t
+                      where t.retention_days is null
+                         or v_partition.to_time + make_interval(days => t.retention_days) > now());
+    return query select v_partition.rel, v_partition.name, v_partition.from_time, v_partition.to_time;
+  end loop;
+end
+$$;
+comment on function core.expired_audit_partitions() is
+  'The oldest audit partitions whose every row is past its tenant''s audit_retention_days, up to the first that must stay';
+
+-- Settings a caller (or its role's defaults) could give the session, and
+-- that would change what DDL does or make it fail, are pinned: the service
+-- calls this as app_user, whose role app_user may give defaults of its own.
 create function core.maintain_audit_partitions() returns table (action text, partition_name text)
 language plpgsql volatile
 security definer
 set search_path = pg_catalog, pg_temp
 set timezone = 'UTC'
+set datestyle = 'ISO, MDY'
+set intervalstyle = 'postgres'
+set default_tablespace = ''
+set default_table_access_method = 'heap'
+set row_security = on
 set lock_timeout = '2s'
 as $$
 #variable_conflict use_column
 declare
   v_month timestamptz;
   v_name text;
-  v_partition record;
-  v_tenant record;
-  v_floor bigint;
 begin
   -- One maintainer at a time: attaching a partition takes this lock anyway,
   -- and the next caller, once it has it, finds nothing left to do. (Not an
@@ -479,20 +545,32 @@ begin
       return query select 'created', v_name;
     end if;
   end loop;
+  -- Dropping is not done here: see core.purge_audit_partitions.
+  return query select 'expired', e.name from core.expired_audit_partitions() e;
+end
+$$;
+comment on function core.maintain_audit_partitions() is
+  'Creates the audit partitions of this month and the next three; returns those it created and those past retention (for core.purge_audit_partitions)';
+grant execute on function core.maintain_audit_partitions() to app_user, uber_admin;
 
-  -- Oldest first; the first partition that must stay ends the purge.
-  for v_partition in
-    select c.oid::regclass as rel, c.relname::text as name, b.bounds[1]::timestamptz as from_time, b.bounds[2]::timestamptz as to_time
-    from pg_inherits i
-    join pg_class c on c.oid = i.inhrelid
-    cross join lateral regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$') as b (bounds)
-    where i.inhparent = 'core.audit_logs'::regclass
-    order by 3
-  loop
-    exit when v_partition.to_time > now();
-    exit when exists (select from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) t
-                      where t.retention_days is null
-                         or v_partition.to_time + make_interval(days => t.retention_days) > now());
+-- Dropping a partition holds the whole trail (and, through its foreign key,
+-- core.tenants) in ACCESS EXCLUSIVE mode until the transaction ends. A
+-- session that may log in as app_user or uber_admin must never hold that:
+-- left open, it would stop every request. So only the owner's members run
+-- this (scripts/db maintain, from cron), as themselves, not as a definer.
+create function core.purge_audit_partitions() returns table (action text, partition_name text)
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+set timezone = 'UTC'
+set datestyle = 'ISO, MDY'
+set lock_timeout = '2s'
+as $$
+#variable_conflict use_column
+declare
+  v_partition record;
+  v_tenant record;
+begin
+  for v_partition in select * from core.expired_audit_partitions() loop
     -- No writer or reader may be inside the trail while it loses a
     -- partition: the service's sessions in it are ended (a request caught
     -- so is retried), once a month at most.
@@ -500,11 +578,10 @@ begin
       'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']);
     lock table core.audit_logs in access exclusive mode;
     for v_tenant in select * from core.audit_partition_tenants(v_partition.from_time, v_partition.to_time) loop
-      select (a.details ->> 'through_seq')::bigint into v_floor
-        from core.audit_logs a
-        where a.tenant_id = v_tenant.tenant_id and a.action = 'audit.purged'
-        order by a.seq desc limit 1;
-      if v_floor is null or v_tenant.through_seq > v_floor then
+      -- Commit order and transaction start can cross at a month's edge: a
+      -- partition may end below a checkpoint already written, whose rows
+      -- past it are verified from that checkpoint still.
+      if v_tenant.floor_seq is null or v_tenant.through_seq > v_tenant.floor_seq then
         perform core.record_audit_purge(v_tenant.tenant_id, v_tenant.through_seq, v_tenant.through_hash,
           v_partition.name, v_tenant.retention_days);
       end if;
@@ -515,9 +592,8 @@ begin
   end loop;
 end
 $$;
-comment on function core.maintain_audit_partitions() is
-  'Creates the audit partitions of this month and the next three, and drops the oldest ones whose every row is past its tenant''s audit_retention_days, leaving a checkpoint in each tenant''s chain; returns what it did';
-grant execute on function core.maintain_audit_partitions() to app_user, uber_admin;
+comment on function core.purge_audit_partitions() is
+  'Drops the oldest audit partitions whose every row is past its tenant''s audit_retention_days, leaving a checkpoint in each tenant''s chain; for the owner''s members only';
 reset role;
 
 -- Verification starts after the latest checkpoint ------------------------------
@@ -560,8 +636,9 @@ begin
   -- Rows up to the latest purge's through_seq went with their partitions:
   -- the chain goes on from the hash it recorded (its own row is verified
   -- below, as part of the chain). A purge row that could not have been
-  -- written by the maintenance (its partition not yet past the retention it
-  -- names, or details that are no checkpoint) was inserted by someone else.
+  -- written by the maintenance (its partition still there, or not yet past
+  -- the retention it names, or details that are no checkpoint) was inserted
+  -- by someone else.
   select a.seq as at_seq, a."timestamp" as at_time, a.details ->> 'through_seq' as through_seq,
     a.details ->> 'through_hash' as through_hash, a.details ->> 'partition' as partition_name,
     a.details ->> 'retention_days' as retention_days
@@ -574,6 +651,7 @@ begin
             and v_purge.through_hash ~ '^[0-9a-f]{64}$'
             and v_purge.partition_name ~ '^audit_logs_y[0-9]{4}m(0[1-9]|1[0-2])$'
             and v_purge.retention_days ~ '^[1-9][0-9]{0,4}$'
+            and to_regclass(format('core.%I', v_purge.partition_name)) is null
             and v_purge.at_time >= make_timestamptz(substr(v_purge.partition_name, 13, 4)::int,
                                      substr(v_purge.partition_name, 18, 2)::int, 1, 0, 0, 0, 'UTC')
                                    + interval '1 month' + make_interval(days => v_purge.retention_days::int)) then
@@ -697,7 +775,9 @@ $$;
 set local lock_timeout = '5s';
 set local statement_timeout = '300s';
 
+drop function core.purge_audit_partitions();
 drop function core.maintain_audit_partitions();
+drop function core.expired_audit_partitions();
 drop function core.end_audit_lock_holders(text[]);
 revoke execute on function core.end_stale_transactions() from tenancy_owner;
 revoke execute on function core.advance_chain_head() from tenancy_owner;

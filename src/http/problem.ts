@@ -16,12 +16,21 @@ export class HttpError extends Error {
   /**
    * @param status HTTP status code
    * @param detail sentence-case explanation for the client
-   * @param options extra headers, validation errors, and the SQLSTATE behind a 500 (logged, never sent)
+   * @param options extra headers, validation errors, a problem type and its members, and the SQLSTATE
+   *   behind a 500 (logged, never sent)
    */
   constructor(
     readonly status: number,
     detail: string,
-    readonly options: { errors?: FieldError[]; headers?: Record<string, string>; sqlstate?: string } = {},
+    readonly options: {
+      errors?: FieldError[];
+      headers?: Record<string, string>;
+      sqlstate?: string;
+      /** A problem type of its own (a URI), instead of the status's. */
+      type?: string;
+      /** Members added to the problem object (RFC 9457 extensions), e.g. a quota's limit. */
+      extensions?: Record<string, unknown>;
+    } = {},
   ) {
     super(detail);
     this.name = "HttpError";
@@ -54,7 +63,8 @@ export const RETRY_AFTER_SECONDS = 1;
  */
 export function problemResponse(error: HttpError, requestId: string): Response {
   const body: Record<string, unknown> = {
-    type: `https://tenancy.dev/problems/${error.status}`,
+    ...error.options.extensions,
+    type: error.options.type ?? `https://tenancy.dev/problems/${error.status}`,
     title: titles[error.status] ?? "Error",
     status: error.status,
     detail: error.message,

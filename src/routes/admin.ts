@@ -2,7 +2,8 @@
  * Platform operations, run as uber_admin by named operators (each with a
  * credential of their own; PLATFORM_ADMIN_TOKEN bootstraps the first):
  * provisioning and deactivating tenants, issuing and revoking their keys,
- * reading the audit trail across tenants, and managing the operators.
+ * reading the audit trail across tenants, managing the operators, and the
+ * plans (each tier's limits).
  */
 import type { z } from "zod";
 import { dbRoute, type Route } from "../http/router.ts";
@@ -19,8 +20,11 @@ import {
   OperatorPath,
   pageOf,
   PageQuery,
+  Plan,
+  PlanPath,
   TenantKeyPath,
   TenantPath,
+  UpdatePlan,
   UpdateTenant,
 } from "../schemas.ts";
 import { oneOr404, page } from "./reply.ts";
@@ -184,5 +188,33 @@ export const adminRoutes: Route[] = [
       oneOr404(rows, "operator");
       return null;
     },
+  }),
+  dbRoute({
+    method: "GET",
+    path: "/v1/admin/plans",
+    tag: "Platform",
+    summary: "The plans: each subscription tier's limits",
+    access: "admin",
+    response: pageOf(Plan),
+    run: ({ tx }) => tx`select * from platform.plans order by max_documents, tier`,
+    reply: (rows) => ({ items: rows, next_cursor: null }),
+  }),
+  dbRoute<z.infer<typeof PlanPath>, None, z.infer<typeof UpdatePlan>>({
+    method: "PATCH",
+    path: "/v1/admin/plans/:plan_id",
+    tag: "Platform",
+    summary: "Change a plan's limits; every tenant on its tier has them from its next request",
+    access: "admin",
+    params: PlanPath,
+    body: UpdatePlan,
+    response: Plan,
+    run: ({ tx, params, body }) =>
+      tx`select * from platform.update_plan(${params.plan_id}, ${body.max_documents ?? null}, ${
+        body.max_users ?? null
+      },
+        ${body.max_api_keys ?? null}, ${body.max_metadata_bytes ?? null}, ${
+        body.requests_per_minute ?? null
+      })`,
+    reply: (rows) => oneOr404(rows, "plan"),
   }),
 ];

@@ -2,7 +2,7 @@
  * The caller's own tenant, its configuration, and the template catalog.
  */
 import { dbRoute, type Route } from "../http/router.ts";
-import { pageOf, PatchConfig, Template, Tenant, TenantConfig } from "../schemas.ts";
+import { pageOf, PatchConfig, Template, TenantConfig, TenantWithPlan } from "../schemas.ts";
 import type { z } from "zod";
 import { oneOr404 } from "./reply.ts";
 
@@ -12,10 +12,10 @@ export const tenantRoutes: Route[] = [
     method: "GET",
     path: "/v1/tenant",
     tag: "Tenant",
-    summary: "The tenant the API key belongs to",
+    summary: "The tenant the API key belongs to, with its plan's limits and its usage of them",
     access: "tenant",
-    response: Tenant,
-    run: ({ tx }) => tx`select * from api.current_tenant()`,
+    response: TenantWithPlan,
+    run: ({ tx }) => tx`select t.*, api.current_plan() as plan from api.current_tenant() t`,
     reply: (rows) => oneOr404(rows, "tenant"),
   }),
   dbRoute({

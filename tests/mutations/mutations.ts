@@ -486,7 +486,7 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: "the maintenance drops a month without asking its tenants' retention",
-    definitionOf: "core.maintain_audit_partitions()",
+    definitionOf: "core.expired_audit_partitions()",
     find: "exit when exists (select from core.audit_partition_tenants",
     replace: "exit when false and exists (select from core.audit_partition_tenants",
     suites: ["pgtap/33_audit_partitions.sql"],
