@@ -682,6 +682,44 @@ COMMENT ON FUNCTION api.current_tenant() IS 'The tenant of the current context: 
 
 
 --
+-- Name: settings_error(jsonb); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.settings_error(p_settings jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $_$
+  select case
+    when jsonb_typeof(p_settings -> 'audit_retention_days') not in ('null') and
+         (jsonb_typeof(p_settings -> 'audit_retention_days') <> 'number'
+          or (p_settings ->> 'audit_retention_days') !~ '^[1-9][0-9]{2,4}$'
+          or (p_settings ->> 'audit_retention_days')::int not between 365 and 36500)
+      then 'audit_retention_days is a whole number of days from 365 to 36,500'
+    when jsonb_typeof(p_settings -> 'api_key_max_lifetime_days') not in ('null') and
+         (jsonb_typeof(p_settings -> 'api_key_max_lifetime_days') <> 'number'
+          or (p_settings ->> 'api_key_max_lifetime_days') !~ '^[1-9][0-9]{0,4}$'
+          or (p_settings ->> 'api_key_max_lifetime_days')::int > 36500)
+      then 'api_key_max_lifetime_days is a whole number of days from 1 to 36,500'
+    when jsonb_typeof(p_settings -> 'require_two_person_approval') not in ('null', 'boolean')
+      then 'require_two_person_approval is true or false'
+    when jsonb_typeof(p_settings -> 'currency') not in ('null') and
+         (jsonb_typeof(p_settings -> 'currency') <> 'string' or (p_settings ->> 'currency') !~ '^[A-Z]{3}$')
+      then 'currency is three capital letters (ISO 4217)'
+    when jsonb_typeof(p_settings -> 'data_residency') not in ('null') and
+         (jsonb_typeof(p_settings -> 'data_residency') <> 'string'
+          or (p_settings ->> 'data_residency') !~ '^[a-z]{2}(-[a-z0-9]{1,8})?$')
+      then 'data_residency is a lower-case region code such as eu or us-east'
+  end
+$_$;
+
+
+--
+-- Name: FUNCTION settings_error(p_settings jsonb); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.settings_error(p_settings jsonb) IS 'What is wrong with the settings the database acts on in a settings object (NULL: nothing); other keys are free';
+
+
+--
 -- Name: tenant_configs; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -691,6 +729,7 @@ CREATE TABLE core.tenant_configs (
     settings jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenant_configs_known_settings_check CHECK ((core.settings_error(settings) IS NULL)),
     CONSTRAINT tenant_configs_settings_check CHECK ((jsonb_typeof(settings) = 'object'::text))
 );
 ALTER TABLE ONLY core.tenant_configs ALTER COLUMN tenant_id SET STATISTICS 0;
@@ -781,6 +820,106 @@ $$;
 --
 
 COMMENT ON FUNCTION api.current_tenant_config() IS 'Configuration of the current tenant: one row, or none without context or config:read';
+
+
+--
+-- Name: decide_approval(uuid, boolean); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.decide_approval(p_approval_id uuid, p_approve boolean) RETURNS TABLE(approval jsonb, result jsonb)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_context record;
+  v_request core.approval_requests;
+  v_result jsonb;
+  v_needed text;
+begin
+  select c.tenant_id, c.api_key_id, c.user_id, c.permissions into v_context from core.request_context c;
+  if v_context.tenant_id is null then
+    raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
+  end if;
+  select * into v_request from core.approval_requests a
+  where a.tenant_id = v_context.tenant_id and a.approval_id = p_approval_id
+  for update;
+  if not found then
+    raise exception 'no approval request with that id' using errcode = 'P0002';
+  end if;
+  if v_request.status <> 'pending' then
+    raise exception 'the request was % already', v_request.status using errcode = 'PT409';
+  end if;
+  if v_request.expires_at <= now() then
+    raise exception 'the request has expired; ask again' using errcode = 'PT409';
+  end if;
+  -- Nobody decides their own request, nor with a key of their making.
+  if v_context.user_id is null then
+    raise exception 'a key deciding a request must be bound to a user' using errcode = 'PT403';
+  end if;
+  if v_context.api_key_id = v_request.requested_by_key_id
+     or v_context.user_id is not distinct from v_request.requested_by_user_id
+     or exists (
+       with recursive lineage (key_id, issued_by) as (
+         select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
+         where k.tenant_id = v_context.tenant_id and k.key_id = v_context.api_key_id
+         union
+         select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
+         join lineage l on k.key_id = l.issued_by
+         where k.tenant_id = v_context.tenant_id
+       )
+       select from lineage where key_id = v_request.requested_by_key_id) then
+    raise exception 'a key cannot decide a request of its own user, or of a key it was issued by'
+      using errcode = 'PT403';
+  end if;
+  -- The decider may make the change itself.
+  v_needed := case v_request.operation when 'create_api_key' then 'keys:write'
+                                       when 'update_tenant_config' then 'config:write'
+                                       else 'users:write' end;
+  if not v_needed = any (v_context.permissions)
+     or (v_request.operation = 'create_api_key' and not core.effective_permissions(
+           array(select jsonb_array_elements_text(v_request.payload -> 'permissions')), null) <@ v_context.permissions) then
+    raise exception 'the API key may not make this change itself' using errcode = 'PT403';
+  end if;
+
+  update core.approval_requests a
+  set status = case when p_approve then 'approved' else 'rejected' end,
+      decided_by_key_id = v_context.api_key_id, decided_by_user_id = v_context.user_id, decided_at = now(),
+      executing_xid = case when p_approve then pg_current_xact_id() end
+  where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
+  if p_approve then
+    if v_request.operation = 'create_api_key' then
+      select to_jsonb(k) into v_result from core.issue_key_as(v_request.tenant_id, v_request.requested_by_key_id,
+        v_request.payload ->> 'name',
+        array(select jsonb_array_elements_text(v_request.payload -> 'permissions')),
+        (v_request.payload ->> 'user_id')::uuid, (v_request.payload ->> 'expires_at')::timestamptz) k;
+    elsif v_request.operation = 'update_tenant_config' then
+      select to_jsonb(c) into v_result from api.update_tenant_config(v_request.payload -> 'settings') c;
+    elsif v_request.operation = 'delete_user' then
+      select to_jsonb(u) into v_result from api.delete_user((v_request.payload ->> 'user_id')::uuid) u;
+    else
+      update core.users u set role = v_request.payload ->> 'role', email = coalesce(v_request.payload ->> 'email', u.email)
+      where u.tenant_id = v_request.tenant_id and u.user_id = (v_request.payload ->> 'user_id')::uuid
+      returning jsonb_build_object('user_id', u.user_id, 'tenant_id', u.tenant_id, 'email', u.email, 'role', u.role,
+        'created_at', u.created_at, 'updated_at', u.updated_at) into v_result;
+    end if;
+    if v_result is null then
+      raise exception 'the change can no longer be made: its user is gone' using errcode = 'P0002';
+    end if;
+    update core.approval_requests a set executing_xid = null
+    where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
+  end if;
+  return query
+    select to_jsonb(a), v_result from api.approvals a
+    where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
+end
+$$;
+
+
+--
+-- Name: FUNCTION decide_approval(p_approval_id uuid, p_approve boolean); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.decide_approval(p_approval_id uuid, p_approve boolean) IS 'Approves a pending request (performing its change, once) or rejects it, by a key of another user that may make the change';
 
 
 --
@@ -1471,6 +1610,218 @@ COMMENT ON FUNCTION api.list_users(p_limit integer, p_after_created_at timestamp
 
 
 --
+-- Name: approval_requests; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.approval_requests (
+    tenant_id uuid NOT NULL,
+    approval_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    operation text NOT NULL,
+    payload jsonb NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    requested_by_key_id uuid NOT NULL,
+    requested_by_user_id uuid,
+    decided_by_key_id uuid,
+    decided_by_user_id uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone DEFAULT (now() + '24:00:00'::interval) NOT NULL,
+    decided_at timestamp with time zone,
+    executing_xid xid8,
+    CONSTRAINT approval_requests_check CHECK (((status = 'pending'::text) = (decided_at IS NULL))),
+    CONSTRAINT approval_requests_operation_check CHECK ((operation = ANY (ARRAY['create_api_key'::text, 'update_tenant_config'::text, 'delete_user'::text, 'update_user_role'::text]))),
+    CONSTRAINT approval_requests_payload_check CHECK ((jsonb_typeof(payload) = 'object'::text)),
+    CONSTRAINT approval_requests_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'approved'::text, 'rejected'::text])))
+);
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN tenant_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN approval_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN operation SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN payload SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN status SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN requested_by_key_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN requested_by_user_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_by_key_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_by_user_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN created_at SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN expires_at SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_at SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN executing_xid SET STATISTICS 0;
+
+ALTER TABLE ONLY core.approval_requests FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE approval_requests; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.approval_requests IS 'Changes waiting for a second person''s approval (require_two_person_approval), and their decisions';
+
+
+--
+-- Name: COLUMN approval_requests.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.tenant_id IS 'Tenant whose change it is';
+
+
+--
+-- Name: COLUMN approval_requests.approval_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.approval_id IS 'Identity of the request';
+
+
+--
+-- Name: COLUMN approval_requests.operation; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.operation IS 'What it will do: create_api_key, update_tenant_config, delete_user or update_user_role';
+
+
+--
+-- Name: COLUMN approval_requests.payload; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.payload IS 'The change''s arguments (never a secret)';
+
+
+--
+-- Name: COLUMN approval_requests.status; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.status IS 'pending, approved or rejected (a pending request past expires_at is expired)';
+
+
+--
+-- Name: COLUMN approval_requests.requested_by_key_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.requested_by_key_id IS 'Key that asked for the change';
+
+
+--
+-- Name: COLUMN approval_requests.requested_by_user_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.requested_by_user_id IS 'User that key is bound to, if any';
+
+
+--
+-- Name: COLUMN approval_requests.decided_by_key_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.decided_by_key_id IS 'Key that approved or rejected it';
+
+
+--
+-- Name: COLUMN approval_requests.decided_by_user_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.decided_by_user_id IS 'User that key is bound to';
+
+
+--
+-- Name: COLUMN approval_requests.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.created_at IS 'When it was asked for';
+
+
+--
+-- Name: COLUMN approval_requests.expires_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.expires_at IS 'After this it can no longer be decided';
+
+
+--
+-- Name: COLUMN approval_requests.decided_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.decided_at IS 'When it was approved or rejected';
+
+
+--
+-- Name: COLUMN approval_requests.executing_xid; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.executing_xid IS 'Transaction performing the approved change, while it runs';
+
+
+--
+-- Name: approvals; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.approvals WITH (security_invoker='true') AS
+ SELECT a.approval_id,
+    a.tenant_id,
+    a.operation,
+    a.payload,
+        CASE
+            WHEN ((a.status = 'pending'::text) AND (a.expires_at <= now())) THEN 'expired'::text
+            ELSE a.status
+        END AS status,
+    a.requested_by_key_id,
+    a.requested_by_user_id,
+    a.decided_by_key_id,
+    a.decided_by_user_id,
+    a.created_at,
+    a.expires_at,
+    a.decided_at
+   FROM core.approval_requests a;
+
+
+--
+-- Name: VIEW approvals; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.approvals IS 'The current tenant''s approval requests and their decisions';
+
+
+--
+-- Name: request_approval(text, jsonb); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.request_approval(p_operation text, p_payload jsonb) RETURNS SETOF api.approvals
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_context record;
+  v_approval_id uuid;
+begin
+  select c.tenant_id, c.api_key_id, c.user_id into v_context from core.request_context c;
+  if v_context.tenant_id is null then
+    raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
+  end if;
+  if p_operation not in ('create_api_key', 'update_tenant_config', 'delete_user', 'update_user_role')
+     or jsonb_typeof(p_payload) is distinct from 'object' then
+    raise exception 'no such operation to approve' using errcode = 'PT422';
+  end if;
+  if not (core.needs_second_person(p_operation, p_payload) and core.two_people_required(v_context.tenant_id)) then
+    return;
+  end if;
+  -- A change to a user that is not there is a 404 now, not a 202.
+  if p_operation in ('delete_user', 'update_user_role') and not exists (
+       select from core.users u
+       where u.tenant_id = v_context.tenant_id and u.user_id::text = p_payload ->> 'user_id') then
+    raise exception 'no user with that id' using errcode = 'P0002';
+  end if;
+  insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id, requested_by_user_id)
+  values (v_context.tenant_id, p_operation, p_payload, v_context.api_key_id, v_context.user_id)
+  returning approval_id into v_approval_id;
+  return query select * from api.approvals a where a.tenant_id = v_context.tenant_id and a.approval_id = v_approval_id;
+end
+$$;
+
+
+--
+-- Name: FUNCTION request_approval(p_operation text, p_payload jsonb); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.request_approval(p_operation text, p_payload jsonb) IS 'Records a pending request for a change two-person approval holds back, and returns it; returns nothing when the change needs no approval';
+
+
+--
 -- Name: revoke_api_key(uuid); Type: FUNCTION; Schema: api; Owner: -
 --
 
@@ -1742,6 +2093,27 @@ COMMENT ON FUNCTION core.all_permissions() IS 'Every permission a key can hold (
 
 
 --
+-- Name: approved_now(uuid, text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.approved_now(p_tenant_id uuid, p_operation text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select exists (select from core.approval_requests a
+                 where a.tenant_id = p_tenant_id and a.operation = p_operation and a.status = 'approved'
+                   and a.executing_xid = pg_current_xact_id())
+$$;
+
+
+--
+-- Name: FUNCTION approved_now(p_tenant_id uuid, p_operation text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.approved_now(p_tenant_id uuid, p_operation text) IS 'Whether this transaction is performing an approved request of that kind for the tenant';
+
+
+--
 -- Name: audit_export(uuid, bigint, integer, text[]); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -1798,7 +2170,7 @@ CREATE FUNCTION core.audit_partition_tenants(p_from timestamp with time zone, p_
     from tenants t where t.tenant_id is not null
   )
   select t.tenant_id, last.seq, last.chain_hash,
-    case when s.days::text ~ '^[1-9][0-9]{0,4}$' and s.days::text::int <= 36500 then s.days::text::int end,
+    case when s.days::text ~ '^[1-9][0-9]{2,4}$' and s.days::text::int between 365 and 36500 then s.days::text::int end,
     (select (a.details ->> 'through_seq')::bigint from core.audit_logs a
      where a.tenant_id = t.tenant_id and a.action = 'audit.purged' and a.details ->> 'through_seq' ~ '^[0-9]{1,18}$'
      order by a.seq desc limit 1)
@@ -2302,13 +2674,33 @@ declare
   v_ended integer;
 begin
   perform pg_stat_clear_snapshot();
+  -- pgrowlocks names the sessions holding the row's lock, except one taken
+  -- inside a savepoint (released or not): its subtransaction's id maps to
+  -- no session SQL can see (pid 0). Then every session that could hold it
+  -- is ended: those of the service's roles that hold core.tenant_usage
+  -- itself and began their transaction before that id. The service never
+  -- uses savepoints, so this happens only when someone does, and a request
+  -- caught with it is retried.
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
-  from core.tenant_usage u
-  join extensions.pgrowlocks('core.tenant_usage') r on r.locked_row = u.ctid
-  cross join lateral unnest(r.pids) as holder (pid)
+  from (
+    select r.pids[i] as pid
+    from core.tenant_usage u
+    join extensions.pgrowlocks('core.tenant_usage') r on r.locked_row = u.ctid
+    cross join lateral generate_subscripts(r.xids, 1) as i
+    where u.tenant_id = p_tenant_id and r.pids[i] <> 0
+    union
+    select l.pid
+    from core.tenant_usage u
+    join extensions.pgrowlocks('core.tenant_usage') r on r.locked_row = u.ctid
+    cross join lateral generate_subscripts(r.xids, 1) as i
+    join pg_locks l on l.locktype = 'relation' and l.relation = 'core.tenant_usage'::regclass
+      and l.database = (select d.oid from pg_database d where d.datname = current_database())
+    join pg_stat_activity s on s.pid = l.pid
+    where u.tenant_id = p_tenant_id and r.pids[i] = 0
+      and s.backend_xid::text::bigint <= r.xids[i]::text::bigint
+  ) holder
   join pg_stat_activity a on a.pid = holder.pid
-  where u.tenant_id = p_tenant_id and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid()
-    and a.datname = current_database();
+  where a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database();
   return v_ended;
 end
 $$;
@@ -2413,6 +2805,52 @@ COMMENT ON FUNCTION core.guard_user_roles() IS 'Trigger: who may add, change or 
 
 
 --
+-- Name: hold_for_approval(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.hold_for_approval() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_operation text;
+  v_tenant_id uuid := case when tg_op = 'DELETE' then old.tenant_id else new.tenant_id end;
+begin
+  -- A tenant's request (a key's context) is held to the tenant's rule; an
+  -- operator's, or a DBA's without a context, is not.
+  if not exists (select from core.request_context c where c.api_key_id is not null) then
+    return case when tg_op = 'DELETE' then old else new end;
+  end if;
+  -- (Nested: PL/pgSQL would look for each field on every table's row.)
+  if tg_table_name = 'tenant_api_keys' then
+    if 'keys:write' = any (core.effective_permissions(new.permissions, null)) then
+      v_operation := 'create_api_key';
+    end if;
+  elsif tg_table_name = 'tenant_configs' then
+    v_operation := 'update_tenant_config';
+  elsif tg_op = 'DELETE' then
+    v_operation := 'delete_user';
+  elsif new.role is distinct from old.role then
+    v_operation := 'update_user_role';
+  end if;
+  if v_operation is not null and core.two_people_required(v_tenant_id)
+     and not core.approved_now(v_tenant_id, v_operation) then
+    raise exception 'this change needs a second person''s approval (require_two_person_approval)'
+      using errcode = 'PT428';
+  end if;
+  return case when tg_op = 'DELETE' then old else new end;
+end
+$$;
+
+
+--
+-- Name: FUNCTION hold_for_approval(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.hold_for_approval() IS 'Trigger: refuses a change two-person approval holds back unless it runs inside an approval (PT428)';
+
+
+--
 -- Name: issue_api_key(uuid, text, text[], uuid, timestamp with time zone, uuid); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -2441,6 +2879,58 @@ $$;
 --
 
 COMMENT ON FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_issued_by_key_id uuid) IS 'Creates an API key and returns it once, in the column key; only its hash is stored';
+
+
+--
+-- Name: issue_key_as(uuid, uuid, text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+declare
+  v_issuer record;
+begin
+  select k.key_id, k.user_id, k.expires_at, core.effective_permissions(k.permissions, u.role) as permissions
+  into v_issuer
+  from core.tenant_api_keys k
+  left join core.users u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
+  where k.tenant_id = p_tenant_id and k.key_id = p_issuer_key_id
+    and k.revoked_at is null and (k.expires_at is null or k.expires_at > now());
+  if not found then
+    raise exception 'the key that asked for this key is revoked or expired' using errcode = 'PT409';
+  end if;
+  if not 'keys:write' = any (v_issuer.permissions)
+     or not core.effective_permissions(coalesce(p_permissions, '{}'), null) <@ v_issuer.permissions then
+    raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
+  end if;
+  if v_issuer.user_id is not null and coalesce(p_user_id, v_issuer.user_id) <> v_issuer.user_id then
+    raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
+  end if;
+  if v_issuer.user_id is null and p_user_id is not null and core.role_rank(
+       (select u.role from core.users u where u.tenant_id = p_tenant_id and u.user_id = p_user_id))
+     > core.rank_of_caller(null, v_issuer.permissions) then
+    raise exception 'a key cannot issue keys for a user whose role is above its own' using errcode = 'PT403';
+  end if;
+  if v_issuer.expires_at is not null and coalesce(p_expires_at, v_issuer.expires_at) > v_issuer.expires_at then
+    raise exception 'a key that expires can only issue keys that expire no later' using errcode = 'PT403';
+  end if;
+  if p_expires_at is not null and p_expires_at <= now() then
+    raise exception 'expires_at must be in the future' using errcode = 'check_violation';
+  end if;
+  return query
+    select * from core.issue_api_key(p_tenant_id, p_name, p_permissions, coalesce(p_user_id, v_issuer.user_id),
+      coalesce(p_expires_at, least(v_issuer.expires_at, core.capped_expiry(p_tenant_id, null))), v_issuer.key_id);
+end
+$$;
+
+
+--
+-- Name: FUNCTION issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Issues a key as another key of the tenant would (its permissions, user, expiry; the cap), naming it the issuer';
 
 
 --
@@ -2562,20 +3052,14 @@ begin
     end if;
   end if;
   if v_delta = 0 then
-    return case when tg_op = 'DELETE' then old else new end;
-  end if;
-  -- A row without a tenant, or (for app_user) of a tenant other than the
-  -- request's, is about to be refused by row-level security, which checks
-  -- after this trigger: it counts nowhere, and locks no tenant's counts.
-  if v_tenant_id is null
-     or (session_user = 'app_user' and v_tenant_id is distinct from (select c.tenant_id from core.request_context c)) then
-    return case when tg_op = 'DELETE' then old else new end;
+    return null;
   end if;
   -- Writers of the tenant take turns on its counts, as on its chain head:
   -- one holding them past any request's lifetime is ended first.
   perform from core.tenant_usage u where u.tenant_id = v_tenant_id for update skip locked;
   if not found then
     perform core.end_stale_transactions();
+    perform from core.tenant_usage u where u.tenant_id = v_tenant_id for update;
   end if;
   update core.tenant_usage u
   set documents = u.documents + case when v_kind = 'documents' then v_delta else 0 end,
@@ -2598,7 +3082,7 @@ begin
                                                              else v_plan.max_api_keys end,
                                        'usage', v_used - 1)::text;
   end if;
-  return case when tg_op = 'DELETE' then old else new end;
+  return null;
 end
 $$;
 
@@ -2608,6 +3092,28 @@ $$;
 --
 
 COMMENT ON FUNCTION core.meter_usage() IS 'Trigger: moves the tenant''s usage count of documents, users or unrevoked keys, and refuses a write past its plan''s limit (PTQ09) or metadata larger than it allows (PTQ13)';
+
+
+--
+-- Name: needs_second_person(text, jsonb); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.needs_second_person(p_operation text, p_payload jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select case p_operation
+    when 'create_api_key' then 'keys:write' = any (core.effective_permissions(
+      array(select jsonb_array_elements_text(coalesce(p_payload -> 'permissions', '[]'))), null))
+    when 'update_user_role' then p_payload ? 'role'
+    else p_operation in ('update_tenant_config', 'delete_user') end
+$$;
+
+
+--
+-- Name: FUNCTION needs_second_person(p_operation text, p_payload jsonb); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.needs_second_person(p_operation text, p_payload jsonb) IS 'Whether a change is one two-person approval holds back: a key that may issue keys, a configuration change, a user''s deletion or new role';
 
 
 --
@@ -3020,44 +3526,6 @@ COMMENT ON FUNCTION core.set_updated_at() IS 'Trigger: keeps updated_at equal to
 
 
 --
--- Name: settings_error(jsonb); Type: FUNCTION; Schema: core; Owner: -
---
-
-CREATE FUNCTION core.settings_error(p_settings jsonb) RETURNS text
-    LANGUAGE sql IMMUTABLE
-    AS $_$
-  select case
-    when jsonb_typeof(p_settings -> 'audit_retention_days') not in ('null') and
-         (jsonb_typeof(p_settings -> 'audit_retention_days') <> 'number'
-          or (p_settings ->> 'audit_retention_days') !~ '^[1-9][0-9]{2,4}$'
-          or (p_settings ->> 'audit_retention_days')::int not between 365 and 36500)
-      then 'audit_retention_days is a whole number of days from 365 to 36,500'
-    when jsonb_typeof(p_settings -> 'api_key_max_lifetime_days') not in ('null') and
-         (jsonb_typeof(p_settings -> 'api_key_max_lifetime_days') <> 'number'
-          or (p_settings ->> 'api_key_max_lifetime_days') !~ '^[1-9][0-9]{0,4}$'
-          or (p_settings ->> 'api_key_max_lifetime_days')::int > 36500)
-      then 'api_key_max_lifetime_days is a whole number of days from 1 to 36,500'
-    when jsonb_typeof(p_settings -> 'require_two_person_approval') not in ('null', 'boolean')
-      then 'require_two_person_approval is true or false'
-    when jsonb_typeof(p_settings -> 'currency') not in ('null') and
-         (jsonb_typeof(p_settings -> 'currency') <> 'string' or (p_settings ->> 'currency') !~ '^[A-Z]{3}$')
-      then 'currency is three capital letters (ISO 4217)'
-    when jsonb_typeof(p_settings -> 'data_residency') not in ('null') and
-         (jsonb_typeof(p_settings -> 'data_residency') <> 'string'
-          or (p_settings ->> 'data_residency') !~ '^[a-z]{2}(-[a-z0-9]{1,8})?$')
-      then 'data_residency is a lower-case region code such as eu or us-east'
-  end
-$_$;
-
-
---
--- Name: FUNCTION settings_error(p_settings jsonb); Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON FUNCTION core.settings_error(p_settings jsonb) IS 'What is wrong with the settings the database acts on in a settings object (NULL: nothing); other keys are free';
-
-
---
 -- Name: sign_context(uuid, uuid, uuid, text, text[], uuid, text, uuid); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -3100,6 +3568,26 @@ $_$;
 --
 
 COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid) IS 'Sets app.context, signed for this transaction and for the session''s next number; usable only by tenancy_auth, which may read the signing key and advance the numbers';
+
+
+--
+-- Name: two_people_required(uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.two_people_required(p_tenant_id uuid) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select coalesce((select c.settings -> 'require_two_person_approval' = 'true'::jsonb
+                   from core.tenant_configs c where c.tenant_id = p_tenant_id), false)
+$$;
+
+
+--
+-- Name: FUNCTION two_people_required(p_tenant_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.two_people_required(p_tenant_id uuid) IS 'Whether the tenant''s settings say require_two_person_approval: true';
 
 
 --
@@ -3155,7 +3643,7 @@ begin
     if not (v_purge.through_seq ~ '^[0-9]{1,18}$' and v_purge.through_seq::bigint < v_purge.at_seq
             and v_purge.through_hash ~ '^[0-9a-f]{64}$'
             and v_purge.partition_name ~ '^audit_logs_y[0-9]{4}m(0[1-9]|1[0-2])$'
-            and v_purge.retention_days ~ '^[1-9][0-9]{0,4}$'
+            and v_purge.retention_days ~ '^[1-9][0-9]{2,4}$' and v_purge.retention_days::int between 365 and 36500
             and to_regclass(format('core.%I', v_purge.partition_name)) is null
             and v_purge.at_time >= make_timestamptz(substr(v_purge.partition_name, 13, 4)::int,
                                      substr(v_purge.partition_name, 18, 2)::int, 1, 0, 0, 0, 'UTC')
@@ -4505,6 +4993,14 @@ ALTER TABLE ONLY core.api_key_usage
 
 
 --
+-- Name: approval_requests approval_requests_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.approval_requests
+    ADD CONSTRAINT approval_requests_pkey PRIMARY KEY (tenant_id, approval_id);
+
+
+--
 -- Name: audit_chain_heads audit_chain_heads_pkey; Type: CONSTRAINT; Schema: core; Owner: -
 --
 
@@ -4819,7 +5315,7 @@ ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER chain_audit_row;
 -- Name: documents count_usage; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER count_usage BEFORE INSERT OR DELETE OR UPDATE OF metadata ON core.documents FOR EACH ROW EXECUTE FUNCTION core.meter_usage('documents');
+CREATE TRIGGER count_usage AFTER INSERT OR DELETE OR UPDATE OF metadata ON core.documents FOR EACH ROW EXECUTE FUNCTION core.meter_usage('documents');
 
 ALTER TABLE core.documents ENABLE ALWAYS TRIGGER count_usage;
 
@@ -4828,7 +5324,7 @@ ALTER TABLE core.documents ENABLE ALWAYS TRIGGER count_usage;
 -- Name: tenant_api_keys count_usage; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER count_usage BEFORE INSERT OR DELETE OR UPDATE OF revoked_at ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.meter_usage('api_keys');
+CREATE TRIGGER count_usage AFTER INSERT OR DELETE OR UPDATE OF revoked_at ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.meter_usage('api_keys');
 
 ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER count_usage;
 
@@ -4837,7 +5333,7 @@ ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER count_usage;
 -- Name: users count_usage; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER count_usage BEFORE INSERT OR DELETE ON core.users FOR EACH ROW EXECUTE FUNCTION core.meter_usage('users');
+CREATE TRIGGER count_usage AFTER INSERT OR DELETE ON core.users FOR EACH ROW EXECUTE FUNCTION core.meter_usage('users');
 
 ALTER TABLE core.users ENABLE ALWAYS TRIGGER count_usage;
 
@@ -4870,6 +5366,33 @@ ALTER TABLE core.users ENABLE ALWAYS TRIGGER guard_user_roles;
 
 
 --
+-- Name: tenant_api_keys hold_for_approval; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER hold_for_approval BEFORE INSERT ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.hold_for_approval();
+
+ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER hold_for_approval;
+
+
+--
+-- Name: tenant_configs hold_for_approval; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER hold_for_approval BEFORE UPDATE ON core.tenant_configs FOR EACH ROW EXECUTE FUNCTION core.hold_for_approval();
+
+ALTER TABLE core.tenant_configs ENABLE ALWAYS TRIGGER hold_for_approval;
+
+
+--
+-- Name: users hold_for_approval; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER hold_for_approval BEFORE DELETE OR UPDATE OF role ON core.users FOR EACH ROW EXECUTE FUNCTION core.hold_for_approval();
+
+ALTER TABLE core.users ENABLE ALWAYS TRIGGER hold_for_approval;
+
+
+--
 -- Name: platform_operators keep_revocation; Type: TRIGGER; Schema: core; Owner: -
 --
 
@@ -4885,6 +5408,15 @@ ALTER TABLE core.platform_operators ENABLE ALWAYS TRIGGER keep_revocation;
 CREATE TRIGGER keep_revocation BEFORE UPDATE OF revoked_at ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.keep_revocation();
 
 ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER keep_revocation;
+
+
+--
+-- Name: approval_requests record_audit; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.approval_requests FOR EACH ROW EXECUTE FUNCTION core.record_audit('approval_id');
+
+ALTER TABLE core.approval_requests ENABLE ALWAYS TRIGGER record_audit;
 
 
 --
@@ -5058,6 +5590,14 @@ ALTER TABLE ONLY core.api_key_usage
 
 
 --
+-- Name: approval_requests approval_requests_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.approval_requests
+    ADD CONSTRAINT approval_requests_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
 -- Name: audit_chain_heads audit_chain_heads_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
 --
 
@@ -5192,6 +5732,12 @@ ALTER TABLE ONLY core.users
 ALTER TABLE core.api_key_usage ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: approval_requests; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.approval_requests ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: audit_chain_heads; Type: ROW SECURITY; Schema: core; Owner: -
 --
 
@@ -5210,6 +5756,14 @@ ALTER TABLE core.audit_logs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY delete_own_tenant ON core.api_key_usage FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
    FROM core.request_context c
   WHERE ('keys:write'::text = ANY (c.permissions)))));
+
+
+--
+-- Name: approval_requests delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.approval_requests FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
@@ -5304,6 +5858,14 @@ CREATE POLICY insert_own_tenant ON core.api_key_usage FOR INSERT WITH CHECK ((te
 
 
 --
+-- Name: approval_requests insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.approval_requests FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: audit_chain_heads insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -5387,6 +5949,14 @@ CREATE POLICY insert_own_tenant ON core.users FOR INSERT WITH CHECK ((tenant_id 
 CREATE POLICY select_own_tenant ON core.api_key_usage FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
    FROM core.request_context c
   WHERE ('keys:read'::text = ANY (c.permissions)))));
+
+
+--
+-- Name: approval_requests select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.approval_requests FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
@@ -5501,6 +6071,15 @@ CREATE POLICY update_own_tenant ON core.api_key_usage FOR UPDATE USING ((tenant_
   WHERE ('keys:write'::text = ANY (c.permissions))))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
    FROM core.request_context c
   WHERE ('keys:write'::text = ANY (c.permissions)))));
+
+
+--
+-- Name: approval_requests update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.approval_requests FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
@@ -5627,4 +6206,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201001100'),
     ('20261201001200'),
     ('20261201001300'),
-    ('20261201001400');
+    ('20261201001400'),
+    ('20261201001500');

@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(439);
+select plan(445);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -29,15 +29,15 @@ select set_eq(
                             where i.inhrelid = c.oid and i.inhparent = 'core.audit_logs'::regclass)) $$,
   array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
         'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys', 'api_key_usage',
-        'platform_operators', 'audit_chain_heads', 'plans', 'tenant_usage'],
-  'core holds exactly the fifteen tables the migrations create, besides the audit trail''s monthly partitions');
+        'platform_operators', 'audit_chain_heads', 'plans', 'tenant_usage', 'approval_requests'],
+  'core holds exactly the sixteen tables the migrations create, besides the audit trail''s monthly partitions');
 select cmp_ok((select count(*)::int from pg_inherits where inhparent = 'core.audit_logs'::regclass), '>=', 4,
   'core.audit_logs has partitions: this month''s and the next three at least');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
 select tables_are('platform', '{}'::name[], 'platform holds no tables, only views and functions');
 
 select views_are('api',
-  array['tenant', 'audit_logs', 'templates', 'tenant_config', 'users', 'documents', 'api_keys'],
+  array['tenant', 'audit_logs', 'templates', 'tenant_config', 'users', 'documents', 'api_keys', 'approvals'],
   'api exposes exactly the tenant-facing views');
 select views_are('platform', array['tenants', 'audit_logs', 'operators', 'plans'],
   'platform exposes exactly the operator views');
@@ -48,7 +48,7 @@ select functions_are('api',
         'list_documents', 'create_document', 'update_document', 'delete_document', 'create_api_key',
         'list_api_keys', 'revoke_api_key', 'begin_request', 'touch_api_key', 'schema_version',
         'claim_idempotency_key', 'save_idempotent_response', 'export_audit_logs', 'verify_audit_chain',
-        'current_plan'],
+        'current_plan', 'request_approval', 'decide_approval'],
   'api holds exactly the functions the HTTP layer calls');
 select functions_are('platform',
   array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key',
@@ -66,7 +66,8 @@ select functions_are('core',
         'end_stale_transactions', 'end_chain_holders', 'seize_chain_head', 'create_audit_partition',
         'maintain_audit_partitions', 'audit_partition_tenants', 'record_audit_purge', 'end_audit_lock_holders',
         'create_tenant_usage', 'meter_usage', 'end_usage_holders', 'seize_usage_row', 'settings_error',
-        'purge_audit_partitions', 'expired_audit_partitions'],
+        'purge_audit_partitions', 'expired_audit_partitions', 'needs_second_person', 'two_people_required',
+        'approved_now', 'hold_for_approval', 'issue_key_as'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 
 -- Columns, types and nullability ----------------------------------------------
@@ -660,6 +661,24 @@ select pg_temp.refused_by(format($$ update core.tenant_usage set users = -1 wher
   'tenant_usage_users_check', 'a count of users below zero is refused');
 select pg_temp.refused_by(format($$ update core.tenant_usage set api_keys = -1 where tenant_id = %L $$, :'tenant_id'),
   'tenant_usage_api_keys_check', 'a count of API keys below zero is refused');
+select pg_temp.refused_by(format($$ insert into core.tenant_configs (tenant_id, settings)
+    values (%L, '{"audit_retention_days": 30}') $$, :'tenant_id'),
+  'tenant_configs_known_settings_check', 'settings the database acts on are checked whoever writes them: 30 days of retention is refused');
+select pg_temp.refused_by(format($$ insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id)
+    values (%L, 'drop_tenant', '{}', gen_random_uuid()) $$, :'tenant_id'),
+  'approval_requests_operation_check', 'an approval request for an operation that does not exist is refused');
+select pg_temp.refused_by(format($$ insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id)
+    values (%L, 'delete_user', '[]', gen_random_uuid()) $$, :'tenant_id'),
+  'approval_requests_payload_check', 'an approval request whose payload is not an object is refused');
+select pg_temp.refused_by(format($$ insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id, status, decided_at)
+    values (%L, 'delete_user', '{}', gen_random_uuid(), 'done', now()) $$, :'tenant_id'),
+  'approval_requests_status_check', 'an approval request in a status that does not exist is refused');
+select pg_temp.refused_by(format($$ insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id, status)
+    values (%L, 'delete_user', '{}', gen_random_uuid(), 'approved') $$, :'tenant_id'),
+  'approval_requests_check', 'a decided request without the time of its decision is refused');
+select pg_temp.refused_by(format($$ insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id, decided_at)
+    values (%L, 'delete_user', '{}', gen_random_uuid(), now()) $$, :'tenant_id'),
+  'approval_requests_check', 'a pending request with a time of decision is refused');
 
 select is(
   array(select format('%s on %s', c.conname, c.conrelid::regclass) from pg_constraint c

@@ -161,6 +161,10 @@ insert into expected_policies values
   ('api_key_usage', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
   ('api_key_usage', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:read''::text = ANY (c.permissions))))', '-'),
   ('api_key_usage', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
+  ('approval_requests', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
+  ('approval_requests', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
+  ('approval_requests', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
+  ('approval_requests', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
   ('tenant_usage', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
   ('tenant_usage', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
   ('tenant_usage', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
@@ -321,8 +325,10 @@ select set_eq('select fn from definer_functions',
             ('core.audit_partition_tenants(timestamp with time zone,timestamp with time zone)'),
             ('core.record_audit_purge(uuid,bigint,bytea,text,integer)'), ('core.end_audit_lock_holders(text[])'),
             ('core.create_tenant_usage()'), ('core.meter_usage()'), ('core.end_usage_holders(uuid)'),
-            ('core.seize_usage_row(uuid)'), ('api.current_plan()') $$,
-  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, the trail''s partition maintenance, and the plan''s usage counts)');
+            ('core.seize_usage_row(uuid)'), ('api.current_plan()'), ('core.two_people_required(uuid)'),
+            ('core.approved_now(uuid,text)'), ('core.hold_for_approval()'), ('api.request_approval(text,jsonb)'),
+            ('api.decide_approval(uuid,boolean)') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, the trail''s partition maintenance, the plan''s usage counts, and two-person approval)');
 select is(
   array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace
         where p.prosrc ~* 'pg_(try_)?advisory' order by 1),

@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(30);
+select plan(33);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -99,6 +99,10 @@ insert into pg_temp.definers_called values ('platform.begin_request(text,uuid,te
 set local role uber_admin;
 select tenant_id as tenant_a from platform.create_tenant('Hijacked', null, 'pro', 'Fintech Template') \gset
 select key as key_a from platform.create_api_key(:'tenant_a', 'Root', '{*}') \gset
+reset role;
+-- One person first; two-person approval is exercised at the end.
+update core.tenant_configs set settings = settings || '{"require_two_person_approval": false}' where tenant_id = :'tenant_a';
+set local role uber_admin;
 select tenant_id from platform.update_tenant(:'tenant_a', p_name => 'Hijacked, renamed') \gset ignored_
 select is((select claimed from platform.claim_idempotency_key('hijack-platform-retry', repeat('d', 64))), true,
   'platform.claim_idempotency_key claims a key with the shadows in place');
@@ -170,6 +174,21 @@ select document_id from api.delete_document(:'doc_a') \gset ignored_
 select user_id from api.delete_user(:'user_a') \gset ignored_
 select api.touch_api_key(encode(sha256(convert_to(:'key_a', 'UTF8')), 'hex')) \gset ignored_
 reset role;
+-- Two-person approval, with the shadows in place: the held-back changes are
+-- refused outright, asked for, and not decided by the key that asked.
+update core.tenant_configs set settings = settings || '{"require_two_person_approval": true}' where tenant_id = :'tenant_a';
+set local role app_user;
+select tenant_id from api.begin_request(encode(sha256(convert_to(:'key_a', 'UTF8')), 'hex'), null, gen_random_uuid(),
+  'hijack-3') \gset ignored_
+select throws_ok($$ select 1 from api.update_tenant_config('{"currency": "USD"}') $$, 'PT428', null,
+  'core.hold_for_approval holds a configuration change back with the shadows in place');
+select throws_ok($$ select 1 from api.create_api_key('Issuer', '{keys:write}') $$, 'PT428', null,
+  '...and a key that may issue keys');
+select approval_id as approval_a from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'approval_a'), 'PT403', null,
+  'api.decide_approval refuses the key that asked, with the shadows in place');
+reset role;
+insert into pg_temp.definers_called values ('api.request_approval(text,jsonb)'), ('api.decide_approval(uuid,boolean)');
 insert into pg_temp.definers_called values ('api.touch_api_key(text)'), ('api.revoke_api_key(uuid)'),
   ('api.claim_idempotency_key(text,text)'), ('api.save_idempotent_response(text,integer,jsonb)'),
   ('api.delete_document(uuid)'), ('api.delete_user(uuid)');
@@ -194,6 +213,9 @@ select is(
               join core.audit_logs a on a.tenant_id = h.tenant_id and a.seq = h.seq and a.chain_hash = h.hash
               where h.tenant_id = :'tenant_a'
                 and not exists (select from core.audit_logs b where b.tenant_id = h.tenant_id and b.seq > h.seq))
+            -- Two-person approval's refusals were seen above.
+            when p.proname = 'hold_for_approval' then exists (
+              select from core.approval_requests r where r.tenant_id = :'tenant_a')
             -- The usage counts show theirs: tenant A has counts, and its key counted.
             when p.proname in ('meter_usage', 'create_tenant_usage') then exists (
               select from core.tenant_usage u where u.tenant_id = :'tenant_a' and u.api_keys >= 1)

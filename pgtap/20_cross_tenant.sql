@@ -52,12 +52,20 @@ select pg_temp.begin_as(:'hash_a') \gset ignored_
 select user_id as spare_user_a from api.create_user('spare@a.example.com') \gset
 select document_id as doc_a from api.create_document(:'user_a', 'A ledger', repeat('a', 64)) \gset
 select document_id as spare_doc_a from api.create_document(:'user_a', 'A draft', repeat('d', 64)) \gset
+-- Both tenants require two people (the Fintech Template): a change waits.
+select approval_id as approval_a from api.request_approval('delete_user', jsonb_build_object('user_id', :'spare_user_a')) \gset
 select pg_temp.begin_as(:'hash_b') \gset ignored_
 select document_id as doc_b from api.create_document(:'user_b', 'B ledger', repeat('b', 64)) \gset
+select approval_id as approval_b from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
 -- Tenant B's client sent POST with Idempotency-Key retry-1 and got 201.
 select claimed from api.claim_idempotency_key('retry-1', repeat('b', 64)) \gset ignored_
 select api.save_idempotent_response('retry-1', 201, '{"document_id": "b"}') \gset ignored_
 reset role;
+-- These suites are about one person's changes; two-person approval has
+-- pgtap/47_two_person_approval.sql. (As the superuser, outside B's context.)
+set local app.context = '';
+update core.tenant_configs set settings = settings || '{"require_two_person_approval": false}'
+  where tenant_id in (:'tenant_a', :'tenant_b');
 
 -- Every table with a tenant_id column, found in the catalog.
 create temp view tenant_tables as
@@ -477,8 +485,8 @@ select set_eq(format('select * from pg_temp.tenant_fingerprint(%L)', :'tenant_b'
 select is(
   array(select rel from (select * from pg_temp.tenant_fingerprint(:'tenant_a') except select * from a_before) as changed
         order by 1),
-  array['core.api_key_usage', 'core.audit_chain_heads', 'core.audit_logs', 'core.documents', 'core.tenant_api_keys',
-        'core.tenant_configs', 'core.tenant_usage', 'core.users'],
+  array['core.api_key_usage', 'core.approval_requests', 'core.audit_chain_heads', 'core.audit_logs', 'core.documents',
+        'core.tenant_api_keys', 'core.tenant_configs', 'core.tenant_usage', 'core.users'],
   'the same fingerprint does see tenant A''s own rows change, so an unchanged tenant B is no blind spot');
 
 select * from finish();

@@ -37,6 +37,8 @@ from platform.create_api_key(:'tenant_a', 'A automation', '{*}', :'user_a') \gse
 reset role;
 insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash, response_status)
 values (:'tenant_a', :'key_a', 'retry-1', repeat('a', 64), 201);
+insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id)
+values (:'tenant_a', 'delete_user', jsonb_build_object('user_id', :'user_a'), :'key_a');
 
 \ir lib/readable_tenant_relations.psql
 \ir lib/context.psql

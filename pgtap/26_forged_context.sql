@@ -27,6 +27,8 @@ select key_id as key_a, key as secret_a from platform.create_api_key(:'tenant_a'
 reset role;
 insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash, response_status)
 values (:'tenant_a', :'key_a', 'retry-1', repeat('a', 64), 201);
+insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id)
+values (:'tenant_a', 'delete_user', jsonb_build_object('user_id', :'user_a'), :'key_a');
 
 \ir lib/context.psql
 \ir lib/readable_tenant_relations.psql

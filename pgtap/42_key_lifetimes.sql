@@ -4,7 +4,7 @@
 -- setting that is not a number of days issues no key rather than an
 -- unlimited one.
 begin;
-select plan(12);
+select plan(13);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -15,6 +15,10 @@ select tenant_id as capped from platform.create_tenant('Capped', null, 'pro', 'F
 select tenant_id as uncapped from platform.create_tenant('Uncapped', null, 'pro') \gset
 select key as root, expires_at as root_expires from platform.create_api_key(:'capped', 'Root', '{*}') \gset
 reset role;
+-- These suites are about one person's changes; two-person approval has
+-- pgtap/47_two_person_approval.sql.
+update core.tenant_configs set settings = settings || '{"require_two_person_approval": false}'
+  where tenant_id = :'capped';
 select is(:'root_expires'::timestamptz, now() + interval '90 days',
   'an operator''s key issued without expires_at expires at the cap, 90 days on');
 select is((select expires_at from platform.create_api_key(:'uncapped', 'Forever', '{*}')), null,
@@ -48,6 +52,12 @@ select is((select expires_at from platform.create_api_key(:'capped', 'Week', '{*
 select is((select count(*)::int from core.tenant_api_keys where tenant_id = :'capped' and expires_at > now() + interval '7 days'), 3,
   'keys issued before keep their expiry: not extended, not cut short');
 
+select throws_ok(
+  format($$ update core.tenant_configs set settings = settings || '{"api_key_max_lifetime_days": "90"}' where tenant_id = %L $$, :'capped'),
+  '23514', null,
+  'a cap that is not a number of days cannot be stored, by anyone (tenant_configs_known_settings_check)');
+-- Were it stored anyway (a superuser dropping the check), it issues no key.
+alter table core.tenant_configs drop constraint tenant_configs_known_settings_check;
 update core.tenant_configs set settings = settings || '{"api_key_max_lifetime_days": "90"}' where tenant_id = :'capped';
 select throws_ok(format($$ select 1 from platform.create_api_key(%L, 'Text', '{*}') $$, :'capped'),
   'PT422', null,

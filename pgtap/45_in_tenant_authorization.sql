@@ -18,6 +18,10 @@ do $$ begin execute format('grant temporary on database %I to app_user, uber_adm
 set local role uber_admin;
 select tenant_id as t from platform.create_tenant('Inside', null, 'pro', 'Fintech Template') \gset
 reset role;
+-- These suites are about one person's changes; two-person approval has
+-- pgtap/47_two_person_approval.sql.
+update core.tenant_configs set settings = settings || '{"require_two_person_approval": false}'
+  where tenant_id = :'t';
 insert into core.users (tenant_id, email, role) values
   (:'t', 'admin@inside.example', 'tenant_admin'), (:'t', 'member@inside.example', 'member'),
   (:'t', 'other@inside.example', 'member'), (:'t', 'viewer@inside.example', 'viewer');

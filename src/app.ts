@@ -18,10 +18,11 @@ import { apiKeyHash, operatorCredential, sha256Hex } from "./http/auth.ts";
 import { ndjsonResponse } from "./http/ndjson.ts";
 import { HttpError, problemResponse } from "./http/problem.ts";
 import { queryOf, readJsonBody, type RequestIds, requestIdsOf, validate } from "./http/request.ts";
-import { type DbRoute, type Route, Router } from "./http/router.ts";
+import { Accepted, type DbRoute, type Route, Router } from "./http/router.ts";
 import { log } from "./log.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { apiKeyRoutes } from "./routes/api_keys.ts";
+import { approvalRoutes } from "./routes/approvals.ts";
 import { auditChainRoutes } from "./routes/audit_chain.ts";
 import { auditLogRoutes } from "./routes/audit_logs.ts";
 import { documentRoutes } from "./routes/documents.ts";
@@ -37,6 +38,7 @@ export function allRoutes(): Route[] {
     ...userRoutes,
     ...documentRoutes,
     ...apiKeyRoutes,
+    ...approvalRoutes,
     ...auditLogRoutes,
     ...auditChainRoutes,
     ...adminRoutes,
@@ -108,18 +110,19 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
     result = await runTransaction(pool, { ...options, replaySafe: true }, async (tx) => {
       const [claim] = await store.claim(tx, idempotencyKey, requestHash);
       if (!claim.claimed) return replayOf(claim, requestHash, route.oneTimeSecret);
-      const replyBody = route.reply(await route.run({ ...input, tx }), { ...input, tx });
-      await store.save(tx, idempotencyKey, status, withoutSecret(replyBody, route.oneTimeSecret));
-      return { status, body: replyBody, replayed: false };
+      const replied = statusOf(route.reply(await route.run({ ...input, tx }), { ...input, tx }), status);
+      await store.save(tx, idempotencyKey, replied.status, withoutSecret(replied.body, route.oneTimeSecret));
+      return { ...replied, replayed: false };
     });
     reply = result.value as typeof reply;
   } else {
     let used: Sql | undefined;
     result = await runTransaction(pool, options, (tx) => route.run({ ...input, tx: used = tx }));
     reply = {
-      status,
       // A stream's pages become lines as the client reads them.
-      body: route.ndjson ? null : route.reply(result.value as postgres.Row[], { ...input, tx: used! }),
+      ...(route.ndjson
+        ? { status, body: null }
+        : statusOf(route.reply(result.value as postgres.Row[], { ...input, tx: used! }), status)),
       replayed: false,
     };
   }
@@ -191,6 +194,11 @@ function idempotencyKeyOf(request: Request): string | null {
 }
 
 // A secret shown once (a new API key) is never stored for replays.
+// A reply accepted for later (Accepted) is a 202; any other has the route's status.
+function statusOf(replied: unknown, status: number): { status: number; body: unknown } {
+  return replied instanceof Accepted ? { status: 202, body: replied.body } : { status, body: replied };
+}
+
 function withoutSecret(body: unknown, secret: string | undefined): unknown {
   if (!secret || typeof body !== "object" || body === null) return body;
   const { [secret]: _shownOnce, ...rest } = body as Record<string, unknown>;

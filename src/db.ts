@@ -402,6 +402,10 @@ export function toHttpError(error: unknown): HttpError {
           ? `A${message.slice(1)}`
           : "The API key lacks the permission this route needs",
       );
+    // Only a caller that skipped api.request_approval (the routes ask it
+    // first) meets this: a change the tenant holds for a second person.
+    case "PT428":
+      return new HttpError(409, "This change needs a second person's approval (require_two_person_approval)");
     case "PTQ09":
     case "PTQ13":
       return quotaError(code, (error as { detail?: unknown }).detail);

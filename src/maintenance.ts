@@ -1,6 +1,6 @@
 /**
  * The audit trail's partition maintenance (migration 20261201001300): at
- * start and every hour the service asks PostgreSQL to make the coming
+ * start and every ten minutes the service asks PostgreSQL to make the coming
  * months' partitions of the trail, and logs the months every tenant's
  * retention has passed, which the owner drops (scripts/db maintain). A call
  * with nothing to do does nothing, so several processes may all call it.
@@ -8,8 +8,13 @@
 import type { DatabasePool } from "./db.ts";
 import { log } from "./log.ts";
 
-/** How often the service runs the maintenance (partitions are made three months ahead). */
-export const AUDIT_MAINTENANCE_INTERVAL_MS = 60 * 60 * 1000;
+/**
+ * How often the service runs the maintenance. Partitions are made three
+ * months ahead, so this is not for them: each run also ends a session of
+ * the service's roles left holding the trail after an unfinished call of
+ * its own, which would otherwise hold up the Platform's tenant changes.
+ */
+export const AUDIT_MAINTENANCE_INTERVAL_MS = 10 * 60 * 1000;
 
 /**
  * Runs the maintenance once and logs what it did; a failure is logged and
@@ -34,14 +39,14 @@ export async function maintainAuditPartitions(pool: DatabasePool): Promise<void>
       }
     }
   } catch (error) {
-    log("warn", "audit partition maintenance failed; it runs again within the hour", {
+    log("warn", "audit partition maintenance failed; it runs again within ten minutes", {
       code: (error as { code?: string }).code ?? (error as Error).name,
     });
   }
 }
 
 /**
- * Runs the maintenance now and then every hour, until the returned function
+ * Runs the maintenance now and then every ten minutes, until the returned function
  * is called. The timer never keeps the process alive on its own.
  *
  * @param pool the app pool

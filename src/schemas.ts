@@ -98,6 +98,7 @@ export const TenantPath = z.strictObject({ tenant_id: uuid });
 export const TenantKeyPath = z.strictObject({ tenant_id: uuid, key_id: uuid });
 export const OperatorPath = z.strictObject({ operator_id: uuid });
 export const PlanPath = z.strictObject({ plan_id: uuid });
+export const ApprovalPath = z.strictObject({ approval_id: uuid });
 const limit = (max: number) => z.number().int().min(0).max(max);
 export const UpdatePlan = nonEmpty(z.strictObject({
   max_documents: limit(2e9).optional(),
@@ -313,6 +314,29 @@ export const ApiKey = z.object({
 });
 export const NewApiKey = ApiKey.extend({
   key: z.string().meta({ description: "The key itself; shown only in this response" }),
+});
+export const Approval = z.object({
+  approval_id: uuid,
+  tenant_id: uuid,
+  operation: z.enum(["create_api_key", "update_tenant_config", "delete_user", "update_user_role"]),
+  payload: jsonObject.meta({ description: "What the change will do: the request's arguments" }),
+  status: z.enum(["pending", "approved", "rejected", "expired"]),
+  requested_by_key_id: uuid,
+  requested_by_user_id: uuid.nullable(),
+  decided_by_key_id: uuid.nullable(),
+  decided_by_user_id: uuid.nullable(),
+  created_at: timestamp,
+  expires_at: timestamp,
+  decided_at: timestamp.nullable(),
+}).meta({
+  description: "A change held back for a second person's approval (require_two_person_approval); " +
+    "answered 202 by the route that asked for it",
+});
+export const ApprovalDecision = Approval.extend({
+  result: jsonObject.nullable().meta({
+    description: "What the approved change returned (the key, configuration or user); null when rejected",
+  }),
+  key: z.string().optional().meta({ description: "The new API key, when one was approved; shown only here" }),
 });
 export const AuditLog = z.object({
   log_id: uuid,

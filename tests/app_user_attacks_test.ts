@@ -426,3 +426,51 @@ Deno.test("a session that calls the audit maintenance and never commits does not
     await server.close();
   }
 });
+
+Deno.test("a session holding its tenant's usage counts inside a savepoint still cannot stop a key's revocation", async () => {
+  const server = await startServer();
+  let holder: Deno.ChildProcess | undefined;
+  try {
+    const tenant = await createTenant(server, "usage-hostage");
+    const doc = await call(server, "POST", "/v1/documents", {
+      token: tenant.key,
+      body: { user_id: tenant.userId, title: "Before", content_hash: "a".repeat(64) },
+    });
+    assert.equal(doc.status, 201);
+    const victim = await call(server, "POST", "/v1/api-keys", {
+      token: tenant.key,
+      body: { name: "To be revoked", permissions: ["documents:read"] },
+    });
+    assert.equal(victim.status, 201);
+    holder = new Deno.Command("psql", {
+      args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
+      env: pgEnv(requireEnv("APP_DATABASE_URL")),
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const writer = holder.stdin.getWriter();
+    // The chain head locked at the top level first (so the audited insert
+    // passes the chain's savepoint rule), then the counts inside a savepoint,
+    // where pgrowlocks names no session for the lock.
+    await writer.write(new TextEncoder().encode(`
+      set idle_in_transaction_session_timeout = 0;
+      begin;
+      select tenant_id from api.begin_request('${sha256Hex(tenant.key)}', null, gen_random_uuid());
+      select document_id from api.update_document('${doc.body.document_id}', p_title => 'Held');
+      savepoint hidden;
+      select document_id from api.create_document('${tenant.userId}', 'Hidden', repeat('a', 64));
+      release savepoint hidden;
+    `));
+    writer.releaseLock();
+    const deadline = performance.now() + 10_000;
+    while (await idleHolders(server) === 0 && performance.now() < deadline) await sleep(50);
+    assert.equal(await idleHolders(server), 1, "the holder is idle in its transaction, the counts locked");
+    const revoked = await call(server, "DELETE", `/v1/api-keys/${victim.body.key_id}`, { token: tenant.key });
+    assert.equal(revoked.status, 204, "the revocation ends the holder and goes through");
+    assert.equal(await idleHolders(server), 0);
+  } finally {
+    await stop(holder);
+    await server.close();
+  }
+});

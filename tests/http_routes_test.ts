@@ -137,6 +137,10 @@ const fixtures: Record<string, Fixture> = {
     },
   },
   "DELETE /v1/admin/operators/:operator_id": {},
+  "GET /v1/approvals": {},
+  "GET /v1/approvals/:approval_id": {},
+  "POST /v1/approvals/:approval_id/approve": {},
+  "POST /v1/approvals/:approval_id/reject": {},
   "GET /v1/admin/plans": {},
   "PATCH /v1/admin/plans/:plan_id": {
     body: () => ({ max_users: 10000 }),
@@ -186,6 +190,10 @@ const REQUIRED: Record<string, Permission | "any key" | "platform token"> = {
   "GET /v1/admin/operators": "platform token",
   "POST /v1/admin/operators": "platform token",
   "DELETE /v1/admin/operators/:operator_id": "platform token",
+  "GET /v1/approvals": "any key",
+  "GET /v1/approvals/:approval_id": "any key",
+  "POST /v1/approvals/:approval_id/approve": "any key",
+  "POST /v1/approvals/:approval_id/reject": "any key",
   "GET /v1/admin/plans": "platform token",
   "PATCH /v1/admin/plans/:plan_id": "platform token",
 };

@@ -115,14 +115,20 @@ export async function call(
 }
 
 /**
- * Provisions a tenant through the platform API, adds one user, and issues a
- * key with every permission.
+ * Provisions a tenant through the platform API (from the Fintech Template,
+ * two-person approval switched off unless asked for), adds one user, and
+ * issues a key with every permission.
  *
  * @param server the running service
  * @param name tenant name
+ * @param options twoPersonApproval: keep the template's require_two_person_approval: true
  * @returns ids and the plain key
  */
-export async function createTenant(server: TestServer, name: string): Promise<TestTenant> {
+export async function createTenant(
+  server: TestServer,
+  name: string,
+  options: { twoPersonApproval?: boolean } = {},
+): Promise<TestTenant> {
   const admin = server.config.platformAdminToken!;
   const tenant = await call(server, "POST", "/v1/admin/tenants", {
     token: admin,
@@ -130,6 +136,13 @@ export async function createTenant(server: TestServer, name: string): Promise<Te
   });
   if (tenant.status !== 201) throw new Error(`could not create tenant: ${JSON.stringify(tenant.body)}`);
   const tenantId = String(tenant.body.tenant_id);
+  // The Fintech Template asks for two-person approval; the suites that are
+  // not about it work with one person (tests/approvals_test.ts is about it).
+  if (!options.twoPersonApproval) {
+    await server.owner`
+      update core.tenant_configs set settings = settings || '{"require_two_person_approval": false}'
+      where tenant_id = ${tenantId}`;
+  }
   const key = await call(server, "POST", `/v1/admin/tenants/${tenantId}/api-keys`, {
     token: admin,
     body: { name: "test key", permissions: ["*"] },

@@ -23,7 +23,7 @@
  *
  * Maintenance: core.maintain_audit_partitions() creates the partitions of
  * this month and the next three. The service calls it at start and every
- * hour, and so does `scripts/db maintain`; it takes no arguments and does
+ * ten minutes, and so does `scripts/db maintain`; it takes no arguments and does
  * nothing twice, so anyone allowed to call it may call it as often as they
  * like. It needs no extension and no server setting: pg_partman would
  * create partitions but knows nothing of a per-tenant retention or of a
@@ -47,7 +47,7 @@
  * past retention that wait for it.
  *
  * Retention: a tenant's audit_retention_days (a whole number of days from
- * 1 to 36,500; anything else, or none, keeps its trail for ever). A
+ * 365 to 36,500; anything else, or none, keeps its trail for ever). A
  * partition is dropped when its end plus the retention of every tenant
  * with a row in it lies in the past, oldest first, and never while an older
  * partition stays. Rows are kept longer than their retention when a
@@ -395,7 +395,7 @@ as $$
     from tenants t where t.tenant_id is not null
   )
   select t.tenant_id, last.seq, last.chain_hash,
-    case when s.days::text ~ '^[1-9][0-9]{0,4}$' and s.days::text::int <= 36500 then s.days::text::int end,
+    case when s.days::text ~ '^[1-9][0-9]{2,4}$' and s.days::text::int between 365 and 36500 then s.days::text::int end,
     (select (a.details ->> 'through_seq')::bigint from core.audit_logs a
      where a.tenant_id = t.tenant_id and a.action = 'audit.purged' and a.details ->> 'through_seq' ~ '^[0-9]{1,18}$'
      order by a.seq desc limit 1)
@@ -650,7 +650,7 @@ begin
     if not (v_purge.through_seq ~ '^[0-9]{1,18}$' and v_purge.through_seq::bigint < v_purge.at_seq
             and v_purge.through_hash ~ '^[0-9a-f]{64}$'
             and v_purge.partition_name ~ '^audit_logs_y[0-9]{4}m(0[1-9]|1[0-2])$'
-            and v_purge.retention_days ~ '^[1-9][0-9]{0,4}$'
+            and v_purge.retention_days ~ '^[1-9][0-9]{2,4}$' and v_purge.retention_days::int between 365 and 36500
             and to_regclass(format('core.%I', v_purge.partition_name)) is null
             and v_purge.at_time >= make_timestamptz(substr(v_purge.partition_name, 13, 4)::int,
                                      substr(v_purge.partition_name, 18, 2)::int, 1, 0, 0, 0, 'UTC')

@@ -13,8 +13,10 @@
  * change applies to the next request.
  *
  * Quotas: core.tenant_usage keeps each tenant's counts, moved in the same
- * transaction by the trigger core.meter_usage (BEFORE, on documents, users
- * and keys): an insert adds one and is refused when that passes the limit
+ * transaction by the trigger core.meter_usage (AFTER each row written, so
+ * that a row row-level security refuses or ON CONFLICT skips never counts;
+ * on documents, users and keys): an insert adds one and is refused when
+ * that passes the limit
  * (PTQ09, its detail naming the quota, the limit and the usage); a delete,
  * or a key's revocation, frees one. The row of the tenant's counts is
  * locked by its writers until they commit, so writers of one tenant take
@@ -28,7 +30,13 @@
  * revocation ends whoever holds it (core.seize_usage_row, as
  * core.seize_chain_head does for the chain head), taking it before the
  * chain head as every writer does, so no session keeps a key from being
- * revoked.
+ * revoked, even one that took it inside a savepoint (for a
+ * subtransaction's id pgrowlocks names no session; core.end_usage_holders
+ * then ends every session of the service's roles that could hold it).
+ *
+ * tenant_configs gets a CHECK of the same settings rules, so that no
+ * writer (an operator, a template, a superuser) stores what the audit
+ * maintenance would misread.
  *
  * Settings: the settings the database acts on have types and bounds,
  * checked by api.update_tenant_config (PT422 naming the key; the HTTP
@@ -68,7 +76,9 @@ create table core.plans (
   max_users integer not null check (max_users >= 0),
   -- squawk-ignore prefer-bigint-over-int
   max_api_keys integer not null check (max_api_keys >= 0),
+  -- squawk-ignore prefer-bigint-over-int
   max_metadata_bytes integer not null check (max_metadata_bytes between 2 and 1048576),
+  -- squawk-ignore prefer-bigint-over-int
   requests_per_minute integer not null check (requests_per_minute between 1 and 10000000),
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
@@ -147,6 +157,8 @@ $$;
 comment on function core.create_tenant_usage() is 'Trigger: gives a new tenant its usage counts, all zero';
 
 -- The limit a write would pass, raised with what the HTTP layer shows.
+-- AFTER the row is written: a row row-level security refuses, or one an
+-- INSERT ... ON CONFLICT skips, never counts.
 create function core.meter_usage() returns trigger
 language plpgsql
 security definer
@@ -190,20 +202,14 @@ begin
     end if;
   end if;
   if v_delta = 0 then
-    return case when tg_op = 'DELETE' then old else new end;
-  end if;
-  -- A row without a tenant, or (for app_user) of a tenant other than the
-  -- request's, is about to be refused by row-level security, which checks
-  -- after this trigger: it counts nowhere, and locks no tenant's counts.
-  if v_tenant_id is null
-     or (session_user = 'app_user' and v_tenant_id is distinct from (select c.tenant_id from core.request_context c)) then
-    return case when tg_op = 'DELETE' then old else new end;
+    return null;
   end if;
   -- Writers of the tenant take turns on its counts, as on its chain head:
   -- one holding them past any request's lifetime is ended first.
   perform from core.tenant_usage u where u.tenant_id = v_tenant_id for update skip locked;
   if not found then
     perform core.end_stale_transactions();
+    perform from core.tenant_usage u where u.tenant_id = v_tenant_id for update;
   end if;
   update core.tenant_usage u
   set documents = u.documents + case when v_kind = 'documents' then v_delta else 0 end,
@@ -226,7 +232,7 @@ begin
                                                              else v_plan.max_api_keys end,
                                        'usage', v_used - 1)::text;
   end if;
-  return case when tg_op = 'DELETE' then old else new end;
+  return null;
 end
 $$;
 comment on function core.meter_usage() is
@@ -243,13 +249,33 @@ declare
   v_ended integer;
 begin
   perform pg_stat_clear_snapshot();
+  -- pgrowlocks names the sessions holding the row's lock, except one taken
+  -- inside a savepoint (released or not): its subtransaction's id maps to
+  -- no session SQL can see (pid 0). Then every session that could hold it
+  -- is ended: those of the service's roles that hold core.tenant_usage
+  -- itself and began their transaction before that id. The service never
+  -- uses savepoints, so this happens only when someone does, and a request
+  -- caught with it is retried.
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
-  from core.tenant_usage u
-  join extensions.pgrowlocks('core.tenant_usage') r on r.locked_row = u.ctid
-  cross join lateral unnest(r.pids) as holder (pid)
+  from (
+    select r.pids[i] as pid
+    from core.tenant_usage u
+    join extensions.pgrowlocks('core.tenant_usage') r on r.locked_row = u.ctid
+    cross join lateral generate_subscripts(r.xids, 1) as i
+    where u.tenant_id = p_tenant_id and r.pids[i] <> 0
+    union
+    select l.pid
+    from core.tenant_usage u
+    join extensions.pgrowlocks('core.tenant_usage') r on r.locked_row = u.ctid
+    cross join lateral generate_subscripts(r.xids, 1) as i
+    join pg_locks l on l.locktype = 'relation' and l.relation = 'core.tenant_usage'::regclass
+      and l.database = (select d.oid from pg_database d where d.datname = current_database())
+    join pg_stat_activity s on s.pid = l.pid
+    where u.tenant_id = p_tenant_id and r.pids[i] = 0
+      and s.backend_xid::text::bigint <= r.xids[i]::text::bigint
+  ) holder
   join pg_stat_activity a on a.pid = holder.pid
-  where u.tenant_id = p_tenant_id and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid()
-    and a.datname = current_database();
+  where a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database();
   return v_ended;
 end
 $$;
@@ -281,11 +307,7 @@ alter function core.meter_usage() owner to tenancy_meter;
 alter function core.seize_usage_row(uuid) owner to tenancy_meter;
 alter function core.end_usage_holders(uuid) owner to tenancy_reaper;
 grant select (tenant_id, subscription_tier) on core.tenants to tenancy_meter;
-grant select on core.request_context to tenancy_meter;
 grant execute on function core.end_stale_transactions() to tenancy_meter;
-set local role tenancy_auth;
-grant execute on function core.context_verifies(text) to tenancy_meter;
-reset role;
 grant select on core.plans to tenancy_meter;
 grant select, insert (tenant_id), update (documents, users, api_keys) on core.tenant_usage to tenancy_meter;
 -- pgrowlocks wants SELECT on the whole table (core.end_usage_holders).
@@ -302,11 +324,11 @@ reset role;
 
 create trigger create_usage after insert on core.tenants
   for each row execute function core.create_tenant_usage();
-create trigger count_usage before insert or delete or update of metadata on core.documents
+create trigger count_usage after insert or delete or update of metadata on core.documents
   for each row execute function core.meter_usage('documents');
-create trigger count_usage before insert or delete on core.users
+create trigger count_usage after insert or delete on core.users
   for each row execute function core.meter_usage('users');
-create trigger count_usage before insert or delete or update of revoked_at on core.tenant_api_keys
+create trigger count_usage after insert or delete or update of revoked_at on core.tenant_api_keys
   for each row execute function core.meter_usage('api_keys');
 alter table core.tenants enable always trigger create_usage;
 alter table core.documents enable always trigger count_usage;
@@ -435,7 +457,8 @@ $$;
 comment on function core.settings_error(jsonb) is
   'What is wrong with the settings the database acts on in a settings object (NULL: nothing); other keys are free';
 reset role;
-grant execute on function core.settings_error(jsonb) to tenancy_writer;
+-- Every role that writes tenant_configs evaluates its CHECK (below).
+grant execute on function core.settings_error(jsonb) to tenancy_writer, tenancy_auth, app_user, uber_admin;
 
 create or replace function api.update_tenant_config(p_settings_patch jsonb)
 returns setof api.tenant_config
@@ -459,6 +482,11 @@ begin
     returning c.tenant_id, c.template_id, c.settings, c.created_at, c.updated_at;
 end
 $$;
+
+-- Whoever writes the settings: the same rules.
+alter table core.tenant_configs add constraint tenant_configs_known_settings_check
+  check (core.settings_error(settings) is null) not valid;
+alter table core.tenant_configs validate constraint tenant_configs_known_settings_check;
 
 -- migrate:down
 set local lock_timeout = '5s';
@@ -487,6 +515,7 @@ begin
     returning c.tenant_id, c.template_id, c.settings, c.created_at, c.updated_at;
 end
 $$;
+alter table core.tenant_configs drop constraint tenant_configs_known_settings_check;
 drop function core.settings_error(jsonb);
 
 create or replace function core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[])
@@ -525,9 +554,7 @@ drop function core.end_usage_holders(uuid);
 drop function core.meter_usage();
 drop function core.create_tenant_usage();
 revoke select (tenant_id, subscription_tier) on core.tenants from tenancy_meter;
-revoke select on core.request_context from tenancy_meter;
 revoke execute on function core.end_stale_transactions() from tenancy_meter;
-revoke execute on function core.context_verifies(text) from tenancy_meter;
 drop table core.tenant_usage;
 drop table core.plans;
 revoke usage on schema core from tenancy_meter;

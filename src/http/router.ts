@@ -27,6 +27,16 @@ export const PERMISSIONS = [
 /** One permission an API key can hold. */
 export type Permission = (typeof PERMISSIONS)[number];
 
+/**
+ * What a route's reply returns instead of its body when the request was
+ * accepted but not carried out yet (a change waiting for a second person's
+ * approval): answered 202 with this body.
+ */
+export class Accepted {
+  /** @param body the response body, e.g. the pending approval request */
+  constructor(readonly body: unknown) {}
+}
+
 /** Validated input of a database route. */
 export interface RouteInput<P, Q, B> {
   tx: Sql;

@@ -5,6 +5,7 @@
 import type { z } from "zod";
 import { dbRoute, type Route } from "../http/router.ts";
 import { ApiKey, CreateApiKey, KeyPath, NewApiKey, pageOf, PageQuery } from "../schemas.ts";
+import { pendingOr, unlessHeldForApproval } from "./approvals.ts";
 import { oneOr404, page } from "./reply.ts";
 
 type List = z.infer<typeof PageQuery>;
@@ -32,7 +33,8 @@ export const apiKeyRoutes: Route[] = [
     path: "/v1/api-keys",
     tag: "API keys",
     summary:
-      "Issue an API key with at most the calling key's permissions, lifetime and user; the key is shown only here",
+      "Issue an API key with at most the calling key's permissions, lifetime and user; the key is shown only here " +
+      "(202 with a pending approval request when the tenant requires two people for a key that may issue keys)",
     access: "tenant",
     permission: "keys:write",
     oneTimeSecret: "key",
@@ -40,9 +42,10 @@ export const apiKeyRoutes: Route[] = [
     response: NewApiKey,
     status: 201,
     run: ({ tx, body }) =>
-      tx`select * from api.create_api_key(
-        ${body.name}, ${body.permissions}, ${body.user_id ?? null}, ${body.expires_at ?? null})`,
-    reply: (rows) => oneOr404(rows, "API key"),
+      unlessHeldForApproval(tx, "create_api_key", body, () =>
+        tx`select * from api.create_api_key(
+          ${body.name}, ${body.permissions}, ${body.user_id ?? null}, ${body.expires_at ?? null})`),
+    reply: (rows) => pendingOr(rows, (made) => oneOr404(made, "API key")),
   }),
   dbRoute<z.infer<typeof KeyPath>>({
     method: "DELETE",

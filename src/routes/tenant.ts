@@ -4,6 +4,7 @@
 import { dbRoute, type Route } from "../http/router.ts";
 import { pageOf, PatchConfig, Template, TenantConfig, TenantWithPlan } from "../schemas.ts";
 import type { z } from "zod";
+import { pendingOr, unlessHeldForApproval } from "./approvals.ts";
 import { oneOr404 } from "./reply.ts";
 
 /** Routes of the caller's tenant, its configuration and the template catalog. */
@@ -33,13 +34,21 @@ export const tenantRoutes: Route[] = [
     method: "PATCH",
     path: "/v1/config",
     tag: "Tenant",
-    summary: "Merge settings into the tenant's configuration (a key set to null is removed)",
+    summary:
+      "Merge settings into the tenant's configuration (a key set to null is removed; 202 with a pending " +
+      "approval request when the tenant requires two people)",
     access: "tenant",
     permission: "config:write",
     body: PatchConfig,
     response: TenantConfig,
-    run: ({ tx, body }) => tx`select * from api.update_tenant_config(${tx.json(body.settings as never)})`,
-    reply: (rows) => oneOr404(rows, "configuration"),
+    run: ({ tx, body }) =>
+      unlessHeldForApproval(
+        tx,
+        "update_tenant_config",
+        body,
+        () => tx`select * from api.update_tenant_config(${tx.json(body.settings as never)})`,
+      ),
+    reply: (rows) => pendingOr(rows, (made) => oneOr404(made, "configuration")),
   }),
   dbRoute({
     method: "GET",

@@ -5,6 +5,7 @@
 import type { z } from "zod";
 import { dbRoute, type Route } from "../http/router.ts";
 import { CreateUser, pageOf, PageQuery, UpdateUser, User, UserPath } from "../schemas.ts";
+import { pendingOr, unlessHeldForApproval } from "./approvals.ts";
 import { oneOr404, page } from "./reply.ts";
 
 type Path = z.infer<typeof UserPath>;
@@ -57,29 +58,45 @@ export const userRoutes: Route[] = [
     method: "PATCH",
     path: "/v1/users/:user_id",
     tag: "Users",
-    summary: "Change a user's email or role",
+    summary:
+      "Change a user's email or role (a new role: 202 with a pending approval request when the tenant " +
+      "requires two people)",
     access: "tenant",
     permission: "users:write",
     params: UserPath,
     body: UpdateUser,
     response: User,
-    run: ({ tx, params, body }) =>
-      tx`select * from api.update_user(${params.user_id}, ${body.email ?? null}, ${body.role ?? null})`,
-    reply: (rows) => oneOr404(rows, "user"),
+    run: ({ tx, params, body }) => {
+      const change = () =>
+        tx`select * from api.update_user(${params.user_id}, ${body.email ?? null}, ${body.role ?? null})`;
+      return body.role === undefined
+        ? change()
+        : unlessHeldForApproval(tx, "update_user_role", { user_id: params.user_id, ...body }, change);
+    },
+    reply: (rows) => pendingOr(rows, (made) => oneOr404(made, "user")),
   }),
   dbRoute<Path>({
     method: "DELETE",
     path: "/v1/users/:user_id",
     tag: "Users",
-    summary: "Remove a user and the API keys bound to them (409 while they author documents)",
+    summary:
+      "Remove a user and the API keys bound to them (409 while they author documents; 202 with a pending " +
+      "approval request when the tenant requires two people)",
     access: "tenant",
     permission: "users:write",
     params: UserPath,
     status: 204,
-    run: ({ tx, params }) => tx`select user_id from api.delete_user(${params.user_id})`,
-    reply: (rows) => {
-      oneOr404(rows, "user");
-      return null;
-    },
+    run: ({ tx, params }) =>
+      unlessHeldForApproval(
+        tx,
+        "delete_user",
+        { user_id: params.user_id },
+        () => tx`select user_id from api.delete_user(${params.user_id})`,
+      ),
+    reply: (rows) =>
+      pendingOr(rows, (made) => {
+        oneOr404(made, "user");
+        return null;
+      }),
   }),
 ];

@@ -499,6 +499,42 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/33_audit_partitions.sql"],
   },
   {
+    name: "a write past the plan's limit goes through",
+    definitionOf: "core.meter_usage()",
+    find: "if v_delta > 0 and v_used > (case",
+    replace: "if false and v_delta > 0 and v_used > (case",
+    suites: ["pgtap/46_plans_and_quotas.sql", "tests/plans_test.ts"],
+  },
+  {
+    name: "a tenant key may have less than a year of its trail kept",
+    definitionOf: "core.settings_error(jsonb)",
+    find: "(p_settings ->> 'audit_retention_days')::int not between 365 and 36500",
+    replace: "(p_settings ->> 'audit_retention_days')::int not between 1 and 36500",
+    suites: ["pgtap/46_plans_and_quotas.sql"],
+  },
+  {
+    name: "two-person approval holds nothing back",
+    definitionOf: "core.hold_for_approval()",
+    find: "and not core.approved_now(v_tenant_id, v_operation) then",
+    replace: "and false then",
+    suites: ["pgtap/47_two_person_approval.sql", "pgtap/15_definer_hijack.sql"],
+  },
+  {
+    name: "the key that asked for a change, or its user, may approve it",
+    definitionOf: "api.decide_approval(uuid,boolean)",
+    find: "if v_context.api_key_id = v_request.requested_by_key_id\n" +
+      "     or v_context.user_id is not distinct from v_request.requested_by_user_id\n     or exists (",
+    replace: "if false and exists (",
+    suites: ["pgtap/47_two_person_approval.sql", "tests/approvals_test.ts"],
+  },
+  {
+    name: "a revocation cannot end a session that locked the usage counts inside a savepoint",
+    definitionOf: "core.end_usage_holders(uuid)",
+    find: "where u.tenant_id = p_tenant_id and r.pids[i] = 0",
+    replace: "where false and u.tenant_id = p_tenant_id and r.pids[i] = 0",
+    suites: ["tests/app_user_attacks_test.ts"],
+  },
+  {
     name:
       "the chain takes an audit row stamped with any time, so a transaction's rows may lie in other partitions",
     definitionOf: "core.chain_audit_row()",

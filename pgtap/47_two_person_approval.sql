@@ -1,0 +1,146 @@
+-- Two-person approval (migration 20261201001500): with the tenant's
+-- require_two_person_approval true, the changes it holds back are refused
+-- outright, asked for as a pending request, and made only when a key of
+-- another user that may make them approves, once; the asker, its user, a
+-- key it issued, an unbound key and a narrow key cannot approve; a rejected
+-- or expired request changes nothing; the trail has request and decision.
+begin;
+select plan(28);
+
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
+do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
+set constraints core.advance_chain_head immediate;
+
+set local role uber_admin;
+select tenant_id as t from platform.create_tenant('Two people', null, 'pro', 'Fintech Template') \gset
+reset role;
+insert into core.users (tenant_id, email, role) values
+  (:'t', 'alice@two.example', 'tenant_admin'), (:'t', 'bob@two.example', 'tenant_admin'),
+  (:'t', 'carol@two.example', 'member');
+select user_id as alice from core.users where email = 'alice@two.example' \gset
+select user_id as bob from core.users where email = 'bob@two.example' \gset
+select user_id as carol from core.users where email = 'carol@two.example' \gset
+set local role uber_admin;
+select key_id as root_id, key as root from platform.create_api_key(:'t', 'Root', '{*}') \gset
+select key_id as alice_key_id, key as alice_key from platform.create_api_key(:'t', 'Alice', '{*}', :'alice') \gset
+select key_id as bob_key_id, key as bob_key from platform.create_api_key(:'t', 'Bob', '{*}', :'bob') \gset
+select key as bob_reader from platform.create_api_key(:'t', 'Bob reads', '{documents:read}', :'bob') \gset
+reset role;
+\ir lib/context.psql
+
+-- Held back ---------------------------------------------------------------------------------
+
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'alice_key')) \gset ignored_
+select throws_ok($$ select 1 from api.update_tenant_config('{"currency": "USD"}') $$, 'PT428', null,
+  'a configuration change is refused outright: it needs a second person');
+select throws_ok($$ select 1 from api.create_api_key('Issuer', '{keys:write}') $$, 'PT428', null,
+  'so is a key that may issue keys');
+select throws_ok(format('select 1 from api.update_user(%L, p_role => %L)', :'carol', 'viewer'), 'PT428', null,
+  'and a new role');
+select throws_ok(format('select 1 from api.delete_user(%L)', :'carol'), 'PT428', null, 'and a user''s deletion');
+select isnt_empty($$ select 1 from api.create_api_key('Reader', '{documents:read}') $$,
+  'a key that may not issue keys needs nobody else');
+select isnt_empty(format('select 1 from api.update_user(%L, p_email => %L)', :'carol', 'carol2@two.example'),
+  'nor does a new e-mail address');
+select is_empty($$ select * from api.request_approval('create_api_key', '{"name": "Reader", "permissions": ["documents:read"]}') $$,
+  'asked for, a change that needs nobody else is no request');
+
+-- Asked for and approved --------------------------------------------------------------------
+
+select approval_id as config_request from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
+select results_eq(format('select operation, status, requested_by_key_id, requested_by_user_id from api.approvals where approval_id = %L', :'config_request'),
+  format($$ values ('update_tenant_config', 'pending', %L::uuid, %L::uuid) $$, :'alice_key_id', :'alice'),
+  'the request is pending, naming the key and user that asked');
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'config_request'), 'PT403', null,
+  'the key that asked cannot approve it');
+reset role;
+
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'root')) \gset ignored_
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'config_request'), 'PT403',
+  'a key deciding a request must be bound to a user', 'a key bound to no user cannot decide');
+select pg_temp.begin_as(pg_temp.hash_of(:'bob_reader')) \gset ignored_
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'config_request'), 'PT403',
+  'the API key may not make this change itself', 'another user''s key that may not change the configuration cannot approve it');
+select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
+select is((select result -> 'settings' ->> 'currency' from api.decide_approval(:'config_request', true)), 'USD',
+  'another user''s key that may change the configuration approves it, and the change is made');
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'config_request'), 'PT409', null,
+  'a second approval is refused: it is made once');
+select is((select status from api.approvals where approval_id = :'config_request'), 'approved', 'the request shows approved');
+reset role;
+select is((select settings ->> 'currency' from core.tenant_configs where tenant_id = :'t'), 'USD', 'the configuration changed');
+select results_eq(
+  format($$ select action, details -> 'new' ->> 'status', details -> 'new' ->> 'decided_by_key_id' from core.audit_logs
+            where tenant_id = %L and resource_type = 'approval_requests' and resource_id = %L
+              and details -> 'new' ? 'status' order by seq $$, :'t', :'config_request'),
+  format($$ values ('insert', 'pending', null), ('update', 'approved', %L) $$, :'bob_key_id'),
+  'the trail has the request and the decision');
+select results_eq(
+  format($$ select api_key_id from core.audit_logs where tenant_id = %L and resource_type = 'tenant_configs'
+            and "timestamp" = now() order by seq desc limit 1 $$, :'t'),
+  format('values (%L::uuid)', :'bob_key_id'),
+  'the configuration change itself is recorded as the approver''s');
+
+-- A key, a role and a deletion --------------------------------------------------------------
+
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'alice_key')) \gset ignored_
+select approval_id as key_request from api.request_approval('create_api_key',
+  '{"name": "Alice issues", "permissions": ["keys:write", "documents:read"]}') \gset
+select approval_id as role_request from api.request_approval('update_user_role',
+  jsonb_build_object('user_id', :'carol', 'role', 'viewer')) \gset
+select approval_id as delete_request from api.request_approval('delete_user', jsonb_build_object('user_id', :'carol')) \gset
+select throws_ok(format($$ select * from api.request_approval('delete_user', '{"user_id": "%s"}') $$, gen_random_uuid()),
+  'P0002', null, 'asking to delete a user that does not exist is a 404 now, not a pending request');
+select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
+select results_eq(format($$ select result ->> 'user_id', result ->> 'issued_by_key_id', result ? 'key'
+                            from api.decide_approval(%L, true) $$, :'key_request'),
+  format($$ values (%L, %L, true) $$, :'alice', :'alice_key_id'),
+  'an approved key is issued as the asking key would have issued it: bound to its user, with it as the issuer');
+select is((select result ->> 'role' from api.decide_approval(:'role_request', true)), 'viewer', 'an approved role is given');
+select is((select status from api.decide_approval(:'delete_request', false) cross join lateral (select approval ->> 'status' as status) s),
+  'rejected', 'a deletion is rejected');
+reset role;
+select is((select count(*)::int from core.users where user_id = :'carol'), 1, '...and the user is still there');
+
+-- Nobody approves their own request with a key of their making ------------------------------
+
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'root')) \gset ignored_
+select approval_id as root_request from api.request_approval('update_tenant_config', '{"settings": {"currency": "CHF"}}') \gset
+-- The root key issues a key for Bob that may change the configuration
+-- (that needs nobody else), and tries to approve its own request with it.
+select key as minted from api.create_api_key('Minted for Bob', '{config:write}', :'bob') \gset
+select pg_temp.begin_as(pg_temp.hash_of(:'minted')) \gset ignored_
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'root_request'), 'PT403',
+  'a key cannot decide a request of its own user, or of a key it was issued by',
+  'a key issued by the asking key cannot approve its request, whoever it is bound to');
+reset role;
+
+-- Expiry ------------------------------------------------------------------------------------
+
+update core.approval_requests set expires_at = now() - interval '1 second' where approval_id = :'root_request';
+select is((select status from api.approvals where approval_id = :'root_request'), 'expired', 'a request past its time shows expired');
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'root_request'), 'PT409', null,
+  'an expired request can no longer be approved');
+reset role;
+select is((select settings ->> 'currency' from core.tenant_configs where tenant_id = :'t'), 'USD', '...and changed nothing');
+
+-- Operators are not held to the tenant's rule -------------------------------------------------
+
+set local app.context = '';
+set local role uber_admin;
+select isnt_empty(format($$ select 1 from platform.create_api_key(%L, 'Operator issued', '{*}') $$, :'t'),
+  'an operator issues a key that may issue keys at once');
+reset role;
+set local role app_user;
+select throws_ok($$ select * from api.decide_approval(gen_random_uuid(), true) $$, 'PT401', null,
+  'without a context nothing is decided');
+reset role;
+
+select * from finish();
+rollback;

@@ -1,0 +1,162 @@
+/**
+ * Two-person approval over HTTP, from the side of a fintech tenant whose
+ * settings say require_two_person_approval: a held-back change answers 202
+ * with a pending request and changes nothing; the asker cannot approve it;
+ * another user's key approves it and the change is made once; a second
+ * approval is a 409; a rejection and an expiry change nothing; the trail
+ * shows the request and the decision.
+ */
+import assert from "node:assert/strict";
+import { assertProblem, expectStatus, issueKey, send } from "./assertions.ts";
+import { createTenant, startServer, type TestServer, type TestTenant } from "./support.ts";
+
+/** A tenant that requires two people, and two users with a `*` key each. */
+async function twoPeople(server: TestServer, name: string) {
+  const tenant = await createTenant(server, name, { twoPersonApproval: true });
+  const second = await expectStatus(201, {
+    server,
+    method: "POST",
+    path: "/v1/users",
+    token: tenant.key,
+    body: { email: `second@${crypto.randomUUID().slice(0, 8)}.example`, role: "tenant_admin" },
+  });
+  const alice = await issueKey(server, tenant.tenantId, { userId: tenant.userId });
+  const bob = await issueKey(server, tenant.tenantId, { userId: String(second.body.user_id) });
+  return { tenant, alice: alice.key, bob: bob.key, bobUserId: String(second.body.user_id) };
+}
+
+async function currency(server: TestServer, tenant: TestTenant): Promise<unknown> {
+  const config = await expectStatus(200, { server, method: "GET", path: "/v1/config", token: tenant.key });
+  return (config.body.settings as Record<string, unknown>).currency;
+}
+
+Deno.test("a configuration change waits for another user's approval, is made once, and both steps are in the trail", async () => {
+  const server = await startServer();
+  try {
+    const { tenant, alice, bob } = await twoPeople(server, "two-people-config");
+    const asked = await expectStatus(202, {
+      server,
+      method: "PATCH",
+      path: "/v1/config",
+      token: alice,
+      body: { settings: { currency: "USD" } },
+    });
+    assert.equal(asked.body.operation, "update_tenant_config");
+    assert.equal(asked.body.status, "pending");
+    assert.deepEqual(asked.body.payload, { settings: { currency: "USD" } });
+    assert.equal(await currency(server, tenant), "EUR", "nothing changed yet");
+
+    const approve = `/v1/approvals/${asked.body.approval_id}/approve`;
+    const own = await send(server, "POST", approve, { token: alice });
+    assertProblem(own, 403);
+    const unbound = await send(server, "POST", approve, { token: tenant.key });
+    assertProblem(unbound, 403);
+
+    const approved = await expectStatus(200, { server, method: "POST", path: approve, token: bob });
+    assert.equal(approved.body.status, "approved");
+    assert.equal((approved.body.result as { settings: { currency: string } }).settings.currency, "USD");
+    assert.equal(await currency(server, tenant), "USD");
+    assertProblem(await send(server, "POST", approve, { token: bob }), 409);
+
+    const trail = await expectStatus(200, {
+      server,
+      method: "GET",
+      path: "/v1/audit-logs?resource_type=approval_requests",
+      token: tenant.key,
+    });
+    const actions = trail.body.items!.filter((entry) => entry.resource_id === asked.body.approval_id)
+      .map((entry) => entry.action).sort();
+    assert.ok(actions.includes("insert") && actions.includes("update"), JSON.stringify(actions));
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("an approved key that may issue keys is shown once to the approver; rejected and expired requests change nothing", async () => {
+  const server = await startServer();
+  try {
+    const { tenant, alice, bob, bobUserId } = await twoPeople(server, "two-people-keys");
+    const asked = await expectStatus(202, {
+      server,
+      method: "POST",
+      path: "/v1/api-keys",
+      token: alice,
+      body: { name: "Issuer", permissions: ["keys:write", "documents:read"] },
+    });
+    assert.equal(asked.body.key, undefined, "no key before approval");
+    const approved = await expectStatus(200, {
+      server,
+      method: "POST",
+      path: `/v1/approvals/${asked.body.approval_id}/approve`,
+      token: bob,
+    });
+    assert.match(String(approved.body.key), /^tnk_/);
+    assert.equal(
+      (approved.body.result as Record<string, unknown>).key,
+      undefined,
+      "the secret is shown once, at the top",
+    );
+    assert.equal((approved.body.result as Record<string, unknown>).user_id, tenant.userId);
+    await expectStatus(200, {
+      server,
+      method: "GET",
+      path: "/v1/documents",
+      token: String(approved.body.key),
+    });
+
+    // A narrow key needs nobody: 201 at once.
+    await expectStatus(201, {
+      server,
+      method: "POST",
+      path: "/v1/api-keys",
+      token: alice,
+      body: { name: "Reader", permissions: ["documents:read"] },
+    });
+
+    const deletion = await expectStatus(202, {
+      server,
+      method: "DELETE",
+      path: `/v1/users/${bobUserId}`,
+      token: alice,
+    });
+    const rejected = await expectStatus(200, {
+      server,
+      method: "POST",
+      path: `/v1/approvals/${deletion.body.approval_id}/reject`,
+      token: bob,
+    });
+    assert.equal(rejected.body.status, "rejected");
+    assert.equal(rejected.body.result, null);
+    await expectStatus(200, { server, method: "GET", path: `/v1/users/${bobUserId}`, token: alice });
+
+    const role = await expectStatus(202, {
+      server,
+      method: "PATCH",
+      path: `/v1/users/${bobUserId}`,
+      token: alice,
+      body: { role: "viewer" },
+    });
+    await server.owner`update core.approval_requests set expires_at = now() - interval '1 second'
+                       where approval_id = ${String(role.body.approval_id)}`;
+    const listed = await expectStatus(200, {
+      server,
+      method: "GET",
+      path: `/v1/approvals/${role.body.approval_id}`,
+      token: bob,
+    });
+    assert.equal(listed.body.status, "expired");
+    assertProblem(
+      await send(server, "POST", `/v1/approvals/${role.body.approval_id}/approve`, { token: bob }),
+      409,
+    );
+    const user = await expectStatus(200, {
+      server,
+      method: "GET",
+      path: `/v1/users/${bobUserId}`,
+      token: alice,
+    });
+    assert.equal(user.body.role, "tenant_admin");
+  } finally {
+    await server.close();
+  }
+});
