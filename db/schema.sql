@@ -837,7 +837,7 @@ declare
   v_needed text;
 begin
   select c.tenant_id, c.api_key_id, c.user_id, c.permissions into v_context from core.request_context c;
-  if v_context.tenant_id is null then
+  if v_context.tenant_id is null or not core.key_is_active(v_context.tenant_id, v_context.api_key_id) then
     raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
   select * into v_request from core.approval_requests a
@@ -852,23 +852,21 @@ begin
   if v_request.expires_at <= now() then
     raise exception 'the request has expired; ask again' using errcode = 'PT409';
   end if;
+  -- A request lives no longer than the key that made it.
+  if not core.key_is_active(v_request.tenant_id, v_request.requested_by_key_id) then
+    raise exception 'the key that asked for this change is revoked or expired' using errcode = 'PT409';
+  end if;
   -- Nobody decides their own request, nor with a key of their making.
   if v_context.user_id is null then
     raise exception 'a key deciding a request must be bound to a user' using errcode = 'PT403';
   end if;
+  -- Whoever issued a key has seen its secret: two keys with an issuer in
+  -- common (or one issued by the other) may be one person's.
   if v_context.api_key_id = v_request.requested_by_key_id
      or v_context.user_id is not distinct from v_request.requested_by_user_id
-     or exists (
-       with recursive lineage (key_id, issued_by) as (
-         select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
-         where k.tenant_id = v_context.tenant_id and k.key_id = v_context.api_key_id
-         union
-         select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
-         join lineage l on k.key_id = l.issued_by
-         where k.tenant_id = v_context.tenant_id
-       )
-       select from lineage where key_id = v_request.requested_by_key_id) then
-    raise exception 'a key cannot decide a request of its own user, or of a key it was issued by'
+     or exists (select from core.key_lineage(v_context.tenant_id, v_context.api_key_id) a
+                join core.key_lineage(v_request.tenant_id, v_request.requested_by_key_id) r on r = a) then
+    raise exception 'a key cannot decide a request of its own user, or of a key it shares an issuer with'
       using errcode = 'PT403';
   end if;
   -- The decider may make the change itself.
@@ -1790,7 +1788,7 @@ declare
   v_approval_id uuid;
 begin
   select c.tenant_id, c.api_key_id, c.user_id into v_context from core.request_context c;
-  if v_context.tenant_id is null then
+  if v_context.tenant_id is null or not core.key_is_active(v_context.tenant_id, v_context.api_key_id) then
     raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
   if p_operation not in ('create_api_key', 'update_tenant_config', 'delete_user', 'update_user_role')
@@ -1800,12 +1798,10 @@ begin
   if not (core.needs_second_person(p_operation, p_payload) and core.two_people_required(v_context.tenant_id)) then
     return;
   end if;
-  -- A change to a user that is not there is a 404 now, not a 202.
-  if p_operation in ('delete_user', 'update_user_role') and not exists (
-       select from core.users u
-       where u.tenant_id = v_context.tenant_id and u.user_id::text = p_payload ->> 'user_id') then
-    raise exception 'no user with that id' using errcode = 'P0002';
-  end if;
+  -- The requester may make the change itself, as far as it can be told
+  -- now (the approval checks again, under the approver's context): a
+  -- request nobody could carry out is refused, not queued.
+  perform core.check_change_request(v_context.tenant_id, v_context.api_key_id, p_operation, p_payload);
   insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id, requested_by_user_id)
   values (v_context.tenant_id, p_operation, p_payload, v_context.api_key_id, v_context.user_id)
   returning approval_id into v_approval_id;
@@ -2345,6 +2341,72 @@ $$;
 --
 
 COMMENT ON FUNCTION core.chain_audit_row() IS 'Trigger: gives a new audit row its tenant''s next seq and its chain hash, holding the tenant''s head locked until commit';
+
+
+--
+-- Name: check_change_request(uuid, uuid, text, jsonb); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.check_change_request(p_tenant_id uuid, p_key_id uuid, p_operation text, p_payload jsonb) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_key record;
+  v_rank integer;
+  v_target text;
+begin
+  select k.user_id, u.role, core.effective_permissions(k.permissions, u.role) as permissions into v_key
+  from core.tenant_api_keys k left join core.users u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
+  where k.tenant_id = p_tenant_id and k.key_id = p_key_id;
+  v_rank := core.rank_of_caller(v_key.role, v_key.permissions);
+  if p_operation = 'update_tenant_config' then
+    if not 'config:write' = any (v_key.permissions) then
+      raise exception 'the API key lacks the permission config:write' using errcode = 'PT403';
+    end if;
+    if jsonb_typeof(p_payload -> 'settings') is distinct from 'object' then
+      raise exception 'a configuration change names its settings' using errcode = 'PT422';
+    end if;
+    if core.settings_error(p_payload -> 'settings') is not null then
+      raise exception '%', core.settings_error(p_payload -> 'settings') using errcode = 'PT422';
+    end if;
+  elsif p_operation = 'create_api_key' then
+    if not 'keys:write' = any (v_key.permissions)
+       or jsonb_typeof(p_payload -> 'permissions') is distinct from 'array'
+       or not core.effective_permissions(array(select jsonb_array_elements_text(p_payload -> 'permissions')), null)
+              <@ v_key.permissions then
+      raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
+    end if;
+    if v_key.user_id is not null and coalesce(p_payload ->> 'user_id', v_key.user_id::text) <> v_key.user_id::text then
+      raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
+    end if;
+    if p_payload ? 'user_id' and not exists (select from core.users u
+                                             where u.tenant_id = p_tenant_id and u.user_id::text = p_payload ->> 'user_id') then
+      raise exception 'a referenced user does not exist in this tenant' using errcode = 'P0002';
+    end if;
+  else
+    if not 'users:write' = any (v_key.permissions) then
+      raise exception 'the API key lacks the permission users:write' using errcode = 'PT403';
+    end if;
+    select u.role into v_target from core.users u where u.tenant_id = p_tenant_id and u.user_id::text = p_payload ->> 'user_id';
+    if not found then
+      raise exception 'no user with that id' using errcode = 'P0002';
+    end if;
+    if core.role_rank(v_target) > v_rank
+       or (p_operation = 'update_user_role'
+           and (v_rank < core.role_rank('tenant_admin') or core.role_rank(p_payload ->> 'role') > v_rank)) then
+      raise exception 'a key cannot change or remove a user above its own role, and only an administrator changes roles'
+        using errcode = 'PT403';
+    end if;
+  end if;
+end
+$$;
+
+
+--
+-- Name: FUNCTION check_change_request(p_tenant_id uuid, p_key_id uuid, p_operation text, p_payload jsonb); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.check_change_request(p_tenant_id uuid, p_key_id uuid, p_operation text, p_payload jsonb) IS 'Refuses a request for a change the requesting key could not make itself';
 
 
 --
@@ -2955,6 +3017,52 @@ $$;
 --
 
 COMMENT ON FUNCTION core.keep_revocation() IS 'Trigger: refuses to clear or move revoked_at once it is set';
+
+
+--
+-- Name: key_is_active(uuid, uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.key_is_active(p_tenant_id uuid, p_key_id uuid) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  select exists (select from core.tenant_api_keys k
+                 where k.tenant_id = p_tenant_id and k.key_id = p_key_id and k.revoked_at is null
+                   and (k.expires_at is null or k.expires_at > now()))
+$$;
+
+
+--
+-- Name: FUNCTION key_is_active(p_tenant_id uuid, p_key_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.key_is_active(p_tenant_id uuid, p_key_id uuid) IS 'Whether the key exists, is not revoked and has not expired';
+
+
+--
+-- Name: key_lineage(uuid, uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.key_lineage(p_tenant_id uuid, p_key_id uuid) RETURNS SETOF uuid
+    LANGUAGE sql STABLE
+    AS $$
+  with recursive lineage (key_id, issued_by) as (
+    select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
+    where k.tenant_id = p_tenant_id and k.key_id = p_key_id
+    union
+    select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
+    join lineage l on k.key_id = l.issued_by
+    where k.tenant_id = p_tenant_id
+  )
+  select key_id from lineage
+$$;
+
+
+--
+-- Name: FUNCTION key_lineage(p_tenant_id uuid, p_key_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.key_lineage(p_tenant_id uuid, p_key_id uuid) IS 'A key and the keys that issued it, transitively';
 
 
 --

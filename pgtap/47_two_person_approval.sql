@@ -5,7 +5,7 @@
 -- key it issued, an unbound key and a narrow key cannot approve; a rejected
 -- or expired request changes nothing; the trail has request and decision.
 begin;
-select plan(28);
+select plan(34);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -115,8 +115,50 @@ select approval_id as root_request from api.request_approval('update_tenant_conf
 select key as minted from api.create_api_key('Minted for Bob', '{config:write}', :'bob') \gset
 select pg_temp.begin_as(pg_temp.hash_of(:'minted')) \gset ignored_
 select throws_ok(format('select * from api.decide_approval(%L, true)', :'root_request'), 'PT403',
-  'a key cannot decide a request of its own user, or of a key it was issued by',
+  'a key cannot decide a request of its own user, or of a key it shares an issuer with',
   'a key issued by the asking key cannot approve its request, whoever it is bound to');
+-- Nor one the same key issued beside the asking key: one person holds both.
+select pg_temp.begin_as(pg_temp.hash_of(:'root')) \gset ignored_
+select key as sibling from api.create_api_key('Sibling', '{config:write}') \gset
+select pg_temp.begin_as(pg_temp.hash_of(:'sibling')) \gset ignored_
+select approval_id as sibling_request from api.request_approval('update_tenant_config',
+  '{"settings": {"require_two_person_approval": false}}') \gset
+select pg_temp.begin_as(pg_temp.hash_of(:'minted')) \gset ignored_
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'sibling_request'), 'PT403', null,
+  'a key that shares its issuer with the asking key cannot approve: both secrets passed through one hand');
+reset role;
+
+-- Requests the asking key could not carry out itself ----------------------------------------
+
+set local app.context = '';
+set local role uber_admin;
+select key as carol_key from platform.create_api_key(:'t', 'Carol', '{*}', :'carol') \gset
+select key_id as bob2_id, key as bob2_key from platform.create_api_key(:'t', 'Bob again', '{*}', :'bob') \gset
+reset role;
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'carol_key')) \gset ignored_
+select throws_ok(format($$ select * from api.request_approval('update_user_role', '{"user_id": "%s", "role": "tenant_admin"}') $$, :'carol'),
+  'PT403', null, 'a viewer''s key cannot ask for a role change, its own least of all');
+select pg_temp.begin_as(pg_temp.hash_of(:'alice_key')) \gset ignored_
+select throws_ok($$ select * from api.request_approval('update_tenant_config', '{"settings": {"audit_retention_days": 1}}') $$,
+  'PT422', null, 'settings that fail their checks are refused when asked for, not when approved');
+select throws_ok($$ select * from api.request_approval('update_tenant_config', '{"currency": "USD"}') $$,
+  'PT422', null, 'a configuration change without settings is refused when asked for');
+select approval_id as orphan_request from api.request_approval('update_tenant_config', '{"settings": {"currency": "GBP"}}') \gset
+reset role;
+update core.tenant_api_keys set revoked_at = now() where key_id = :'alice_key_id';
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'orphan_request'), 'PT409', null,
+  'a request dies with the key that made it: once it is revoked, nobody approves it');
+reset role;
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'bob2_key')) \gset ignored_
+reset role;
+update core.tenant_api_keys set revoked_at = now() where key_id = :'bob2_id';
+set local role app_user;
+select throws_ok(format('select * from api.decide_approval(%L, false)', :'orphan_request'), 'PT401', null,
+  'a key revoked after its context was signed decides nothing');
 reset role;
 
 -- Expiry ------------------------------------------------------------------------------------

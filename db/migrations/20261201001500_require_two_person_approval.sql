@@ -16,10 +16,11 @@
  * (core.approval_requests) when the setting asks for one; the HTTP layer
  * calls it first and answers 202 with it. api.decide_approval(id, approve)
  * approves or rejects it, by a key that:
- *   - is bound to a user other than the requester's, and is not the
- *     requesting key nor issued by it (directly or through keys it issued),
- *     so that nobody approves their own request with a second key of their
- *     own making;
+ *   - is bound to a user other than the requester's, is still valid, and
+ *     shares no issuer with the requesting key (whoever issued a key has
+ *     seen its secret: keys with an issuer in common, or one issued by the
+ *     other, may be one person's), so that nobody approves their own
+ *     request with a second key of their own making;
  *   - may do the change itself (keys:write and every permission the key
  *     asks for; config:write; users:write, within the role rules).
  * Approval performs the change in the same transaction, exactly once (the
@@ -30,10 +31,15 @@
  * and the decision are rows of a tenant table, so the audit trail has both,
  * naming the keys and users.
  *
- * What this cannot stop: an administrator who holds users:write and
- * keys:write can create a second user and have an operator issue it a key.
- * The rule is two keys of two users, not two people; the trail shows who
- * created whom.
+ * A request is refused when the requesting key could not make the change
+ * itself (its permissions, its user's role, the payload: settings that fail
+ * their checks, a user that does not exist), and a pending request can no
+ * longer be approved once the key that made it is revoked or expired.
+ *
+ * What this cannot stop: an administrator who can create users may get an
+ * operator to issue a key to a second user of their own making. The rule
+ * is two keys of two users with no issuer in common, not two people; the
+ * trail shows who created and asked for whom.
  */
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
@@ -244,6 +250,90 @@ $$;
 comment on function core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz) is
   'Issues a key as another key of the tenant would (its permissions, user, expiry; the cap), naming it the issuer';
 
+-- A key and every key that issued it, up to one an operator issued.
+create function core.key_lineage(p_tenant_id uuid, p_key_id uuid) returns setof uuid
+language sql stable
+as $$
+  with recursive lineage (key_id, issued_by) as (
+    select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
+    where k.tenant_id = p_tenant_id and k.key_id = p_key_id
+    union
+    select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
+    join lineage l on k.key_id = l.issued_by
+    where k.tenant_id = p_tenant_id
+  )
+  select key_id from lineage
+$$;
+comment on function core.key_lineage(uuid, uuid) is 'A key and the keys that issued it, transitively';
+
+create function core.key_is_active(p_tenant_id uuid, p_key_id uuid) returns boolean
+language sql stable
+as $$
+  select exists (select from core.tenant_api_keys k
+                 where k.tenant_id = p_tenant_id and k.key_id = p_key_id and k.revoked_at is null
+                   and (k.expires_at is null or k.expires_at > now()))
+$$;
+comment on function core.key_is_active(uuid, uuid) is 'Whether the key exists, is not revoked and has not expired';
+
+-- Whether the key could make the change itself: its permissions, its
+-- user's role and the role rules, and a payload that makes sense.
+create function core.check_change_request(p_tenant_id uuid, p_key_id uuid, p_operation text, p_payload jsonb)
+returns void
+language plpgsql stable
+as $$
+declare
+  v_key record;
+  v_rank integer;
+  v_target text;
+begin
+  select k.user_id, u.role, core.effective_permissions(k.permissions, u.role) as permissions into v_key
+  from core.tenant_api_keys k left join core.users u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
+  where k.tenant_id = p_tenant_id and k.key_id = p_key_id;
+  v_rank := core.rank_of_caller(v_key.role, v_key.permissions);
+  if p_operation = 'update_tenant_config' then
+    if not 'config:write' = any (v_key.permissions) then
+      raise exception 'the API key lacks the permission config:write' using errcode = 'PT403';
+    end if;
+    if jsonb_typeof(p_payload -> 'settings') is distinct from 'object' then
+      raise exception 'a configuration change names its settings' using errcode = 'PT422';
+    end if;
+    if core.settings_error(p_payload -> 'settings') is not null then
+      raise exception '%', core.settings_error(p_payload -> 'settings') using errcode = 'PT422';
+    end if;
+  elsif p_operation = 'create_api_key' then
+    if not 'keys:write' = any (v_key.permissions)
+       or jsonb_typeof(p_payload -> 'permissions') is distinct from 'array'
+       or not core.effective_permissions(array(select jsonb_array_elements_text(p_payload -> 'permissions')), null)
+              <@ v_key.permissions then
+      raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
+    end if;
+    if v_key.user_id is not null and coalesce(p_payload ->> 'user_id', v_key.user_id::text) <> v_key.user_id::text then
+      raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
+    end if;
+    if p_payload ? 'user_id' and not exists (select from core.users u
+                                             where u.tenant_id = p_tenant_id and u.user_id::text = p_payload ->> 'user_id') then
+      raise exception 'a referenced user does not exist in this tenant' using errcode = 'P0002';
+    end if;
+  else
+    if not 'users:write' = any (v_key.permissions) then
+      raise exception 'the API key lacks the permission users:write' using errcode = 'PT403';
+    end if;
+    select u.role into v_target from core.users u where u.tenant_id = p_tenant_id and u.user_id::text = p_payload ->> 'user_id';
+    if not found then
+      raise exception 'no user with that id' using errcode = 'P0002';
+    end if;
+    if core.role_rank(v_target) > v_rank
+       or (p_operation = 'update_user_role'
+           and (v_rank < core.role_rank('tenant_admin') or core.role_rank(p_payload ->> 'role') > v_rank)) then
+      raise exception 'a key cannot change or remove a user above its own role, and only an administrator changes roles'
+        using errcode = 'PT403';
+    end if;
+  end if;
+end
+$$;
+comment on function core.check_change_request(uuid, uuid, text, jsonb) is
+  'Refuses a request for a change the requesting key could not make itself';
+
 -- A pending request, when the change needs one; nothing otherwise.
 create function api.request_approval(p_operation text, p_payload jsonb) returns setof api.approvals
 language plpgsql
@@ -255,7 +345,7 @@ declare
   v_approval_id uuid;
 begin
   select c.tenant_id, c.api_key_id, c.user_id into v_context from core.request_context c;
-  if v_context.tenant_id is null then
+  if v_context.tenant_id is null or not core.key_is_active(v_context.tenant_id, v_context.api_key_id) then
     raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
   if p_operation not in ('create_api_key', 'update_tenant_config', 'delete_user', 'update_user_role')
@@ -265,12 +355,10 @@ begin
   if not (core.needs_second_person(p_operation, p_payload) and core.two_people_required(v_context.tenant_id)) then
     return;
   end if;
-  -- A change to a user that is not there is a 404 now, not a 202.
-  if p_operation in ('delete_user', 'update_user_role') and not exists (
-       select from core.users u
-       where u.tenant_id = v_context.tenant_id and u.user_id::text = p_payload ->> 'user_id') then
-    raise exception 'no user with that id' using errcode = 'P0002';
-  end if;
+  -- The requester may make the change itself, as far as it can be told
+  -- now (the approval checks again, under the approver's context): a
+  -- request nobody could carry out is refused, not queued.
+  perform core.check_change_request(v_context.tenant_id, v_context.api_key_id, p_operation, p_payload);
   insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id, requested_by_user_id)
   values (v_context.tenant_id, p_operation, p_payload, v_context.api_key_id, v_context.user_id)
   returning approval_id into v_approval_id;
@@ -294,7 +382,7 @@ declare
   v_needed text;
 begin
   select c.tenant_id, c.api_key_id, c.user_id, c.permissions into v_context from core.request_context c;
-  if v_context.tenant_id is null then
+  if v_context.tenant_id is null or not core.key_is_active(v_context.tenant_id, v_context.api_key_id) then
     raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
   select * into v_request from core.approval_requests a
@@ -309,23 +397,21 @@ begin
   if v_request.expires_at <= now() then
     raise exception 'the request has expired; ask again' using errcode = 'PT409';
   end if;
+  -- A request lives no longer than the key that made it.
+  if not core.key_is_active(v_request.tenant_id, v_request.requested_by_key_id) then
+    raise exception 'the key that asked for this change is revoked or expired' using errcode = 'PT409';
+  end if;
   -- Nobody decides their own request, nor with a key of their making.
   if v_context.user_id is null then
     raise exception 'a key deciding a request must be bound to a user' using errcode = 'PT403';
   end if;
+  -- Whoever issued a key has seen its secret: two keys with an issuer in
+  -- common (or one issued by the other) may be one person's.
   if v_context.api_key_id = v_request.requested_by_key_id
      or v_context.user_id is not distinct from v_request.requested_by_user_id
-     or exists (
-       with recursive lineage (key_id, issued_by) as (
-         select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
-         where k.tenant_id = v_context.tenant_id and k.key_id = v_context.api_key_id
-         union
-         select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
-         join lineage l on k.key_id = l.issued_by
-         where k.tenant_id = v_context.tenant_id
-       )
-       select from lineage where key_id = v_request.requested_by_key_id) then
-    raise exception 'a key cannot decide a request of its own user, or of a key it was issued by'
+     or exists (select from core.key_lineage(v_context.tenant_id, v_context.api_key_id) a
+                join core.key_lineage(v_request.tenant_id, v_request.requested_by_key_id) r on r = a) then
+    raise exception 'a key cannot decide a request of its own user, or of a key it shares an issuer with'
       using errcode = 'PT403';
   end if;
   -- The decider may make the change itself.
@@ -383,7 +469,8 @@ alter function api.request_approval(text, jsonb) owner to tenancy_auth;
 alter function api.decide_approval(uuid, boolean) owner to tenancy_auth;
 grant select on core.approval_requests, api.approvals to tenancy_auth;
 grant update (role, email), select (email, created_at, updated_at) on core.users to tenancy_auth;
-grant execute on function core.needs_second_person(text, jsonb), core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz)
+grant execute on function core.needs_second_person(text, jsonb), core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz),
+  core.key_lineage(uuid, uuid), core.key_is_active(uuid, uuid), core.check_change_request(uuid, uuid, text, jsonb)
   to tenancy_auth;
 grant execute on function api.update_tenant_config(jsonb), api.delete_user(uuid) to tenancy_auth;
 set local role tenancy_auth;
@@ -412,6 +499,9 @@ drop trigger hold_for_approval on core.tenant_api_keys;
 drop function api.decide_approval(uuid, boolean);
 drop function api.request_approval(text, jsonb);
 drop function core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz);
+drop function core.check_change_request(uuid, uuid, text, jsonb);
+drop function core.key_is_active(uuid, uuid);
+drop function core.key_lineage(uuid, uuid);
 drop function core.hold_for_approval();
 drop function core.approved_now(uuid, text);
 drop function core.two_people_required(uuid);

@@ -629,9 +629,10 @@ export const MUTATIONS: Mutation[] = [
   {
     name: "PATCH /v1/users/:user_id needs only users:read",
     file: "src/routes/users.ts",
-    find: `summary: "Change a user's email or role",\n    access: "tenant",\n    permission: "users:write",`,
+    find:
+      `"requires two people)",\n    access: "tenant",\n    permission: "users:write",\n    params: UserPath,\n    body: UpdateUser,`,
     replace:
-      `summary: "Change a user's email or role",\n    access: "tenant",\n    permission: "users:read",`,
+      `"requires two people)",\n    access: "tenant",\n    permission: "users:read",\n    params: UserPath,\n    body: UpdateUser,`,
     suites: ["tests/http_routes_test.ts"],
   },
 ];

@@ -170,8 +170,16 @@ interface Outcome {
 }
 
 async function main(): Promise<number> {
-  const suites = [...new Set(MUTATIONS.flatMap((mutation) => mutation.suites))].sort();
-  console.log(`mutation run: ${MUTATIONS.length} mutations, ${suites.length} suites`);
+  // MUTATIONS_MATCHING=text runs only the mutations whose name holds it (a
+  // developer's check of one new mutation); CI runs them all.
+  const matching = Deno.env.get("MUTATIONS_MATCHING") ?? "";
+  const mutations = MUTATIONS.filter((mutation) => mutation.name.includes(matching));
+  const suites = [...new Set(mutations.flatMap((mutation) => mutation.suites))].sort();
+  console.log(
+    `mutation run: ${mutations.length} mutations, ${suites.length} suites${
+      matching ? ` (matching "${matching}")` : ""
+    }`,
+  );
   // Without any mutation every suite passes, or a kill would mean nothing.
   await freshMutantDatabase();
   for (const suite of suites) {
@@ -184,7 +192,7 @@ async function main(): Promise<number> {
     }
   }
   const outcomes: Outcome[] = [];
-  for (const [index, mutation] of MUTATIONS.entries()) {
+  for (const [index, mutation] of mutations.entries()) {
     const started = performance.now();
     let outcome: Outcome;
     let tree: string | undefined;
@@ -209,7 +217,7 @@ async function main(): Promise<number> {
     }
     outcomes.push(outcome!);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    console.log(`[${index + 1}/${MUTATIONS.length}] ${outcome!.verdict} in ${seconds} s: ${mutation.name}`);
+    console.log(`[${index + 1}/${mutations.length}] ${outcome!.verdict} in ${seconds} s: ${mutation.name}`);
   }
   await psql(maintenanceUrl, `drop database if exists ${mutantDatabase} with (force)`);
   await Deno.remove(MUTANT_TREE, { recursive: true }).catch(() => {});
