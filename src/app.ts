@@ -193,12 +193,12 @@ function idempotencyKeyOf(request: Request): string | null {
   return key;
 }
 
-// A secret shown once (a new API key) is never stored for replays.
 // A reply accepted for later (Accepted) is a 202; any other has the route's status.
 function statusOf(replied: unknown, status: number): { status: number; body: unknown } {
   return replied instanceof Accepted ? { status: 202, body: replied.body } : { status, body: replied };
 }
 
+// A secret shown once (a new API key) is never stored for replays.
 function withoutSecret(body: unknown, secret: string | undefined): unknown {
   if (!secret || typeof body !== "object" || body === null) return body;
   const { [secret]: _shownOnce, ...rest } = body as Record<string, unknown>;
