@@ -852,10 +852,13 @@ begin
   if v_request.expires_at <= now() then
     raise exception 'the request has expired; ask again' using errcode = 'PT409';
   end if;
-  -- A request lives no longer than the key that made it.
+  -- A request lives no longer than the key that made it, nor than its
+  -- right to ask for it.
   if not core.key_is_active(v_request.tenant_id, v_request.requested_by_key_id) then
     raise exception 'the key that asked for this change is revoked or expired' using errcode = 'PT409';
   end if;
+  perform core.check_change_request(v_request.tenant_id, v_request.requested_by_key_id, v_request.operation,
+    v_request.payload);
   -- Nobody decides their own request, nor with a key of their making.
   if v_context.user_id is null then
     raise exception 'a key deciding a request must be bound to a user' using errcode = 'PT403';
@@ -886,10 +889,11 @@ begin
   where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
   if p_approve then
     if v_request.operation = 'create_api_key' then
-      select to_jsonb(k) into v_result from core.issue_key_as(v_request.tenant_id, v_request.requested_by_key_id,
+      select to_jsonb(k) - 'key' into v_result from core.issue_key_as(v_request.tenant_id, v_request.requested_by_key_id,
         v_request.payload ->> 'name',
         array(select jsonb_array_elements_text(v_request.payload -> 'permissions')),
-        (v_request.payload ->> 'user_id')::uuid, (v_request.payload ->> 'expires_at')::timestamptz) k;
+        (v_request.payload ->> 'user_id')::uuid, (v_request.payload ->> 'expires_at')::timestamptz,
+        v_request.key_hash, v_request.key_prefix) k;
     elsif v_request.operation = 'update_tenant_config' then
       select to_jsonb(c) into v_result from api.update_tenant_config(v_request.payload -> 'settings') c;
     elsif v_request.operation = 'delete_user' then
@@ -1608,184 +1612,17 @@ COMMENT ON FUNCTION api.list_users(p_limit integer, p_after_created_at timestamp
 
 
 --
--- Name: approval_requests; Type: TABLE; Schema: core; Owner: -
---
-
-CREATE TABLE core.approval_requests (
-    tenant_id uuid NOT NULL,
-    approval_id uuid DEFAULT gen_random_uuid() NOT NULL,
-    operation text NOT NULL,
-    payload jsonb NOT NULL,
-    status text DEFAULT 'pending'::text NOT NULL,
-    requested_by_key_id uuid NOT NULL,
-    requested_by_user_id uuid,
-    decided_by_key_id uuid,
-    decided_by_user_id uuid,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    expires_at timestamp with time zone DEFAULT (now() + '24:00:00'::interval) NOT NULL,
-    decided_at timestamp with time zone,
-    executing_xid xid8,
-    CONSTRAINT approval_requests_check CHECK (((status = 'pending'::text) = (decided_at IS NULL))),
-    CONSTRAINT approval_requests_operation_check CHECK ((operation = ANY (ARRAY['create_api_key'::text, 'update_tenant_config'::text, 'delete_user'::text, 'update_user_role'::text]))),
-    CONSTRAINT approval_requests_payload_check CHECK ((jsonb_typeof(payload) = 'object'::text)),
-    CONSTRAINT approval_requests_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'approved'::text, 'rejected'::text])))
-);
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN tenant_id SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN approval_id SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN operation SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN payload SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN status SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN requested_by_key_id SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN requested_by_user_id SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_by_key_id SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_by_user_id SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN created_at SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN expires_at SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_at SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN executing_xid SET STATISTICS 0;
-
-ALTER TABLE ONLY core.approval_requests FORCE ROW LEVEL SECURITY;
-
-
---
--- Name: TABLE approval_requests; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON TABLE core.approval_requests IS 'Changes waiting for a second person''s approval (require_two_person_approval), and their decisions';
-
-
---
--- Name: COLUMN approval_requests.tenant_id; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.tenant_id IS 'Tenant whose change it is';
-
-
---
--- Name: COLUMN approval_requests.approval_id; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.approval_id IS 'Identity of the request';
-
-
---
--- Name: COLUMN approval_requests.operation; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.operation IS 'What it will do: create_api_key, update_tenant_config, delete_user or update_user_role';
-
-
---
--- Name: COLUMN approval_requests.payload; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.payload IS 'The change''s arguments (never a secret)';
-
-
---
--- Name: COLUMN approval_requests.status; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.status IS 'pending, approved or rejected (a pending request past expires_at is expired)';
-
-
---
--- Name: COLUMN approval_requests.requested_by_key_id; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.requested_by_key_id IS 'Key that asked for the change';
-
-
---
--- Name: COLUMN approval_requests.requested_by_user_id; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.requested_by_user_id IS 'User that key is bound to, if any';
-
-
---
--- Name: COLUMN approval_requests.decided_by_key_id; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.decided_by_key_id IS 'Key that approved or rejected it';
-
-
---
--- Name: COLUMN approval_requests.decided_by_user_id; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.decided_by_user_id IS 'User that key is bound to';
-
-
---
--- Name: COLUMN approval_requests.created_at; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.created_at IS 'When it was asked for';
-
-
---
--- Name: COLUMN approval_requests.expires_at; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.expires_at IS 'After this it can no longer be decided';
-
-
---
--- Name: COLUMN approval_requests.decided_at; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.decided_at IS 'When it was approved or rejected';
-
-
---
--- Name: COLUMN approval_requests.executing_xid; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON COLUMN core.approval_requests.executing_xid IS 'Transaction performing the approved change, while it runs';
-
-
---
--- Name: approvals; Type: VIEW; Schema: api; Owner: -
---
-
-CREATE VIEW api.approvals WITH (security_invoker='true') AS
- SELECT a.approval_id,
-    a.tenant_id,
-    a.operation,
-    a.payload,
-        CASE
-            WHEN ((a.status = 'pending'::text) AND (a.expires_at <= now())) THEN 'expired'::text
-            ELSE a.status
-        END AS status,
-    a.requested_by_key_id,
-    a.requested_by_user_id,
-    a.decided_by_key_id,
-    a.decided_by_user_id,
-    a.created_at,
-    a.expires_at,
-    a.decided_at
-   FROM core.approval_requests a;
-
-
---
--- Name: VIEW approvals; Type: COMMENT; Schema: api; Owner: -
---
-
-COMMENT ON VIEW api.approvals IS 'The current tenant''s approval requests and their decisions';
-
-
---
 -- Name: request_approval(text, jsonb); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.request_approval(p_operation text, p_payload jsonb) RETURNS SETOF api.approvals
+CREATE FUNCTION api.request_approval(p_operation text, p_payload jsonb) RETURNS TABLE(approval jsonb, key text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_context record;
   v_approval_id uuid;
+  v_secret text;
 begin
   select c.tenant_id, c.api_key_id, c.user_id into v_context from core.request_context c;
   if v_context.tenant_id is null or not core.key_is_active(v_context.tenant_id, v_context.api_key_id) then
@@ -1802,10 +1639,19 @@ begin
   -- now (the approval checks again, under the approver's context): a
   -- request nobody could carry out is refused, not queued.
   perform core.check_change_request(v_context.tenant_id, v_context.api_key_id, p_operation, p_payload);
-  insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id, requested_by_user_id)
-  values (v_context.tenant_id, p_operation, p_payload, v_context.api_key_id, v_context.user_id)
+  -- A key asked for gets its secret now, shown to the requester alone: the
+  -- approver, who sees only its hash's request, could otherwise act as the
+  -- requester's key.
+  if p_operation = 'create_api_key' then
+    v_secret := 'tnk_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=');
+  end if;
+  insert into core.approval_requests
+    (tenant_id, operation, payload, requested_by_key_id, requested_by_user_id, key_hash, key_prefix)
+  values (v_context.tenant_id, p_operation, p_payload, v_context.api_key_id, v_context.user_id,
+    encode(sha256(convert_to(v_secret, 'UTF8')), 'hex'), left(v_secret, 12))
   returning approval_id into v_approval_id;
-  return query select * from api.approvals a where a.tenant_id = v_context.tenant_id and a.approval_id = v_approval_id;
+  return query select to_jsonb(a), v_secret from api.approvals a
+    where a.tenant_id = v_context.tenant_id and a.approval_id = v_approval_id;
 end
 $$;
 
@@ -1814,7 +1660,7 @@ $$;
 -- Name: FUNCTION request_approval(p_operation text, p_payload jsonb); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.request_approval(p_operation text, p_payload jsonb) IS 'Records a pending request for a change two-person approval holds back, and returns it; returns nothing when the change needs no approval';
+COMMENT ON FUNCTION api.request_approval(p_operation text, p_payload jsonb) IS 'Records a pending request for a change two-person approval holds back, and returns it (with a requested key''s secret, shown only here); returns nothing when the change needs no approval';
 
 
 --
@@ -2370,6 +2216,16 @@ begin
       raise exception '%', core.settings_error(p_payload -> 'settings') using errcode = 'PT422';
     end if;
   elsif p_operation = 'create_api_key' then
+    if coalesce(char_length(p_payload ->> 'name'), 0) not between 1 and 200
+       or (p_payload ? 'expires_at' and (p_payload ->> 'expires_at')::timestamptz <= now()) then
+      raise exception 'a key has a name of 1 to 200 characters and an expiry in the future, if any'
+        using errcode = 'PT422';
+    end if;
+    if jsonb_typeof(p_payload -> 'permissions') is distinct from 'array'
+       or exists (select from jsonb_array_elements(p_payload -> 'permissions') e
+                  where jsonb_typeof(e) <> 'string' or not (e #>> '{}') = any (core.all_permissions() || '*'::text)) then
+      raise exception 'a key''s permissions are a list of known permissions' using errcode = 'PT422';
+    end if;
     if not 'keys:write' = any (v_key.permissions)
        or jsonb_typeof(p_payload -> 'permissions') is distinct from 'array'
        or not core.effective_permissions(array(select jsonb_array_elements_text(p_payload -> 'permissions')), null)
@@ -2386,6 +2242,10 @@ begin
   else
     if not 'users:write' = any (v_key.permissions) then
       raise exception 'the API key lacks the permission users:write' using errcode = 'PT403';
+    end if;
+    if p_operation = 'update_user_role'
+       and not coalesce((p_payload ->> 'role') = any (array['tenant_admin', 'member', 'viewer']), false) then
+      raise exception 'a role is tenant_admin, member or viewer' using errcode = 'PT422';
     end if;
     select u.role into v_target from core.users u where u.tenant_id = p_tenant_id and u.user_id::text = p_payload ->> 'user_id';
     if not found then
@@ -2879,8 +2739,10 @@ declare
   v_tenant_id uuid := case when tg_op = 'DELETE' then old.tenant_id else new.tenant_id end;
 begin
   -- A tenant's request (a key's context) is held to the tenant's rule; an
-  -- operator's, or a DBA's without a context, is not.
-  if not exists (select from core.request_context c where c.api_key_id is not null) then
+  -- operator's, or a DBA's without a context, is not. app_user without a
+  -- verified context (one that lapsed mid-statement, say) is held too.
+  if not exists (select from core.request_context c where c.api_key_id is not null)
+     and session_user <> 'app_user' then
     return case when tg_op = 'DELETE' then old else new end;
   end if;
   -- (Nested: PL/pgSQL would look for each field on every table's row.)
@@ -2944,10 +2806,10 @@ COMMENT ON FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissi
 
 
 --
--- Name: issue_key_as(uuid, uuid, text, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
+-- Name: issue_key_as(uuid, uuid, text, text[], uuid, timestamp with time zone, text, text); Type: FUNCTION; Schema: core; Owner: -
 --
 
-CREATE FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
+CREATE FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_key_hash text, p_key_prefix text) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
     LANGUAGE plpgsql
     AS $$
 #variable_conflict use_column
@@ -2981,18 +2843,31 @@ begin
   if p_expires_at is not null and p_expires_at <= now() then
     raise exception 'expires_at must be in the future' using errcode = 'check_violation';
   end if;
+  -- The secret was made, and shown to the requester, when the key was
+  -- asked for: only its hash is stored.
   return query
-    select * from core.issue_api_key(p_tenant_id, p_name, p_permissions, coalesce(p_user_id, v_issuer.user_id),
-      coalesce(p_expires_at, least(v_issuer.expires_at, core.capped_expiry(p_tenant_id, null))), v_issuer.key_id);
+    with inserted as (
+      insert into core.tenant_api_keys
+        (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at, issued_by_key_id)
+      values (p_tenant_id, p_key_hash, p_key_prefix, p_name, coalesce(p_permissions, '{}'),
+        coalesce(p_user_id, v_issuer.user_id),
+        core.capped_expiry(p_tenant_id,
+          coalesce(p_expires_at, least(v_issuer.expires_at, core.capped_expiry(p_tenant_id, null)))),
+        v_issuer.key_id)
+      returning tenant_api_keys.key_id, tenant_api_keys.tenant_id, tenant_api_keys.key_prefix, tenant_api_keys.name,
+        tenant_api_keys.permissions, tenant_api_keys.user_id, tenant_api_keys.expires_at, tenant_api_keys.revoked_at,
+        null::timestamptz, tenant_api_keys.created_at, tenant_api_keys.updated_at, tenant_api_keys.issued_by_key_id
+    )
+    select null::text, i.* from inserted i;
 end
 $$;
 
 
 --
--- Name: FUNCTION issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
+-- Name: FUNCTION issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_key_hash text, p_key_prefix text); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Issues a key as another key of the tenant would (its permissions, user, expiry; the cap), naming it the issuer';
+COMMENT ON FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_key_hash text, p_key_prefix text) IS 'Issues a key, whose secret its requester holds, as another key of the tenant would (its permissions, user, expiry; the cap), naming it the issuer';
 
 
 --
@@ -4514,6 +4389,193 @@ $$;
 --
 
 COMMENT ON FUNCTION platform.verify_audit_chain(p_tenant_id uuid, p_from_seq bigint, p_max_rows integer, p_anchor_seq bigint, p_anchor_hash text) IS 'Verifies any tenant''s audit chain: its head, or the first seq where it breaks and why';
+
+
+--
+-- Name: approval_requests; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.approval_requests (
+    tenant_id uuid NOT NULL,
+    approval_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    operation text NOT NULL,
+    payload jsonb NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    requested_by_key_id uuid NOT NULL,
+    requested_by_user_id uuid,
+    decided_by_key_id uuid,
+    decided_by_user_id uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone DEFAULT (now() + '24:00:00'::interval) NOT NULL,
+    decided_at timestamp with time zone,
+    executing_xid xid8,
+    key_hash text,
+    key_prefix text,
+    CONSTRAINT approval_requests_check CHECK (((status = 'pending'::text) = (decided_at IS NULL))),
+    CONSTRAINT approval_requests_key_hash_check CHECK ((key_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT approval_requests_operation_check CHECK ((operation = ANY (ARRAY['create_api_key'::text, 'update_tenant_config'::text, 'delete_user'::text, 'update_user_role'::text]))),
+    CONSTRAINT approval_requests_payload_check CHECK ((jsonb_typeof(payload) = 'object'::text)),
+    CONSTRAINT approval_requests_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'approved'::text, 'rejected'::text])))
+);
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN tenant_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN approval_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN operation SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN payload SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN status SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN requested_by_key_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN requested_by_user_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_by_key_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_by_user_id SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN created_at SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN expires_at SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_at SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN executing_xid SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN key_hash SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN key_prefix SET STATISTICS 0;
+
+ALTER TABLE ONLY core.approval_requests FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE approval_requests; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.approval_requests IS 'Changes waiting for a second person''s approval (require_two_person_approval), and their decisions';
+
+
+--
+-- Name: COLUMN approval_requests.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.tenant_id IS 'Tenant whose change it is';
+
+
+--
+-- Name: COLUMN approval_requests.approval_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.approval_id IS 'Identity of the request';
+
+
+--
+-- Name: COLUMN approval_requests.operation; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.operation IS 'What it will do: create_api_key, update_tenant_config, delete_user or update_user_role';
+
+
+--
+-- Name: COLUMN approval_requests.payload; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.payload IS 'The change''s arguments (never a secret)';
+
+
+--
+-- Name: COLUMN approval_requests.status; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.status IS 'pending, approved or rejected (a pending request past expires_at is expired)';
+
+
+--
+-- Name: COLUMN approval_requests.requested_by_key_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.requested_by_key_id IS 'Key that asked for the change';
+
+
+--
+-- Name: COLUMN approval_requests.requested_by_user_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.requested_by_user_id IS 'User that key is bound to, if any';
+
+
+--
+-- Name: COLUMN approval_requests.decided_by_key_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.decided_by_key_id IS 'Key that approved or rejected it';
+
+
+--
+-- Name: COLUMN approval_requests.decided_by_user_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.decided_by_user_id IS 'User that key is bound to';
+
+
+--
+-- Name: COLUMN approval_requests.created_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.created_at IS 'When it was asked for';
+
+
+--
+-- Name: COLUMN approval_requests.expires_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.expires_at IS 'After this it can no longer be decided';
+
+
+--
+-- Name: COLUMN approval_requests.decided_at; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.decided_at IS 'When it was approved or rejected';
+
+
+--
+-- Name: COLUMN approval_requests.executing_xid; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.executing_xid IS 'Transaction performing the approved change, while it runs';
+
+
+--
+-- Name: COLUMN approval_requests.key_hash; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.key_hash IS 'SHA-256 of the requested key, whose secret only the requester was shown; never shown';
+
+
+--
+-- Name: COLUMN approval_requests.key_prefix; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.approval_requests.key_prefix IS 'First characters of the requested key';
+
+
+--
+-- Name: approvals; Type: VIEW; Schema: api; Owner: -
+--
+
+CREATE VIEW api.approvals WITH (security_invoker='true') AS
+ SELECT a.approval_id,
+    a.tenant_id,
+    a.operation,
+    a.payload,
+        CASE
+            WHEN ((a.status = 'pending'::text) AND (a.expires_at <= now())) THEN 'expired'::text
+            ELSE a.status
+        END AS status,
+    a.requested_by_key_id,
+    a.requested_by_user_id,
+    a.decided_by_key_id,
+    a.decided_by_user_id,
+    a.created_at,
+    a.expires_at,
+    a.decided_at
+   FROM core.approval_requests a;
+
+
+--
+-- Name: VIEW approvals; Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON VIEW api.approvals IS 'The current tenant''s approval requests and their decisions';
 
 
 --

@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(445);
+select plan(446);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -667,6 +667,9 @@ select pg_temp.refused_by(format($$ insert into core.tenant_configs (tenant_id, 
 select pg_temp.refused_by(format($$ insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id)
     values (%L, 'drop_tenant', '{}', gen_random_uuid()) $$, :'tenant_id'),
   'approval_requests_operation_check', 'an approval request for an operation that does not exist is refused');
+select pg_temp.refused_by(format($$ insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id, key_hash)
+    values (%L, 'create_api_key', '{}', gen_random_uuid(), 'not-a-hash') $$, :'tenant_id'),
+  'approval_requests_key_hash_check', 'a requested key''s hash that is not 64 lower-case hex digits is refused');
 select pg_temp.refused_by(format($$ insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id)
     values (%L, 'delete_user', '[]', gen_random_uuid()) $$, :'tenant_id'),
   'approval_requests_payload_check', 'an approval request whose payload is not an object is refused');

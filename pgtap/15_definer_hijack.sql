@@ -184,7 +184,7 @@ select throws_ok($$ select 1 from api.update_tenant_config('{"currency": "USD"}'
   'core.hold_for_approval holds a configuration change back with the shadows in place');
 select throws_ok($$ select 1 from api.create_api_key('Issuer', '{keys:write}') $$, 'PT428', null,
   '...and a key that may issue keys');
-select approval_id as approval_a from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
+select approval ->> 'approval_id' as approval_a from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
 select throws_ok(format('select * from api.decide_approval(%L, true)', :'approval_a'), 'PT403', null,
   'api.decide_approval refuses the key that asked, with the shadows in place');
 reset role;

@@ -53,10 +53,10 @@ select user_id as spare_user_a from api.create_user('spare@a.example.com') \gset
 select document_id as doc_a from api.create_document(:'user_a', 'A ledger', repeat('a', 64)) \gset
 select document_id as spare_doc_a from api.create_document(:'user_a', 'A draft', repeat('d', 64)) \gset
 -- Both tenants require two people (the Fintech Template): a change waits.
-select approval_id as approval_a from api.request_approval('delete_user', jsonb_build_object('user_id', :'spare_user_a')) \gset
+select approval ->> 'approval_id' as approval_a from api.request_approval('delete_user', jsonb_build_object('user_id', :'spare_user_a')) \gset
 select pg_temp.begin_as(:'hash_b') \gset ignored_
 select document_id as doc_b from api.create_document(:'user_b', 'B ledger', repeat('b', 64)) \gset
-select approval_id as approval_b from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
+select approval ->> 'approval_id' as approval_b from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
 -- Tenant B's client sent POST with Idempotency-Key retry-1 and got 201.
 select claimed from api.claim_idempotency_key('retry-1', repeat('b', 64)) \gset ignored_
 select api.save_idempotent_response('retry-1', 201, '{"document_id": "b"}') \gset ignored_

@@ -5,7 +5,7 @@
 -- key it issued, an unbound key and a narrow key cannot approve; a rejected
 -- or expired request changes nothing; the trail has request and decision.
 begin;
-select plan(34);
+select plan(38);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -48,7 +48,7 @@ select is_empty($$ select * from api.request_approval('create_api_key', '{"name"
 
 -- Asked for and approved --------------------------------------------------------------------
 
-select approval_id as config_request from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
+select approval ->> 'approval_id' as config_request from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
 select results_eq(format('select operation, status, requested_by_key_id, requested_by_user_id from api.approvals where approval_id = %L', :'config_request'),
   format($$ values ('update_tenant_config', 'pending', %L::uuid, %L::uuid) $$, :'alice_key_id', :'alice'),
   'the request is pending, naming the key and user that asked');
@@ -87,18 +87,23 @@ select results_eq(
 
 set local role app_user;
 select pg_temp.begin_as(pg_temp.hash_of(:'alice_key')) \gset ignored_
-select approval_id as key_request from api.request_approval('create_api_key',
+select approval ->> 'approval_id' as key_request, key as requested_key from api.request_approval('create_api_key',
   '{"name": "Alice issues", "permissions": ["keys:write", "documents:read"]}') \gset
-select approval_id as role_request from api.request_approval('update_user_role',
+select approval ->> 'approval_id' as role_request from api.request_approval('update_user_role',
   jsonb_build_object('user_id', :'carol', 'role', 'viewer')) \gset
-select approval_id as delete_request from api.request_approval('delete_user', jsonb_build_object('user_id', :'carol')) \gset
+select approval ->> 'approval_id' as delete_request from api.request_approval('delete_user', jsonb_build_object('user_id', :'carol')) \gset
 select throws_ok(format($$ select * from api.request_approval('delete_user', '{"user_id": "%s"}') $$, gen_random_uuid()),
   'P0002', null, 'asking to delete a user that does not exist is a 404 now, not a pending request');
 select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
+select throws_ok(format($$ select 1 from api.begin_request(%L, null, gen_random_uuid()) $$, pg_temp.hash_of(:'requested_key')),
+  'PT401', null, 'the key asked for (its secret shown to the requester alone) does not work before approval');
 select results_eq(format($$ select result ->> 'user_id', result ->> 'issued_by_key_id', result ? 'key'
                             from api.decide_approval(%L, true) $$, :'key_request'),
-  format($$ values (%L, %L, true) $$, :'alice', :'alice_key_id'),
-  'an approved key is issued as the asking key would have issued it: bound to its user, with it as the issuer');
+  format($$ values (%L, %L, false) $$, :'alice', :'alice_key_id'),
+  'an approved key is issued as the asking key would have issued it, bound to its user, with it as the issuer; the approver never sees its secret');
+select is(pg_temp.begin_as(pg_temp.hash_of(:'requested_key')), :'t'::uuid,
+  'once approved, the secret the requester was given works');
+select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
 select is((select result ->> 'role' from api.decide_approval(:'role_request', true)), 'viewer', 'an approved role is given');
 select is((select status from api.decide_approval(:'delete_request', false) cross join lateral (select approval ->> 'status' as status) s),
   'rejected', 'a deletion is rejected');
@@ -109,7 +114,7 @@ select is((select count(*)::int from core.users where user_id = :'carol'), 1, '.
 
 set local role app_user;
 select pg_temp.begin_as(pg_temp.hash_of(:'root')) \gset ignored_
-select approval_id as root_request from api.request_approval('update_tenant_config', '{"settings": {"currency": "CHF"}}') \gset
+select approval ->> 'approval_id' as root_request from api.request_approval('update_tenant_config', '{"settings": {"currency": "CHF"}}') \gset
 -- The root key issues a key for Bob that may change the configuration
 -- (that needs nobody else), and tries to approve its own request with it.
 select key as minted from api.create_api_key('Minted for Bob', '{config:write}', :'bob') \gset
@@ -121,7 +126,7 @@ select throws_ok(format('select * from api.decide_approval(%L, true)', :'root_re
 select pg_temp.begin_as(pg_temp.hash_of(:'root')) \gset ignored_
 select key as sibling from api.create_api_key('Sibling', '{config:write}') \gset
 select pg_temp.begin_as(pg_temp.hash_of(:'sibling')) \gset ignored_
-select approval_id as sibling_request from api.request_approval('update_tenant_config',
+select approval ->> 'approval_id' as sibling_request from api.request_approval('update_tenant_config',
   '{"settings": {"require_two_person_approval": false}}') \gset
 select pg_temp.begin_as(pg_temp.hash_of(:'minted')) \gset ignored_
 select throws_ok(format('select * from api.decide_approval(%L, true)', :'sibling_request'), 'PT403', null,
@@ -144,7 +149,11 @@ select throws_ok($$ select * from api.request_approval('update_tenant_config', '
   'PT422', null, 'settings that fail their checks are refused when asked for, not when approved');
 select throws_ok($$ select * from api.request_approval('update_tenant_config', '{"currency": "USD"}') $$,
   'PT422', null, 'a configuration change without settings is refused when asked for');
-select approval_id as orphan_request from api.request_approval('update_tenant_config', '{"settings": {"currency": "GBP"}}') \gset
+select throws_ok(format($$ select * from api.request_approval('update_user_role', '{"user_id": "%s", "role": "root"}') $$, :'carol'),
+  'PT422', null, 'a role that does not exist is refused when asked for');
+select throws_ok($$ select * from api.request_approval('create_api_key', '{"name": "", "permissions": ["keys:write"]}') $$,
+  'PT422', null, 'a key without a name is refused when asked for');
+select approval ->> 'approval_id' as orphan_request from api.request_approval('update_tenant_config', '{"settings": {"currency": "GBP"}}') \gset
 reset role;
 update core.tenant_api_keys set revoked_at = now() where key_id = :'alice_key_id';
 set local role app_user;

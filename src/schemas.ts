@@ -334,9 +334,10 @@ export const Approval = z.object({
 });
 export const ApprovalDecision = Approval.extend({
   result: jsonObject.nullable().meta({
-    description: "What the approved change returned (the key, configuration or user); null when rejected",
+    description:
+      "What the approved change returned (the key without its secret, the configuration or the user); " +
+      "null when rejected",
   }),
-  key: z.string().optional().meta({ description: "The new API key, when one was approved; shown only here" }),
 });
 export const AuditLog = z.object({
   log_id: uuid,

@@ -72,7 +72,7 @@ Deno.test("a configuration change waits for another user's approval, is made onc
   }
 });
 
-Deno.test("an approved key that may issue keys is shown once to the approver; rejected and expired requests change nothing", async () => {
+Deno.test("a key that may issue keys is shown to its requester only, and works once approved; rejected and expired requests change nothing", async () => {
   const server = await startServer();
   try {
     const { tenant, alice, bob, bobUserId } = await twoPeople(server, "two-people-keys");
@@ -83,26 +83,21 @@ Deno.test("an approved key that may issue keys is shown once to the approver; re
       token: alice,
       body: { name: "Issuer", permissions: ["keys:write", "documents:read"] },
     });
-    assert.equal(asked.body.key, undefined, "no key before approval");
+    // The secret goes to the requester, now; it works once approved.
+    const requested = String(asked.body.key);
+    assert.match(requested, /^tnk_/);
+    assert.equal(asked.headers.get("cache-control"), "no-store");
+    assertProblem(await send(server, "GET", "/v1/documents", { token: requested }), 401);
     const approved = await expectStatus(200, {
       server,
       method: "POST",
       path: `/v1/approvals/${asked.body.approval_id}/approve`,
       token: bob,
     });
-    assert.match(String(approved.body.key), /^tnk_/);
-    assert.equal(
-      (approved.body.result as Record<string, unknown>).key,
-      undefined,
-      "the secret is shown once, at the top",
-    );
+    assert.equal(approved.body.key, undefined, "the approver never sees the secret");
+    assert.equal((approved.body.result as Record<string, unknown>).key, undefined);
     assert.equal((approved.body.result as Record<string, unknown>).user_id, tenant.userId);
-    await expectStatus(200, {
-      server,
-      method: "GET",
-      path: "/v1/documents",
-      token: String(approved.body.key),
-    });
+    await expectStatus(200, { server, method: "GET", path: "/v1/documents", token: requested });
 
     // A narrow key needs nobody: 201 at once.
     await expectStatus(201, {

@@ -27,7 +27,9 @@
  * request's row is locked, and only a pending request is decided); a key
  * is issued as the requester's key would have issued it (its permissions,
  * user binding, expiry and the tenant's cap), with the requester's key as
- * its issuer. Requests expire 24 hours after they are made. The request
+ * its issuer; its secret is made when it is asked for and shown to the
+ * requester alone (an approver who saw it could act as the requester's
+ * key), so it works from its approval on. Requests expire 24 hours after they are made. The request
  * and the decision are rows of a tenant table, so the audit trail has both,
  * naming the keys and users.
  *
@@ -61,6 +63,9 @@ create table core.approval_requests (
   decided_at timestamptz,
   -- The transaction performing the approved change, while it does.
   executing_xid xid8,
+  -- A requested key's hash: its secret went to the requester alone.
+  key_hash text check (key_hash ~ '^[0-9a-f]{64}$'),
+  key_prefix text,
   primary key (tenant_id, approval_id),
   check ((status = 'pending') = (decided_at is null))
 );
@@ -79,6 +84,8 @@ comment on column core.approval_requests.created_at is 'When it was asked for';
 comment on column core.approval_requests.expires_at is 'After this it can no longer be decided';
 comment on column core.approval_requests.decided_at is 'When it was approved or rejected';
 comment on column core.approval_requests.executing_xid is 'Transaction performing the approved change, while it runs';
+comment on column core.approval_requests.key_hash is 'SHA-256 of the requested key, whose secret only the requester was shown; never shown';
+comment on column core.approval_requests.key_prefix is 'First characters of the requested key';
 do $$
 declare
   v_column name;
@@ -113,8 +120,13 @@ create view api.approvals with (security_invoker = true) as
   from core.approval_requests a;
 comment on view api.approvals is 'The current tenant''s approval requests and their decisions';
 reset role;
-grant select on core.approval_requests, api.approvals to app_user;
-grant select, insert (tenant_id, operation, payload, requested_by_key_id, requested_by_user_id),
+-- Not key_hash: with it and the app_user password, anyone could act as
+-- the key once it is approved (api.begin_request takes a key's hash).
+grant select (tenant_id, approval_id, operation, payload, status, requested_by_key_id, requested_by_user_id,
+  decided_by_key_id, decided_by_user_id, created_at, expires_at, decided_at, executing_xid)
+  on core.approval_requests to app_user;
+grant select on api.approvals to app_user;
+grant select, insert (tenant_id, operation, payload, requested_by_key_id, requested_by_user_id, key_hash, key_prefix),
   update (status, decided_by_key_id, decided_by_user_id, decided_at, executing_xid)
   on core.approval_requests to tenancy_auth;
 create trigger record_audit after insert or update or delete on core.approval_requests
@@ -175,8 +187,10 @@ declare
   v_tenant_id uuid := case when tg_op = 'DELETE' then old.tenant_id else new.tenant_id end;
 begin
   -- A tenant's request (a key's context) is held to the tenant's rule; an
-  -- operator's, or a DBA's without a context, is not.
-  if not exists (select from core.request_context c where c.api_key_id is not null) then
+  -- operator's, or a DBA's without a context, is not. app_user without a
+  -- verified context (one that lapsed mid-statement, say) is held too.
+  if not exists (select from core.request_context c where c.api_key_id is not null)
+     and session_user <> 'app_user' then
     return case when tg_op = 'DELETE' then old else new end;
   end if;
   -- (Nested: PL/pgSQL would look for each field on every table's row.)
@@ -205,7 +219,7 @@ comment on function core.hold_for_approval() is
 -- A key issued as an existing key issues it (api.create_api_key's rules),
 -- for the approval of a request that key made.
 create function core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[],
-  p_user_id uuid, p_expires_at timestamptz)
+  p_user_id uuid, p_expires_at timestamptz, p_key_hash text, p_key_prefix text)
 returns table (key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid,
   expires_at timestamptz, revoked_at timestamptz, last_used_at timestamptz, created_at timestamptz,
   updated_at timestamptz, issued_by_key_id uuid)
@@ -242,13 +256,26 @@ begin
   if p_expires_at is not null and p_expires_at <= now() then
     raise exception 'expires_at must be in the future' using errcode = 'check_violation';
   end if;
+  -- The secret was made, and shown to the requester, when the key was
+  -- asked for: only its hash is stored.
   return query
-    select * from core.issue_api_key(p_tenant_id, p_name, p_permissions, coalesce(p_user_id, v_issuer.user_id),
-      coalesce(p_expires_at, least(v_issuer.expires_at, core.capped_expiry(p_tenant_id, null))), v_issuer.key_id);
+    with inserted as (
+      insert into core.tenant_api_keys
+        (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at, issued_by_key_id)
+      values (p_tenant_id, p_key_hash, p_key_prefix, p_name, coalesce(p_permissions, '{}'),
+        coalesce(p_user_id, v_issuer.user_id),
+        core.capped_expiry(p_tenant_id,
+          coalesce(p_expires_at, least(v_issuer.expires_at, core.capped_expiry(p_tenant_id, null)))),
+        v_issuer.key_id)
+      returning tenant_api_keys.key_id, tenant_api_keys.tenant_id, tenant_api_keys.key_prefix, tenant_api_keys.name,
+        tenant_api_keys.permissions, tenant_api_keys.user_id, tenant_api_keys.expires_at, tenant_api_keys.revoked_at,
+        null::timestamptz, tenant_api_keys.created_at, tenant_api_keys.updated_at, tenant_api_keys.issued_by_key_id
+    )
+    select null::text, i.* from inserted i;
 end
 $$;
-comment on function core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz) is
-  'Issues a key as another key of the tenant would (its permissions, user, expiry; the cap), naming it the issuer';
+comment on function core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz, text, text) is
+  'Issues a key, whose secret its requester holds, as another key of the tenant would (its permissions, user, expiry; the cap), naming it the issuer';
 
 -- A key and every key that issued it, up to one an operator issued.
 create function core.key_lineage(p_tenant_id uuid, p_key_id uuid) returns setof uuid
@@ -301,6 +328,16 @@ begin
       raise exception '%', core.settings_error(p_payload -> 'settings') using errcode = 'PT422';
     end if;
   elsif p_operation = 'create_api_key' then
+    if coalesce(char_length(p_payload ->> 'name'), 0) not between 1 and 200
+       or (p_payload ? 'expires_at' and (p_payload ->> 'expires_at')::timestamptz <= now()) then
+      raise exception 'a key has a name of 1 to 200 characters and an expiry in the future, if any'
+        using errcode = 'PT422';
+    end if;
+    if jsonb_typeof(p_payload -> 'permissions') is distinct from 'array'
+       or exists (select from jsonb_array_elements(p_payload -> 'permissions') e
+                  where jsonb_typeof(e) <> 'string' or not (e #>> '{}') = any (core.all_permissions() || '*'::text)) then
+      raise exception 'a key''s permissions are a list of known permissions' using errcode = 'PT422';
+    end if;
     if not 'keys:write' = any (v_key.permissions)
        or jsonb_typeof(p_payload -> 'permissions') is distinct from 'array'
        or not core.effective_permissions(array(select jsonb_array_elements_text(p_payload -> 'permissions')), null)
@@ -317,6 +354,10 @@ begin
   else
     if not 'users:write' = any (v_key.permissions) then
       raise exception 'the API key lacks the permission users:write' using errcode = 'PT403';
+    end if;
+    if p_operation = 'update_user_role'
+       and not coalesce((p_payload ->> 'role') = any (array['tenant_admin', 'member', 'viewer']), false) then
+      raise exception 'a role is tenant_admin, member or viewer' using errcode = 'PT422';
     end if;
     select u.role into v_target from core.users u where u.tenant_id = p_tenant_id and u.user_id::text = p_payload ->> 'user_id';
     if not found then
@@ -335,7 +376,7 @@ comment on function core.check_change_request(uuid, uuid, text, jsonb) is
   'Refuses a request for a change the requesting key could not make itself';
 
 -- A pending request, when the change needs one; nothing otherwise.
-create function api.request_approval(p_operation text, p_payload jsonb) returns setof api.approvals
+create function api.request_approval(p_operation text, p_payload jsonb) returns table (approval jsonb, key text)
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
@@ -343,6 +384,7 @@ as $$
 declare
   v_context record;
   v_approval_id uuid;
+  v_secret text;
 begin
   select c.tenant_id, c.api_key_id, c.user_id into v_context from core.request_context c;
   if v_context.tenant_id is null or not core.key_is_active(v_context.tenant_id, v_context.api_key_id) then
@@ -359,14 +401,23 @@ begin
   -- now (the approval checks again, under the approver's context): a
   -- request nobody could carry out is refused, not queued.
   perform core.check_change_request(v_context.tenant_id, v_context.api_key_id, p_operation, p_payload);
-  insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id, requested_by_user_id)
-  values (v_context.tenant_id, p_operation, p_payload, v_context.api_key_id, v_context.user_id)
+  -- A key asked for gets its secret now, shown to the requester alone: the
+  -- approver, who sees only its hash's request, could otherwise act as the
+  -- requester's key.
+  if p_operation = 'create_api_key' then
+    v_secret := 'tnk_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=');
+  end if;
+  insert into core.approval_requests
+    (tenant_id, operation, payload, requested_by_key_id, requested_by_user_id, key_hash, key_prefix)
+  values (v_context.tenant_id, p_operation, p_payload, v_context.api_key_id, v_context.user_id,
+    encode(sha256(convert_to(v_secret, 'UTF8')), 'hex'), left(v_secret, 12))
   returning approval_id into v_approval_id;
-  return query select * from api.approvals a where a.tenant_id = v_context.tenant_id and a.approval_id = v_approval_id;
+  return query select to_jsonb(a), v_secret from api.approvals a
+    where a.tenant_id = v_context.tenant_id and a.approval_id = v_approval_id;
 end
 $$;
 comment on function api.request_approval(text, jsonb) is
-  'Records a pending request for a change two-person approval holds back, and returns it; returns nothing when the change needs no approval';
+  'Records a pending request for a change two-person approval holds back, and returns it (with a requested key''s secret, shown only here); returns nothing when the change needs no approval';
 
 -- Approves (performing the change) or rejects a pending request.
 create function api.decide_approval(p_approval_id uuid, p_approve boolean)
@@ -397,10 +448,13 @@ begin
   if v_request.expires_at <= now() then
     raise exception 'the request has expired; ask again' using errcode = 'PT409';
   end if;
-  -- A request lives no longer than the key that made it.
+  -- A request lives no longer than the key that made it, nor than its
+  -- right to ask for it.
   if not core.key_is_active(v_request.tenant_id, v_request.requested_by_key_id) then
     raise exception 'the key that asked for this change is revoked or expired' using errcode = 'PT409';
   end if;
+  perform core.check_change_request(v_request.tenant_id, v_request.requested_by_key_id, v_request.operation,
+    v_request.payload);
   -- Nobody decides their own request, nor with a key of their making.
   if v_context.user_id is null then
     raise exception 'a key deciding a request must be bound to a user' using errcode = 'PT403';
@@ -431,10 +485,11 @@ begin
   where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
   if p_approve then
     if v_request.operation = 'create_api_key' then
-      select to_jsonb(k) into v_result from core.issue_key_as(v_request.tenant_id, v_request.requested_by_key_id,
+      select to_jsonb(k) - 'key' into v_result from core.issue_key_as(v_request.tenant_id, v_request.requested_by_key_id,
         v_request.payload ->> 'name',
         array(select jsonb_array_elements_text(v_request.payload -> 'permissions')),
-        (v_request.payload ->> 'user_id')::uuid, (v_request.payload ->> 'expires_at')::timestamptz) k;
+        (v_request.payload ->> 'user_id')::uuid, (v_request.payload ->> 'expires_at')::timestamptz,
+        v_request.key_hash, v_request.key_prefix) k;
     elsif v_request.operation = 'update_tenant_config' then
       select to_jsonb(c) into v_result from api.update_tenant_config(v_request.payload -> 'settings') c;
     elsif v_request.operation = 'delete_user' then
@@ -469,7 +524,7 @@ alter function api.request_approval(text, jsonb) owner to tenancy_auth;
 alter function api.decide_approval(uuid, boolean) owner to tenancy_auth;
 grant select on core.approval_requests, api.approvals to tenancy_auth;
 grant update (role, email), select (email, created_at, updated_at) on core.users to tenancy_auth;
-grant execute on function core.needs_second_person(text, jsonb), core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz),
+grant execute on function core.needs_second_person(text, jsonb), core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz, text, text),
   core.key_lineage(uuid, uuid), core.key_is_active(uuid, uuid), core.check_change_request(uuid, uuid, text, jsonb)
   to tenancy_auth;
 grant execute on function api.update_tenant_config(jsonb), api.delete_user(uuid) to tenancy_auth;
@@ -498,7 +553,7 @@ drop trigger hold_for_approval on core.tenant_configs;
 drop trigger hold_for_approval on core.tenant_api_keys;
 drop function api.decide_approval(uuid, boolean);
 drop function api.request_approval(text, jsonb);
-drop function core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz);
+drop function core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz, text, text);
 drop function core.check_change_request(uuid, uuid, text, jsonb);
 drop function core.key_is_active(uuid, uuid);
 drop function core.key_lineage(uuid, uuid);

@@ -31,8 +31,11 @@ export async function unlessHeldForApproval(
   change: () => PendingQuery,
 ): Promise<postgres.Row[]> {
   const pending = await tx`select * from api.request_approval(${operation}, ${tx.json(payload as never)})`;
-  if (pending.length > 0) return Object.assign(pending, { [PENDING]: true });
-  return await change();
+  if (pending.length === 0) return await change();
+  // A key asked for comes with its secret, shown to the requester only: it
+  // works once the request is approved.
+  const rows = pending.map(({ approval, key }) => key ? { ...approval, key } : approval);
+  return Object.assign(rows, { [PENDING]: true }) as unknown as postgres.Row[];
 }
 
 /**
@@ -47,14 +50,10 @@ export function pendingOr(rows: postgres.Row[], reply: (rows: postgres.Row[]) =>
   return (rows as { [PENDING]?: boolean })[PENDING] ? new Accepted(rows[0]) : reply(rows);
 }
 
-// The decision, with a new key's secret lifted out of the result (so that
-// an Idempotency-Key replay, which drops `key`, keeps no secret).
+// The decision and what the change returned (never a key's secret: the
+// requester was given it when asking).
 function decisionOf(rows: postgres.Row[]) {
   const { approval, result } = oneOr404(rows, "approval request");
-  if (result && typeof result.key === "string") {
-    const { key, ...rest } = result;
-    return { ...approval, result: rest, key };
-  }
   return { ...approval, result };
 }
 
@@ -90,7 +89,6 @@ export const approvalRoutes: Route[] = [
     summary:
       "Approve a pending request, by a key of another user that may make the change: it is made now, once",
     access: "tenant",
-    oneTimeSecret: "key",
     params: ApprovalPath,
     response: ApprovalDecision,
     run: ({ tx, params }) => tx`select * from api.decide_approval(${params.approval_id}, true)`,
