@@ -885,7 +885,9 @@ begin
   update core.approval_requests a
   set status = case when p_approve then 'approved' else 'rejected' end,
       decided_by_key_id = v_context.api_key_id, decided_by_user_id = v_context.user_id, decided_at = now(),
-      executing_xid = case when p_approve then pg_current_xact_id() end
+      executing_xid = case when p_approve then pg_current_xact_id() end,
+      -- Decided, the request needs the key's hash no more (v_request has it).
+      key_hash = null
   where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
   if p_approve then
     if v_request.operation = 'create_api_key' then
@@ -4538,7 +4540,7 @@ COMMENT ON COLUMN core.approval_requests.executing_xid IS 'Transaction performin
 -- Name: COLUMN approval_requests.key_hash; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON COLUMN core.approval_requests.key_hash IS 'SHA-256 of the requested key, whose secret only the requester was shown; never shown';
+COMMENT ON COLUMN core.approval_requests.key_hash IS 'SHA-256 of the requested key, whose secret only the requester was shown; never shown, cleared once the request is decided';
 
 
 --

@@ -5,7 +5,7 @@
 -- key it issued, an unbound key and a narrow key cannot approve; a rejected
 -- or expired request changes nothing; the trail has request and decision.
 begin;
-select plan(38);
+select plan(39);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -103,6 +103,10 @@ select results_eq(format($$ select result ->> 'user_id', result ->> 'issued_by_k
   'an approved key is issued as the asking key would have issued it, bound to its user, with it as the issuer; the approver never sees its secret');
 select is(pg_temp.begin_as(pg_temp.hash_of(:'requested_key')), :'t'::uuid,
   'once approved, the secret the requester was given works');
+reset role;
+select is((select key_hash from core.approval_requests where approval_id = :'key_request'), null,
+  'decided, the request keeps no hash of the key');
+set local role app_user;
 select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
 select is((select result ->> 'role' from api.decide_approval(:'role_request', true)), 'viewer', 'an approved role is given');
 select is((select status from api.decide_approval(:'delete_request', false) cross join lateral (select approval ->> 'status' as status) s),

@@ -84,7 +84,7 @@ comment on column core.approval_requests.created_at is 'When it was asked for';
 comment on column core.approval_requests.expires_at is 'After this it can no longer be decided';
 comment on column core.approval_requests.decided_at is 'When it was approved or rejected';
 comment on column core.approval_requests.executing_xid is 'Transaction performing the approved change, while it runs';
-comment on column core.approval_requests.key_hash is 'SHA-256 of the requested key, whose secret only the requester was shown; never shown';
+comment on column core.approval_requests.key_hash is 'SHA-256 of the requested key, whose secret only the requester was shown; never shown, cleared once the request is decided';
 comment on column core.approval_requests.key_prefix is 'First characters of the requested key';
 do $$
 declare
@@ -127,7 +127,7 @@ grant select (tenant_id, approval_id, operation, payload, status, requested_by_k
   on core.approval_requests to app_user;
 grant select on api.approvals to app_user;
 grant select, insert (tenant_id, operation, payload, requested_by_key_id, requested_by_user_id, key_hash, key_prefix),
-  update (status, decided_by_key_id, decided_by_user_id, decided_at, executing_xid)
+  update (status, decided_by_key_id, decided_by_user_id, decided_at, executing_xid, key_hash)
   on core.approval_requests to tenancy_auth;
 create trigger record_audit after insert or update or delete on core.approval_requests
   for each row execute function core.record_audit('approval_id');
@@ -481,7 +481,9 @@ begin
   update core.approval_requests a
   set status = case when p_approve then 'approved' else 'rejected' end,
       decided_by_key_id = v_context.api_key_id, decided_by_user_id = v_context.user_id, decided_at = now(),
-      executing_xid = case when p_approve then pg_current_xact_id() end
+      executing_xid = case when p_approve then pg_current_xact_id() end,
+      -- Decided, the request needs the key's hash no more (v_request has it).
+      key_hash = null
   where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
   if p_approve then
     if v_request.operation = 'create_api_key' then
