@@ -7,18 +7,17 @@
  *
  * Plans: core.plans holds one plan per tier with its limits (documents,
  * users, API keys that are not revoked, bytes of metadata per document,
- * requests per minute); operators read and change them through the
- * platform routes (platform.update_plan, audited in the Platform's chain).
- * A tenant's limits are its tier's plan at the moment of the write: a tier
- * change applies to the next request.
+ * requests per minute, which nothing enforces yet); operators read and
+ * change them through the platform routes (platform.update_plan, audited
+ * in the Platform's chain). A tenant's limits are its tier's plan at the
+ * moment of the write: a tier change applies to the next request.
  *
  * Quotas: core.tenant_usage keeps each tenant's counts, moved in the same
  * transaction by the trigger core.meter_usage (AFTER each row written, so
  * that a row row-level security refuses or ON CONFLICT skips never counts;
  * on documents, users and keys): an insert adds one and is refused when
- * that passes the limit
- * (PTQ09, its detail naming the quota, the limit and the usage); a delete,
- * or a key's revocation, frees one. The row of the tenant's counts is
+ * that passes the limit (PTQ09, its detail naming the quota, the limit and
+ * the usage); a delete, or a key's revocation, frees one. The row of the tenant's counts is
  * locked by its writers until they commit, so writers of one tenant take
  * turns and a limit holds exactly; tenants never wait for each other.
  * Nothing counts rows. A document's metadata larger than the plan allows
@@ -34,10 +33,6 @@
  * subtransaction's id pgrowlocks names no session; core.end_usage_holders
  * then ends every session of the service's roles that could hold it).
  *
- * tenant_configs gets a CHECK of the same settings rules, so that no
- * writer (an operator, a template, a superuser) stores what the audit
- * maintenance would misread.
- *
  * Settings: the settings the database acts on have types and bounds,
  * checked by api.update_tenant_config (PT422 naming the key; the HTTP
  * layer says the same as a 400 first): audit_retention_days is a whole
@@ -46,7 +41,9 @@
  * api_key_max_lifetime_days one from 1 to 36,500,
  * require_two_person_approval is true or false, currency is three capital
  * letters, data_residency a short lower-case code. Other keys are kept as
- * they are.
+ * they are. tenant_configs gets a CHECK of the same rules, so that no
+ * writer (an operator, a template, a superuser) stores what the audit
+ * maintenance would misread.
  */
 set local lock_timeout = '5s';
 set local statement_timeout = '120s';
