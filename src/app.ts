@@ -215,11 +215,16 @@ function replayOf(claim: postgres.Row, requestHash: string, secret: string | und
   }
   const status = Number(claim.response_status);
   if (secret && status < 300) {
-    const issued = (claim.response_body as Record<string, unknown> | null)?.key_id;
+    const body = claim.response_body as Record<string, unknown> | null;
+    // A key issued (201) names its key_id; one waiting for approval (202) its request.
+    const named = body?.key_id
+      ? ` (key_id ${body.key_id}); revoke it and issue a new one if it was lost`
+      : body?.approval_id
+      ? ` (approval request ${body.approval_id}); reject it and ask again if it was lost`
+      : "";
     throw new HttpError(
       409,
-      `The ${secret} was shown only to the first request with this Idempotency-Key` +
-        (issued ? ` (key_id ${issued}); revoke it and issue a new one if it was lost` : ""),
+      `The ${secret} was shown only to the first request with this Idempotency-Key${named}`,
     );
   }
   return { status, body: claim.response_body, replayed: true };

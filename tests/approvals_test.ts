@@ -76,13 +76,18 @@ Deno.test("a key that may issue keys is shown to its requester only, and works o
   const server = await startServer();
   try {
     const { tenant, alice, bob, bobUserId } = await twoPeople(server, "two-people-keys");
-    const asked = await expectStatus(202, {
+    const keyRequest = {
       server,
       method: "POST",
       path: "/v1/api-keys",
       token: alice,
       body: { name: "Issuer", permissions: ["keys:write", "documents:read"] },
-    });
+      headers: { "idempotency-key": "ask-for-an-issuer" },
+    };
+    const asked = await expectStatus(202, keyRequest);
+    // A retry cannot show the secret again; it names the request instead.
+    const retried = await expectStatus(409, keyRequest);
+    assert.match(String(retried.body.detail), new RegExp(`approval request ${asked.body.approval_id}`));
     // The secret goes to the requester, now; it works once approved.
     const requested = String(asked.body.key);
     assert.match(requested, /^tnk_/);
