@@ -20,6 +20,7 @@ import { HttpError, problemResponse } from "./http/problem.ts";
 import { queryOf, readJsonBody, type RequestIds, requestIdsOf, validate } from "./http/request.ts";
 import { Accepted, type DbRoute, type Route, Router } from "./http/router.ts";
 import { log } from "./log.ts";
+import { recordRequest } from "./metrics.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { apiKeyRoutes } from "./routes/api_keys.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
@@ -308,6 +309,7 @@ export function createHandler(pools: Pools): (request: Request) => Promise<Respo
       );
     }
     response.headers.set("x-request-id", ids.echoed);
+    recordRequest(routeName, response.status, (performance.now() - started) / 1000);
     if (pools.config.logRequests) {
       log("info", "request", {
         method: request.method,

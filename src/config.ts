@@ -21,6 +21,8 @@ const envSchema = z.object({
   PLATFORM_ADMIN_TOKEN: unsetWhenEmpty(z.string().min(24, "must be at least 24 characters").optional()),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   HOSTNAME: z.string().min(1).default("127.0.0.1"),
+  METRICS_PORT: unsetWhenEmpty(z.coerce.number().int().min(0).max(65535).optional()),
+  METRICS_HOSTNAME: z.string().min(1).default("127.0.0.1"),
   DB_POOL_MAX: positiveInt(10, 1000),
   DB_POOL_MIN: z.coerce.number().int().min(0).max(1000).default(2),
   DB_POOL_WAIT_MS: positiveInt(2000, 60_000),
@@ -41,6 +43,9 @@ export interface Config {
   platformAdminToken?: string;
   port: number;
   hostname: string;
+  /** Port of the metrics endpoint (GET /metrics, Prometheus text); none: not served. */
+  metricsPort?: number;
+  metricsHostname: string;
   poolMax: number;
   poolMin: number;
   poolWaitMs: number;
@@ -84,6 +89,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     platformAdminToken: e.PLATFORM_ADMIN_TOKEN,
     port: e.PORT,
     hostname: e.HOSTNAME,
+    metricsPort: e.METRICS_PORT,
+    metricsHostname: e.METRICS_HOSTNAME,
     poolMax: e.DB_POOL_MAX,
     poolMin: e.DB_POOL_MIN,
     poolWaitMs: e.DB_POOL_WAIT_MS,

@@ -9,6 +9,7 @@ import type { Config } from "./config.ts";
 import { parseJson } from "./http/json.ts";
 import { HttpError } from "./http/problem.ts";
 import { log } from "./log.ts";
+import { recordDatabaseError, recordQuotaRefusal, recordRetry } from "./metrics.ts";
 
 /** A postgres.js client (in a DatabasePool, one holding a single connection). */
 export type Sql = postgres.Sql<Record<string, never>>;
@@ -204,6 +205,11 @@ export class DatabasePool {
   #retire(sql: Sql): void {
     this.#clients.delete(sql);
     sql.end({ timeout: 0 }).catch(() => {});
+  }
+
+  /** How many connections the pool has, how many are free, and how many callers wait for one. */
+  stats(): { size: number; idle: number; waiting: number } {
+    return { size: this.#config.poolMax, idle: this.#idle.length, waiting: this.#waiters.length };
   }
 
   /**
@@ -451,6 +457,7 @@ function quotaError(code: "PTQ09" | "PTQ13", detail: unknown): HttpError {
   } catch {
     // Not ours: say only what kind of refusal it was.
   }
+  recordQuotaRefusal(QUOTA_LABELS[quota.quota] ? quota.quota : "unknown");
   const label = QUOTA_LABELS[quota.quota] ?? "the plan's limit";
   const limit = Number(quota.limit).toLocaleString("en-US");
   const usage = Number(quota.usage).toLocaleString("en-US");
@@ -464,6 +471,24 @@ function quotaError(code: "PTQ09" | "PTQ13", detail: unknown): HttpError {
       extensions: { quota: quota.quota, limit: quota.limit, usage: quota.usage },
     },
   );
+}
+
+// The HTTP error a database error becomes, counted by its class (an error
+// the route raised itself, such as a 404, is no database error).
+function counted(error: unknown): HttpError {
+  const mapped = toHttpError(error);
+  if (error instanceof HttpError) return mapped;
+  const code = (error as { code?: unknown })?.code;
+  recordDatabaseError(
+    code === "57014" || code === "55P03"
+      ? "timeout"
+      : mapped.status === 503
+      ? "transient"
+      : mapped.status >= 500
+      ? "server"
+      : "client",
+  );
+  return mapped;
 }
 
 /** What `runTransaction` needs to know about the request. */
@@ -641,7 +666,7 @@ export async function runTransaction<T>(
     try {
       return await attemptTransaction(pool, options, work);
     } catch (failure) {
-      if (!(failure instanceof AttemptFailure)) throw toHttpError(failure);
+      if (!(failure instanceof AttemptFailure)) throw counted(failure);
       const { error, sent } = failure;
       const safe = !sent || options.readOnly || options.replaySafe || reportedByServer(error);
       const delay = backoffMs(attempt);
@@ -649,8 +674,9 @@ export async function runTransaction<T>(
         !safe || !isTransientDatabaseError(error) || attempt >= MAX_ATTEMPTS ||
         performance.now() + delay > deadline
       ) {
-        throw toHttpError(error);
+        throw counted(error);
       }
+      recordRetry();
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }

@@ -1,6 +1,6 @@
 /**
- * Entry point: configuration, pools, HTTP server, the audit trail's
- * maintenance, graceful shutdown.
+ * Entry point: configuration, pools, HTTP server, metrics, the audit
+ * trail's maintenance, graceful shutdown.
  * Run with explicit permissions (see deno.json "start"), never -A.
  */
 import { createHandler } from "./app.ts";
@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from "./config.ts";
 import { closePools, createPools, survivePostgresTypeFetchFailures, warmPool } from "./db.ts";
 import { log } from "./log.ts";
 import { scheduleAuditMaintenance } from "./maintenance.ts";
+import { metricsText } from "./metrics.ts";
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -53,6 +54,34 @@ async function main(): Promise<number> {
   }
 
   const stopAuditMaintenance = scheduleAuditMaintenance(pools.app);
+  // Metrics on a port of their own: nothing on the API's port, where tenant
+  // keys are, shows them.
+  let metrics: Deno.HttpServer | undefined;
+  try {
+    metrics = config.metricsPort === undefined ? undefined : Deno.serve(
+      {
+        hostname: config.metricsHostname,
+        port: config.metricsPort,
+        onListen: ({ hostname, port }) =>
+          log("info", "metrics listening", { url: `http://${hostname}:${port}/metrics` }),
+      },
+      (request) =>
+        new URL(request.url).pathname === "/metrics" && request.method === "GET"
+          ? new Response(metricsText(pools), { headers: { "content-type": "text/plain; version=0.0.4" } })
+          : new Response("not found\n", { status: 404 }),
+    );
+  } catch (error) {
+    stopAuditMaintenance();
+    await server.shutdown();
+    await closePools(pools, 0);
+    if (error instanceof Deno.errors.AddrInUse) {
+      console.error(
+        `error: METRICS_PORT ${config.metricsPort} is already in use; stop the other process or set METRICS_PORT=<port>`,
+      );
+      return 1;
+    }
+    throw error;
+  }
 
   // server.shutdown() stops accepting connections at once and lets in-flight
   // requests finish; aborting the server's signal instead would cut their
@@ -71,6 +100,7 @@ async function main(): Promise<number> {
 
   await Promise.race([server.finished, graceOver]);
   stopAuditMaintenance();
+  await metrics?.shutdown();
   await closePools(pools);
   log("info", "stopped");
   return 0;
