@@ -199,42 +199,18 @@ CREATE FUNCTION api.create_api_key(p_name text, p_permissions text[], p_user_id 
     AS $$
 #variable_conflict use_column
 declare
-  v_caller record;
+  v_tenant_id uuid;
+  v_key_id uuid;
+  v_issuer record;
 begin
-  select k.tenant_id, k.key_id, c.permissions, c.user_role, k.user_id, k.expires_at
-  into v_caller
-  from core.request_context c
-  join core.tenant_api_keys k on k.tenant_id = c.tenant_id and k.key_id = c.api_key_id
-  where k.revoked_at is null and (k.expires_at is null or k.expires_at > now());
-  if not found then
-    raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
-  end if;
-  if not 'keys:write' = any (v_caller.permissions) then
-    raise exception 'the API key lacks the permission keys:write' using errcode = 'PT403';
-  end if;
-  if not core.effective_permissions(coalesce(p_permissions, '{}'), null) <@ v_caller.permissions then
-    raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
-  end if;
-  if v_caller.user_id is not null and coalesce(p_user_id, v_caller.user_id) <> v_caller.user_id then
-    raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
-  end if;
-  if v_caller.user_id is null and p_user_id is not null and core.role_rank(
-       (select u.role from core.users u where u.tenant_id = v_caller.tenant_id and u.user_id = p_user_id))
-     > core.rank_of_caller(null, v_caller.permissions) then
-    raise exception 'a key cannot issue keys for a user whose role is above its own' using errcode = 'PT403';
-  end if;
-  if v_caller.expires_at is not null and coalesce(p_expires_at, v_caller.expires_at) > v_caller.expires_at then
-    raise exception 'a key that expires can only issue keys that expire no later' using errcode = 'PT403';
-  end if;
-  if p_expires_at is not null and p_expires_at <= now() then
-    raise exception 'expires_at must be in the future' using errcode = 'check_violation';
-  end if;
+  select c.tenant_id, c.api_key_id into v_tenant_id, v_key_id from core.request_context c;
+  select * into v_issuer from core.check_key_issue(v_tenant_id, v_key_id, p_permissions, p_user_id, p_expires_at);
   return query
-    select * from core.issue_api_key(v_caller.tenant_id, p_name, p_permissions,
-      coalesce(p_user_id, v_caller.user_id),
+    select * from core.issue_api_key(v_tenant_id, p_name, p_permissions,
+      coalesce(p_user_id, v_issuer.user_id),
       -- Asked for no expiry: its issuer's, or the tenant's cap if sooner.
-      coalesce(p_expires_at, least(v_caller.expires_at, core.capped_expiry(v_caller.tenant_id, null))),
-      v_caller.key_id);
+      coalesce(p_expires_at, least(v_issuer.expires_at, core.capped_expiry(v_tenant_id, null))),
+      v_issuer.key_id);
 end
 $$;
 
@@ -2218,25 +2194,17 @@ begin
       raise exception '%', core.settings_error(p_payload -> 'settings') using errcode = 'PT422';
     end if;
   elsif p_operation = 'create_api_key' then
-    if coalesce(char_length(p_payload ->> 'name'), 0) not between 1 and 200
-       or (p_payload ? 'expires_at' and (p_payload ->> 'expires_at')::timestamptz <= now()) then
-      raise exception 'a key has a name of 1 to 200 characters and an expiry in the future, if any'
-        using errcode = 'PT422';
+    if coalesce(char_length(p_payload ->> 'name'), 0) not between 1 and 200 then
+      raise exception 'a key has a name of 1 to 200 characters' using errcode = 'PT422';
     end if;
     if jsonb_typeof(p_payload -> 'permissions') is distinct from 'array'
        or exists (select from jsonb_array_elements(p_payload -> 'permissions') e
                   where jsonb_typeof(e) <> 'string' or not (e #>> '{}') = any (core.all_permissions() || '*'::text)) then
       raise exception 'a key''s permissions are a list of known permissions' using errcode = 'PT422';
     end if;
-    if not 'keys:write' = any (v_key.permissions)
-       or jsonb_typeof(p_payload -> 'permissions') is distinct from 'array'
-       or not core.effective_permissions(array(select jsonb_array_elements_text(p_payload -> 'permissions')), null)
-              <@ v_key.permissions then
-      raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
-    end if;
-    if v_key.user_id is not null and coalesce(p_payload ->> 'user_id', v_key.user_id::text) <> v_key.user_id::text then
-      raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
-    end if;
+    perform core.check_key_issue(p_tenant_id, p_key_id,
+      array(select jsonb_array_elements_text(p_payload -> 'permissions')),
+      (p_payload ->> 'user_id')::uuid, (p_payload ->> 'expires_at')::timestamptz);
     if p_payload ? 'user_id' and not exists (select from core.users u
                                              where u.tenant_id = p_tenant_id and u.user_id::text = p_payload ->> 'user_id') then
       raise exception 'a referenced user does not exist in this tenant' using errcode = 'P0002';
@@ -2269,6 +2237,58 @@ $$;
 --
 
 COMMENT ON FUNCTION core.check_change_request(p_tenant_id uuid, p_key_id uuid, p_operation text, p_payload jsonb) IS 'Refuses a request for a change the requesting key could not make itself';
+
+
+--
+-- Name: check_key_issue(uuid, uuid, text[], uuid, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.check_key_issue(p_tenant_id uuid, p_issuer_key_id uuid, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) RETURNS TABLE(key_id uuid, user_id uuid, expires_at timestamp with time zone)
+    LANGUAGE plpgsql STABLE
+    AS $$
+#variable_conflict use_column
+declare
+  v_issuer record;
+begin
+  select k.key_id, k.user_id, k.expires_at, core.effective_permissions(k.permissions, u.role) as permissions
+  into v_issuer
+  from core.tenant_api_keys k
+  left join core.users u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
+  where k.tenant_id = p_tenant_id and k.key_id = p_issuer_key_id
+    and k.revoked_at is null and (k.expires_at is null or k.expires_at > now());
+  if not found then
+    raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
+  end if;
+  if not 'keys:write' = any (v_issuer.permissions) then
+    raise exception 'the API key lacks the permission keys:write' using errcode = 'PT403';
+  end if;
+  if not core.effective_permissions(coalesce(p_permissions, '{}'), null) <@ v_issuer.permissions then
+    raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
+  end if;
+  if v_issuer.user_id is not null and coalesce(p_user_id, v_issuer.user_id) <> v_issuer.user_id then
+    raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
+  end if;
+  if v_issuer.user_id is null and p_user_id is not null and core.role_rank(
+       (select u.role from core.users u where u.tenant_id = p_tenant_id and u.user_id = p_user_id))
+     > core.rank_of_caller(null, v_issuer.permissions) then
+    raise exception 'a key cannot issue keys for a user whose role is above its own' using errcode = 'PT403';
+  end if;
+  if v_issuer.expires_at is not null and coalesce(p_expires_at, v_issuer.expires_at) > v_issuer.expires_at then
+    raise exception 'a key that expires can only issue keys that expire no later' using errcode = 'PT403';
+  end if;
+  if p_expires_at is not null and p_expires_at <= now() then
+    raise exception 'expires_at must be in the future' using errcode = 'check_violation';
+  end if;
+  return query select v_issuer.key_id, v_issuer.user_id, v_issuer.expires_at;
+end
+$$;
+
+
+--
+-- Name: FUNCTION check_key_issue(p_tenant_id uuid, p_issuer_key_id uuid, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.check_key_issue(p_tenant_id uuid, p_issuer_key_id uuid, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone) IS 'Refuses a key the issuing key may not issue (its permissions, user, role and expiry); returns the issuer';
 
 
 --
@@ -2818,33 +2838,7 @@ CREATE FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name
 declare
   v_issuer record;
 begin
-  select k.key_id, k.user_id, k.expires_at, core.effective_permissions(k.permissions, u.role) as permissions
-  into v_issuer
-  from core.tenant_api_keys k
-  left join core.users u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
-  where k.tenant_id = p_tenant_id and k.key_id = p_issuer_key_id
-    and k.revoked_at is null and (k.expires_at is null or k.expires_at > now());
-  if not found then
-    raise exception 'the key that asked for this key is revoked or expired' using errcode = 'PT409';
-  end if;
-  if not 'keys:write' = any (v_issuer.permissions)
-     or not core.effective_permissions(coalesce(p_permissions, '{}'), null) <@ v_issuer.permissions then
-    raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
-  end if;
-  if v_issuer.user_id is not null and coalesce(p_user_id, v_issuer.user_id) <> v_issuer.user_id then
-    raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
-  end if;
-  if v_issuer.user_id is null and p_user_id is not null and core.role_rank(
-       (select u.role from core.users u where u.tenant_id = p_tenant_id and u.user_id = p_user_id))
-     > core.rank_of_caller(null, v_issuer.permissions) then
-    raise exception 'a key cannot issue keys for a user whose role is above its own' using errcode = 'PT403';
-  end if;
-  if v_issuer.expires_at is not null and coalesce(p_expires_at, v_issuer.expires_at) > v_issuer.expires_at then
-    raise exception 'a key that expires can only issue keys that expire no later' using errcode = 'PT403';
-  end if;
-  if p_expires_at is not null and p_expires_at <= now() then
-    raise exception 'expires_at must be in the future' using errcode = 'check_violation';
-  end if;
+  select * into v_issuer from core.check_key_issue(p_tenant_id, p_issuer_key_id, p_permissions, p_user_id, p_expires_at);
   -- The secret was made, and shown to the requester, when the key was
   -- asked for: only its hash is stored.
   return query
@@ -2869,7 +2863,7 @@ $$;
 -- Name: FUNCTION issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_key_hash text, p_key_prefix text); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_key_hash text, p_key_prefix text) IS 'Issues a key, whose secret its requester holds, as another key of the tenant would (its permissions, user, expiry; the cap), naming it the issuer';
+COMMENT ON FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_key_hash text, p_key_prefix text) IS 'Issues a key, whose secret its requester holds, as another key of the tenant would (core.check_key_issue; the cap), naming it the issuer';
 
 
 --

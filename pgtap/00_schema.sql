@@ -67,7 +67,8 @@ select functions_are('core',
         'maintain_audit_partitions', 'audit_partition_tenants', 'record_audit_purge', 'end_audit_lock_holders',
         'create_tenant_usage', 'meter_usage', 'end_usage_holders', 'seize_usage_row', 'settings_error',
         'purge_audit_partitions', 'expired_audit_partitions', 'needs_second_person', 'two_people_required',
-        'approved_now', 'hold_for_approval', 'issue_key_as', 'key_lineage', 'key_is_active', 'check_change_request'],
+        'approved_now', 'hold_for_approval', 'issue_key_as', 'key_lineage', 'key_is_active', 'check_change_request',
+        'check_key_issue'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 
 -- Columns, types and nullability ----------------------------------------------

@@ -26,8 +26,9 @@
  * Approval performs the change in the same transaction, exactly once (the
  * request's row is locked, and only a pending request is decided); a key
  * is issued as the requester's key would have issued it (its permissions,
- * user binding, expiry and the tenant's cap), with the requester's key as
- * its issuer; its secret is made when it is asked for and shown to the
+ * user binding, expiry and the tenant's cap: core.check_key_issue, which
+ * api.create_api_key now applies too), with the requester's key as its
+ * issuer; its secret is made when it is asked for and shown to the
  * requester alone (an approver who saw it could act as the requester's
  * key), so it works from its approval on. Requests expire 24 hours after they are made. The request
  * and the decision are rows of a tenant table, so the audit trail has both,
@@ -216,14 +217,13 @@ $$;
 comment on function core.hold_for_approval() is
   'Trigger: refuses a change two-person approval holds back unless it runs inside an approval (PT428)';
 
--- A key issued as an existing key issues it (api.create_api_key's rules),
--- for the approval of a request that key made.
-create function core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[],
-  p_user_id uuid, p_expires_at timestamptz, p_key_hash text, p_key_prefix text)
-returns table (key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid,
-  expires_at timestamptz, revoked_at timestamptz, last_used_at timestamptz, created_at timestamptz,
-  updated_at timestamptz, issued_by_key_id uuid)
-language plpgsql
+-- The rules by which a key issues another (api.create_api_key's until now),
+-- in one place: api.create_api_key, the approval of a key and the check of
+-- a request for one all apply them. Returns the issuer.
+create function core.check_key_issue(p_tenant_id uuid, p_issuer_key_id uuid, p_permissions text[], p_user_id uuid,
+  p_expires_at timestamptz)
+returns table (key_id uuid, user_id uuid, expires_at timestamptz)
+language plpgsql stable
 as $$
 #variable_conflict use_column
 declare
@@ -236,10 +236,12 @@ begin
   where k.tenant_id = p_tenant_id and k.key_id = p_issuer_key_id
     and k.revoked_at is null and (k.expires_at is null or k.expires_at > now());
   if not found then
-    raise exception 'the key that asked for this key is revoked or expired' using errcode = 'PT409';
+    raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
-  if not 'keys:write' = any (v_issuer.permissions)
-     or not core.effective_permissions(coalesce(p_permissions, '{}'), null) <@ v_issuer.permissions then
+  if not 'keys:write' = any (v_issuer.permissions) then
+    raise exception 'the API key lacks the permission keys:write' using errcode = 'PT403';
+  end if;
+  if not core.effective_permissions(coalesce(p_permissions, '{}'), null) <@ v_issuer.permissions then
     raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
   end if;
   if v_issuer.user_id is not null and coalesce(p_user_id, v_issuer.user_id) <> v_issuer.user_id then
@@ -256,6 +258,26 @@ begin
   if p_expires_at is not null and p_expires_at <= now() then
     raise exception 'expires_at must be in the future' using errcode = 'check_violation';
   end if;
+  return query select v_issuer.key_id, v_issuer.user_id, v_issuer.expires_at;
+end
+$$;
+comment on function core.check_key_issue(uuid, uuid, text[], uuid, timestamptz) is
+  'Refuses a key the issuing key may not issue (its permissions, user, role and expiry); returns the issuer';
+
+-- A key issued as an existing key issues it, for the approval of a
+-- request that key made.
+create function core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[],
+  p_user_id uuid, p_expires_at timestamptz, p_key_hash text, p_key_prefix text)
+returns table (key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid,
+  expires_at timestamptz, revoked_at timestamptz, last_used_at timestamptz, created_at timestamptz,
+  updated_at timestamptz, issued_by_key_id uuid)
+language plpgsql
+as $$
+#variable_conflict use_column
+declare
+  v_issuer record;
+begin
+  select * into v_issuer from core.check_key_issue(p_tenant_id, p_issuer_key_id, p_permissions, p_user_id, p_expires_at);
   -- The secret was made, and shown to the requester, when the key was
   -- asked for: only its hash is stored.
   return query
@@ -275,7 +297,34 @@ begin
 end
 $$;
 comment on function core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz, text, text) is
-  'Issues a key, whose secret its requester holds, as another key of the tenant would (its permissions, user, expiry; the cap), naming it the issuer';
+  'Issues a key, whose secret its requester holds, as another key of the tenant would (core.check_key_issue; the cap), naming it the issuer';
+
+-- The tenant's own route, by the same rules (replaced as the superuser:
+-- tenancy_auth owns it).
+reset role;
+create or replace function api.create_api_key(p_name text, p_permissions text[], p_user_id uuid default null, p_expires_at timestamptz default null)
+returns table (key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamptz, revoked_at timestamptz, last_used_at timestamptz, created_at timestamptz, updated_at timestamptz, issued_by_key_id uuid)
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_tenant_id uuid;
+  v_key_id uuid;
+  v_issuer record;
+begin
+  select c.tenant_id, c.api_key_id into v_tenant_id, v_key_id from core.request_context c;
+  select * into v_issuer from core.check_key_issue(v_tenant_id, v_key_id, p_permissions, p_user_id, p_expires_at);
+  return query
+    select * from core.issue_api_key(v_tenant_id, p_name, p_permissions,
+      coalesce(p_user_id, v_issuer.user_id),
+      -- Asked for no expiry: its issuer's, or the tenant's cap if sooner.
+      coalesce(p_expires_at, least(v_issuer.expires_at, core.capped_expiry(v_tenant_id, null))),
+      v_issuer.key_id);
+end
+$$;
+set local role tenancy_owner;
 
 -- A key and every key that issued it, up to one an operator issued.
 create function core.key_lineage(p_tenant_id uuid, p_key_id uuid) returns setof uuid
@@ -328,25 +377,17 @@ begin
       raise exception '%', core.settings_error(p_payload -> 'settings') using errcode = 'PT422';
     end if;
   elsif p_operation = 'create_api_key' then
-    if coalesce(char_length(p_payload ->> 'name'), 0) not between 1 and 200
-       or (p_payload ? 'expires_at' and (p_payload ->> 'expires_at')::timestamptz <= now()) then
-      raise exception 'a key has a name of 1 to 200 characters and an expiry in the future, if any'
-        using errcode = 'PT422';
+    if coalesce(char_length(p_payload ->> 'name'), 0) not between 1 and 200 then
+      raise exception 'a key has a name of 1 to 200 characters' using errcode = 'PT422';
     end if;
     if jsonb_typeof(p_payload -> 'permissions') is distinct from 'array'
        or exists (select from jsonb_array_elements(p_payload -> 'permissions') e
                   where jsonb_typeof(e) <> 'string' or not (e #>> '{}') = any (core.all_permissions() || '*'::text)) then
       raise exception 'a key''s permissions are a list of known permissions' using errcode = 'PT422';
     end if;
-    if not 'keys:write' = any (v_key.permissions)
-       or jsonb_typeof(p_payload -> 'permissions') is distinct from 'array'
-       or not core.effective_permissions(array(select jsonb_array_elements_text(p_payload -> 'permissions')), null)
-              <@ v_key.permissions then
-      raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
-    end if;
-    if v_key.user_id is not null and coalesce(p_payload ->> 'user_id', v_key.user_id::text) <> v_key.user_id::text then
-      raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
-    end if;
+    perform core.check_key_issue(p_tenant_id, p_key_id,
+      array(select jsonb_array_elements_text(p_payload -> 'permissions')),
+      (p_payload ->> 'user_id')::uuid, (p_payload ->> 'expires_at')::timestamptz);
     if p_payload ? 'user_id' and not exists (select from core.users u
                                              where u.tenant_id = p_tenant_id and u.user_id::text = p_payload ->> 'user_id') then
       raise exception 'a referenced user does not exist in this tenant' using errcode = 'P0002';
@@ -527,6 +568,7 @@ alter function api.decide_approval(uuid, boolean) owner to tenancy_auth;
 grant select on core.approval_requests, api.approvals to tenancy_auth;
 grant update (role, email), select (email, created_at, updated_at) on core.users to tenancy_auth;
 grant execute on function core.needs_second_person(text, jsonb), core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz, text, text),
+  core.check_key_issue(uuid, uuid, text[], uuid, timestamptz),
   core.key_lineage(uuid, uuid), core.key_is_active(uuid, uuid), core.check_change_request(uuid, uuid, text, jsonb)
   to tenancy_auth;
 grant execute on function api.update_tenant_config(jsonb), api.delete_user(uuid) to tenancy_auth;
@@ -556,6 +598,53 @@ drop trigger hold_for_approval on core.tenant_api_keys;
 drop function api.decide_approval(uuid, boolean);
 drop function api.request_approval(text, jsonb);
 drop function core.issue_key_as(uuid, uuid, text, text[], uuid, timestamptz, text, text);
+create or replace function api.create_api_key(p_name text, p_permissions text[], p_user_id uuid default null, p_expires_at timestamptz default null)
+returns table (key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamptz, revoked_at timestamptz, last_used_at timestamptz, created_at timestamptz, updated_at timestamptz, issued_by_key_id uuid)
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_caller record;
+begin
+  select k.tenant_id, k.key_id, c.permissions, c.user_role, k.user_id, k.expires_at
+  into v_caller
+  from core.request_context c
+  join core.tenant_api_keys k on k.tenant_id = c.tenant_id and k.key_id = c.api_key_id
+  where k.revoked_at is null and (k.expires_at is null or k.expires_at > now());
+  if not found then
+    raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
+  end if;
+  if not 'keys:write' = any (v_caller.permissions) then
+    raise exception 'the API key lacks the permission keys:write' using errcode = 'PT403';
+  end if;
+  if not core.effective_permissions(coalesce(p_permissions, '{}'), null) <@ v_caller.permissions then
+    raise exception 'a key can only grant permissions it holds itself' using errcode = 'PT403';
+  end if;
+  if v_caller.user_id is not null and coalesce(p_user_id, v_caller.user_id) <> v_caller.user_id then
+    raise exception 'a key bound to a user can only issue keys bound to that user' using errcode = 'PT403';
+  end if;
+  if v_caller.user_id is null and p_user_id is not null and core.role_rank(
+       (select u.role from core.users u where u.tenant_id = v_caller.tenant_id and u.user_id = p_user_id))
+     > core.rank_of_caller(null, v_caller.permissions) then
+    raise exception 'a key cannot issue keys for a user whose role is above its own' using errcode = 'PT403';
+  end if;
+  if v_caller.expires_at is not null and coalesce(p_expires_at, v_caller.expires_at) > v_caller.expires_at then
+    raise exception 'a key that expires can only issue keys that expire no later' using errcode = 'PT403';
+  end if;
+  if p_expires_at is not null and p_expires_at <= now() then
+    raise exception 'expires_at must be in the future' using errcode = 'check_violation';
+  end if;
+  return query
+    select * from core.issue_api_key(v_caller.tenant_id, p_name, p_permissions,
+      coalesce(p_user_id, v_caller.user_id),
+      -- Asked for no expiry: its issuer's, or the tenant's cap if sooner.
+      coalesce(p_expires_at, least(v_caller.expires_at, core.capped_expiry(v_caller.tenant_id, null))),
+      v_caller.key_id);
+end
+$$;
+drop function core.check_key_issue(uuid, uuid, text[], uuid, timestamptz);
 drop function core.check_change_request(uuid, uuid, text, jsonb);
 drop function core.key_is_active(uuid, uuid);
 drop function core.key_lineage(uuid, uuid);

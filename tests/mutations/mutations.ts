@@ -272,9 +272,9 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: "api.create_api_key lets a key grant permissions it lacks",
-    definitionOf: "api.create_api_key(text,text[],uuid,timestamp with time zone)",
+    definitionOf: "core.check_key_issue(uuid,uuid,text[],uuid,timestamp with time zone)",
     find:
-      "if not core.effective_permissions(coalesce(p_permissions, '{}'), null) <@ v_caller.permissions then",
+      "if not core.effective_permissions(coalesce(p_permissions, '{}'), null) <@ v_issuer.permissions then",
     replace: "if false then",
     suites: ["pgtap/40_api_keys.sql", "tests/api_keys_test.ts"],
   },
