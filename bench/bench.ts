@@ -230,7 +230,12 @@ function tail(stream: ReadableStream<Uint8Array>, sink: string[]): Promise<void>
 }
 
 // The service by default; bench/floor_server.ts for the floor measurement.
-async function startServer(url: string, port: number, entry = "src/main.ts"): Promise<Deno.ChildProcess> {
+async function startServer(
+  url: string,
+  port: number,
+  entry = "src/main.ts",
+  extraEnv: Record<string, string> = {},
+): Promise<Deno.ChildProcess> {
   const app = withDatabase(env("APP_DATABASE_URL"), new URL(url).pathname.slice(1));
   const child = new Deno.Command(env("DENO"), {
     args: ["run", "--allow-net", "--allow-env", `${ROOT}${entry}`],
@@ -240,6 +245,7 @@ async function startServer(url: string, port: number, entry = "src/main.ts"): Pr
       LOG_REQUESTS: "false",
       DB_POOL_MAX: String(CONNECTIONS),
       DB_POOL_MIN: String(CONNECTIONS),
+      ...extraEnv,
     },
     stdout: "piped",
     stderr: "piped",
@@ -366,6 +372,42 @@ async function measureFloor(
   }
 }
 
+interface RateLimitResult {
+  on_rps: number;
+  off_rps: number;
+  /** on_rps / off_rps: at least 0.95 is the target. */
+  ratio: number;
+  errors: number;
+}
+
+// The GET case with rate limits on (the service as it runs, each bench
+// tenant on the pro plan's 60,000 a minute) right beside the same case on a
+// service started with RATE_LIMITS=false, so the two share the machine's
+// state as closely as a run allows.
+async function measureRateLimits(
+  url: string,
+  limitedPort: number,
+  unlimitedPort: number,
+  entries: string,
+  seconds: number,
+): Promise<RateLimitResult> {
+  progress(`rate limits: GET /v1/documents/{id} with limits on, then off, wrk ${seconds} s each`);
+  const on = await wrk(limitedPort, entries, "get", seconds);
+  const server = await startServer(url, unlimitedPort, "src/main.ts", { RATE_LIMITS: "false" });
+  try {
+    await wrk(unlimitedPort, entries, "get", 1);
+    const off = await wrk(unlimitedPort, entries, "get", seconds);
+    return {
+      on_rps: round(on.rps, 1),
+      off_rps: round(off.rps, 1),
+      ratio: round(on.rps / off.rps),
+      errors: on.errors + off.errors,
+    };
+  } finally {
+    await stopServer(server);
+  }
+}
+
 function round(value: number, digits = 2): number {
   return Math.round(value * 10 ** digits) / 10 ** digits;
 }
@@ -395,6 +437,7 @@ async function main(): Promise<void> {
   const entries = await writeEntries(mainUrl, main);
   const cases: CaseResult[] = [];
   let floor: FloorResult | undefined;
+  let rateLimits: RateLimitResult | undefined;
   const server = await startServer(mainUrl, port);
   try {
     await wrk(port, entries, "get", 1); // warm-up: connections, prepared statements, caches
@@ -414,6 +457,7 @@ async function main(): Promise<void> {
       // The floor right after the service's GET, on the same data (the service idles meanwhile).
       if (c.wrk === "get") floor = await measureFloor(mainUrl, port + 2, entries, seconds, cases.at(-1)!);
     }
+    rateLimits = await measureRateLimits(mainUrl, port, port + 3, entries, seconds);
   } finally {
     await stopServer(server);
   }
@@ -468,6 +512,7 @@ async function main(): Promise<void> {
     duration_s: seconds,
     cases,
     floor: floor ?? null,
+    rate_limits: rateLimits ?? null,
     rls_overhead_ratio: rlsOverheadRatio,
     rls: { rls_tps: round(rlsTps, 1), bypass_tps: round(bypassTps, 1) },
     scale_p99_ratio: scaleP99Ratio,
@@ -496,6 +541,11 @@ async function main(): Promise<void> {
     console.log(
       `\nfloor (bench/floor_server.ts, same GET transaction, no service code): ${floor.http_rps} req/s, ` +
         `ratio ${floor.ratio}; the service reaches ${floor.service_share} of it; errors ${floor.errors}`,
+    );
+  }
+  if (rateLimits) {
+    console.log(
+      `rate limits: GET ${rateLimits.on_rps} req/s with limits on, ${rateLimits.off_rps} off, ratio ${rateLimits.ratio}; errors ${rateLimits.errors}`,
     );
   }
   console.log(`RLS overhead ratio (bypass tps / RLS tps): ${rlsOverheadRatio}`);

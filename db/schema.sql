@@ -974,6 +974,63 @@ COMMENT ON FUNCTION api.export_audit_logs(p_from_seq bigint, p_limit integer) IS
 
 
 --
+-- Name: lease_requests(); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.lease_requests() RETURNS TABLE(tenant_id uuid, granted integer, request_limit integer, remaining integer, resets_in_ms integer)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+declare
+  v_tenant_id uuid := (select c.tenant_id from core.request_context c);
+  v_limit integer;
+  v_start timestamptz;
+  v_leased integer;
+  v_now timestamptz;
+  v_window timestamptz;
+  v_left integer;
+  v_granted integer;
+begin
+  if v_tenant_id is null then
+    raise exception 'a lease of requests needs a tenant''s request context (api.begin_request)' using errcode = 'PT401';
+  end if;
+  select p.requests_per_minute into strict v_limit
+  from core.tenants t join core.plans p on p.tier = t.subscription_tier
+  where t.tenant_id = v_tenant_id;
+  insert into core.request_windows as w (tenant_id, window_start, leased)
+  values (v_tenant_id, '-infinity', 0)
+  on conflict (tenant_id) do nothing;
+  select w.window_start, w.leased into v_start, v_leased
+  from core.request_windows w where w.tenant_id = v_tenant_id
+  for update;
+  -- The minute is read once the row is locked: a lease that waited for
+  -- another never takes its window back to an earlier minute.
+  v_now := clock_timestamp();
+  v_window := greatest(date_bin('1 minute', v_now, timestamptz '2000-01-01 00:00:00+00'), v_start);
+  if v_start < v_window then
+    v_leased := 0;
+  end if;
+  -- A limit lowered within the minute leaves nothing to lease.
+  v_left := greatest(v_limit - v_leased, 0);
+  v_granted := least(ceil(v_limit / 20.0), ceil(v_left / 4.0))::integer;
+  update core.request_windows w
+  set window_start = v_window, leased = v_leased + v_granted
+  where w.tenant_id = v_tenant_id;
+  return query select v_tenant_id, v_granted, v_limit, v_left - v_granted,
+    greatest(ceil(extract(epoch from v_window + interval '1 minute' - v_now) * 1000), 1)::integer;
+end
+$$;
+
+
+--
+-- Name: FUNCTION lease_requests(); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.lease_requests() IS 'Leases a slice of the current tenant''s requests-per-minute budget to the calling service process: how many it may serve, the limit, what is left to lease, and when the minute ends';
+
+
+--
 -- Name: api_key_usage; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -5064,6 +5121,51 @@ COMMENT ON VIEW core.request_context IS 'The verified context: one row when app.
 
 
 --
+-- Name: request_windows; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.request_windows (
+    tenant_id uuid NOT NULL,
+    window_start timestamp with time zone NOT NULL,
+    leased integer NOT NULL,
+    CONSTRAINT request_windows_leased_check CHECK ((leased >= 0))
+);
+ALTER TABLE ONLY core.request_windows ALTER COLUMN tenant_id SET STATISTICS 0;
+ALTER TABLE ONLY core.request_windows ALTER COLUMN window_start SET STATISTICS 0;
+ALTER TABLE ONLY core.request_windows ALTER COLUMN leased SET STATISTICS 0;
+
+ALTER TABLE ONLY core.request_windows FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE request_windows; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.request_windows IS 'How much of each tenant''s requests-per-minute budget has been leased to service processes in the current minute';
+
+
+--
+-- Name: COLUMN request_windows.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.request_windows.tenant_id IS 'The tenant';
+
+
+--
+-- Name: COLUMN request_windows.window_start; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.request_windows.window_start IS 'The minute (of the database''s clock) the lease count is for';
+
+
+--
+-- Name: COLUMN request_windows.leased; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.request_windows.leased IS 'Requests leased to service processes in that minute';
+
+
+--
 -- Name: tenant_usage; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -5244,6 +5346,14 @@ ALTER TABLE ONLY core.platform_operators
 
 ALTER TABLE ONLY core.platform_operators
     ADD CONSTRAINT platform_operators_token_hash_key UNIQUE (token_hash);
+
+
+--
+-- Name: request_windows request_windows_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.request_windows
+    ADD CONSTRAINT request_windows_pkey PRIMARY KEY (tenant_id);
 
 
 --
@@ -5836,6 +5946,14 @@ ALTER TABLE ONLY core.platform_operators
 
 
 --
+-- Name: request_windows request_windows_tenant_id_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.request_windows
+    ADD CONSTRAINT request_windows_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES core.tenants(tenant_id);
+
+
+--
 -- Name: tenant_api_keys tenant_api_keys_issued_by_fkey; Type: FK CONSTRAINT; Schema: core; Owner: -
 --
 
@@ -5960,6 +6078,14 @@ CREATE POLICY delete_own_tenant ON core.idempotency_keys FOR DELETE USING (((ten
 
 
 --
+-- Name: request_windows delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.request_windows FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: tenant_api_keys delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -6066,6 +6192,14 @@ CREATE POLICY insert_own_tenant ON core.idempotency_keys FOR INSERT WITH CHECK (
 
 
 --
+-- Name: request_windows insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.request_windows FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: tenant_api_keys insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -6107,6 +6241,12 @@ CREATE POLICY insert_own_tenant ON core.users FOR INSERT WITH CHECK ((tenant_id 
    FROM core.request_context c
   WHERE ('users:write'::text = ANY (c.permissions)))));
 
+
+--
+-- Name: request_windows; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.request_windows ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: api_key_usage select_own_tenant; Type: POLICY; Schema: core; Owner: -
@@ -6159,6 +6299,14 @@ CREATE POLICY select_own_tenant ON core.documents FOR SELECT USING ((tenant_id =
 CREATE POLICY select_own_tenant ON core.idempotency_keys FOR SELECT USING (((tenant_id = ( SELECT c.tenant_id
    FROM core.request_context c)) AND (api_key_id = ( SELECT c.api_key_id
    FROM core.request_context c))));
+
+
+--
+-- Name: request_windows select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.request_windows FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
 
 
 --
@@ -6282,6 +6430,15 @@ CREATE POLICY update_own_tenant ON core.idempotency_keys FOR UPDATE USING (((ten
 
 
 --
+-- Name: request_windows update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.request_windows FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: tenant_api_keys update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -6373,4 +6530,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201001200'),
     ('20261201001300'),
     ('20261201001400'),
-    ('20261201001500');
+    ('20261201001500'),
+    ('20261201001600');

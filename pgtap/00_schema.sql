@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(446);
+select plan(447);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -29,8 +29,8 @@ select set_eq(
                             where i.inhrelid = c.oid and i.inhparent = 'core.audit_logs'::regclass)) $$,
   array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
         'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys', 'api_key_usage',
-        'platform_operators', 'audit_chain_heads', 'plans', 'tenant_usage', 'approval_requests'],
-  'core holds exactly the sixteen tables the migrations create, besides the audit trail''s monthly partitions');
+        'platform_operators', 'audit_chain_heads', 'plans', 'tenant_usage', 'approval_requests', 'request_windows'],
+  'core holds exactly the seventeen tables the migrations create, besides the audit trail''s monthly partitions');
 select cmp_ok((select count(*)::int from pg_inherits where inhparent = 'core.audit_logs'::regclass), '>=', 4,
   'core.audit_logs has partitions: this month''s and the next three at least');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
@@ -48,7 +48,7 @@ select functions_are('api',
         'list_documents', 'create_document', 'update_document', 'delete_document', 'create_api_key',
         'list_api_keys', 'revoke_api_key', 'begin_request', 'touch_api_key', 'schema_version',
         'claim_idempotency_key', 'save_idempotent_response', 'export_audit_logs', 'verify_audit_chain',
-        'current_plan', 'request_approval', 'decide_approval'],
+        'current_plan', 'request_approval', 'decide_approval', 'lease_requests'],
   'api holds exactly the functions the HTTP layer calls');
 select functions_are('platform',
   array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key',
@@ -662,6 +662,8 @@ select pg_temp.refused_by(format($$ update core.tenant_usage set users = -1 wher
   'tenant_usage_users_check', 'a count of users below zero is refused');
 select pg_temp.refused_by(format($$ update core.tenant_usage set api_keys = -1 where tenant_id = %L $$, :'tenant_id'),
   'tenant_usage_api_keys_check', 'a count of API keys below zero is refused');
+select pg_temp.refused_by(format($$ insert into core.request_windows (tenant_id, window_start, leased) values (%L, now(), -1) $$, :'tenant_id'),
+  'request_windows_leased_check', 'a lease count below zero is refused');
 select pg_temp.refused_by(format($$ insert into core.tenant_configs (tenant_id, settings)
     values (%L, '{"audit_retention_days": 30}') $$, :'tenant_id'),
   'tenant_configs_known_settings_check', 'settings the database acts on are checked whoever writes them: 30 days of retention is refused');

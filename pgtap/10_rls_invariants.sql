@@ -165,6 +165,10 @@ insert into expected_policies values
   ('approval_requests', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
   ('approval_requests', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
   ('approval_requests', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
+  ('request_windows', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
+  ('request_windows', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
+  ('request_windows', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
+  ('request_windows', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
   ('tenant_usage', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
   ('tenant_usage', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
   ('tenant_usage', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
@@ -327,8 +331,8 @@ select set_eq('select fn from definer_functions',
             ('core.create_tenant_usage()'), ('core.meter_usage()'), ('core.end_usage_holders(uuid)'),
             ('core.seize_usage_row(uuid)'), ('api.current_plan()'), ('core.two_people_required(uuid)'),
             ('core.approved_now(uuid,text)'), ('core.hold_for_approval()'), ('api.request_approval(text,jsonb)'),
-            ('api.decide_approval(uuid,boolean)') $$,
-  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, the trail''s partition maintenance, the plan''s usage counts, and two-person approval)');
+            ('api.decide_approval(uuid,boolean)'), ('api.lease_requests()') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, the trail''s partition maintenance, the plan''s usage counts, two-person approval, and the lease of a minute''s requests)');
 select is(
   array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace
         where p.prosrc ~* 'pg_(try_)?advisory' order by 1),

@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(33);
+select plan(34);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -145,11 +145,13 @@ select is(api.current_plan() -> 'usage' ->> 'documents', '1', 'api.current_plan 
 select ok(core.context_verifies(current_setting('app.context')), 'core.context_verifies verifies the session''s context');
 select is((select verified from api.verify_audit_chain()), true, 'api.verify_audit_chain verifies the caller''s chain');
 select isnt_empty('select 1 from api.export_audit_logs()', 'api.export_audit_logs reads the caller''s chain');
+select results_eq('select tenant_id, granted > 0 from api.lease_requests()', format($$ values (%L::uuid, true) $$, :'tenant_a'),
+  'api.lease_requests leases the caller''s tenant''s requests with the shadows in place');
 reset role;
 insert into pg_temp.definers_called values ('api.create_api_key(text,text[],uuid,timestamp with time zone)'),
   ('api.verify_audit_chain(bigint,integer,bigint,text)'), ('api.export_audit_logs(bigint,integer)'),
   ('api.current_tenant()'), ('api.current_tenant_config()'), ('api.update_tenant_config(jsonb)'),
-  ('core.context_verifies(text)'), ('api.current_plan()'),
+  ('core.context_verifies(text)'), ('api.current_plan()'), ('api.lease_requests()'),
   ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)');
 -- The partition maintenance runs as tenancy_owner: with the furthest
 -- partition gone, app_user's call makes it again, in core, whatever the

@@ -54,9 +54,12 @@ select document_id as doc_a from api.create_document(:'user_a', 'A ledger', repe
 select document_id as spare_doc_a from api.create_document(:'user_a', 'A draft', repeat('d', 64)) \gset
 -- Both tenants require two people (the Fintech Template): a change waits.
 select approval ->> 'approval_id' as approval_a from api.request_approval('delete_user', jsonb_build_object('user_id', :'spare_user_a')) \gset
+-- A service process leased some of each tenant's requests per minute.
+select granted from api.lease_requests() \gset ignored_
 select pg_temp.begin_as(:'hash_b') \gset ignored_
 select document_id as doc_b from api.create_document(:'user_b', 'B ledger', repeat('b', 64)) \gset
 select approval ->> 'approval_id' as approval_b from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
+select granted from api.lease_requests() \gset ignored_
 -- Tenant B's client sent POST with Idempotency-Key retry-1 and got 201.
 select claimed from api.claim_idempotency_key('retry-1', repeat('b', 64)) \gset ignored_
 select api.save_idempotent_response('retry-1', 201, '{"document_id": "b"}') \gset ignored_
@@ -486,7 +489,7 @@ select is(
   array(select rel from (select * from pg_temp.tenant_fingerprint(:'tenant_a') except select * from a_before) as changed
         order by 1),
   array['core.api_key_usage', 'core.approval_requests', 'core.audit_chain_heads', 'core.audit_logs', 'core.documents',
-        'core.tenant_api_keys', 'core.tenant_configs', 'core.tenant_usage', 'core.users'],
+        'core.request_windows', 'core.tenant_api_keys', 'core.tenant_configs', 'core.tenant_usage', 'core.users'],
   'the same fingerprint does see tenant A''s own rows change, so an unchanged tenant B is no blind spot');
 
 select * from finish();

@@ -20,7 +20,8 @@ import { HttpError, problemResponse } from "./http/problem.ts";
 import { queryOf, readJsonBody, type RequestIds, requestIdsOf, validate } from "./http/request.ts";
 import { Accepted, type DbRoute, type Route, Router } from "./http/router.ts";
 import { log } from "./log.ts";
-import { recordRequest } from "./metrics.ts";
+import { recordRateLimited, recordRequest } from "./metrics.ts";
+import { type Lease, RateLimiter } from "./rate_limit.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { apiKeyRoutes } from "./routes/api_keys.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
@@ -65,6 +66,10 @@ interface RequestContext {
   bootstrapDigest?: string;
   /** Creates the bootstrap operator, once per process, when no operator is active. */
   bootstrap: (hash: string) => Promise<void>;
+  /** Spends tenant requests of their plan's requests per minute; absent with RATE_LIMITS=false. */
+  limiter?: RateLimiter;
+  /** Headers every response to the request carries, whatever its status (the rate limit's). */
+  headers: Record<string, string>;
 }
 
 async function serveDbRoute(route: DbRoute, request: Request, context: RequestContext): Promise<Outcome> {
@@ -97,6 +102,9 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
   const body = route.body
     ? validate(route.body, await readJsonBody(request, config.bodyLimitBytes), "body")
     : undefined;
+
+  // A request that reaches the database spends one of its tenant's minute.
+  if (keyHash && context.limiter) Object.assign(context.headers, await context.limiter.admit(keyHash));
 
   const input = { params, query, body };
   const status = route.status ?? 200;
@@ -247,6 +255,33 @@ function bootstrapOnce(pools: Pools): (hash: string) => Promise<void> {
   };
 }
 
+// A slice of the key's tenant's requests per minute, in a transaction of its
+// own, authenticated as every tenant request is.
+function leaseFrom(pools: Pools): (keyHash: string) => Promise<Lease> {
+  return async (keyHash) => {
+    const { value } = await runTransaction(
+      pools.app,
+      {
+        readOnly: false,
+        // Running a lease twice leases twice: less for this minute, never more.
+        replaySafe: true,
+        poolWaitMs: pools.config.poolWaitMs,
+        context: (tx) =>
+          tx`select tenant_id from api.begin_request(${keyHash}, null, ${crypto.randomUUID()}, null, false)`,
+      },
+      (tx) => tx`select tenant_id, granted, request_limit, remaining, resets_in_ms from api.lease_requests()`,
+    );
+    const [lease] = value as postgres.Row[];
+    return {
+      tenantId: lease.tenant_id,
+      granted: lease.granted,
+      limit: lease.request_limit,
+      remaining: lease.remaining,
+      resetsInMs: lease.resets_in_ms,
+    };
+  };
+}
+
 function isStale(lastUsedAt: unknown): boolean {
   return !lastUsedAt || Date.now() - Date.parse(String(lastUsedAt)) > TOUCH_INTERVAL_MS;
 }
@@ -268,10 +303,12 @@ export function createHandler(pools: Pools): (request: Request) => Promise<Respo
   const token = pools.config.platformAdminToken;
   const bootstrapDigest = token ? sha256Hex(token) : undefined;
   const bootstrap = bootstrapOnce(pools);
+  const limiter = pools.config.rateLimits ? new RateLimiter(leaseFrom(pools)) : undefined;
   return async function handle(request: Request): Promise<Response> {
     const started = performance.now();
     const ids = requestIdsOf(request);
     const url = new URL(request.url);
+    const headers: Record<string, string> = {};
     let routeName = "unmatched";
     let tenantId: string | null = null;
     let response: Response;
@@ -295,6 +332,8 @@ export function createHandler(pools: Pools): (request: Request) => Promise<Respo
           pools,
           bootstrapDigest,
           bootstrap,
+          limiter,
+          headers,
         }));
       }
     } catch (error) {
@@ -302,12 +341,15 @@ export function createHandler(pools: Pools): (request: Request) => Promise<Respo
         log("error", "unhandled error", { request_id: ids.server, error: String((error as Error)?.name) });
       } else if (error.status === 500) {
         log("error", "database error", { request_id: ids.server, sqlstate: error.options.sqlstate });
+      } else if (error.status === 429) {
+        recordRateLimited();
       }
       response = problemResponse(
         error instanceof HttpError ? error : new HttpError(500, "An unexpected error occurred"),
         ids.echoed,
       );
     }
+    for (const [name, value] of Object.entries(headers)) response.headers.set(name, value);
     response.headers.set("x-request-id", ids.echoed);
     recordRequest(routeName, response.status, (performance.now() - started) / 1000);
     if (pools.config.logRequests) {

@@ -31,6 +31,7 @@ const envSchema = z.object({
   BODY_LIMIT_BYTES: positiveInt(1_048_576, 100 * 1_048_576),
   LOG_REQUESTS: z.enum(["true", "false"]).default("true"),
   DB_PGBOUNCER: z.enum(["true", "false"]).default("false"),
+  RATE_LIMITS: z.enum(["true", "false"]).default("true"),
 }).refine((env) => env.DB_POOL_MIN <= env.DB_POOL_MAX, {
   message: "must not exceed DB_POOL_MAX",
   path: ["DB_POOL_MIN"],
@@ -55,6 +56,8 @@ export interface Config {
   logRequests: boolean;
   /** Behind PgBouncer in transaction mode: no prepared statements, no session startup options. */
   pgbouncer: boolean;
+  /** Tenant requests are limited to their plan's requests per minute (RATE_LIMITS=false: not at all). */
+  rateLimits: boolean;
 }
 
 /** Thrown when the environment does not describe a runnable service. */
@@ -99,5 +102,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     logRequests: e.LOG_REQUESTS === "true",
     pgbouncer: e.DB_PGBOUNCER === "true",
+    rateLimits: e.RATE_LIMITS === "true",
   };
 }

@@ -1,7 +1,7 @@
 /**
  * What an operator scrapes, in the Prometheus text format (0.0.4): requests
  * by route and status, latency by route, database errors by class, retries,
- * quota refusals, and each pool's connections in use, idle and waited for.
+ * rate-limit and quota refusals, and each pool's connections in use, idle and waited for.
  * main.ts serves it on METRICS_PORT alone, never on the API's port, so no
  * tenant key ever reaches it. Routes are the route table's patterns, so the
  * label sets stay bounded whatever paths clients send.
@@ -19,6 +19,7 @@ const latencies = new Map<string, { buckets: number[]; sum: number; count: numbe
 const databaseErrors = new Map<DatabaseErrorClass, number>();
 const quotaRefusals = new Map<string, number>();
 let retries = 0;
+let rateLimited = 0;
 
 function increment<K>(map: Map<K, number>, key: K): void {
   map.set(key, (map.get(key) ?? 0) + 1);
@@ -50,6 +51,11 @@ export function recordDatabaseError(errorClass: DatabaseErrorClass): void {
 /** Counts a transaction retried after a transient failure. */
 export function recordRetry(): void {
   retries++;
+}
+
+/** Counts a request refused because its tenant's requests per minute were spent. */
+export function recordRateLimited(): void {
+  rateLimited++;
 }
 
 /** Counts a write refused by a plan's limit. */
@@ -96,6 +102,12 @@ export function metricsText(pools: Pools): string {
   }
   family("tenancy_database_retries_total", "counter", "Transactions retried after a transient failure");
   lines.push(`tenancy_database_retries_total ${retries}`);
+  family(
+    "tenancy_rate_limited_total",
+    "counter",
+    "Requests refused because their tenant's minute was spent (429)",
+  );
+  lines.push(`tenancy_rate_limited_total ${rateLimited}`);
   family("tenancy_quota_refusals_total", "counter", "Writes refused by a plan's limit, by quota");
   for (const [quota, count] of [...quotaRefusals].sort()) {
     lines.push(`tenancy_quota_refusals_total{quota="${label(quota)}"} ${count}`);

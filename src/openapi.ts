@@ -32,6 +32,8 @@ function problemResponses(route: Route): Record<string, unknown> {
   const statuses = ["400", "500", "503"];
   if (route.access !== "public") statuses.push("401");
   if (route.access === "tenant" && route.permission) statuses.push("403");
+  // A tenant's requests per minute (its plan's), with Retry-After.
+  if (route.access === "tenant") statuses.push("429");
   if (route.params || route.method !== "GET") statuses.push("404");
   if (route.body) statuses.push("409", "413", "415", "422");
   const problem = { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } };

@@ -8,41 +8,10 @@
  * plan back as they found it.
  */
 import assert from "node:assert/strict";
-import { assertProblem, expectStatus, fieldErrors, send } from "./assertions.ts";
+import { assertProblem, expectStatus, fieldErrors, send, withPlan } from "./assertions.ts";
 import { createTenant, SOME_HASH, startServer, type TestServer } from "./support.ts";
 
 const QUOTA = "https://tenancy.dev/problems/quota-exceeded";
-
-/** Runs fn with the pro plan's limits changed, and restores them afterwards. */
-async function withProPlan(
-  server: TestServer,
-  limits: Record<string, number>,
-  fn: (planPath: string) => Promise<void>,
-) {
-  const admin = server.config.platformAdminToken!;
-  const plans = await expectStatus(200, { server, method: "GET", path: "/v1/admin/plans", token: admin });
-  const pro = plans.body.items!.find((plan) => plan.tier === "pro")!;
-  const saved = Object.fromEntries(Object.keys(limits).map((name) => [name, pro[name]]));
-  const path = `/v1/admin/plans/${pro.plan_id}`;
-  await expectStatus(200, {
-    server,
-    method: "PATCH",
-    path,
-    token: admin,
-    body: limits,
-  });
-  try {
-    await fn(path);
-  } finally {
-    await expectStatus(200, {
-      server,
-      method: "PATCH",
-      path,
-      token: admin,
-      body: saved,
-    });
-  }
-}
 
 /** A tenant of the pro tier with one user and a key holding every permission. */
 async function proTenant(server: TestServer, name: string) {
@@ -81,7 +50,7 @@ Deno.test("concurrent writers of one tenant never pass its document limit; the r
   const server = await startServer();
   try {
     const tenant = await proTenant(server, "plan-concurrent");
-    await withProPlan(server, { max_documents: 5 }, async () => {
+    await withPlan(server, "pro", { max_documents: 5 }, async () => {
       const replies = await Promise.all(
         Array.from({ length: 20 }, (_, i) =>
           send(server, "POST", "/v1/documents", {
@@ -127,7 +96,7 @@ Deno.test("metadata larger than the plan allows is a 413 quota problem; a tier's
   const server = await startServer();
   try {
     const tenant = await proTenant(server, "plan-metadata");
-    await withProPlan(server, { max_metadata_bytes: 30 }, async (planPath) => {
+    await withPlan(server, "pro", { max_metadata_bytes: 30 }, async (planPath) => {
       const body = {
         user_id: tenant.userId,
         title: "Big",

@@ -1,0 +1,137 @@
+-- migrate:up
+/*
+ * Why: each plan names the requests per minute its tenants may make, and
+ * nothing enforced it; a tenant could take as much of the service as its
+ * keys could send. Counting each request in the database would add a write
+ * to every read, so the budget is leased instead.
+ *
+ * A tenant's budget is its plan's requests_per_minute in each minute of the
+ * database's clock (fixed windows, aligned to the minute). A service
+ * process asks api.lease_requests() for a slice of the tenant's budget in a
+ * short transaction of its own (authenticated by api.begin_request, as any
+ * request is) and spends the slice locally, one request at a time; it asks
+ * again only when its slice is spent. core.request_windows holds, per
+ * tenant, the window and how much of its budget has been leased; a lease
+ * locks the tenant's row, so leases of one tenant take turns and never hand
+ * out more than the budget, however many processes ask. A slice is at most
+ * a twentieth of the budget and at most a quarter of what is left (at least
+ * one request), so the leases shrink as the budget runs out and little is
+ * stranded in processes that stop asking.
+ *
+ * What this guarantees with N processes: within one window a tenant is
+ * never served more requests than its limit; once it has sent more than
+ * that, it has been served at least the limit less what the other N - 1
+ * processes still hold unspent: at most a twentieth of the limit each.
+ *
+ * The function runs as tenancy_meter (which already keeps the usage
+ * counts, cannot log in and bypasses row-level security); no other role
+ * may write the windows, so a key cannot give its tenant a fresh budget.
+ * The windows are not audited: a lease changes nothing a tenant owns.
+ */
+set local lock_timeout = '5s';
+set local statement_timeout = '120s';
+
+set local role tenancy_owner;
+
+create table core.request_windows (
+  tenant_id uuid primary key references core.tenants (tenant_id),
+  window_start timestamptz not null,
+  -- A minute's budget is at most 10,000,000 requests (core.plans).
+  -- squawk-ignore prefer-bigint-over-int
+  leased integer not null check (leased >= 0)
+);
+comment on table core.request_windows is
+  'How much of each tenant''s requests-per-minute budget has been leased to service processes in the current minute';
+comment on column core.request_windows.tenant_id is 'The tenant';
+comment on column core.request_windows.window_start is 'The minute (of the database''s clock) the lease count is for';
+comment on column core.request_windows.leased is 'Requests leased to service processes in that minute';
+alter table core.request_windows enable row level security;
+alter table core.request_windows force row level security;
+-- As for every tenant table: no statistics, so that no plan's estimate
+-- shows another tenant's ids or values.
+alter table core.request_windows alter column tenant_id set statistics 0;
+alter table core.request_windows alter column window_start set statistics 0;
+alter table core.request_windows alter column leased set statistics 0;
+-- Written only by tenancy_meter, which bypasses row-level security; no
+-- other role is granted anything on the table. The policies say whose row
+-- it would be.
+create policy select_own_tenant on core.request_windows for select
+  using (tenant_id = (select c.tenant_id from core.request_context c));
+create policy insert_own_tenant on core.request_windows for insert
+  with check (tenant_id = (select c.tenant_id from core.request_context c));
+create policy update_own_tenant on core.request_windows for update
+  using (tenant_id = (select c.tenant_id from core.request_context c))
+  with check (tenant_id = (select c.tenant_id from core.request_context c));
+create policy delete_own_tenant on core.request_windows for delete
+  using (tenant_id = (select c.tenant_id from core.request_context c));
+reset role;
+
+set local role tenancy_owner;
+create function api.lease_requests()
+returns table (tenant_id uuid, granted integer, request_limit integer, remaining integer, resets_in_ms integer)
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_tenant_id uuid := (select c.tenant_id from core.request_context c);
+  v_limit integer;
+  v_start timestamptz;
+  v_leased integer;
+  v_now timestamptz;
+  v_window timestamptz;
+  v_left integer;
+  v_granted integer;
+begin
+  if v_tenant_id is null then
+    raise exception 'a lease of requests needs a tenant''s request context (api.begin_request)' using errcode = 'PT401';
+  end if;
+  select p.requests_per_minute into strict v_limit
+  from core.tenants t join core.plans p on p.tier = t.subscription_tier
+  where t.tenant_id = v_tenant_id;
+  insert into core.request_windows as w (tenant_id, window_start, leased)
+  values (v_tenant_id, '-infinity', 0)
+  on conflict (tenant_id) do nothing;
+  select w.window_start, w.leased into v_start, v_leased
+  from core.request_windows w where w.tenant_id = v_tenant_id
+  for update;
+  -- The minute is read once the row is locked: a lease that waited for
+  -- another never takes its window back to an earlier minute.
+  v_now := clock_timestamp();
+  v_window := greatest(date_bin('1 minute', v_now, timestamptz '2000-01-01 00:00:00+00'), v_start);
+  if v_start < v_window then
+    v_leased := 0;
+  end if;
+  -- A limit lowered within the minute leaves nothing to lease.
+  v_left := greatest(v_limit - v_leased, 0);
+  v_granted := least(ceil(v_limit / 20.0), ceil(v_left / 4.0))::integer;
+  update core.request_windows w
+  set window_start = v_window, leased = v_leased + v_granted
+  where w.tenant_id = v_tenant_id;
+  return query select v_tenant_id, v_granted, v_limit, v_left - v_granted,
+    greatest(ceil(extract(epoch from v_window + interval '1 minute' - v_now) * 1000), 1)::integer;
+end
+$$;
+comment on function api.lease_requests() is
+  'Leases a slice of the current tenant''s requests-per-minute budget to the calling service process: how many it may serve, the limit, what is left to lease, and when the minute ends';
+reset role;
+alter function api.lease_requests() owner to tenancy_meter;
+grant select, insert (tenant_id, window_start, leased), update (window_start, leased) on core.request_windows
+  to tenancy_meter;
+-- The lease reads the verified context, which checks its signature.
+grant select on core.request_context to tenancy_meter;
+grant execute on function core.context_verifies(text) to tenancy_meter;
+-- As the superuser, the grants are made as the function's owner's (which
+-- has no USAGE on the schema api to name it by).
+revoke execute on function api.lease_requests() from public;
+grant execute on function api.lease_requests() to app_user;
+
+-- migrate:down
+set local lock_timeout = '5s';
+set local statement_timeout = '120s';
+
+drop function api.lease_requests();
+revoke execute on function core.context_verifies(text) from tenancy_meter;
+revoke select on core.request_context from tenancy_meter;
+drop table core.request_windows;

@@ -1,0 +1,167 @@
+/**
+ * Requests per minute per tenant, from its plan. The budget lives in
+ * PostgreSQL (api.lease_requests, migration 20261201001600), which leases
+ * it in slices; this process spends a slice one request at a time, without
+ * touching the database, and asks for the next slice when it is spent. So
+ * however many processes serve a tenant, the tenant is never served more
+ * than its limit in a minute, and a request costs a database write only
+ * once per slice.
+ *
+ * A key's tenant never changes, so the tenant of each key this process has
+ * seen is remembered (a bounded number of them); a key it has not seen is
+ * authenticated by its first lease, which names the tenant.
+ */
+import { HttpError } from "./http/problem.ts";
+
+/** What api.lease_requests answered. */
+export interface Lease {
+  tenantId: string;
+  granted: number;
+  limit: number;
+  /** What the database had left to lease after this slice. */
+  remaining: number;
+  resetsInMs: number;
+}
+
+/** Leases a slice of the tenant of the key with this hash (authenticating the key). */
+export type LeaseRequests = (keyHash: string) => Promise<Lease>;
+
+/** The problem type of a 429. */
+export const RATE_LIMITED = "https://tenancy.dev/problems/rate-limited";
+
+// This process's part of one tenant's budget, for the current minute.
+interface Budget {
+  limit: number;
+  /** Requests of the slices leased that are not spent yet. */
+  tokens: number;
+  /** What the database had left to lease when it was last asked. */
+  remaining: number;
+  /** When the minute ends, on this process's clock (performance.now()). */
+  endsAt: number;
+  /** A lease is under way: requests waiting for it wait for the same one. */
+  leasing?: Promise<void>;
+}
+
+// Enough for every key of a large platform's active tenants; beyond it the
+// oldest are forgotten (and authenticated again by their next lease).
+const KNOWN_KEYS_MAX = 100_000;
+
+/** One process's spending of its tenants' request budgets. */
+export class RateLimiter {
+  readonly #lease: LeaseRequests;
+  readonly #tenantOfKey = new Map<string, string>();
+  readonly #budgets = new Map<string, Budget>();
+  // A lease for a key whose tenant is not known yet, shared by its requests.
+  readonly #firstLeases = new Map<string, Promise<void>>();
+
+  /** @param lease how a slice is leased from the database */
+  constructor(lease: LeaseRequests) {
+    this.#lease = lease;
+  }
+
+  /**
+   * Spends one request of the key's tenant's budget, leasing a slice first
+   * when this process holds none.
+   *
+   * @param keyHash hash of the request's API key
+   * @returns the RateLimit-Policy and RateLimit headers for the response
+   * @throws HttpError 429 (with Retry-After) when the tenant's minute is spent;
+   *   whatever the lease raised (401 for a key that is not valid, 503 ...)
+   */
+  async admit(keyHash: string): Promise<Record<string, string>> {
+    for (;;) {
+      const tenantId = this.#tenantOfKey.get(keyHash);
+      const budget = tenantId === undefined ? undefined : this.#current(tenantId);
+      if (budget && budget.tokens > 0) {
+        budget.tokens--;
+        return headersOf(budget);
+      }
+      if (budget && !budget.leasing && budget.remaining === 0) throw rateLimited(budget);
+      if (budget) {
+        await (budget.leasing ??= this.#leaseFor(keyHash, budget));
+      } else {
+        let first = this.#firstLeases.get(keyHash);
+        if (!first) {
+          first = this.#leaseFor(keyHash).finally(() => this.#firstLeases.delete(keyHash));
+          this.#firstLeases.set(keyHash, first);
+        }
+        await first;
+      }
+    }
+  }
+
+  // The tenant's budget for the current minute, if this process has one.
+  #current(tenantId: string): Budget | undefined {
+    const budget = this.#budgets.get(tenantId);
+    if (budget && performance.now() >= budget.endsAt && !budget.leasing) {
+      this.#budgets.delete(tenantId);
+      return undefined;
+    }
+    return budget;
+  }
+
+  async #leaseFor(keyHash: string, budget?: Budget): Promise<void> {
+    try {
+      const lease = await this.#lease(keyHash);
+      this.#remember(keyHash, lease.tenantId);
+      const endsAt = performance.now() + lease.resetsInMs;
+      const held = budget ?? this.#current(lease.tenantId);
+      if (held && performance.now() < held.endsAt) {
+        held.tokens += lease.granted;
+        held.limit = lease.limit;
+        held.remaining = lease.remaining;
+        held.endsAt = endsAt;
+        this.#budgets.set(lease.tenantId, held);
+      } else {
+        this.#budgets.set(lease.tenantId, {
+          limit: lease.limit,
+          tokens: lease.granted,
+          remaining: lease.remaining,
+          endsAt,
+        });
+      }
+    } finally {
+      if (budget) budget.leasing = undefined;
+    }
+  }
+
+  #remember(keyHash: string, tenantId: string): void {
+    if (this.#tenantOfKey.has(keyHash)) return;
+    if (this.#tenantOfKey.size >= KNOWN_KEYS_MAX) {
+      this.#tenantOfKey.delete(this.#tenantOfKey.keys().next().value!);
+    }
+    this.#tenantOfKey.set(keyHash, tenantId);
+  }
+}
+
+function secondsLeft(budget: Budget): number {
+  return Math.max(1, Math.ceil((budget.endsAt - performance.now()) / 1000));
+}
+
+// RateLimit-Policy and RateLimit as draft-ietf-httpapi-ratelimit-headers
+// has them: the policy's quota and window, and what is left of it. What is
+// left is this process's view (its unspent slice and what the database had
+// left at its last lease); other processes may have spent some since.
+function headersOf(budget: Budget): Record<string, string> {
+  return {
+    "ratelimit-policy": `"tenant";q=${budget.limit};w=60`,
+    "ratelimit": `"tenant";r=${budget.tokens + budget.remaining};t=${secondsLeft(budget)}`,
+  };
+}
+
+function rateLimited(budget: Budget): HttpError {
+  const retryAfter = secondsLeft(budget);
+  return new HttpError(
+    429,
+    `The tenant's plan allows ${budget.limit} requests per minute and this minute's are spent; retry in ${retryAfter} s`,
+    {
+      type: RATE_LIMITED,
+      extensions: { limit: budget.limit, window_seconds: 60, retry_after_seconds: retryAfter },
+      headers: {
+        "retry-after": String(retryAfter),
+        "ratelimit-policy": `"tenant";q=${budget.limit};w=60`,
+        "ratelimit": `"tenant";r=0;t=${retryAfter}`,
+      },
+    },
+  );
+}
