@@ -1,6 +1,7 @@
 /**
  * The OpenAPI 3.1 document, generated from the route table and the same zod
- * schemas that validate requests, and a plain HTML rendering of it for people.
+ * schemas that validate requests, with a curl example for each operation
+ * (src/docs.ts renders it for people).
  */
 import { z } from "zod";
 import type { Route } from "./http/router.ts";
@@ -42,6 +43,52 @@ function problemResponses(route: Route): Record<string, unknown> {
   );
 }
 
+// A value the schema accepts, for the curl examples: a required field's
+// default, first allowed value or a placeholder of its type and format.
+function exampleOf(schema: JsonSchema): unknown {
+  if (schema.default !== undefined) return schema.default;
+  if (schema.const !== undefined) return schema.const;
+  if (Array.isArray(schema.enum)) return schema.enum[0];
+  const choices = (schema.anyOf ?? schema.oneOf) as JsonSchema[] | undefined;
+  if (choices) return exampleOf(choices.find((choice) => choice.type !== "null") ?? choices[0]);
+  const type = Array.isArray(schema.type) ? schema.type.find((t) => t !== "null") : schema.type;
+  switch (type) {
+    case "object": {
+      const properties = (schema.properties ?? {}) as Record<string, JsonSchema>;
+      const required = (schema.required ?? []) as string[];
+      return Object.fromEntries(required.map((name) => [name, exampleOf(properties[name] ?? {})]));
+    }
+    case "array":
+      return [exampleOf((schema.items ?? {}) as JsonSchema)];
+    case "integer":
+    case "number":
+      return schema.minimum ?? 1;
+    case "boolean":
+      return true;
+    case "string":
+      return ({
+        uuid: "00000000-0000-4000-8000-000000000000",
+        email: "someone@example.com",
+        "date-time": "2027-01-01T00:00:00Z",
+      } as Record<string, string>)[String(schema.format)] ??
+        (schema.pattern === "^[0-9a-f]{64}$" ? "0".repeat(64) : "text");
+    default:
+      return {};
+  }
+}
+
+// How to call the operation with curl, shown in its description.
+function curlExample(route: Route, path: string): string {
+  const lines = [`curl -X ${route.method} "$BASE_URL${path}"`];
+  if (route.access === "tenant") lines.push(`-H "Authorization: Bearer $TENANCY_API_KEY"`);
+  if (route.access === "admin") lines.push(`-H "Authorization: Bearer $PLATFORM_ADMIN_TOKEN"`);
+  if (route.body) {
+    const body = JSON.stringify(exampleOf(schemaOf(route.body, "input"))).replaceAll("'", "'\\''");
+    lines.push(`-H "Content-Type: application/json"`, `-d '${body}'`);
+  }
+  return "```sh\n" + lines.join(" \\\n  ") + "\n```";
+}
+
 /**
  * Builds the OpenAPI document.
  *
@@ -73,7 +120,7 @@ export function openApiDocument(routes: Route[]): Record<string, unknown> {
     paths[path][route.method.toLowerCase()] = {
       tags: [route.tag],
       summary: route.summary,
-      description,
+      description: `${description}\n\n${curlExample(route, path)}`,
       security,
       parameters: [...parametersOf(route.params, "path"), ...parametersOf(route.query, "query")],
       ...(route.body
@@ -105,57 +152,4 @@ export function openApiDocument(routes: Route[]): Record<string, unknown> {
       },
     },
   };
-}
-
-function escapeHtml(value: unknown): string {
-  return String(value ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-/**
- * Renders the OpenAPI document as one self-contained HTML page (no scripts,
- * nothing fetched from elsewhere).
- *
- * @param document the OpenAPI document
- * @returns the HTML page
- */
-export function docsPage(document: Record<string, unknown>): string {
-  const info = document.info as { title: string; description: string };
-  const sections: string[] = [];
-  for (
-    const [path, operations] of Object.entries(document.paths as Record<string, Record<string, JsonSchema>>)
-  ) {
-    for (const [method, operation] of Object.entries(operations)) {
-      const parameters = (operation.parameters as JsonSchema[]).map((p) =>
-        `<tr><td><code>${escapeHtml(p.name)}</code></td><td>${escapeHtml(p.in)}</td>` +
-        `<td>${p.required ? "yes" : "no"}</td><td><code>${
-          escapeHtml(JSON.stringify(p.schema))
-        }</code></td></tr>`
-      ).join("");
-      const body = operation.requestBody
-        ? `<details><summary>Request body</summary><pre>${
-          escapeHtml(JSON.stringify(operation.requestBody, null, 2))
-        }</pre></details>`
-        : "";
-      sections.push(
-        `<section id="${escapeHtml(method + path)}"><h3><span class="m">${method.toUpperCase()}</span> ` +
-          `<code>${escapeHtml(path)}</code></h3><p>${escapeHtml(operation.summary)}. ${
-            escapeHtml(operation.description)
-          }</p>` +
-          (parameters
-            ? `<table><tr><th>Parameter</th><th>In</th><th>Required</th><th>Schema</th></tr>${parameters}</table>`
-            : "") +
-          body +
-          `<details><summary>Responses</summary><pre>${
-            escapeHtml(JSON.stringify(operation.responses, null, 2))
-          }</pre></details></section>`,
-      );
-    }
-  }
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(info.title)}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
-.m{display:inline-block;min-width:4.5rem;font-family:monospace}section{border-top:1px solid #ddd;padding:.5rem 0}
-table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.2rem .4rem;text-align:left;vertical-align:top}
-pre{background:#f6f6f6;padding:.5rem;overflow:auto}</style></head><body>
-<h1>${escapeHtml(info.title)}</h1><p>${escapeHtml(info.description)}</p>
-<p>Machine-readable: <a href="/openapi.json">/openapi.json</a></p>${sections.join("\n")}</body></html>`;
 }

@@ -52,7 +52,7 @@ let rootCheck: Promise<boolean> | undefined;
 
 // `id -u` needs only --allow-run, which the test run grants; Deno.uid() would
 // need --allow-sys as well.
-function runningAsRoot(): Promise<boolean> {
+export function runningAsRoot(): Promise<boolean> {
   return rootCheck ??= new Deno.Command("id", { args: ["-u"], stdout: "piped" }).output()
     .then((output) => new TextDecoder().decode(output.stdout).trim() === "0");
 }

@@ -252,8 +252,17 @@ Deno.test("GET /health, /ready, /openapi.json and /docs answer 200 without crede
     assert.equal(docs.status, 200);
     assert.match(docs.headers.get("content-type") ?? "", /^text\/html/);
     assert.ok(docs.headers.get("x-request-id"));
+    // The page is Swagger UI on /openapi.json, from the service alone
+    // (tests/docs_browser_test.ts renders it in a browser).
+    assert.match(docs.headers.get("content-security-policy") ?? "", /default-src 'none'; script-src 'self';/);
     const html = await docs.text();
-    assert.match(html, /<code>\/v1\/documents\/\{document_id\}<\/code>/);
+    assert.match(html, /<script src="\/docs\/assets\/swagger-ui-bundle\.js"><\/script>/);
+    for (const asset of ["swagger-ui-bundle.js", "swagger-ui.css", "init.js"]) {
+      const reply = await fetch(`${server.url}/docs/assets/${asset}`);
+      assert.equal(reply.status, 200, asset);
+      assert.ok((await reply.text()).length > 100, `${asset} has content`);
+    }
+    assertProblem(await send(server, "GET", "/docs/assets/swagger-ui.js.map"), 404);
   } finally {
     await server.close();
   }

@@ -111,20 +111,23 @@ ensure_postgres_tools() {
 }
 
 # The fault tests (tests/cluster.ts) start throwaway clusters and PgBouncer,
-# so scripts/test needs the server binaries and pgbouncer even when
-# DATABASE_URL points at another server.
-FAULT_TEST_APT_PACKAGES="pgbouncer"
-ensure_fault_test_tools() {
+# and tests/docs_browser_test.ts drives Debian's Chromium, so scripts/test
+# needs the server binaries, pgbouncer and chromium even when DATABASE_URL
+# points at another server.
+ensure_test_tools() {
   ensure_postgres_tools yes
   ensure_postgres_can_enter_root
-  if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then return; fi
+  local missing=""
+  command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing="$missing pgbouncer"
+  command -v chromium >/dev/null || missing="$missing chromium"
+  [ -n "$missing" ] || return 0
   if is_root && command -v apt-get >/dev/null; then
-    log "installing Debian packages: $FAULT_TEST_APT_PACKAGES"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $FAULT_TEST_APT_PACKAGES; } >&2 ||
-      die "apt-get install failed for: $FAULT_TEST_APT_PACKAGES"
+    log "installing Debian packages:$missing"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } >&2 ||
+      die "apt-get install failed for:$missing"
     return
   fi
-  die "missing pgbouncer, which the fault tests run; run: sudo apt-get install -y $FAULT_TEST_APT_PACKAGES"
+  die "missing what the tests run:$missing; run: sudo apt-get install -y$missing"
 }
 
 # --- the project-local cluster ---------------------------------------------

@@ -3,9 +3,10 @@
  */
 import { runTransaction } from "../db.ts";
 import type { Pools } from "../db.ts";
-import { type HttpError, RETRY_AFTER_SECONDS } from "../http/problem.ts";
+import { DOCS_ASSET_NAMES, docsAsset, docsPage } from "../docs.ts";
+import { HttpError, RETRY_AFTER_SECONDS } from "../http/problem.ts";
 import type { Route } from "../http/router.ts";
-import { docsPage, openApiDocument } from "../openapi.ts";
+import { openApiDocument } from "../openapi.ts";
 import { EXPECTED_SCHEMA_VERSION } from "../schema_version.ts";
 import { z } from "zod";
 
@@ -116,10 +117,23 @@ export function systemRoutes(documented: () => Route[]): Route[] {
       method: "GET",
       path: "/docs",
       tag: "System",
-      summary: "This API's documentation as a web page",
+      summary: "This API's reference as a web page (Swagger UI), where each call can be tried",
       access: "public",
-      serve: () =>
-        new Response(docsPage(openApi()), { headers: { "content-type": "text/html; charset=utf-8" } }),
+      serve: () => docsPage(),
+    },
+    {
+      method: "GET",
+      path: "/docs/assets/:file",
+      tag: "System",
+      summary: "A script or style of the reference page",
+      access: "public",
+      params: z.object({ file: z.enum(DOCS_ASSET_NAMES) }),
+      serve: async (request) => {
+        const name = new URL(request.url).pathname.slice("/docs/assets/".length);
+        const response = await docsAsset(name, request.headers.get("accept-encoding") ?? "");
+        if (!response) throw new HttpError(404, "No such asset of the reference page");
+        return response;
+      },
     },
   ];
 }
