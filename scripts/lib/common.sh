@@ -198,7 +198,15 @@ ensure_postgres_can_enter_root() {
 start_local_cluster() {
   ensure_postgres_can_enter_root
   init_local_cluster
-  if local_cluster_running; then return; fi
+  if local_cluster_running; then
+    # Line 4 of postmaster.pid is the port it listens on.
+    local running
+    running="$(as_pg_owner sed -n 4p "$PG_DATA/postmaster.pid" 2>/dev/null || true)"
+    if [ -n "$running" ] && [ "$running" != "$LOCAL_PG_PORT" ]; then
+      die "the local cluster is running on port $running, not $LOCAL_PG_PORT; stop it with scripts/db stop to move it to $LOCAL_PG_PORT (its data is kept), or set LOCAL_PG_PORT=$running to use it"
+    fi
+    return
+  fi
   if port_in_use "$LOCAL_PG_PORT"; then
     die "port $LOCAL_PG_PORT is already in use by another process; stop it or choose another port with LOCAL_PG_PORT=<port>"
   fi
@@ -321,7 +329,7 @@ check_database_reachable() { # url
   if ! output="$(psql "$(url_with_database "$1" postgres)" -XAtqc 'select 1' 2>&1)"; then
     output="$(printf '%s' "$output" | head -n 1 | sed -E 's#postgres(ql)?://[^ ]*#<url>#g')"
     if [ "${DATABASE_MODE:-}" = local ]; then
-      die "the project-local cluster does not accept connections ($output); see .local/pg/postgres.log, or start afresh with scripts/db reset"
+      die "the project-local cluster does not accept connections ($output); see .local/pg/postgres.log (scripts/db reset starts afresh, but deletes the local databases and their data)"
     fi
     die "cannot connect to the database server in DATABASE_URL ($output); check the URL, or unset DATABASE_URL to use the project-local cluster"
   fi
