@@ -25,6 +25,7 @@ interface CaseResult {
 }
 
 interface WrkResult {
+  requests: number;
   rps: number;
   p50_ms: number;
   p99_ms: number;
@@ -238,7 +239,14 @@ async function startServer(
 ): Promise<Deno.ChildProcess> {
   const app = withDatabase(env("APP_DATABASE_URL"), new URL(url).pathname.slice(1));
   const child = new Deno.Command(env("DENO"), {
-    args: ["run", "--allow-net", "--allow-env", `${ROOT}${entry}`],
+    args: [
+      "run",
+      "--unstable-net",
+      "--allow-net",
+      "--allow-env",
+      `--allow-read=${ROOT}src`,
+      `${ROOT}${entry}`,
+    ],
     env: {
       APP_DATABASE_URL: app,
       PORT: String(port),
@@ -301,6 +309,7 @@ async function wrk(port: number, entries: string, wrkCase: string, seconds: numb
   if (!line) throw new Error(`wrk printed no result:\n${output}`);
   const r = JSON.parse(line.slice("WRK_RESULT ".length));
   return {
+    requests: r.requests,
     rps: r.requests / (r.duration_us / 1e6),
     p50_ms: r.p50_us / 1000,
     p99_ms: r.p99_us / 1000,
@@ -408,6 +417,55 @@ async function measureRateLimits(
   }
 }
 
+interface WorkersResult {
+  workers: number;
+  http_rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  /** CPU time of the service's process (all its workers) per request, in microseconds. */
+  cpu_us_per_request: number;
+  errors: number;
+}
+
+// utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat, in 1/100 s).
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+// The GET case on a service with one worker, then with two: the setting
+// works, and what a request costs the service's process either way.
+async function measureWorkers(
+  url: string,
+  port: number,
+  entries: string,
+  seconds: number,
+): Promise<WorkersResult[]> {
+  const results: WorkersResult[] = [];
+  for (const workers of [1, 2]) {
+    progress(`workers: GET /v1/documents/{id} with WORKERS=${workers}, wrk ${seconds} s`);
+    const server = await startServer(url, port, "src/main.ts", { WORKERS: String(workers) });
+    try {
+      await wrk(port, entries, "get", 1);
+      const before = await cpuSeconds(server.pid);
+      const http = await wrk(port, entries, "get", seconds);
+      const cpu = (await cpuSeconds(server.pid)) - before;
+      results.push({
+        workers,
+        http_rps: round(http.rps, 1),
+        p50_ms: round(http.p50_ms),
+        p99_ms: round(http.p99_ms),
+        cpu_us_per_request: round((cpu * 1e6) / http.requests, 1),
+        errors: http.errors,
+      });
+    } finally {
+      await stopServer(server);
+    }
+  }
+  return results;
+}
+
 function round(value: number, digits = 2): number {
   return Math.round(value * 10 ** digits) / 10 ** digits;
 }
@@ -462,6 +520,8 @@ async function main(): Promise<void> {
     await stopServer(server);
   }
 
+  const workers = await measureWorkers(mainUrl, port + 4, entries, seconds);
+
   // Both sides sign the same context with api.begin_request, which only
   // app_user and the superuser may call; the superuser bypasses the policies.
   progress(`RLS overhead: app_user under RLS vs the superuser with tenant_id filter, ${seconds} s each`);
@@ -513,6 +573,7 @@ async function main(): Promise<void> {
     cases,
     floor: floor ?? null,
     rate_limits: rateLimits ?? null,
+    workers,
     rls_overhead_ratio: rlsOverheadRatio,
     rls: { rls_tps: round(rlsTps, 1), bypass_tps: round(bypassTps, 1) },
     scale_p99_ratio: scaleP99Ratio,
@@ -546,6 +607,12 @@ async function main(): Promise<void> {
   if (rateLimits) {
     console.log(
       `rate limits: GET ${rateLimits.on_rps} req/s with limits on, ${rateLimits.off_rps} off, ratio ${rateLimits.ratio}; errors ${rateLimits.errors}`,
+    );
+  }
+  for (const w of workers) {
+    console.log(
+      `WORKERS=${w.workers}: GET ${w.http_rps} req/s, p50 ${w.p50_ms} ms, p99 ${w.p99_ms} ms, ` +
+        `${w.cpu_us_per_request} us of service CPU per request; errors ${w.errors}`,
     );
   }
   console.log(`RLS overhead ratio (bypass tps / RLS tps): ${rlsOverheadRatio}`);

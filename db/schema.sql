@@ -974,10 +974,10 @@ COMMENT ON FUNCTION api.export_audit_logs(p_from_seq bigint, p_limit integer) IS
 
 
 --
--- Name: lease_requests(); Type: FUNCTION; Schema: api; Owner: -
+-- Name: lease_requests(integer); Type: FUNCTION; Schema: api; Owner: -
 --
 
-CREATE FUNCTION api.lease_requests() RETURNS TABLE(tenant_id uuid, granted integer, request_limit integer, remaining integer, resets_in_ms integer)
+CREATE FUNCTION api.lease_requests(p_most integer DEFAULT NULL::integer) RETURNS TABLE(tenant_id uuid, granted integer, request_limit integer, remaining integer, resets_in_ms integer)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -998,10 +998,16 @@ begin
   select p.requests_per_minute into strict v_limit
   from core.tenants t join core.plans p on p.tier = t.subscription_tier
   where t.tenant_id = v_tenant_id;
-  insert into core.request_windows as w (tenant_id, window_start, leased)
-  values (v_tenant_id, '-infinity', 0)
-  on conflict (tenant_id) do nothing;
-  select w.window_start, w.leased into v_start, v_leased
+  -- Leases of the tenant take turns on its row (made with the tenant), as
+  -- its writers do on its counts: a session holding it past any request's
+  -- lifetime is ended first, so no session keeps a tenant's leases waiting
+  -- for good. (No INSERT ... ON CONFLICT here: it would wait for whoever
+  -- holds the row before anything could end them.)
+  perform from core.request_windows w where w.tenant_id = v_tenant_id for update skip locked;
+  if not found then
+    perform core.end_stale_transactions();
+  end if;
+  select w.window_start, w.leased into strict v_start, v_leased
   from core.request_windows w where w.tenant_id = v_tenant_id
   for update;
   -- The minute is read once the row is locked: a lease that waited for
@@ -1013,7 +1019,7 @@ begin
   end if;
   -- A limit lowered within the minute leaves nothing to lease.
   v_left := greatest(v_limit - v_leased, 0);
-  v_granted := least(ceil(v_limit / 20.0), ceil(v_left / 4.0))::integer;
+  v_granted := least(ceil(v_limit / 20.0), ceil(v_left / 4.0), greatest(coalesce(p_most, v_limit), 0))::integer;
   update core.request_windows w
   set window_start = v_window, leased = v_leased + v_granted
   where w.tenant_id = v_tenant_id;
@@ -1024,10 +1030,10 @@ $$;
 
 
 --
--- Name: FUNCTION lease_requests(); Type: COMMENT; Schema: api; Owner: -
+-- Name: FUNCTION lease_requests(p_most integer); Type: COMMENT; Schema: api; Owner: -
 --
 
-COMMENT ON FUNCTION api.lease_requests() IS 'Leases a slice of the current tenant''s requests-per-minute budget to the calling service process: how many it may serve, the limit, what is left to lease, and when the minute ends';
+COMMENT ON FUNCTION api.lease_requests(p_most integer) IS 'Leases a slice of the current tenant''s requests-per-minute budget to the calling service process (at most p_most requests; NULL: a slice): how many it may serve, the limit, what is left to lease, and when the minute ends';
 
 
 --
@@ -2483,6 +2489,8 @@ CREATE FUNCTION core.create_tenant_usage() RETURNS trigger
     AS $$
 begin
   insert into core.tenant_usage (tenant_id) values (new.tenant_id) on conflict (tenant_id) do nothing;
+  insert into core.request_windows (tenant_id, window_start, leased) values (new.tenant_id, '-infinity', 0)
+  on conflict (tenant_id) do nothing;
   return null;
 end
 $$;
@@ -2492,7 +2500,7 @@ $$;
 -- Name: FUNCTION create_tenant_usage(); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.create_tenant_usage() IS 'Trigger: gives a new tenant its usage counts, all zero';
+COMMENT ON FUNCTION core.create_tenant_usage() IS 'Trigger: gives a new tenant its usage counts, all zero, and its row of leased requests';
 
 
 --

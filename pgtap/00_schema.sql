@@ -662,7 +662,7 @@ select pg_temp.refused_by(format($$ update core.tenant_usage set users = -1 wher
   'tenant_usage_users_check', 'a count of users below zero is refused');
 select pg_temp.refused_by(format($$ update core.tenant_usage set api_keys = -1 where tenant_id = %L $$, :'tenant_id'),
   'tenant_usage_api_keys_check', 'a count of API keys below zero is refused');
-select pg_temp.refused_by(format($$ insert into core.request_windows (tenant_id, window_start, leased) values (%L, now(), -1) $$, :'tenant_id'),
+select pg_temp.refused_by(format($$ update core.request_windows set leased = -1 where tenant_id = %L $$, :'tenant_id'),
   'request_windows_leased_check', 'a lease count below zero is refused');
 select pg_temp.refused_by(format($$ insert into core.tenant_configs (tenant_id, settings)
     values (%L, '{"audit_retention_days": 30}') $$, :'tenant_id'),

@@ -151,7 +151,7 @@ reset role;
 insert into pg_temp.definers_called values ('api.create_api_key(text,text[],uuid,timestamp with time zone)'),
   ('api.verify_audit_chain(bigint,integer,bigint,text)'), ('api.export_audit_logs(bigint,integer)'),
   ('api.current_tenant()'), ('api.current_tenant_config()'), ('api.update_tenant_config(jsonb)'),
-  ('core.context_verifies(text)'), ('api.current_plan()'), ('api.lease_requests()'),
+  ('core.context_verifies(text)'), ('api.current_plan()'), ('api.lease_requests(integer)'),
   ('api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone,timestamp with time zone)');
 -- The partition maintenance runs as tenancy_owner: with the furthest
 -- partition gone, app_user's call makes it again, in core, whatever the

@@ -29,7 +29,6 @@ insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, reque
 values (:'tenant_a', :'key_a', 'retry-1', repeat('a', 64), 201);
 insert into core.approval_requests (tenant_id, operation, payload, requested_by_key_id)
 values (:'tenant_a', 'delete_user', jsonb_build_object('user_id', :'user_a'), :'key_a');
-insert into core.request_windows (tenant_id, window_start, leased) values (:'tenant_a', now(), 1);
 
 \ir lib/context.psql
 \ir lib/readable_tenant_relations.psql

@@ -4,7 +4,7 @@
 -- stop when the limit is lowered, and are one tenant's only; nobody but the
 -- lease writes the windows.
 begin;
-select plan(17);
+select plan(21);
 
 grant execute on all functions in schema public to app_user, uber_admin;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin', current_database()); end $$;
@@ -38,6 +38,15 @@ begin
 end
 $$;
 grant execute on function pg_temp.lease_all() to app_user;
+
+-- Every tenant has its row ------------------------------------------------------------
+
+select is((select count(*)::int from core.tenants t
+           where not exists (select from core.request_windows w where w.tenant_id = t.tenant_id)),
+  0, 'every tenant has its row of leased requests, the ones made before the migration too');
+select results_eq(format($$ select window_start, leased from core.request_windows where tenant_id = %L $$, :'tenant_b'),
+  $$ values ('-infinity'::timestamptz, 0) $$,
+  'a new tenant''s row is made with it, nothing leased yet (so a lease never has to insert it)');
 
 -- Without a context ------------------------------------------------------------------
 
@@ -86,6 +95,18 @@ set local role app_user;
 select pg_temp.begin_as(pg_temp.hash_of(:'key_a')) \gset ignored_
 select results_eq($$ select granted, remaining from api.lease_requests() $$, $$ values (0, 0) $$,
   'a lease of a spent budget grants nothing and says nothing is left');
+reset role;
+
+-- A lease of at most so many --------------------------------------------------------------
+
+update core.request_windows set window_start = window_start - interval '2 minutes' where tenant_id = :'tenant_a';
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'key_a')) \gset ignored_
+select results_eq($$ select tenant_id, granted, remaining from api.lease_requests(0) $$,
+  format($$ values (%L::uuid, 0, 40) $$, :'tenant_a'),
+  'a lease of at most nothing only names the key''s tenant and what is left');
+select results_eq($$ select granted, remaining from api.lease_requests(1) $$, $$ values (1, 39) $$,
+  'a lease of at most one grants one, less than a slice');
 reset role;
 
 -- Another tenant is its own -------------------------------------------------------------

@@ -21,7 +21,7 @@ import { queryOf, readJsonBody, type RequestIds, requestIdsOf, validate } from "
 import { Accepted, type DbRoute, type Route, Router } from "./http/router.ts";
 import { log } from "./log.ts";
 import { recordRateLimited, recordRequest } from "./metrics.ts";
-import { type Lease, RateLimiter } from "./rate_limit.ts";
+import { type Admission, type LeaseRequests, RateLimiter } from "./rate_limit.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { apiKeyRoutes } from "./routes/api_keys.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
@@ -68,6 +68,8 @@ interface RequestContext {
   bootstrap: (hash: string) => Promise<void>;
   /** Spends tenant requests of their plan's requests per minute; absent with RATE_LIMITS=false. */
   limiter?: RateLimiter;
+  /** The request as the limiter let it through, once it has. */
+  admission?: Admission;
   /** Headers every response to the request carries, whatever its status (the rate limit's). */
   headers: Record<string, string>;
 }
@@ -104,7 +106,10 @@ async function serveDbRoute(route: DbRoute, request: Request, context: RequestCo
     : undefined;
 
   // A request that reaches the database spends one of its tenant's minute.
-  if (keyHash && context.limiter) Object.assign(context.headers, await context.limiter.admit(keyHash));
+  if (keyHash && context.limiter) {
+    context.admission = await context.limiter.admit(keyHash);
+    Object.assign(context.headers, context.admission.headers);
+  }
 
   const input = { params, query, body };
   const status = route.status ?? 200;
@@ -257,8 +262,8 @@ function bootstrapOnce(pools: Pools): (hash: string) => Promise<void> {
 
 // A slice of the key's tenant's requests per minute, in a transaction of its
 // own, authenticated as every tenant request is.
-function leaseFrom(pools: Pools): (keyHash: string) => Promise<Lease> {
-  return async (keyHash) => {
+function leaseFrom(pools: Pools): LeaseRequests {
+  return async (keyHash, most) => {
     const { value } = await runTransaction(
       pools.app,
       {
@@ -309,6 +314,7 @@ export function createHandler(pools: Pools): (request: Request) => Promise<Respo
     const ids = requestIdsOf(request);
     const url = new URL(request.url);
     const headers: Record<string, string> = {};
+    let context: RequestContext | undefined;
     let routeName = "unmatched";
     let tenantId: string | null = null;
     let response: Response;
@@ -325,18 +331,16 @@ export function createHandler(pools: Pools): (request: Request) => Promise<Respo
       if (route.access === "public") {
         response = await route.serve(request, pools);
       } else {
-        ({ response, tenantId } = await serveDbRoute(route, request, {
-          url,
-          pathParams: params,
-          ids,
-          pools,
-          bootstrapDigest,
-          bootstrap,
-          limiter,
-          headers,
-        }));
+        context = { url, pathParams: params, ids, pools, bootstrapDigest, bootstrap, limiter, headers };
+        ({ response, tenantId } = await serveDbRoute(route, request, context));
       }
     } catch (error) {
+      // A key the limiter knew that is no longer valid spends nothing, and
+      // its answer says nothing of its tenant's minute.
+      if (error instanceof HttpError && error.status === 401 && context?.admission) {
+        context.admission.unauthorized();
+        for (const name of Object.keys(context.admission.headers)) delete headers[name];
+      }
       if (!(error instanceof HttpError)) {
         log("error", "unhandled error", { request_id: ids.server, error: String((error as Error)?.name) });
       } else if (error.status === 500) {

@@ -32,6 +32,7 @@ const envSchema = z.object({
   LOG_REQUESTS: z.enum(["true", "false"]).default("true"),
   DB_PGBOUNCER: z.enum(["true", "false"]).default("false"),
   RATE_LIMITS: z.enum(["true", "false"]).default("true"),
+  WORKERS: positiveInt(navigator.hardwareConcurrency, 256),
 }).refine((env) => env.DB_POOL_MIN <= env.DB_POOL_MAX, {
   message: "must not exceed DB_POOL_MAX",
   path: ["DB_POOL_MIN"],
@@ -56,6 +57,8 @@ export interface Config {
   logRequests: boolean;
   /** Behind PgBouncer in transaction mode: no prepared statements, no session startup options. */
   pgbouncer: boolean;
+  /** Service workers on the one port, each with its own pools (default: one per core). */
+  workers: number;
   /** Tenant requests are limited to their plan's requests per minute (RATE_LIMITS=false: not at all). */
   rateLimits: boolean;
 }
@@ -103,5 +106,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logRequests: e.LOG_REQUESTS === "true",
     pgbouncer: e.DB_PGBOUNCER === "true",
     rateLimits: e.RATE_LIMITS === "true",
+    workers: e.WORKERS,
   };
 }

@@ -1,16 +1,111 @@
 /**
- * Entry point: configuration, pools, HTTP server, metrics, the audit
- * trail's maintenance, graceful shutdown.
+ * Entry point: configuration, then WORKERS service workers listening on one
+ * port (each a Web Worker with its own pools, src/worker.ts; the kernel
+ * spreads connections over them), the metrics of all of them on
+ * METRICS_PORT, and graceful shutdown of all of them.
  * Run with explicit permissions (see deno.json "start"), never -A.
  */
-import { createHandler } from "./app.ts";
-import { ConfigError, loadConfig } from "./config.ts";
-import { closePools, createPools, survivePostgresTypeFetchFailures, warmPool } from "./db.ts";
+import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { log } from "./log.ts";
-import { scheduleAuditMaintenance } from "./maintenance.ts";
-import { metricsText } from "./metrics.ts";
+import { mergeMetrics } from "./metrics.ts";
+import { SHUTDOWN_GRACE_MS } from "./service.ts";
+import type { FromWorker, ToWorker } from "./worker.ts";
 
-const SHUTDOWN_GRACE_MS = 10_000;
+/** The next message of this type from the worker (that matches, if asked). */
+function nextMessage<T extends FromWorker["type"]>(
+  worker: Worker,
+  type: T,
+  matches: (message: Extract<FromWorker, { type: T }>) => boolean = () => true,
+): Promise<Extract<FromWorker, { type: T }>> {
+  return new Promise((resolve) => {
+    const listener = ({ data }: MessageEvent<FromWorker>) => {
+      if (data.type !== type || !matches(data as Extract<FromWorker, { type: T }>)) return;
+      worker.removeEventListener("message", listener);
+      resolve(data as Extract<FromWorker, { type: T }>);
+    };
+    worker.addEventListener("message", listener);
+  });
+}
+
+const send = (worker: Worker, message: ToWorker) => worker.postMessage(message);
+
+/** The service's workers, started one after the other on one port. */
+class Workers {
+  readonly all: Worker[] = [];
+  /** Settles with a reason when a worker fails after starting. */
+  readonly failed: Promise<string>;
+  #fail!: (reason: string) => void;
+  #nextScrape = 1;
+
+  constructor() {
+    this.failed = new Promise((resolve) => this.#fail = resolve);
+  }
+
+  /**
+   * Starts the workers; the first chooses the port when PORT is 0.
+   *
+   * @returns the port, or why a worker could not listen
+   */
+  async start(config: Config): Promise<{ port: number } | { addressInUse: boolean; error: string }> {
+    let port = config.port;
+    for (let index = 0; index < config.workers; index++) {
+      const worker = new Worker(new URL("./worker.ts", import.meta.url).href, {
+        type: "module",
+        name: `service-${index}`,
+      });
+      worker.addEventListener("error", (event) => {
+        event.preventDefault();
+        log("error", "a service worker failed", { worker: index, error: event.message });
+        this.#fail(`worker ${index} failed`);
+      });
+      this.all.push(worker);
+      const listening = nextMessage(worker, "listening");
+      const failed = nextMessage(worker, "failed");
+      send(worker, {
+        type: "start",
+        config,
+        port,
+        // With one worker the port stays its alone, so a second copy of the
+        // service is refused it.
+        sharedPort: config.workers > 1,
+        maintenance: index === 0,
+        worker: index,
+      });
+      const started = await Promise.race([listening, failed, this.failed.then((error) => ({ error }))]);
+      if (!("port" in started)) {
+        return { addressInUse: "addressInUse" in started && started.addressInUse, ...started };
+      }
+      port = started.port;
+    }
+    return { port };
+  }
+
+  /** Every worker's metrics, summed. */
+  async metrics(): Promise<string> {
+    const texts = await Promise.all(this.all.map((worker) => {
+      const id = this.#nextScrape++;
+      const answered = nextMessage(worker, "metrics", (message) => message.id === id);
+      send(worker, { type: "metrics", id });
+      return answered.then((message) => message.text);
+    }));
+    return mergeMetrics(texts);
+  }
+
+  /** Stops every worker: each finishes its in-flight requests and closes its pools. */
+  async stop(): Promise<void> {
+    await Promise.all(this.all.map(async (worker) => {
+      const stopped = nextMessage(worker, "stopped");
+      send(worker, { type: "stop" });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        stopped,
+        new Promise((resolve) => timer = setTimeout(resolve, SHUTDOWN_GRACE_MS + 7000)),
+      ]);
+      clearTimeout(timer);
+      worker.terminate();
+    }));
+  }
+}
 
 async function main(): Promise<number> {
   let config;
@@ -23,37 +118,13 @@ async function main(): Promise<number> {
     }
     throw error;
   }
-  survivePostgresTypeFetchFailures();
-  const pools = createPools(config);
-  try {
-    await warmPool(pools.app, config.poolMin);
-    log("info", "database pool ready", { connections: config.poolMin });
-  } catch (error) {
-    // Start anyway: /ready reports 503 until the database answers.
-    log("warn", "database not reachable at start-up; serving 503 until it is", {
-      code: (error as { code?: string }).code ?? (error as Error).name,
-    });
-  }
 
-  let server: Deno.HttpServer;
-  try {
-    server = Deno.serve({
-      hostname: config.hostname,
-      port: config.port,
-      onListen: ({ hostname, port }) => log("info", "listening", { url: `http://${hostname}:${port}` }),
-    }, createHandler(pools));
-  } catch (error) {
-    await closePools(pools, 0);
-    if (error instanceof Deno.errors.AddrInUse) {
-      console.error(
-        `error: port ${config.port} is already in use; stop the other process or set PORT=<port>`,
-      );
-      return 1;
-    }
-    throw error;
-  }
+  // A signal during start-up stops the service once it has started.
+  const { promise: signalled, resolve: onSignal } = Promise.withResolvers<null>();
+  Deno.addSignalListener("SIGTERM", () => onSignal(null));
+  Deno.addSignalListener("SIGINT", () => onSignal(null));
 
-  const stopAuditMaintenance = scheduleAuditMaintenance(pools.app);
+  const workers = new Workers();
   // Metrics on a port of their own: nothing on the API's port, where tenant
   // keys are, shows them.
   let metrics: Deno.HttpServer | undefined;
@@ -65,15 +136,14 @@ async function main(): Promise<number> {
         onListen: ({ hostname, port }) =>
           log("info", "metrics listening", { url: `http://${hostname}:${port}/metrics` }),
       },
-      (request) =>
+      async (request) =>
         new URL(request.url).pathname === "/metrics" && request.method === "GET"
-          ? new Response(metricsText(pools), { headers: { "content-type": "text/plain; version=0.0.4" } })
+          ? new Response(await workers.metrics(), {
+            headers: { "content-type": "text/plain; version=0.0.4" },
+          })
           : new Response("not found\n", { status: 404 }),
     );
   } catch (error) {
-    stopAuditMaintenance();
-    await server.shutdown();
-    await closePools(pools, 0);
     if (error instanceof Deno.errors.AddrInUse) {
       console.error(
         `error: METRICS_PORT ${config.metricsPort} is already in use; stop the other process or set METRICS_PORT=<port>`,
@@ -83,27 +153,30 @@ async function main(): Promise<number> {
     throw error;
   }
 
-  // server.shutdown() stops accepting connections at once and lets in-flight
-  // requests finish; aborting the server's signal instead would cut their
-  // connections without a response.
-  const { promise: graceOver, resolve: endGrace } = Promise.withResolvers<void>();
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    log("info", "shutting down: finishing in-flight requests");
-    server.shutdown().catch(() => {});
-    setTimeout(endGrace, SHUTDOWN_GRACE_MS);
-  };
-  Deno.addSignalListener("SIGTERM", stop);
-  Deno.addSignalListener("SIGINT", stop);
+  const started = await workers.start(config);
+  if (!("port" in started)) {
+    await workers.stop();
+    await metrics?.shutdown();
+    if (started.addressInUse) {
+      console.error(
+        `error: port ${config.port} is already in use; stop the other process or set PORT=<port>`,
+      );
+    } else {
+      console.error(`error: the service did not start (${started.error})`);
+    }
+    return 1;
+  }
+  log("info", "service started", { workers: config.workers, port: started.port });
 
-  await Promise.race([server.finished, graceOver]);
-  stopAuditMaintenance();
+  const failure = await Promise.race([signalled, workers.failed]);
+  log(
+    failure ? "error" : "info",
+    failure ? "stopping: a worker failed" : "shutting down: finishing in-flight requests",
+  );
+  await workers.stop();
   await metrics?.shutdown();
-  await closePools(pools);
   log("info", "stopped");
-  return 0;
+  return failure ? 1 : 0;
 }
 
 if (import.meta.main) Deno.exit(await main());

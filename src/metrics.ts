@@ -126,3 +126,38 @@ export function metricsText(pools: Pools): string {
   }
   return lines.join("\n") + "\n";
 }
+
+/**
+ * Sums the metrics of several workers into one scrape: every family once,
+ * each sample the sum of the workers' (counters, histogram buckets and the
+ * pools' connection counts all add up).
+ *
+ * @param texts each worker's metricsText
+ * @returns one text in the same format
+ */
+export function mergeMetrics(texts: string[]): string {
+  const families = new Map<string, { header: string[]; samples: Map<string, number> }>();
+  for (const text of texts) {
+    let family: { header: string[]; samples: Map<string, number> } | undefined;
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      if (line.startsWith("# HELP ")) {
+        const name = line.split(" ")[2];
+        family = families.get(name);
+        if (!family) families.set(name, family = { header: [line], samples: new Map() });
+      } else if (line.startsWith("# ")) {
+        if (family && family.header.length < 2) family.header.push(line);
+      } else if (family) {
+        const space = line.lastIndexOf(" ");
+        const key = line.slice(0, space);
+        family.samples.set(key, (family.samples.get(key) ?? 0) + Number(line.slice(space + 1)));
+      }
+    }
+  }
+  const lines: string[] = [];
+  for (const { header, samples } of families.values()) {
+    lines.push(...header);
+    for (const [key, value] of samples) lines.push(`${key} ${value}`);
+  }
+  return lines.join("\n") + "\n";
+}

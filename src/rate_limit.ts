@@ -8,8 +8,12 @@
  * once per slice.
  *
  * A key's tenant never changes, so the tenant of each key this process has
- * seen is remembered (a bounded number of them); a key it has not seen is
- * authenticated by its first lease, which names the tenant.
+ * seen is remembered for a minute (a bounded number of them); a key it has
+ * not seen in that time is authenticated again by a lease, which names the
+ * tenant. A request that turns out to have a key that is no longer valid
+ * (revoked, expired: a 401) gives its request back and the key is
+ * forgotten, so such a key never spends its tenant's minute nor learns
+ * anything of it after that.
  */
 import { HttpError } from "./http/problem.ts";
 
@@ -23,8 +27,11 @@ export interface Lease {
   resetsInMs: number;
 }
 
-/** Leases a slice of the tenant of the key with this hash (authenticating the key). */
-export type LeaseRequests = (keyHash: string) => Promise<Lease>;
+/**
+ * Leases a slice of the tenant of the key with this hash (authenticating
+ * the key): at most `most` requests, or a whole slice when it is null.
+ */
+export type LeaseRequests = (keyHash: string, most: number | null) => Promise<Lease>;
 
 /** The problem type of a 429. */
 export const RATE_LIMITED = "https://tenancy.dev/problems/rate-limited";
@@ -45,11 +52,21 @@ interface Budget {
 // Enough for every key of a large platform's active tenants; beyond it the
 // oldest are forgotten (and authenticated again by their next lease).
 const KNOWN_KEYS_MAX = 100_000;
+// How long a key's tenant is taken as known without a lease authenticating
+// the key again.
+const KNOWN_KEY_MS = 60_000;
+
+/** One request let through: the headers for its response, and how to take it back. */
+export interface Admission {
+  headers: Record<string, string>;
+  /** The request's key was not valid after all (401): the request is given back and the key forgotten. */
+  unauthorized(): void;
+}
 
 /** One process's spending of its tenants' request budgets. */
 export class RateLimiter {
   readonly #lease: LeaseRequests;
-  readonly #tenantOfKey = new Map<string, string>();
+  readonly #tenantOfKey = new Map<string, { tenantId: string; until: number }>();
   readonly #budgets = new Map<string, Budget>();
   // A lease for a key whose tenant is not known yet, shared by its requests.
   readonly #firstLeases = new Map<string, Promise<void>>();
@@ -64,30 +81,45 @@ export class RateLimiter {
    * when this process holds none.
    *
    * @param keyHash hash of the request's API key
-   * @returns the RateLimit-Policy and RateLimit headers for the response
+   * @returns the RateLimit-Policy and RateLimit headers for the response, and a way to give the request back
    * @throws HttpError 429 (with Retry-After) when the tenant's minute is spent;
    *   whatever the lease raised (401 for a key that is not valid, 503 ...)
    */
-  async admit(keyHash: string): Promise<Record<string, string>> {
+  async admit(keyHash: string): Promise<Admission> {
     for (;;) {
-      const tenantId = this.#tenantOfKey.get(keyHash);
-      const budget = tenantId === undefined ? undefined : this.#current(tenantId);
+      const known = this.#tenantOfKey.get(keyHash);
+      const budget = known && this.#current(known.tenantId);
+      if (!known || performance.now() >= known.until) {
+        // A key not seen for a minute is authenticated again; while its
+        // tenant has requests left here, that lease takes no more.
+        await this.#firstLease(keyHash, budget && budget.tokens > 0 ? 0 : null);
+        continue;
+      }
       if (budget && budget.tokens > 0) {
         budget.tokens--;
-        return headersOf(budget);
+        return {
+          headers: headersOf(budget),
+          unauthorized: () => {
+            this.#tenantOfKey.delete(keyHash);
+            budget.tokens++;
+          },
+        };
       }
       if (budget && !budget.leasing && budget.remaining === 0) throw rateLimited(budget);
-      if (budget) {
-        await (budget.leasing ??= this.#leaseFor(keyHash, budget));
-      } else {
-        let first = this.#firstLeases.get(keyHash);
-        if (!first) {
-          first = this.#leaseFor(keyHash).finally(() => this.#firstLeases.delete(keyHash));
-          this.#firstLeases.set(keyHash, first);
-        }
-        await first;
-      }
+      if (budget) await (budget.leasing ??= this.#leaseFor(keyHash, null, budget));
+      else await this.#firstLease(keyHash, null);
     }
+  }
+
+  // A lease for a key whose tenant is not known (or not lately), shared by
+  // the key's requests that wait for it.
+  #firstLease(keyHash: string, most: number | null): Promise<void> {
+    let first = this.#firstLeases.get(keyHash);
+    if (!first) {
+      first = this.#leaseFor(keyHash, most).finally(() => this.#firstLeases.delete(keyHash));
+      this.#firstLeases.set(keyHash, first);
+    }
+    return first;
   }
 
   // The tenant's budget for the current minute, if this process has one.
@@ -100,9 +132,15 @@ export class RateLimiter {
     return budget;
   }
 
-  async #leaseFor(keyHash: string, budget?: Budget): Promise<void> {
+  async #leaseFor(keyHash: string, most: number | null, budget?: Budget): Promise<void> {
     try {
-      const lease = await this.#lease(keyHash);
+      let lease: Lease;
+      try {
+        lease = await this.#lease(keyHash, most);
+      } catch (error) {
+        if (error instanceof HttpError && error.status === 401) this.#tenantOfKey.delete(keyHash);
+        throw error;
+      }
       this.#remember(keyHash, lease.tenantId);
       const endsAt = performance.now() + lease.resetsInMs;
       const held = budget ?? this.#current(lease.tenantId);
@@ -126,11 +164,12 @@ export class RateLimiter {
   }
 
   #remember(keyHash: string, tenantId: string): void {
-    if (this.#tenantOfKey.has(keyHash)) return;
+    this.#tenantOfKey.delete(keyHash);
     if (this.#tenantOfKey.size >= KNOWN_KEYS_MAX) {
       this.#tenantOfKey.delete(this.#tenantOfKey.keys().next().value!);
     }
-    this.#tenantOfKey.set(keyHash, tenantId);
+    // Map keeps insertion order, so the first entry is the oldest.
+    this.#tenantOfKey.set(keyHash, { tenantId, until: performance.now() + KNOWN_KEY_MS });
   }
 }
 

@@ -482,3 +482,53 @@ Deno.test("a session holding its tenant's usage counts inside a savepoint still 
     await server.close();
   }
 });
+
+Deno.test("a session holding its tenant's rate-limit window keeps the tenant's leases waiting no longer than any request lives", async () => {
+  const setup = await startServer();
+  let server: TestServer | undefined;
+  let holder: Deno.ChildProcess | undefined;
+  try {
+    const tenant = await createTenant(setup, "window-hostage");
+    // With the app_user password and the tenant's key: a lease left open.
+    holder = new Deno.Command("psql", {
+      args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
+      env: pgEnv(requireEnv("APP_DATABASE_URL")),
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const writer = holder.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(`
+      set idle_in_transaction_session_timeout = 0;
+      set statement_timeout = 0;
+      begin;
+      select tenant_id from api.begin_request('${
+      sha256Hex(tenant.key)
+    }', null, gen_random_uuid(), null, false);
+      select granted from api.lease_requests();
+    `));
+    writer.releaseLock();
+    const deadline = performance.now() + 10_000;
+    while (await idleHolders(setup) === 0 && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(await idleHolders(setup), 1, "the holder is idle in its transaction, the window locked");
+
+    // A process that holds no slice of the tenant's minute must lease one.
+    server = await startServer();
+    const statuses: number[] = [];
+    const started = performance.now();
+    while (performance.now() - started < 45_000) {
+      const { status } = await call(server, "GET", "/v1/tenant", { token: tenant.key });
+      statuses.push(status);
+      if (status === 200) break;
+    }
+    assert.equal(statuses.at(-1), 200, `answers while the window was held: ${statuses.join(",")}`);
+    assert.deepEqual([...new Set(statuses.slice(0, -1))].filter((status) => status !== 503), []);
+    assert.equal(await idleHolders(setup), 0, "the holder was ended");
+  } finally {
+    await stop(holder);
+    await server?.close();
+    await setup.close();
+  }
+});

@@ -437,7 +437,7 @@ async function drain(stream: ReadableStream<Uint8Array>, sink: string[]): Promis
 
 /**
  * Starts the service with the permissions README gives it, on a free port,
- * and waits until GET /health answers.
+ * and waits until GET /health answers and every worker has started.
  *
  * @param env variables to set on top of this process's environment
  * @returns the running process; call stop() in a finally block
@@ -445,7 +445,7 @@ async function drain(stream: ReadableStream<Uint8Array>, sink: string[]): Promis
 export async function spawnService(env: Record<string, string>): Promise<ServiceProcess> {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "src/main.ts"],
+    args: ["run", "--unstable-net", "--allow-net", "--allow-env", "--allow-read=src", "src/main.ts"],
     cwd: ROOT,
     env: { LOG_REQUESTS: "false", ...env, PORT: String(port), HOSTNAME: "127.0.0.1" },
     stdin: "null",
@@ -490,7 +490,8 @@ export async function spawnService(env: Record<string, string>): Promise<Service
     try {
       const response = await fetch(`${url}/health`);
       await response.body?.cancel();
-      if (response.ok) return service;
+      // The first worker answers /health before the others have started.
+      if (response.ok && service.output().includes('"message":"service started"')) return service;
     } catch {
       // Not listening yet.
     }

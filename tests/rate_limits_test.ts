@@ -3,10 +3,11 @@
  * through the service in-process and through two service processes
  * sharing the database. Once the minute is spent every key of the tenant
  * gets a 429 with Retry-After and the RateLimit headers, other tenants are
- * served as before, the two processes together never serve more than the
- * limit and at most a slice less, and after Retry-After the tenant is
- * served again. The tests lower the enterprise plan's limit, put their
- * tenants on it, and put the plan back as they found it.
+ * served as before, the two processes (two workers each) together never
+ * serve more than the limit and at most a slice per other worker less, and
+ * after Retry-After the tenant is served again. The tests lower the
+ * enterprise plan's limit, put their tenants on it, and put the plan back
+ * as they found it.
  */
 import assert from "node:assert/strict";
 import { assertProblem, expectStatus, issueKey, withPlan } from "./assertions.ts";
@@ -18,6 +19,10 @@ const LIMIT = 40;
 // What api.lease_requests leases at most at once: a twentieth of the limit.
 const SLICE = Math.ceil(LIMIT / 20);
 const RATE_LIMITED = "https://tenancy.dev/problems/rate-limited";
+// Each spawned process runs two workers, and each worker leases for itself:
+// four spenders of one minute, so up to three slices may be left unspent.
+const WORKERS_EACH = 2;
+const SPENDERS = 2 * WORKERS_EACH;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -69,6 +74,7 @@ Deno.test("a tenant's minute, once spent, is a 429 with Retry-After and RateLimi
             APP_DATABASE_URL: requireEnv("APP_DATABASE_URL"),
             ADMIN_DATABASE_URL: "",
             DB_POOL_MIN: "0",
+            WORKERS: String(WORKERS_EACH),
           }),
         );
       }
@@ -81,8 +87,9 @@ Deno.test("a tenant's minute, once spent, is a 429 with Retry-After and RateLimi
       assert.equal(probe.headers.get("ratelimit-policy"), '"tenant";q=6000;w=60', "the free plan's policy");
       const { t } = rateLimitOf(probe.headers);
       if (t < 30) await sleep(t * 1000 + 500);
-      await server
-        .owner`delete from core.request_windows where tenant_id in (${single.tenantId}, ${shared.tenantId})`;
+      await server.owner`
+        update core.request_windows set window_start = '-infinity', leased = 0
+        where tenant_id in (${single.tenantId}, ${shared.tenantId})`;
 
       // One process: exactly the limit, then 429s for every key of the tenant.
       const replies = [];
@@ -141,8 +148,8 @@ Deno.test("a tenant's minute, once spent, is a 429 with Retry-After and RateLimi
       const accepted = statuses.filter((status) => status === 200).length;
       assert.deepEqual([...new Set(statuses)].sort(), [200, 429], `answers: ${statuses.join(",")}`);
       assert.ok(
-        accepted <= LIMIT && accepted >= LIMIT - SLICE,
-        `two processes served ${accepted} of ${LIMIT}; at most a slice (${SLICE}) may be left in the other`,
+        accepted <= LIMIT && accepted >= LIMIT - (SPENDERS - 1) * SLICE,
+        `two processes served ${accepted} of ${LIMIT}; at most a slice (${SLICE}) may be left in each other worker`,
       );
       const [{ leased }] = await server.owner`
         select leased from core.request_windows where tenant_id = ${shared.tenantId}`;
@@ -157,6 +164,41 @@ Deno.test("a tenant's minute, once spent, is a 429 with Retry-After and RateLimi
     for (const process of processes) await process.stop();
     await server.close();
     await setup.close();
+  }
+});
+
+Deno.test("a key revoked after the limiter saw it spends nothing of its tenant's minute and hears nothing of it", async () => {
+  const server = await startServer();
+  try {
+    const tenant = await createTenant(server, "Revoked spender");
+    const victim = await issueKey(server, tenant.tenantId, { permissions: ["users:read"] });
+    // A minute with at least 20 s left, so that the requests below share it.
+    const probe = await getTenant(server.url, tenant.key);
+    if (rateLimitOf(probe.headers).t < 20) await sleep(rateLimitOf(probe.headers).t * 1000 + 500);
+    const used = await getTenant(server.url, victim.key);
+    assert.equal(used.status, 200);
+    const before = rateLimitOf(used.headers).r;
+    await expectStatus(204, {
+      server,
+      method: "DELETE",
+      path: `/v1/admin/tenants/${tenant.tenantId}/api-keys/${victim.keyId}`,
+      token: server.config.platformAdminToken!,
+    });
+    for (let i = 0; i < 10; i++) {
+      const refused = await getTenant(server.url, victim.key);
+      assert.equal(refused.status, 401);
+      assert.equal(
+        refused.headers.get("ratelimit"),
+        null,
+        "a revoked key learns nothing of its tenant's minute",
+      );
+      assert.equal(refused.headers.get("ratelimit-policy"), null);
+    }
+    const after = await getTenant(server.url, tenant.key);
+    assert.equal(after.status, 200);
+    assert.equal(rateLimitOf(after.headers).r, before - 1, "only the valid key's request was spent");
+  } finally {
+    await server.close();
   }
 });
 

@@ -23,6 +23,14 @@
  * that, it has been served at least the limit less what the other N - 1
  * processes still hold unspent: at most a twentieth of the limit each.
  *
+ * A process that has requests of the tenant left but meets a key it has
+ * not seen for a minute leases nothing (p_most = 0): the lease then only
+ * authenticates the key and names its tenant.
+ *
+ * A lease locks the tenant's row for a moment; a session of the service's
+ * roles holding it longer than any request lives (30 s) is ended by the
+ * next lease, as holders of the usage counts are.
+ *
  * The function runs as tenancy_meter (which already keeps the usage
  * counts, cannot log in and bypasses row-level security); no other role
  * may write the windows, so a key cannot give its tenant a fresh budget.
@@ -66,8 +74,29 @@ create policy delete_own_tenant on core.request_windows for delete
   using (tenant_id = (select c.tenant_id from core.request_context c));
 reset role;
 
+-- Every tenant has its row from the start, made by the trigger that makes
+-- its usage counts; today's tenants get theirs here (as the superuser:
+-- forced row-level security would show tenancy_owner none of them).
+insert into core.request_windows (tenant_id, window_start, leased)
+select t.tenant_id, '-infinity', 0 from core.tenants t;
+
+create or replace function core.create_tenant_usage() returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  insert into core.tenant_usage (tenant_id) values (new.tenant_id) on conflict (tenant_id) do nothing;
+  insert into core.request_windows (tenant_id, window_start, leased) values (new.tenant_id, '-infinity', 0)
+  on conflict (tenant_id) do nothing;
+  return null;
+end
+$$;
+comment on function core.create_tenant_usage() is
+  'Trigger: gives a new tenant its usage counts, all zero, and its row of leased requests';
+
 set local role tenancy_owner;
-create function api.lease_requests()
+create function api.lease_requests(p_most integer default null)
 returns table (tenant_id uuid, granted integer, request_limit integer, remaining integer, resets_in_ms integer)
 language plpgsql
 security definer
@@ -90,10 +119,16 @@ begin
   select p.requests_per_minute into strict v_limit
   from core.tenants t join core.plans p on p.tier = t.subscription_tier
   where t.tenant_id = v_tenant_id;
-  insert into core.request_windows as w (tenant_id, window_start, leased)
-  values (v_tenant_id, '-infinity', 0)
-  on conflict (tenant_id) do nothing;
-  select w.window_start, w.leased into v_start, v_leased
+  -- Leases of the tenant take turns on its row (made with the tenant), as
+  -- its writers do on its counts: a session holding it past any request's
+  -- lifetime is ended first, so no session keeps a tenant's leases waiting
+  -- for good. (No INSERT ... ON CONFLICT here: it would wait for whoever
+  -- holds the row before anything could end them.)
+  perform from core.request_windows w where w.tenant_id = v_tenant_id for update skip locked;
+  if not found then
+    perform core.end_stale_transactions();
+  end if;
+  select w.window_start, w.leased into strict v_start, v_leased
   from core.request_windows w where w.tenant_id = v_tenant_id
   for update;
   -- The minute is read once the row is locked: a lease that waited for
@@ -105,7 +140,7 @@ begin
   end if;
   -- A limit lowered within the minute leaves nothing to lease.
   v_left := greatest(v_limit - v_leased, 0);
-  v_granted := least(ceil(v_limit / 20.0), ceil(v_left / 4.0))::integer;
+  v_granted := least(ceil(v_limit / 20.0), ceil(v_left / 4.0), greatest(coalesce(p_most, v_limit), 0))::integer;
   update core.request_windows w
   set window_start = v_window, leased = v_leased + v_granted
   where w.tenant_id = v_tenant_id;
@@ -113,10 +148,10 @@ begin
     greatest(ceil(extract(epoch from v_window + interval '1 minute' - v_now) * 1000), 1)::integer;
 end
 $$;
-comment on function api.lease_requests() is
-  'Leases a slice of the current tenant''s requests-per-minute budget to the calling service process: how many it may serve, the limit, what is left to lease, and when the minute ends';
+comment on function api.lease_requests(integer) is
+  'Leases a slice of the current tenant''s requests-per-minute budget to the calling service process (at most p_most requests; NULL: a slice): how many it may serve, the limit, what is left to lease, and when the minute ends';
 reset role;
-alter function api.lease_requests() owner to tenancy_meter;
+alter function api.lease_requests(integer) owner to tenancy_meter;
 grant select, insert (tenant_id, window_start, leased), update (window_start, leased) on core.request_windows
   to tenancy_meter;
 -- The lease reads the verified context, which checks its signature.
@@ -124,14 +159,25 @@ grant select on core.request_context to tenancy_meter;
 grant execute on function core.context_verifies(text) to tenancy_meter;
 -- As the superuser, the grants are made as the function's owner's (which
 -- has no USAGE on the schema api to name it by).
-revoke execute on function api.lease_requests() from public;
-grant execute on function api.lease_requests() to app_user;
+revoke execute on function api.lease_requests(integer) from public;
+grant execute on function api.lease_requests(integer) to app_user;
 
 -- migrate:down
 set local lock_timeout = '5s';
 set local statement_timeout = '120s';
 
-drop function api.lease_requests();
+drop function api.lease_requests(integer);
+create or replace function core.create_tenant_usage() returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  insert into core.tenant_usage (tenant_id) values (new.tenant_id) on conflict (tenant_id) do nothing;
+  return null;
+end
+$$;
+comment on function core.create_tenant_usage() is 'Trigger: gives a new tenant its usage counts, all zero';
 revoke execute on function core.context_verifies(text) from tenancy_meter;
 revoke select on core.request_context from tenancy_meter;
 drop table core.request_windows;
