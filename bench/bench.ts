@@ -428,8 +428,9 @@ interface WorkersResult {
 }
 
 // utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat, in 1/100 s).
+// Read with cat: Deno lets only --allow-all read /proc directly.
 async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const stat = await run("cat", [`/proc/${pid}/stat`]);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
