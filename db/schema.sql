@@ -1005,7 +1005,14 @@ begin
   -- holds the row before anything could end them.)
   perform from core.request_windows w where w.tenant_id = v_tenant_id for update skip locked;
   if not found then
-    perform core.end_stale_transactions();
+    if exists (select from core.request_windows w where w.tenant_id = v_tenant_id) then
+      perform core.end_stale_transactions();
+    else
+      -- A tenant made while this migration ran, by a transaction that
+      -- began before it: its row is made here, once.
+      insert into core.request_windows (tenant_id, window_start, leased) values (v_tenant_id, '-infinity', 0)
+      on conflict (tenant_id) do nothing;
+    end if;
   end if;
   select w.window_start, w.leased into strict v_start, v_leased
   from core.request_windows w where w.tenant_id = v_tenant_id

@@ -274,7 +274,8 @@ function leaseFrom(pools: Pools): LeaseRequests {
         context: (tx) =>
           tx`select tenant_id from api.begin_request(${keyHash}, null, ${crypto.randomUUID()}, null, false)`,
       },
-      (tx) => tx`select tenant_id, granted, request_limit, remaining, resets_in_ms from api.lease_requests()`,
+      (tx) =>
+        tx`select tenant_id, granted, request_limit, remaining, resets_in_ms from api.lease_requests(${most})`,
     );
     const [lease] = value as postgres.Row[];
     return {

@@ -101,7 +101,10 @@ export async function docsAsset(name: string, acceptEncoding: string): Promise<R
     "x-content-type-options": "nosniff",
     "vary": "accept-encoding",
   };
-  if (!/\bgzip\b/.test(acceptEncoding)) return new Response(asset.body, { headers });
+  // gzip named, and not with q=0.
+  if (!/\bgzip\b(?!\s*;\s*q=0(\.0*)?\s*(,|$))/.test(acceptEncoding)) {
+    return new Response(asset.body, { headers });
+  }
   return new Response(await gzipOf(name, asset.body), {
     headers: { ...headers, "content-encoding": "gzip" },
   });

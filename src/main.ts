@@ -8,30 +8,46 @@
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { log } from "./log.ts";
 import { mergeMetrics } from "./metrics.ts";
-import { SHUTDOWN_GRACE_MS } from "./service.ts";
+import { STOP_BOUND_MS } from "./service.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
 
-/** The next message of this type from the worker (that matches, if asked). */
+/**
+ * The next message of this type from the worker (that matches, if asked),
+ * or undefined once `timeoutMs` has passed without one.
+ */
 function nextMessage<T extends FromWorker["type"]>(
   worker: Worker,
   type: T,
-  matches: (message: Extract<FromWorker, { type: T }>) => boolean = () => true,
-): Promise<Extract<FromWorker, { type: T }>> {
+  options: { matches?: (message: Extract<FromWorker, { type: T }>) => boolean; timeoutMs?: number } = {},
+): Promise<Extract<FromWorker, { type: T }> | undefined> {
   return new Promise((resolve) => {
-    const listener = ({ data }: MessageEvent<FromWorker>) => {
-      if (data.type !== type || !matches(data as Extract<FromWorker, { type: T }>)) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const settle = (message: Extract<FromWorker, { type: T }> | undefined) => {
+      clearTimeout(timer);
       worker.removeEventListener("message", listener);
-      resolve(data as Extract<FromWorker, { type: T }>);
+      resolve(message);
+    };
+    const listener = ({ data }: MessageEvent<FromWorker>) => {
+      if (data.type !== type) return;
+      const message = data as Extract<FromWorker, { type: T }>;
+      if (!options.matches || options.matches(message)) settle(message);
     };
     worker.addEventListener("message", listener);
+    if (options.timeoutMs !== undefined) timer = setTimeout(() => settle(undefined), options.timeoutMs);
   });
 }
+
+// A scrape waits this long for each worker's metrics (a worker busy past it
+// is left out of that scrape).
+const SCRAPE_TIMEOUT_MS = 2000;
 
 const send = (worker: Worker, message: ToWorker) => worker.postMessage(message);
 
 /** The service's workers, started one after the other on one port. */
 class Workers {
   readonly all: Worker[] = [];
+  /** Workers that failed: they answer nothing any more. */
+  readonly #failedWorkers = new Set<Worker>();
   /** Settles with a reason when a worker fails after starting. */
   readonly failed: Promise<string>;
   #fail!: (reason: string) => void;
@@ -55,6 +71,7 @@ class Workers {
       });
       worker.addEventListener("error", (event) => {
         event.preventDefault();
+        this.#failedWorkers.add(worker);
         log("error", "a service worker failed", { worker: index, error: event.message });
         this.#fail(`worker ${index} failed`);
       });
@@ -72,21 +89,26 @@ class Workers {
         worker: index,
       });
       const started = await Promise.race([listening, failed, this.failed.then((error) => ({ error }))]);
-      if (!("port" in started)) {
-        return { addressInUse: "addressInUse" in started && started.addressInUse, ...started };
+      if (!started || !("port" in started)) {
+        const addressInUse = started !== undefined && "addressInUse" in started && started.addressInUse;
+        return { addressInUse, error: started?.error ?? "no answer" };
       }
       port = started.port;
     }
     return { port };
   }
 
-  /** Every worker's metrics, summed. */
+  /** Every running worker's metrics, summed. */
   async metrics(): Promise<string> {
-    const texts = await Promise.all(this.all.map((worker) => {
+    const running = this.all.filter((worker) => !this.#failedWorkers.has(worker));
+    const texts = await Promise.all(running.map((worker) => {
       const id = this.#nextScrape++;
-      const answered = nextMessage(worker, "metrics", (message) => message.id === id);
+      const answered = nextMessage(worker, "metrics", {
+        matches: (message) => message.id === id,
+        timeoutMs: SCRAPE_TIMEOUT_MS,
+      });
       send(worker, { type: "metrics", id });
-      return answered.then((message) => message.text);
+      return answered.then((message) => message?.text ?? "");
     }));
     return mergeMetrics(texts);
   }
@@ -94,14 +116,11 @@ class Workers {
   /** Stops every worker: each finishes its in-flight requests and closes its pools. */
   async stop(): Promise<void> {
     await Promise.all(this.all.map(async (worker) => {
-      const stopped = nextMessage(worker, "stopped");
-      send(worker, { type: "stop" });
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        stopped,
-        new Promise((resolve) => timer = setTimeout(resolve, SHUTDOWN_GRACE_MS + 7000)),
-      ]);
-      clearTimeout(timer);
+      if (!this.#failedWorkers.has(worker)) {
+        const stopped = nextMessage(worker, "stopped", { timeoutMs: STOP_BOUND_MS });
+        send(worker, { type: "stop" });
+        await stopped;
+      }
       worker.terminate();
     }));
   }
@@ -173,8 +192,9 @@ async function main(): Promise<number> {
     failure ? "error" : "info",
     failure ? "stopping: a worker failed" : "shutting down: finishing in-flight requests",
   );
-  await workers.stop();
+  // The metrics first: a scrape would ask workers that are stopping.
   await metrics?.shutdown();
+  await workers.stop();
   log("info", "stopped");
   return failure ? 1 : 0;
 }

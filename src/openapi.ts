@@ -79,7 +79,10 @@ function exampleOf(schema: JsonSchema): unknown {
 
 // How to call the operation with curl, shown in its description.
 function curlExample(route: Route, path: string): string {
-  const lines = [`curl -X ${route.method} "$BASE_URL${path}"`];
+  // Path parameters as shell variables: curl would read {document_id} as a
+  // pattern of its own.
+  const url = path.replace(/\{([a-z_]+)\}/g, (_, name: string) => `$${name.toUpperCase()}`);
+  const lines = [`curl -X ${route.method} "$BASE_URL${url}"`];
   if (route.access === "tenant") lines.push(`-H "Authorization: Bearer $TENANCY_API_KEY"`);
   if (route.access === "admin") lines.push(`-H "Authorization: Bearer $PLATFORM_ADMIN_TOKEN"`);
   if (route.body) {

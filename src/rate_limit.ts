@@ -55,6 +55,9 @@ const KNOWN_KEYS_MAX = 100_000;
 // How long a key's tenant is taken as known without a lease authenticating
 // the key again.
 const KNOWN_KEY_MS = 60_000;
+// A key not authenticated for this long is authenticated again before it is
+// answered 429, so that a revoked key is answered 401.
+const RECHECK_BEFORE_REFUSING_MS = 5_000;
 
 /** One request let through: the headers for its response, and how to take it back. */
 export interface Admission {
@@ -66,10 +69,10 @@ export interface Admission {
 /** One process's spending of its tenants' request budgets. */
 export class RateLimiter {
   readonly #lease: LeaseRequests;
-  readonly #tenantOfKey = new Map<string, { tenantId: string; until: number }>();
+  readonly #tenantOfKey = new Map<string, { tenantId: string; since: number }>();
   readonly #budgets = new Map<string, Budget>();
-  // A lease for a key whose tenant is not known yet, shared by its requests.
-  readonly #firstLeases = new Map<string, Promise<void>>();
+  // A lease that authenticates a key, shared by the key's requests that wait for it.
+  readonly #authentications = new Map<string, Promise<void>>();
 
   /** @param lease how a slice is leased from the database */
   constructor(lease: LeaseRequests) {
@@ -88,38 +91,59 @@ export class RateLimiter {
   async admit(keyHash: string): Promise<Admission> {
     for (;;) {
       const known = this.#tenantOfKey.get(keyHash);
-      const budget = known && this.#current(known.tenantId);
-      if (!known || performance.now() >= known.until) {
-        // A key not seen for a minute is authenticated again; while its
-        // tenant has requests left here, that lease takes no more.
-        await this.#firstLease(keyHash, budget && budget.tokens > 0 ? 0 : null);
+      const now = performance.now();
+      if (!known || now - known.since >= KNOWN_KEY_MS) {
+        // A key not seen for a minute (or never) is authenticated by a
+        // lease that takes nothing: it names the key's tenant, and what
+        // that tenant has left.
+        await this.#authenticate(keyHash);
         continue;
       }
-      if (budget && budget.tokens > 0) {
+      let budget = this.#current(known.tenantId);
+      if (!budget) {
+        // Nothing known of this minute yet: a placeholder, so that the
+        // tenant's requests share one lease.
+        budget = { limit: 0, tokens: 0, remaining: Number.NaN, endsAt: now + KNOWN_KEY_MS };
+        this.#budgets.set(known.tenantId, budget);
+      }
+      if (budget.tokens > 0) {
         budget.tokens--;
+        const spent = budget;
         return {
-          headers: headersOf(budget),
+          headers: headersOf(spent),
           unauthorized: () => {
             this.#tenantOfKey.delete(keyHash);
-            budget.tokens++;
+            spent.tokens++;
           },
         };
       }
-      if (budget && !budget.leasing && budget.remaining === 0) throw rateLimited(budget);
-      if (budget) await (budget.leasing ??= this.#leaseFor(keyHash, null, budget));
-      else await this.#firstLease(keyHash, null);
+      if (!budget.leasing && budget.remaining === 0) {
+        // A key is told its tenant's minute is spent only once it has been
+        // found valid lately: a revoked key gets its 401 instead.
+        if (now - known.since > RECHECK_BEFORE_REFUSING_MS) {
+          await this.#authenticate(keyHash);
+          continue;
+        }
+        throw rateLimited(budget);
+      }
+      try {
+        await (budget.leasing ??= this.#leaseFor(keyHash, null, budget));
+      } catch (error) {
+        // Another key's lease found that key no longer valid: this key
+        // leases for itself on the next pass.
+        if (error instanceof HttpError && error.status === 401 && this.#tenantOfKey.has(keyHash)) continue;
+        throw error;
+      }
     }
   }
 
-  // A lease for a key whose tenant is not known (or not lately), shared by
-  // the key's requests that wait for it.
-  #firstLease(keyHash: string, most: number | null): Promise<void> {
-    let first = this.#firstLeases.get(keyHash);
-    if (!first) {
-      first = this.#leaseFor(keyHash, most).finally(() => this.#firstLeases.delete(keyHash));
-      this.#firstLeases.set(keyHash, first);
+  #authenticate(keyHash: string): Promise<void> {
+    let pending = this.#authentications.get(keyHash);
+    if (!pending) {
+      pending = this.#leaseFor(keyHash, 0).finally(() => this.#authentications.delete(keyHash));
+      this.#authentications.set(keyHash, pending);
     }
-    return first;
+    return pending;
   }
 
   // The tenant's budget for the current minute, if this process has one.
@@ -134,6 +158,7 @@ export class RateLimiter {
 
   async #leaseFor(keyHash: string, most: number | null, budget?: Budget): Promise<void> {
     try {
+      const asked = performance.now();
       let lease: Lease;
       try {
         lease = await this.#lease(keyHash, most);
@@ -142,22 +167,21 @@ export class RateLimiter {
         throw error;
       }
       this.#remember(keyHash, lease.tenantId);
-      const endsAt = performance.now() + lease.resetsInMs;
+      // Counted from when the lease was asked for, the minute ends here no
+      // later than in the database.
+      const endsAt = asked + lease.resetsInMs;
       const held = budget ?? this.#current(lease.tenantId);
-      if (held && performance.now() < held.endsAt) {
-        held.tokens += lease.granted;
-        held.limit = lease.limit;
-        held.remaining = lease.remaining;
-        held.endsAt = endsAt;
-        this.#budgets.set(lease.tenantId, held);
-      } else {
-        this.#budgets.set(lease.tenantId, {
-          limit: lease.limit,
-          tokens: lease.granted,
-          remaining: lease.remaining,
-          endsAt,
-        });
-      }
+      // Two leases of one minute agree on its end but for their latencies;
+      // a lease of the next minute ends a minute later, and the tokens of
+      // the minute before are not carried into it.
+      const sameMinute = held !== undefined && !Number.isNaN(held.remaining) &&
+        Math.abs(held.endsAt - endsAt) < 30_000 && performance.now() < held.endsAt;
+      const next = held ?? { limit: 0, tokens: 0, remaining: 0, endsAt };
+      next.tokens = sameMinute ? next.tokens + lease.granted : lease.granted;
+      next.limit = lease.limit;
+      next.remaining = lease.remaining;
+      next.endsAt = sameMinute ? Math.min(next.endsAt, endsAt) : endsAt;
+      this.#budgets.set(lease.tenantId, next);
     } finally {
       if (budget) budget.leasing = undefined;
     }
@@ -166,10 +190,10 @@ export class RateLimiter {
   #remember(keyHash: string, tenantId: string): void {
     this.#tenantOfKey.delete(keyHash);
     if (this.#tenantOfKey.size >= KNOWN_KEYS_MAX) {
+      // Map keeps insertion order, so the first entry is the oldest.
       this.#tenantOfKey.delete(this.#tenantOfKey.keys().next().value!);
     }
-    // Map keeps insertion order, so the first entry is the oldest.
-    this.#tenantOfKey.set(keyHash, { tenantId, until: performance.now() + KNOWN_KEY_MS });
+    this.#tenantOfKey.set(keyHash, { tenantId, since: performance.now() });
   }
 }
 

@@ -12,6 +12,8 @@ import { metricsText } from "./metrics.ts";
 
 /** How long in-flight requests may take to finish after a stop. */
 export const SHUTDOWN_GRACE_MS = 10_000;
+/** The longest a stop takes: the grace, then closing the pools (closePools gives up after 5.5 s). */
+export const STOP_BOUND_MS = SHUTDOWN_GRACE_MS + 6_000;
 
 /** A running instance. */
 export interface RunningService {

@@ -32,14 +32,17 @@ self.onmessage = async ({ data }: MessageEvent<ToWorker>) => {
       answer({
         type: "failed",
         addressInUse: error instanceof Deno.errors.AddrInUse,
-        error: (error as Error).name,
+        error: `${(error as Error).name}: ${(error as Error).message}`,
       });
     }
   } else if (data.type === "metrics") {
     answer({ type: "metrics", id: data.id, text: service?.metrics() ?? "" });
   } else if (data.type === "stop") {
-    await service?.stop();
-    answer({ type: "stopped" });
-    self.close();
+    try {
+      await service?.stop();
+    } finally {
+      answer({ type: "stopped" });
+      self.close();
+    }
   }
 };

@@ -25,6 +25,12 @@ class DevTools {
 
   private constructor(socket: WebSocket) {
     this.#socket = socket;
+    socket.onclose = () => {
+      for (const waiting of this.#pending.values()) {
+        waiting.reject(new Error("the DevTools connection closed"));
+      }
+      this.#pending.clear();
+    };
     socket.onmessage = (message) => {
       const data = JSON.parse(String(message.data));
       if (data.id === undefined) {
@@ -47,12 +53,26 @@ class DevTools {
     return new DevTools(socket);
   }
 
+  /** Sends a command; its answer, or an error when none comes within 30 s or the browser goes away. */
   send(method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
     const id = this.#next++;
     this.#socket.send(JSON.stringify({ id, method, params }));
-    return new Promise((resolve, reject) =>
-      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject })
-    );
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new Error(`chromium did not answer ${method} within 30 s`));
+      }, 30_000);
+      this.#pending.set(id, {
+        resolve: (value) => {
+          clearTimeout(timer);
+          resolve(value as Record<string, unknown>);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+    });
   }
 
   /** Evaluates an expression in the page and returns its value (awaiting a promise). */
