@@ -193,8 +193,10 @@ Deno.test("/docs in headless Chromium lists every route, shows curl, and sends a
       block.querySelector(".opblock-summary-path").dataset.path === "/v1/tenant")`;
     await page.evaluate(`${block}.querySelector(".opblock-summary-control").click()`);
     await page.until(`!!${block}.querySelector(".execute")`, "an Execute button");
-    const description = await page.evaluate<string>(
-      `${block}.querySelector(".opblock-description-wrapper").innerText`,
+    // The description (Markdown) renders after the block opens.
+    const description = await page.until<string>(
+      `${block}.querySelector(".opblock-description-wrapper")?.innerText`,
+      "the operation's description",
     );
     assert.match(description, /curl -X GET "\$BASE_URL\/v1\/tenant"/);
     await page.evaluate(`${block}.querySelector(".execute").click()`);
