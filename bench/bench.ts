@@ -22,6 +22,9 @@ interface CaseResult {
   p50_ms: number;
   p99_ms: number;
   errors: number;
+  /** GET cases: the same transaction on bench/floor_server.ts, and the service's rate over it. */
+  floor_rps?: number;
+  floor_ratio?: number;
 }
 
 interface WrkResult {
@@ -347,35 +350,20 @@ async function pgbench(
   return Number(match[1]);
 }
 
-interface FloorResult {
-  name: string;
-  http_rps: number;
-  ratio: number;
-  service_share: number;
-  errors: number;
-}
-
-// The GET transaction on bench/floor_server.ts, which has no service code
-// around it, against the same pgbench ceiling as the service's GET case.
+// The same transaction as the service's GET case on bench/floor_server.ts,
+// which has no service code around it, under the same wrk load.
 async function measureFloor(
   url: string,
   port: number,
   entries: string,
+  wrkCase: string,
   seconds: number,
-  getCase: CaseResult,
-): Promise<FloorResult> {
+): Promise<WrkResult> {
   progress(`floor: the same transaction on bare Deno.serve + postgres.js, wrk ${seconds} s`);
   const server = await startServer(url, port, "bench/floor_server.ts");
   try {
-    await wrk(port, entries, "get", 1);
-    const http = await wrk(port, entries, "get", seconds);
-    return {
-      name: "GET /v1/documents/{id} on bench/floor_server.ts",
-      http_rps: round(http.rps, 1),
-      ratio: round(http.rps / getCase.pgbench_tps),
-      service_share: round(getCase.http_rps / http.rps),
-      errors: http.errors,
-    };
+    await wrk(port, entries, wrkCase, 1);
+    return await wrk(port, entries, wrkCase, seconds);
   } finally {
     await stopServer(server);
   }
@@ -495,7 +483,6 @@ async function main(): Promise<void> {
   const mainUrl = await ensureSeeded(main);
   const entries = await writeEntries(mainUrl, main);
   const cases: CaseResult[] = [];
-  let floor: FloorResult | undefined;
   let rateLimits: RateLimitResult | undefined;
   const server = await startServer(mainUrl, port);
   try {
@@ -504,6 +491,10 @@ async function main(): Promise<void> {
       progress(`${c.name}: pgbench ${seconds} s, then wrk ${seconds} s, ${CONNECTIONS} connections`);
       const tps = await pgbench(appUrl(mainUrl), c.script, main, { seconds, permission: c.permission });
       const http = await wrk(port, entries, c.wrk, seconds);
+      // The floor right after the service's GET, on the same data (the service idles meanwhile).
+      const floor = c.script.startsWith("create")
+        ? undefined
+        : await measureFloor(mainUrl, port + 2, entries, c.wrk, seconds);
       cases.push({
         name: c.name,
         http_rps: round(http.rps, 1),
@@ -511,10 +502,9 @@ async function main(): Promise<void> {
         ratio: round(http.rps / tps),
         p50_ms: round(http.p50_ms),
         p99_ms: round(http.p99_ms),
-        errors: http.errors,
+        errors: http.errors + (floor?.errors ?? 0),
+        ...(floor ? { floor_rps: round(floor.rps, 1), floor_ratio: round(http.rps / floor.rps) } : {}),
       });
-      // The floor right after the service's GET, on the same data (the service idles meanwhile).
-      if (c.wrk === "get") floor = await measureFloor(mainUrl, port + 2, entries, seconds, cases.at(-1)!);
     }
     rateLimits = await measureRateLimits(mainUrl, port, port + 3, entries, seconds);
   } finally {
@@ -572,7 +562,6 @@ async function main(): Promise<void> {
     connections: CONNECTIONS,
     duration_s: seconds,
     cases,
-    floor: floor ?? null,
     rate_limits: rateLimits ?? null,
     workers,
     rls_overhead_ratio: rlsOverheadRatio,
@@ -589,22 +578,19 @@ async function main(): Promise<void> {
   const pad = (value: unknown, width: number) => String(value).padEnd(width);
   console.log(
     `\n${pad("case", 30)}${pad("http req/s", 12)}${pad("pgbench tps", 13)}${pad("ratio", 8)}${
-      pad("p50 ms", 9)
-    }${pad("p99 ms", 9)}errors`,
+      pad("floor req/s", 13)
+    }${pad("/ floor", 9)}${pad("p50 ms", 9)}${pad("p99 ms", 9)}errors`,
   );
   for (const c of cases) {
     console.log(
       `${pad(c.name, 30)}${pad(c.http_rps, 12)}${pad(c.pgbench_tps, 13)}${pad(c.ratio, 8)}${
-        pad(c.p50_ms, 9)
-      }${pad(c.p99_ms, 9)}${c.errors}`,
+        pad(c.floor_rps ?? "", 13)
+      }${pad(c.floor_ratio ?? "", 9)}${pad(c.p50_ms, 9)}${pad(c.p99_ms, 9)}${c.errors}`,
     );
   }
-  if (floor) {
-    console.log(
-      `\nfloor (bench/floor_server.ts, same GET transaction, no service code): ${floor.http_rps} req/s, ` +
-        `ratio ${floor.ratio}; the service reaches ${floor.service_share} of it; errors ${floor.errors}`,
-    );
-  }
+  console.log(
+    "floor: the same transaction on bench/floor_server.ts (bare Deno.serve + postgres.js, rows as JSON)",
+  );
   if (rateLimits) {
     console.log(
       `rate limits: GET ${rateLimits.on_rps} req/s with limits on, ${rateLimits.off_rps} off, ratio ${rateLimits.ratio}; errors ${rateLimits.errors}`,
