@@ -991,6 +991,8 @@ declare
   v_window timestamptz;
   v_left integer;
   v_granted integer;
+  v_lock_timeout text;
+  v_attempt integer;
 begin
   if v_tenant_id is null then
     raise exception 'a lease of requests needs a tenant''s request context (api.begin_request)' using errcode = 'PT401';
@@ -1005,13 +1007,29 @@ begin
   -- holds the row before anything could end them.)
   perform from core.request_windows w where w.tenant_id = v_tenant_id for update skip locked;
   if not found then
-    if exists (select from core.request_windows w where w.tenant_id = v_tenant_id) then
-      perform core.end_stale_transactions();
-    else
+    if not exists (select from core.request_windows w where w.tenant_id = v_tenant_id) then
       -- A tenant made while this migration ran, by a transaction that
       -- began before it: its row is made here, once.
       insert into core.request_windows (tenant_id, window_start, leased) values (v_tenant_id, '-infinity', 0)
       on conflict (tenant_id) do nothing;
+    else
+      -- Another lease holds the row for a moment. Whoever holds it longer
+      -- than that is ended, whatever the age of its transaction, so that
+      -- sessions taking turns at the row cannot keep the tenant's leases
+      -- waiting either.
+      v_lock_timeout := current_setting('lock_timeout');
+      perform set_config('lock_timeout', '200ms', true);
+      begin
+        perform from core.request_windows w where w.tenant_id = v_tenant_id for update;
+      exception when lock_not_available then
+        null;
+      end;
+      perform set_config('lock_timeout', v_lock_timeout, true);
+      for v_attempt in 1..100 loop
+        perform from core.request_windows w where w.tenant_id = v_tenant_id for update skip locked;
+        exit when found;
+        perform core.end_window_holders(v_tenant_id);
+      end loop;
     end if;
   end if;
   select w.window_start, w.leased into strict v_start, v_leased
@@ -2727,6 +2745,50 @@ $$;
 --
 
 COMMENT ON FUNCTION core.end_usage_holders(p_tenant_id uuid) IS 'Ends the app_user or uber_admin sessions that hold this tenant''s usage counts locked; returns how many';
+
+
+--
+-- Name: end_window_holders(uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.end_window_holders(p_tenant_id uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_ended integer;
+begin
+  perform pg_stat_clear_snapshot();
+  select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
+  from (
+    select r.pids[i] as pid
+    from core.request_windows w
+    join extensions.pgrowlocks('core.request_windows') r on r.locked_row = w.ctid
+    cross join lateral generate_subscripts(r.xids, 1) as i
+    where w.tenant_id = p_tenant_id and r.pids[i] <> 0
+    union
+    select l.pid
+    from core.request_windows w
+    join extensions.pgrowlocks('core.request_windows') r on r.locked_row = w.ctid
+    cross join lateral generate_subscripts(r.xids, 1) as i
+    join pg_locks l on l.locktype = 'relation' and l.relation = 'core.request_windows'::regclass
+      and l.database = (select d.oid from pg_database d where d.datname = current_database())
+    join pg_stat_activity s on s.pid = l.pid
+    where w.tenant_id = p_tenant_id and r.pids[i] = 0
+      and s.backend_xid::text::bigint <= r.xids[i]::text::bigint
+  ) holder
+  join pg_stat_activity a on a.pid = holder.pid
+  where a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database();
+  return v_ended;
+end
+$$;
+
+
+--
+-- Name: FUNCTION end_window_holders(p_tenant_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.end_window_holders(p_tenant_id uuid) IS 'Ends the app_user or uber_admin sessions that hold this tenant''s row of leased requests locked; returns how many';
 
 
 --

@@ -68,7 +68,7 @@ select functions_are('core',
         'create_tenant_usage', 'meter_usage', 'end_usage_holders', 'seize_usage_row', 'settings_error',
         'purge_audit_partitions', 'expired_audit_partitions', 'needs_second_person', 'two_people_required',
         'approved_now', 'hold_for_approval', 'issue_key_as', 'key_lineage', 'key_is_active', 'check_change_request',
-        'check_key_issue'],
+        'check_key_issue', 'end_window_holders'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 
 -- Columns, types and nullability ----------------------------------------------

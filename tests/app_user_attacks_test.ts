@@ -483,7 +483,7 @@ Deno.test("a session holding its tenant's usage counts inside a savepoint still 
   }
 });
 
-Deno.test("a session holding its tenant's rate-limit window keeps the tenant's leases waiting no longer than any request lives", async () => {
+Deno.test("a session holding its tenant's rate-limit window is ended by the next lease, however young", async () => {
   const setup = await startServer();
   let server: TestServer | undefined;
   let holder: Deno.ChildProcess | undefined;
@@ -514,17 +514,12 @@ Deno.test("a session holding its tenant's rate-limit window keeps the tenant's l
     }
     assert.equal(await idleHolders(setup), 1, "the holder is idle in its transaction, the window locked");
 
-    // A process that holds no slice of the tenant's minute must lease one.
+    // A process that holds no slice of the tenant's minute must lease one:
+    // its lease waits 200 ms, ends the holder (seconds old, not 30) and is
+    // served.
     server = await startServer();
-    const statuses: number[] = [];
-    const started = performance.now();
-    while (performance.now() - started < 45_000) {
-      const { status } = await call(server, "GET", "/v1/tenant", { token: tenant.key });
-      statuses.push(status);
-      if (status === 200) break;
-    }
-    assert.equal(statuses.at(-1), 200, `answers while the window was held: ${statuses.join(",")}`);
-    assert.deepEqual([...new Set(statuses.slice(0, -1))].filter((status) => status !== 503), []);
+    const { status } = await call(server, "GET", "/v1/tenant", { token: tenant.key });
+    assert.equal(status, 200, "the first request is served");
     assert.equal(await idleHolders(setup), 0, "the holder was ended");
   } finally {
     await stop(holder);

@@ -27,9 +27,11 @@
  * not seen for a minute leases nothing (p_most = 0): the lease then only
  * authenticates the key and names its tenant.
  *
- * A lease locks the tenant's row for a moment; a session of the service's
- * roles holding it longer than any request lives (30 s) is ended by the
- * next lease, as holders of the usage counts are.
+ * A lease locks the tenant's row for a moment. A lease that finds it
+ * locked waits that moment (200 ms), then ends the sessions of the
+ * service's roles that hold it (core.end_window_holders), however young
+ * their transactions: a service lease never holds the row longer, and
+ * sessions taking turns at it would otherwise keep every lease waiting.
  *
  * The function runs as tenancy_meter (which already keeps the usage
  * counts, cannot log in and bypasses row-level security); no other role
@@ -95,6 +97,52 @@ $$;
 comment on function core.create_tenant_usage() is
   'Trigger: gives a new tenant its usage counts, all zero, and its row of leased requests';
 
+-- The sessions of the service's roles that hold a tenant's row locked, as
+-- core.end_usage_holders finds them for the usage counts (pgrowlocks, and a
+-- lock taken inside a savepoint through the table lock of whoever could
+-- have taken it).
+set local role tenancy_owner;
+create function core.end_window_holders(p_tenant_id uuid) returns integer
+language plpgsql volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_ended integer;
+begin
+  perform pg_stat_clear_snapshot();
+  select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
+  from (
+    select r.pids[i] as pid
+    from core.request_windows w
+    join extensions.pgrowlocks('core.request_windows') r on r.locked_row = w.ctid
+    cross join lateral generate_subscripts(r.xids, 1) as i
+    where w.tenant_id = p_tenant_id and r.pids[i] <> 0
+    union
+    select l.pid
+    from core.request_windows w
+    join extensions.pgrowlocks('core.request_windows') r on r.locked_row = w.ctid
+    cross join lateral generate_subscripts(r.xids, 1) as i
+    join pg_locks l on l.locktype = 'relation' and l.relation = 'core.request_windows'::regclass
+      and l.database = (select d.oid from pg_database d where d.datname = current_database())
+    join pg_stat_activity s on s.pid = l.pid
+    where w.tenant_id = p_tenant_id and r.pids[i] = 0
+      and s.backend_xid::text::bigint <= r.xids[i]::text::bigint
+  ) holder
+  join pg_stat_activity a on a.pid = holder.pid
+  where a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database();
+  return v_ended;
+end
+$$;
+comment on function core.end_window_holders(uuid) is
+  'Ends the app_user or uber_admin sessions that hold this tenant''s row of leased requests locked; returns how many';
+reset role;
+alter function core.end_window_holders(uuid) owner to tenancy_reaper;
+-- pgrowlocks wants SELECT on the whole table.
+grant select on core.request_windows to tenancy_reaper;
+revoke execute on function core.end_window_holders(uuid) from public;
+grant execute on function core.end_window_holders(uuid) to tenancy_meter;
+
 set local role tenancy_owner;
 create function api.lease_requests(p_most integer default null)
 returns table (tenant_id uuid, granted integer, request_limit integer, remaining integer, resets_in_ms integer)
@@ -112,6 +160,8 @@ declare
   v_window timestamptz;
   v_left integer;
   v_granted integer;
+  v_lock_timeout text;
+  v_attempt integer;
 begin
   if v_tenant_id is null then
     raise exception 'a lease of requests needs a tenant''s request context (api.begin_request)' using errcode = 'PT401';
@@ -126,13 +176,29 @@ begin
   -- holds the row before anything could end them.)
   perform from core.request_windows w where w.tenant_id = v_tenant_id for update skip locked;
   if not found then
-    if exists (select from core.request_windows w where w.tenant_id = v_tenant_id) then
-      perform core.end_stale_transactions();
-    else
+    if not exists (select from core.request_windows w where w.tenant_id = v_tenant_id) then
       -- A tenant made while this migration ran, by a transaction that
       -- began before it: its row is made here, once.
       insert into core.request_windows (tenant_id, window_start, leased) values (v_tenant_id, '-infinity', 0)
       on conflict (tenant_id) do nothing;
+    else
+      -- Another lease holds the row for a moment. Whoever holds it longer
+      -- than that is ended, whatever the age of its transaction, so that
+      -- sessions taking turns at the row cannot keep the tenant's leases
+      -- waiting either.
+      v_lock_timeout := current_setting('lock_timeout');
+      perform set_config('lock_timeout', '200ms', true);
+      begin
+        perform from core.request_windows w where w.tenant_id = v_tenant_id for update;
+      exception when lock_not_available then
+        null;
+      end;
+      perform set_config('lock_timeout', v_lock_timeout, true);
+      for v_attempt in 1..100 loop
+        perform from core.request_windows w where w.tenant_id = v_tenant_id for update skip locked;
+        exit when found;
+        perform core.end_window_holders(v_tenant_id);
+      end loop;
     end if;
   end if;
   select w.window_start, w.leased into strict v_start, v_leased
@@ -174,6 +240,8 @@ set local lock_timeout = '5s';
 set local statement_timeout = '120s';
 
 drop function api.lease_requests(integer);
+drop function core.end_window_holders(uuid);
+revoke select on core.request_windows from tenancy_reaper;
 create or replace function core.create_tenant_usage() returns trigger
 language plpgsql
 security definer

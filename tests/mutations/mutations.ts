@@ -539,9 +539,9 @@ export const MUTATIONS: Mutation[] = [
     suites: ["tests/rate_limits_test.ts"],
   },
   {
-    name: "a lease waits for a stale holder of its tenant's window instead of ending it",
+    name: "a lease waits for whoever holds its tenant's window instead of ending them",
     definitionOf: "api.lease_requests(integer)",
-    find: "perform core.end_stale_transactions();",
+    find: "perform core.end_window_holders(v_tenant_id);",
     replace: "null;",
     suites: ["tests/app_user_attacks_test.ts"],
   },
