@@ -151,20 +151,30 @@ Deno.test("session defaults set on the app_user role neither refuse every reques
 });
 
 /**
- * A psql session of app_user that changes a document (an audited write no
- * plan counts, so it holds the chain head and nothing else), hides its lock
- * as best it can, and never commits.
+ * A psql session of app_user that runs the script and then stays open, its
+ * transaction with it, until it is stopped (see stop()).
  */
-async function holdChainHead(key: string, documentId: string): Promise<Deno.ChildProcess> {
-  const holder = new Deno.Command("psql", {
+async function openSession(script: string): Promise<Deno.ChildProcess> {
+  const session = new Deno.Command("psql", {
     args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
     env: pgEnv(requireEnv("APP_DATABASE_URL")),
     stdin: "piped",
     stdout: "null",
     stderr: "null",
   }).spawn();
-  const writer = holder.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(`
+  const writer = session.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(script));
+  writer.releaseLock();
+  return session;
+}
+
+/**
+ * A psql session of app_user that changes a document (an audited write no
+ * plan counts, so it holds the chain head and nothing else), hides its lock
+ * as best it can, and never commits.
+ */
+async function holdChainHead(key: string, documentId: string): Promise<Deno.ChildProcess> {
+  return await openSession(`
     set idle_in_transaction_session_timeout = 0;
     begin;
     select tenant_id from api.begin_request('${sha256Hex(key)}', null, gen_random_uuid());
@@ -174,9 +184,7 @@ async function holdChainHead(key: string, documentId: string): Promise<Deno.Chil
     savepoint hidden;
     set constraints all immediate;
     release savepoint hidden;
-  `));
-  writer.releaseLock();
-  return holder;
+  `);
 }
 
 async function idleHolders(server: TestServer): Promise<number> {
@@ -406,20 +414,11 @@ Deno.test("a session that calls the audit maintenance and never commits does not
   const server = await startServer();
   let holder: Deno.ChildProcess | undefined;
   try {
-    holder = new Deno.Command("psql", {
-      args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
-      env: pgEnv(requireEnv("APP_DATABASE_URL")),
-      stdin: "piped",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    const writer = holder.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(`
+    holder = await openSession(`
       set idle_in_transaction_session_timeout = 0;
       begin;
       select count(*) from core.maintain_audit_partitions();
-    `));
-    writer.releaseLock();
+    `);
     const deadline = performance.now() + 10_000;
     while (await idleHolders(server) === 0 && performance.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -450,18 +449,10 @@ Deno.test("a session holding its tenant's usage counts inside a savepoint still 
       body: { name: "To be revoked", permissions: ["documents:read"] },
     });
     assert.equal(victim.status, 201);
-    holder = new Deno.Command("psql", {
-      args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
-      env: pgEnv(requireEnv("APP_DATABASE_URL")),
-      stdin: "piped",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    const writer = holder.stdin.getWriter();
     // The chain head locked at the top level first (so the audited insert
     // passes the chain's savepoint rule), then the counts inside a savepoint,
     // where pgrowlocks names no session for the lock.
-    await writer.write(new TextEncoder().encode(`
+    holder = await openSession(`
       set idle_in_transaction_session_timeout = 0;
       begin;
       select tenant_id from api.begin_request('${sha256Hex(tenant.key)}', null, gen_random_uuid());
@@ -469,8 +460,7 @@ Deno.test("a session holding its tenant's usage counts inside a savepoint still 
       savepoint hidden;
       select document_id from api.create_document('${tenant.userId}', 'Hidden', repeat('a', 64));
       release savepoint hidden;
-    `));
-    writer.releaseLock();
+    `);
     const deadline = performance.now() + 10_000;
     while (await idleHolders(server) === 0 && performance.now() < deadline) await sleep(50);
     assert.equal(await idleHolders(server), 1, "the holder is idle in its transaction, the counts locked");
@@ -490,15 +480,7 @@ Deno.test("a session holding its tenant's rate-limit window is ended by the next
   try {
     const tenant = await createTenant(setup, "window-hostage");
     // With the app_user password and the tenant's key: a lease left open.
-    holder = new Deno.Command("psql", {
-      args: ["-X", "-q", "-v", "ON_ERROR_STOP=1"],
-      env: pgEnv(requireEnv("APP_DATABASE_URL")),
-      stdin: "piped",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    const writer = holder.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(`
+    holder = await openSession(`
       set idle_in_transaction_session_timeout = 0;
       set statement_timeout = 0;
       begin;
@@ -506,8 +488,7 @@ Deno.test("a session holding its tenant's rate-limit window is ended by the next
       sha256Hex(tenant.key)
     }', null, gen_random_uuid(), null, false);
       select granted from api.lease_requests();
-    `));
-    writer.releaseLock();
+    `);
     const deadline = performance.now() + 10_000;
     while (await idleHolders(setup) === 0 && performance.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));
