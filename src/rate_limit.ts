@@ -41,7 +41,7 @@ interface Budget {
   limit: number;
   /** Requests of the slices leased that are not spent yet. */
   tokens: number;
-  /** What the database had left to lease when it was last asked. */
+  /** What the database had left to lease when it was last asked (NaN: not asked yet). */
   remaining: number;
   /** When the minute ends, on this process's clock (performance.now()). */
   endsAt: number;
