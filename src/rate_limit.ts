@@ -207,9 +207,14 @@ function secondsLeft(budget: Budget): number {
 // left at its last lease); other processes may have spent some since.
 function headersOf(budget: Budget): Record<string, string> {
   return {
-    "ratelimit-policy": `"tenant";q=${budget.limit};w=60`,
+    "ratelimit-policy": policyOf(budget),
     "ratelimit": `"tenant";r=${budget.tokens + budget.remaining};t=${secondsLeft(budget)}`,
   };
+}
+
+// The policy: the tenant's limit per window of 60 s.
+function policyOf(budget: Budget): string {
+  return `"tenant";q=${budget.limit};w=60`;
 }
 
 function rateLimited(budget: Budget): HttpError {
@@ -222,7 +227,7 @@ function rateLimited(budget: Budget): HttpError {
       extensions: { limit: budget.limit, window_seconds: 60, retry_after_seconds: retryAfter },
       headers: {
         "retry-after": String(retryAfter),
-        "ratelimit-policy": `"tenant";q=${budget.limit};w=60`,
+        "ratelimit-policy": policyOf(budget),
         "ratelimit": `"tenant";r=0;t=${retryAfter}`,
       },
     },

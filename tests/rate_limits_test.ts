@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { assertProblem, expectStatus, issueKey, withPlan } from "./assertions.ts";
 import { spawnService } from "./cluster.ts";
-import { createTenant, requireEnv, startServer, type TestServer } from "./support.ts";
+import { call, createTenant, requireEnv, startServer, type TestServer } from "./support.ts";
 import { metricsText } from "../src/metrics.ts";
 
 const LIMIT = 40;
@@ -28,13 +28,9 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** GET /v1/tenant with a key, against any service's base URL. */
-async function getTenant(
-  url: string,
-  key: string,
-): Promise<{ status: number; headers: Headers; body: unknown }> {
-  const response = await fetch(`${url}/v1/tenant`, { headers: { authorization: `Bearer ${key}` } });
-  return { status: response.status, headers: response.headers, body: await response.json() };
+/** GET /v1/tenant with a key, against any service's base URL (a spawned process's too). */
+function getTenant(url: string, key: string) {
+  return call({ url } as TestServer, "GET", "/v1/tenant", { token: key });
 }
 
 /** The RateLimit header's members, e.g. {r: 12, t: 40}. */
@@ -107,14 +103,9 @@ Deno.test("a tenant's minute, once spent, is a 429 with Retry-After and RateLimi
         "what is left counts down",
       );
       const last = replies.at(-1)!;
-      const problem = {
-        status: last.status,
-        headers: last.headers,
-        body: last.body as Record<string, unknown>,
-      };
-      assertProblem(problem, 429);
-      assert.equal(problem.body.type, RATE_LIMITED);
-      assert.equal(problem.body.limit, LIMIT);
+      assertProblem(last, 429);
+      assert.equal(last.body.type, RATE_LIMITED);
+      assert.equal(last.body.limit, LIMIT);
       const retryAfter = Number(last.headers.get("retry-after"));
       assert.ok(
         Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60,
