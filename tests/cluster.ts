@@ -78,10 +78,15 @@ async function postgresBin(): Promise<string> {
  * @returns its stdout
  * @throws Error with its stderr when it fails or times out
  */
-async function run(command: string, args: string[], options: { asPostgres?: boolean } = {}): Promise<string> {
+async function run(
+  command: string,
+  args: string[],
+  options: { asPostgres?: boolean; env?: Record<string, string> } = {},
+): Promise<string> {
   const asPostgres = options.asPostgres && await runningAsRoot();
   const output = await new Deno.Command(asPostgres ? "runuser" : command, {
     args: asPostgres ? ["-u", "postgres", "--", command, ...args] : args,
+    env: options.env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -278,14 +283,10 @@ export async function startCluster(options: { maxConnections?: number } = {}): P
       await admin.end({ timeout: 1 });
     }
     const dbmate = Deno.env.get("DBMATE") ?? `${ROOT}/scripts/tools/node_modules/.bin/dbmate`;
-    await run(dbmate, [
-      "--url",
-      cluster.ownerUrl,
-      "--migrations-dir",
-      `${ROOT}/db/migrations`,
-      "--no-dump-schema",
-      "up",
-    ]);
+    // The URL holds the owner's password: it goes in the environment, never in argv.
+    await run(dbmate, ["--migrations-dir", `${ROOT}/db/migrations`, "--no-dump-schema", "up"], {
+      env: { DATABASE_URL: cluster.ownerUrl },
+    });
     const owner = postgres(cluster.ownerUrl, { max: 1, onnotice: () => {} });
     try {
       await setPassword(owner, "app_user", appPassword);

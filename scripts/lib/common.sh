@@ -285,48 +285,127 @@ load_or_create_env() {
   } | (umask 077 && cat >"$ENV_FILE")
 }
 
+# Connection URLs hold passwords, so they never travel in a command's argv
+# (which every local user can read in /proc or ps): the helpers below hand a
+# URL to node, psql, pg_prove and dbmate through the environment only.
+# scripts/test watches every process's argv for the secrets while it runs.
+
+# The prelude of each helper's script: the URL in TENANCY_URL, parsed, and a
+# decoder, each failing with one line (an exception would print the URL,
+# password and all).
+PARSE_TENANCY_URL='
+  const malformed = () => {
+    process.stderr.write("error: a database URL is malformed; it must look like postgres://user:password@host:port/database\n");
+    process.exit(1);
+  };
+  const decode = (text) => { try { return decodeURIComponent(text); } catch { return malformed(); } };
+  let u;
+  try { u = new URL(process.env.TENANCY_URL); } catch { malformed(); }
+'
+
 # Rewrites a URL's user, password and (optionally) database name.
 url_with_user() { # url user password [database]
-  node -e '
-    const [url, user, password, database] = process.argv.slice(1);
-    const u = new URL(url);
-    u.username = user; u.password = password;
-    if (database) u.pathname = "/" + database;
+  TENANCY_URL="$1" TENANCY_URL_USER="$2" TENANCY_URL_PASSWORD="$3" TENANCY_URL_DATABASE="${4:-}" node -e "$PARSE_TENANCY_URL"'
+    u.username = process.env.TENANCY_URL_USER;
+    u.password = process.env.TENANCY_URL_PASSWORD;
+    if (process.env.TENANCY_URL_DATABASE) u.pathname = "/" + process.env.TENANCY_URL_DATABASE;
     process.stdout.write(u.toString());
-  ' "$@"
-}
-
-# Runs a command with libpq's PG* variables taken from a URL, for tools such
-# as pg_prove that accept no connection URL.
-with_pg_env() { # url command...
-  local url="$1"
-  shift
-  local assignments
-  assignments="$(node -e '
-    const u = new URL(process.argv[1]);
-    const out = { PGHOST: u.hostname, PGPORT: u.port || "5432", PGUSER: decodeURIComponent(u.username),
-      PGPASSWORD: decodeURIComponent(u.password), PGDATABASE: decodeURIComponent(u.pathname.slice(1)) };
-    for (const [k, v] of Object.entries(out)) process.stdout.write(k + "=" + v + "\n");
-  ' "$url")"
-  env $assignments "$@"
+  '
 }
 
 url_database_name() { # url
-  node -e 'process.stdout.write(decodeURIComponent(new URL(process.argv[1]).pathname.slice(1)))' "$1"
+  TENANCY_URL="$1" node -e "$PARSE_TENANCY_URL"'
+    process.stdout.write(decode(u.pathname.slice(1)));
+  '
 }
 
 url_with_database() { # url database
-  node -e '
-    const u = new URL(process.argv[1]); u.pathname = "/" + process.argv[2];
+  TENANCY_URL="$1" TENANCY_URL_DATABASE="$2" node -e "$PARSE_TENANCY_URL"'
+    u.pathname = "/" + process.env.TENANCY_URL_DATABASE;
     process.stdout.write(u.toString());
-  ' "$@"
+  '
+}
+
+# Runs a command with libpq's PG* variables taken from a URL: psql and
+# pg_prove then connect without the URL in their argv. What the URL leaves
+# out (a port, a password) the caller's own PG* variables still give, as they
+# would to psql "$url". A query parameter that libpq reads no variable for
+# stops the run rather than being dropped.
+with_pg_env() { # url command...
+  local url="$1"
+  shift
+  (
+    local name value complete=""
+    # NUL-separated pairs, the last one "end"; a value holding NUL is refused.
+    while IFS= read -r -d '' name && IFS= read -r -d '' value; do
+      if [ "$name" = end ]; then complete=yes; else export "$name=$value"; fi
+    done < <(TENANCY_URL="$url" node -e "$PARSE_TENANCY_URL"'
+      // libpq connection keywords and the variables that stand for them.
+      const variables = new Map(Object.entries({
+        host: "PGHOST", hostaddr: "PGHOSTADDR", port: "PGPORT", dbname: "PGDATABASE", user: "PGUSER",
+        password: "PGPASSWORD", passfile: "PGPASSFILE", service: "PGSERVICE", options: "PGOPTIONS",
+        application_name: "PGAPPNAME", connect_timeout: "PGCONNECT_TIMEOUT", client_encoding: "PGCLIENTENCODING",
+        sslmode: "PGSSLMODE", sslcert: "PGSSLCERT", sslkey: "PGSSLKEY", sslrootcert: "PGSSLROOTCERT",
+        sslcrl: "PGSSLCRL", sslcrldir: "PGSSLCRLDIR", sslsni: "PGSSLSNI", sslcompression: "PGSSLCOMPRESSION",
+        requiressl: "PGREQUIRESSL", ssl_min_protocol_version: "PGSSLMINPROTOCOLVERSION",
+        ssl_max_protocol_version: "PGSSLMAXPROTOCOLVERSION", gssencmode: "PGGSSENCMODE", gsslib: "PGGSSLIB",
+        krbsrvname: "PGKRBSRVNAME", channel_binding: "PGCHANNELBINDING", require_auth: "PGREQUIREAUTH",
+        target_session_attrs: "PGTARGETSESSIONATTRS", load_balance_hosts: "PGLOADBALANCEHOSTS",
+        sslnegotiation: "PGSSLNEGOTIATION",
+      }));
+      const out = new Map();
+      const host = decode(u.hostname).replace(/^\[(.*)\]$/, "$1");
+      if (host) out.set("PGHOST", host);
+      if (u.port) out.set("PGPORT", u.port);
+      if (u.username) out.set("PGUSER", decode(u.username));
+      if (u.password) out.set("PGPASSWORD", decode(u.password));
+      if (u.pathname.length > 1) out.set("PGDATABASE", decode(u.pathname.slice(1)));
+      // As libpq reads a query: "+" is a plus sign, not a space.
+      for (const pair of u.search.slice(1).split("&").filter(Boolean)) {
+        const at = pair.indexOf("=");
+        const key = decode(at < 0 ? pair : pair.slice(0, at));
+        const variable = variables.get(key);
+        if (!variable) {
+          process.stderr.write(`error: the database URL has a parameter "${key}" that the scripts cannot pass to psql; remove it\n`);
+          process.exit(1);
+        }
+        out.set(variable, at < 0 ? "" : decode(pair.slice(at + 1)));
+      }
+      for (const [key, value] of out) {
+        if (value.includes("\0")) malformed();
+        process.stdout.write(key + "\0" + value + "\0");
+      }
+      process.stdout.write("end\0\0");
+    ')
+    [ -n "$complete" ] || exit 1
+    exec "$@"
+  )
+}
+
+# Runs dbmate on a database: the URL, without its password, in DATABASE_URL
+# (dbmate's default), and the password in PGPASSWORD. dbmate hands its URL to
+# pg_dump as an argument, so the password must not be in it.
+dbmate_on() { # url dbmate-arguments...
+  local url="$1"
+  shift
+  (
+    local bare="" password=""
+    { IFS= read -r -d '' bare && IFS= read -r -d '' password; } < <(TENANCY_URL="$url" node -e "$PARSE_TENANCY_URL"'
+      const password = decode(u.password);
+      u.password = "";
+      process.stdout.write(u.toString() + "\0" + password + "\0");
+    ') || true
+    [ -n "$bare" ] || exit 1
+    if [ -n "$password" ]; then export PGPASSWORD="$password"; fi
+    DATABASE_URL="$bare" exec "$DBMATE" "$@"
+  )
 }
 
 # Fails with one line when the server behind DATABASE_URL cannot be reached,
 # instead of letting a later tool print its own stack of errors.
 check_database_reachable() { # url
   local output
-  if ! output="$(psql "$(url_with_database "$1" postgres)" -XAtqc 'select 1' 2>&1)"; then
+  if ! output="$(with_pg_env "$(url_with_database "$1" postgres)" psql -XAtqc 'select 1' 2>&1)"; then
     output="$(printf '%s' "$output" | head -n 1 | sed -E 's#postgres(ql)?://[^ ]*#<url>#g')"
     if [ "${DATABASE_MODE:-}" = local ]; then
       die "the project-local cluster does not accept connections ($output); see .local/pg/postgres.log (scripts/db reset starts afresh, but deletes the local databases and their data)"
@@ -338,11 +417,14 @@ check_database_reachable() { # url
 # Migrates a database and gives the runtime roles the generated passwords.
 # Roles are cluster-wide, so this also serves the test database.
 migrate_database() { # database-url
-  "$DBMATE" --url "$1" --wait --wait-timeout 30s --no-dump-schema up >&2 ||
+  dbmate_on "$1" --wait --wait-timeout 30s --no-dump-schema up >&2 ||
     die "dbmate up failed for $(printf '%s' "$1" | sed -E 's#//[^@]*@#//#')"
   [ "$MANAGE_ROLE_PASSWORDS" = yes ] || return 0
-  psql "$1" -XqAt -v ON_ERROR_STOP=1 \
-    -v app_pw="$APP_USER_PASSWORD" -v admin_pw="$UBER_ADMIN_PASSWORD" >/dev/null <<'SQL'
+  # The passwords reach psql in its environment (\getenv), not its argv.
+  APP_USER_PASSWORD="$APP_USER_PASSWORD" UBER_ADMIN_PASSWORD="$UBER_ADMIN_PASSWORD" \
+    with_pg_env "$1" psql -XqAt -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+\getenv app_pw APP_USER_PASSWORD
+\getenv admin_pw UBER_ADMIN_PASSWORD
 alter role app_user password :'app_pw';
 alter role uber_admin password :'admin_pw';
 SQL
