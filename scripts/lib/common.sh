@@ -95,6 +95,12 @@ ensure_postgres_tools() {
   fi
   command -v pg_prove >/dev/null || missing="$missing libtap-parser-sourcehandler-pgtap-perl"
   command -v psql >/dev/null || [ -n "$bindir" ] || missing="$missing postgresql-client-$PG_MAJOR"
+  # migrate_database reads the role passwords with \getenv, new in psql 15.
+  if [ -z "$bindir" ] && command -v psql >/dev/null; then
+    local client
+    client="$(psql --version | sed -E 's/^[^0-9]*([0-9]+).*/\1/')"
+    [ "${client:-0}" -ge "$PG_MAJOR" ] || missing="$missing postgresql-client-$PG_MAJOR"
+  fi
   if [ -n "$missing" ]; then
     if is_root && command -v apt-get >/dev/null; then
       log "installing Debian packages:$missing"
