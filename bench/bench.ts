@@ -135,6 +135,7 @@ function dbmate(url: string, ...args: string[]): Promise<string> {
 // cached. Where pg_prewarm is missing, the run says so and goes on.
 async function prewarm(url: string): Promise<void> {
   const started = performance.now();
+  progress(`  prewarming ${new URL(url).pathname.slice(1)} into the page cache`);
   try {
     const blocks = await psql(
       url,
@@ -153,7 +154,9 @@ async function prewarm(url: string): Promise<void> {
     );
   } catch (error) {
     progress(
-      `  could not prewarm (${String((error as Error).message).trim().split("\n").at(-1)}); timing as cached`,
+      `  could not prewarm (${
+        String((error as Error).message).trim().split("\n").at(-1)
+      }); timing with whatever the page cache holds`,
     );
   }
 }

@@ -437,6 +437,20 @@ async function drain(stream: ReadableStream<Uint8Array>, sink: string[]): Promis
 }
 
 /**
+ * The arguments of deno.json's "start" task (`deno run <permissions> src/main.ts`),
+ * the one command that starts the service: scripts/dev runs that task, and the
+ * tests start the service exactly as it does.
+ */
+async function startArguments(): Promise<string[]> {
+  const { tasks } = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+  const [deno, ...args] = String(tasks.start).split(/\s+/);
+  if (deno !== "deno" || args[0] !== "run") {
+    throw new Error(`deno.json's start task is not "deno run ...": ${tasks.start}`);
+  }
+  return args;
+}
+
+/**
  * Starts the service with the permissions README gives it, on a free port,
  * and waits until GET /health answers and every worker has started.
  *
@@ -446,7 +460,7 @@ async function drain(stream: ReadableStream<Uint8Array>, sink: string[]): Promis
 export async function spawnService(env: Record<string, string>): Promise<ServiceProcess> {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-net", "--allow-net", "--allow-env", "--allow-read=src", "src/main.ts"],
+    args: await startArguments(),
     cwd: ROOT,
     env: { LOG_REQUESTS: "false", ...env, PORT: String(port), HOSTNAME: "127.0.0.1" },
     stdin: "null",

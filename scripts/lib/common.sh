@@ -94,13 +94,16 @@ ensure_postgres_tools() {
     [ -f "/usr/share/postgresql/$major/extension/pgtap.control" ] || missing="$missing postgresql-$major-pgtap"
   fi
   command -v pg_prove >/dev/null || missing="$missing libtap-parser-sourcehandler-pgtap-perl"
-  command -v psql >/dev/null || [ -n "$bindir" ] || missing="$missing postgresql-client-$PG_MAJOR"
-  # migrate_database reads the role passwords with \getenv, new in psql 15.
-  if [ -z "$bindir" ] && command -v psql >/dev/null; then
-    local client
-    client="$(psql --version | sed -E 's/^[^0-9]*([0-9]+).*/\1/')"
-    [ "${client:-0}" -ge "$PG_MAJOR" ] || missing="$missing postgresql-client-$PG_MAJOR"
-  fi
+  # Without the server, Debian's client package of $PG_MAJOR or later (migrate_database
+  # reads the role passwords with \getenv, new in psql 15).
+  local clientdir=""
+  for candidate in /usr/lib/postgresql/*/bin; do
+    [ -x "$candidate/psql" ] || continue
+    local major="${candidate#/usr/lib/postgresql/}"
+    major="${major%/bin}"
+    [ "$major" -ge "$PG_MAJOR" ] && clientdir="$candidate"
+  done
+  [ -n "$bindir" ] || [ -n "$clientdir" ] || missing="$missing postgresql-client-$PG_MAJOR"
   if [ -n "$missing" ]; then
     if is_root && command -v apt-get >/dev/null; then
       log "installing Debian packages:$missing"
@@ -111,7 +114,7 @@ ensure_postgres_tools() {
     fi
     die "missing PostgreSQL tools; run: sudo apt-get install -y$missing"
   fi
-  if [ -n "$bindir" ]; then PG_BIN="$bindir"; else PG_BIN="$(dirname "$(command -v psql)")"; fi
+  PG_BIN="${bindir:-$clientdir}"
   # dbmate dumps the schema with pg_dump; it must match the server's major.
   export PATH="$PG_BIN:$PATH" PG_BIN
 }
@@ -357,7 +360,7 @@ with_pg_env() { # url command...
         ssl_max_protocol_version: "PGSSLMAXPROTOCOLVERSION", gssencmode: "PGGSSENCMODE", gsslib: "PGGSSLIB",
         krbsrvname: "PGKRBSRVNAME", channel_binding: "PGCHANNELBINDING", require_auth: "PGREQUIREAUTH",
         target_session_attrs: "PGTARGETSESSIONATTRS", load_balance_hosts: "PGLOADBALANCEHOSTS",
-        sslnegotiation: "PGSSLNEGOTIATION",
+        sslnegotiation: "PGSSLNEGOTIATION", sslcertmode: "PGSSLCERTMODE", gssdelegation: "PGGSSDELEGATION",
       }));
       const out = new Map();
       const host = decode(u.hostname).replace(/^\[(.*)\]$/, "$1");
@@ -397,8 +400,17 @@ dbmate_on() { # url dbmate-arguments...
   (
     local bare="" password=""
     { IFS= read -r -d '' bare && IFS= read -r -d '' password; } < <(TENANCY_URL="$url" node -e "$PARSE_TENANCY_URL"'
-      const password = decode(u.password);
+      // libpq also reads a password from the query; it leaves the URL too,
+      // the rest of which stays exactly as written.
+      let password = decode(u.password);
       u.password = "";
+      const query = u.search.slice(1).split("&").filter((pair) => {
+        if (!/^password(=|$)/.test(pair)) return true;
+        password = decode(pair.slice("password=".length));
+        return false;
+      });
+      u.search = query.length ? "?" + query.join("&") : "";
+      if (password.includes("\0")) malformed();
       process.stdout.write(u.toString() + "\0" + password + "\0");
     ') || true
     [ -n "$bare" ] || exit 1
@@ -424,7 +436,7 @@ check_database_reachable() { # url
 # Roles are cluster-wide, so this also serves the test database.
 migrate_database() { # database-url
   dbmate_on "$1" --wait --wait-timeout 30s --no-dump-schema up >&2 ||
-    die "dbmate up failed for $(printf '%s' "$1" | sed -E 's#//[^@]*@#//#')"
+    die "dbmate up failed for the database $(url_database_name "$1")"
   [ "$MANAGE_ROLE_PASSWORDS" = yes ] || return 0
   # The passwords reach psql in its environment (\getenv), not its argv.
   APP_USER_PASSWORD="$APP_USER_PASSWORD" UBER_ADMIN_PASSWORD="$UBER_ADMIN_PASSWORD" \
