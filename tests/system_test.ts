@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { EXPECTED_SCHEMA_VERSION } from "../src/schema_version.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { spawnService } from "./cluster.ts";
-import { call, startServer } from "./support.ts";
+import { call, requireEnv, startServer } from "./support.ts";
 
 Deno.test("GET /health answers 200 without touching the database", async () => {
   const server = await startServer({ APP_DATABASE_URL: "postgres://nobody:wrong@127.0.0.1:1/none" });
@@ -40,6 +40,25 @@ Deno.test("GET /ready answers 503 while the runtime role may create temporary ob
   } finally {
     await server.owner.unsafe(`revoke temporary on database "${database}" from app_user`);
     await server.close();
+  }
+});
+
+Deno.test("GET /ready answers 503 while the runtime role bypasses row-level security", async (t) => {
+  const app = new URL(requireEnv("APP_DATABASE_URL"));
+  const admin = new URL(requireEnv("ADMIN_DATABASE_URL"));
+  const owner = new URL(requireEnv("DATABASE_URL"));
+  for (const [who, url] of [["the superuser", owner], ["uber_admin (BYPASSRLS)", admin]] as const) {
+    await t.step(who, async () => {
+      url.pathname = app.pathname;
+      const server = await startServer({ APP_DATABASE_URL: url.href });
+      try {
+        const response = await call(server, "GET", "/ready");
+        assert.equal(response.status, 503);
+        assert.match(String(response.body.reason), /bypasses row-level security/);
+      } finally {
+        await server.close();
+      }
+    });
   }
 });
 

@@ -24,10 +24,14 @@ async function readiness(pools: Pools): Promise<Response> {
     readOnly: true,
     poolWaitMs: READY_TIMEOUT_MS,
     // A database made from a template or restored from a dump does not keep
-    // the migrations' revoke of TEMPORARY: say so rather than serve.
+    // the migrations' revoke of TEMPORARY: say so rather than serve. Nor does
+    // row-level security hold for a runtime role that bypasses it (an
+    // APP_DATABASE_URL naming the owner, a superuser or uber_admin).
     context: (tx) =>
       tx`select api.schema_version() as version,
-                has_database_privilege(current_database(), 'TEMPORARY') as may_create_temporary`,
+                has_database_privilege(current_database(), 'TEMPORARY') as may_create_temporary,
+                (select rolsuper or rolbypassrls from pg_catalog.pg_roles where rolname = current_user)
+                  as bypasses_rls`,
   }, (tx) => tx`select 1`);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), READY_TIMEOUT_MS));
@@ -37,6 +41,13 @@ async function readiness(pools: Pools): Promise<Response> {
     const version = String(result.context[0]?.version ?? "");
     if (version < EXPECTED_SCHEMA_VERSION) {
       return notReady(`The database schema is at ${version || "no migration"}; run dbmate up`, version);
+    }
+    if (result.context[0]?.bypasses_rls) {
+      return notReady(
+        "APP_DATABASE_URL connects as a role that bypasses row-level security (a superuser or BYPASSRLS); " +
+          "connect as app_user",
+        version,
+      );
     }
     if (result.context[0]?.may_create_temporary) {
       return notReady(
