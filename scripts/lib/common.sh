@@ -317,6 +317,10 @@ url_with_user() { # url user password [database]
   TENANCY_URL="$1" TENANCY_URL_USER="$2" TENANCY_URL_PASSWORD="$3" TENANCY_URL_DATABASE="${4:-}" node -e "$PARSE_TENANCY_URL"'
     u.username = process.env.TENANCY_URL_USER;
     u.password = process.env.TENANCY_URL_PASSWORD;
+    // libpq lets a user or password in the query override these: drop them,
+    // or the runtime URLs could still name the owner.
+    const query = u.search.slice(1).split("&").filter((pair) => pair && !/^(user|password)(=|$)/.test(pair));
+    u.search = query.length ? "?" + query.join("&") : "";
     if (process.env.TENANCY_URL_DATABASE) u.pathname = "/" + process.env.TENANCY_URL_DATABASE;
     process.stdout.write(u.toString());
   '
