@@ -439,7 +439,7 @@ async function drain(stream: ReadableStream<Uint8Array>, sink: string[]): Promis
 /**
  * The arguments of deno.json's "start" task (`deno run <permissions> src/main.ts`),
  * the one command that starts the service: scripts/dev runs that task, and the
- * tests start the service exactly as it does.
+ * tests run the same arguments with this Deno.
  */
 async function startArguments(): Promise<string[]> {
   const { tasks } = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));

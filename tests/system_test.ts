@@ -43,22 +43,47 @@ Deno.test("GET /ready answers 503 while the runtime role may create temporary ob
   }
 });
 
-Deno.test("GET /ready answers 503 while the runtime role bypasses row-level security", async (t) => {
+Deno.test("GET /ready answers 503 while the runtime role can bypass row-level security", async (t) => {
   const app = new URL(requireEnv("APP_DATABASE_URL"));
   const admin = new URL(requireEnv("ADMIN_DATABASE_URL"));
   const owner = new URL(requireEnv("DATABASE_URL"));
-  for (const [who, url] of [["the superuser", owner], ["uber_admin (BYPASSRLS)", admin]] as const) {
-    await t.step(who, async () => {
-      url.pathname = app.pathname;
-      const server = await startServer({ APP_DATABASE_URL: url.href });
+  async function assertNotReady(url: URL): Promise<void> {
+    url.pathname = app.pathname;
+    const server = await startServer({ APP_DATABASE_URL: url.href });
+    try {
+      const response = await call(server, "GET", "/ready");
+      assert.equal(response.status, 503);
+      assert.match(String(response.body.reason), /can bypass row-level security/);
+    } finally {
+      await server.close();
+    }
+  }
+  await t.step("the superuser", () => assertNotReady(owner));
+  await t.step("uber_admin (BYPASSRLS)", () => assertNotReady(admin));
+  // Roles are the cluster's: each step's role is made and dropped here.
+  const server = await startServer();
+  const role = `ready_probe_${crypto.randomUUID().slice(0, 8)}`;
+  const password = crypto.randomUUID();
+  const probe = new URL(app.href);
+  probe.username = role;
+  probe.password = password;
+  try {
+    await server.owner.unsafe(`create role ${role} login password '${password}' in role app_user`);
+    await t.step("app_user's privileges alone are ready", async () => {
+      const probeServer = await startServer({ APP_DATABASE_URL: probe.href });
       try {
-        const response = await call(server, "GET", "/ready");
-        assert.equal(response.status, 503);
-        assert.match(String(response.body.reason), /bypasses row-level security/);
+        assert.equal((await call(probeServer, "GET", "/ready")).status, 200);
       } finally {
-        await server.close();
+        await probeServer.close();
       }
     });
+    await server.owner.unsafe(`grant uber_admin to ${role}`);
+    await t.step("a member of a BYPASSRLS role (SET ROLE away)", () => assertNotReady(new URL(probe.href)));
+    await server.owner.unsafe(`revoke uber_admin from ${role}; grant tenancy_owner to ${role}`);
+    await t.step("a member of the tables' owner", () => assertNotReady(new URL(probe.href)));
+  } finally {
+    await server.owner.unsafe(`drop role if exists ${role}`);
+    await server.close();
   }
 });
 

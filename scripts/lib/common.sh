@@ -319,7 +319,7 @@ url_with_user() { # url user password [database]
     u.password = process.env.TENANCY_URL_PASSWORD;
     // libpq lets a user or password in the query override these: drop them,
     // or the runtime URLs could still name the owner.
-    const query = u.search.slice(1).split("&").filter((pair) => pair && !/^(user|password)(=|$)/.test(pair));
+    const query = u.search.slice(1).split("&").filter((pair) => pair && !/^(user|password)$/.test(decode(pair.split("=")[0])));
     u.search = query.length ? "?" + query.join("&") : "";
     if (process.env.TENANCY_URL_DATABASE) u.pathname = "/" + process.env.TENANCY_URL_DATABASE;
     process.stdout.write(u.toString());
@@ -409,8 +409,10 @@ dbmate_on() { # url dbmate-arguments...
       let password = decode(u.password);
       u.password = "";
       const query = u.search.slice(1).split("&").filter((pair) => {
-        if (!/^password(=|$)/.test(pair)) return true;
-        password = decode(pair.slice("password=".length));
+        if (!pair) return false;
+        const at = pair.indexOf("=");
+        if (decode(at < 0 ? pair : pair.slice(0, at)) !== "password") return true;
+        password = at < 0 ? "" : decode(pair.slice(at + 1));
         return false;
       });
       u.search = query.length ? "?" + query.join("&") : "";

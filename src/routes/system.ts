@@ -25,12 +25,20 @@ async function readiness(pools: Pools): Promise<Response> {
     poolWaitMs: READY_TIMEOUT_MS,
     // A database made from a template or restored from a dump does not keep
     // the migrations' revoke of TEMPORARY: say so rather than serve. Nor does
-    // row-level security hold for a runtime role that bypasses it (an
-    // APP_DATABASE_URL naming the owner, a superuser or uber_admin).
+    // row-level security hold for a runtime role that can get around it: one
+    // that is, or may SET ROLE to, a superuser or a BYPASSRLS role (such as
+    // uber_admin), or that owns tables of the project and so may lift FORCE.
     context: (tx) =>
       tx`select api.schema_version() as version,
                 has_database_privilege(current_database(), 'TEMPORARY') as may_create_temporary,
-                (select rolsuper or rolbypassrls from pg_catalog.pg_roles where rolname = current_user)
+                exists (select from pg_catalog.pg_roles r
+                        where (r.rolsuper or r.rolbypassrls)
+                          and (pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')
+                               or pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')))
+                  or exists (select from pg_catalog.pg_class c
+                             where c.relnamespace in ('core'::regnamespace, 'api'::regnamespace,
+                                                      'platform'::regnamespace)
+                               and pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER'))
                   as bypasses_rls`,
   }, (tx) => tx`select 1`);
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -44,8 +52,8 @@ async function readiness(pools: Pools): Promise<Response> {
     }
     if (result.context[0]?.bypasses_rls) {
       return notReady(
-        "APP_DATABASE_URL connects as a role that bypasses row-level security (a superuser or BYPASSRLS); " +
-          "connect as app_user",
+        "APP_DATABASE_URL connects as a role that can bypass row-level security (a superuser, a BYPASSRLS " +
+          "role, a member of either, or an owner of the tables); connect as app_user",
         version,
       );
     }
