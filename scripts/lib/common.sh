@@ -77,14 +77,18 @@ ensure_node_tools() {
 # Finds PostgreSQL $PG_MAJOR+ server binaries, pgTAP and pg_prove; installs the
 # Debian packages when missing and we are root, else says exactly what to run.
 ensure_postgres_tools() {
-  local need_server="$1" bindir="" missing=""
+  local need_server="$1" bindir="" clientdir="" missing=""
   # PostgreSQL $PG_MAJOR itself when installed (db/schema.sql is its dump),
-  # otherwise the newest later major.
+  # otherwise the newest later major. Without the server, Debian's client
+  # package of $PG_MAJOR or later (migrate_database reads the role passwords
+  # with \getenv, new in psql 15).
   for candidate in /usr/lib/postgresql/*/bin; do
-    [ -x "$candidate/pg_ctl" ] || continue
+    [ -d "$candidate" ] || continue
     local major="${candidate#/usr/lib/postgresql/}"
     major="${major%/bin}"
-    [ "$major" -ge "$PG_MAJOR" ] && bindir="$candidate"
+    [ "$major" -ge "$PG_MAJOR" ] || continue
+    if [ -x "$candidate/pg_ctl" ]; then bindir="$candidate"; fi
+    if [ -x "$candidate/psql" ]; then clientdir="$candidate"; fi
   done
   if [ -x "/usr/lib/postgresql/$PG_MAJOR/bin/pg_ctl" ]; then bindir="/usr/lib/postgresql/$PG_MAJOR/bin"; fi
   if [ "$need_server" = yes ] && [ -z "$bindir" ]; then missing="$APT_PACKAGES"; fi
@@ -94,15 +98,6 @@ ensure_postgres_tools() {
     [ -f "/usr/share/postgresql/$major/extension/pgtap.control" ] || missing="$missing postgresql-$major-pgtap"
   fi
   command -v pg_prove >/dev/null || missing="$missing libtap-parser-sourcehandler-pgtap-perl"
-  # Without the server, Debian's client package of $PG_MAJOR or later (migrate_database
-  # reads the role passwords with \getenv, new in psql 15).
-  local clientdir=""
-  for candidate in /usr/lib/postgresql/*/bin; do
-    [ -x "$candidate/psql" ] || continue
-    local major="${candidate#/usr/lib/postgresql/}"
-    major="${major%/bin}"
-    [ "$major" -ge "$PG_MAJOR" ] && clientdir="$candidate"
-  done
   [ -n "$bindir" ] || [ -n "$clientdir" ] || missing="$missing postgresql-client-$PG_MAJOR"
   if [ -n "$missing" ]; then
     if is_root && command -v apt-get >/dev/null; then
