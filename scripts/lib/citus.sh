@@ -216,6 +216,30 @@ check_workers_refuse_passwords() {
   echo "every worker refuses app_user's and the superuser's passwords over TCP, and takes the coordinator's certificate"
 }
 
+# On the coordinator, neither runtime role may execute a function of the
+# citus extension: among them are some that start a rebalance, cancel the
+# cluster's background jobs or run SQL on other nodes. (On the workers Citus
+# itself calls some of them over the connections it opens as these roles,
+# and only the coordinator holds the certificate those connections need.)
+# The aggregate helpers among them (coord_combine_agg and the like) combine
+# aggregates over several shards, which no tenant query should need: each is
+# to route to one shard.
+check_citus_functions_revoked() {
+  local granted
+  granted="$(citus_node_psql coordinator "$test_db" -c "
+    select count(*) || ': ' || coalesce(string_agg(distinct p.proname, ', ' order by p.proname), '')
+    from pg_proc p
+    join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
+    join pg_extension e on e.oid = d.refobjid and e.extname = 'citus'
+    cross join (values ('app_user'), ('uber_admin')) r (role)
+    where has_function_privilege(r.role, p.oid, 'execute')")" || return 1
+  if [ "${granted%%:*}" != 0 ]; then
+    echo "app_user or uber_admin may execute Citus functions on the coordinator (${granted%%:*} grants): ${granted#*: }"
+    return 1
+  fi
+  echo "neither app_user nor uber_admin may execute any function of the citus extension on the coordinator"
+}
+
 # Every table of the project's schemas, found in the catalog, is a Citus
 # table (distributed or reference); else its rows live on the coordinator
 # alone and the suites after this one would prove nothing about Citus.
