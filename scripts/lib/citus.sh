@@ -8,11 +8,17 @@
 # password, or with none, would let whoever holds the app_user password run
 # SQL on the shards themselves, past every check the coordinator makes. So a
 # worker accepts TCP connections only over TLS with a client certificate of
-# the nodes' own authority, which only the coordinator holds
+# the nodes' own client authority, which the nodes hold and present
 # (citus.node_conninfo); its superuser reaches it through its Unix socket.
-# The certificate then stands for any role (trust with clientcert=verify-ca),
-# as Citus needs: roles come and go with migrations, and PostgreSQL 15 cannot
-# map one certificate to every role in pg_ident.conf.
+# The certificate then stands for any role, the superuser included (trust
+# with clientcert=verify-ca), as Citus needs: roles come and go with
+# migrations, and PostgreSQL 15 cannot map one certificate to every role in
+# pg_ident.conf. Whoever reads the nodes' key files is therefore superuser on
+# every node, as whoever reads their data directories already is.
+#
+# Who owns what: .local/citus itself, the env file in it (which root sources)
+# and the certificates' directory are root's; each node's directory and its
+# key files are the postgres user's, which needs them and nothing else.
 #
 # Citus itself comes from Citus's own packages (see the README); nothing here
 # builds or downloads it.
@@ -22,8 +28,8 @@ CITUS_TLS_DIR="$CITUS_DIR/tls"
 # The coordinator's port; the workers listen on the two after it.
 CITUS_PORT="${CITUS_PORT:-54339}"
 CITUS_WORKERS="worker1 worker2"
-# The common name of the coordinator's client certificate.
-CITUS_CLIENT_NAME=tenancy-coordinator
+# The nodes this run started, which it stops again (stop_citus_nodes).
+CITUS_STARTED_NODES=""
 
 citus_installed() {
   local libdir sharedir
@@ -53,68 +59,96 @@ use_citus_node() { # node
   PG_SOCKET_DIR="$PG_DIR/run"
   PG_LOG="$PG_DIR/postgres.log"
   LOCAL_PG_PORT="$(citus_node_port "$1")"
+  PORT_SETTING=CITUS_PORT
 }
 
-# One certificate authority, one server certificate for 127.0.0.1 that every
-# node presents, and the coordinator's client certificate. Made once; only the
-# postgres OS user can read the keys.
+CITUS_TLS_FILES="server-ca.crt client-ca.crt server.crt server.key client.crt client.key"
+
+# Two authorities, one for the servers and one for the clients, so that a
+# node's server certificate is no client certificate; one server certificate
+# for 127.0.0.1 that every node presents, and the nodes' client certificate,
+# each limited to its use. The authorities' keys are deleted once they have
+# signed: nothing else is ever signed. Made once.
 ensure_citus_certificates() {
-  [ -f "$CITUS_TLS_DIR/client.crt" ] && return 0
+  local file missing=""
+  for file in $CITUS_TLS_FILES; do [ -f "$CITUS_TLS_DIR/$file" ] || missing=yes; done
+  [ -n "$missing" ] || return 0
   command -v openssl >/dev/null || die "openssl is missing; run: sudo apt-get install -y openssl"
   log "making the Citus nodes' certificates in .local/citus/tls"
   rm -rf "$CITUS_TLS_DIR"
-  mkdir -p "$CITUS_TLS_DIR"
+  mkdir -m 755 "$CITUS_TLS_DIR"
+  local authorities
+  authorities="$(mktemp -d)"
   (
-    cd "$CITUS_TLS_DIR"
+    set -e
     umask 077
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=tenancy-local-ca" \
-      -keyout ca.key -out ca.crt
+    cd "$authorities"
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' >server.ext
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >client.ext
+    for ca in server-ca client-ca; do
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=tenancy-local-$ca" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+        -keyout "$ca.key" -out "$ca.crt"
+    done
     openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr
-    printf 'subjectAltName=IP:127.0.0.1\n' >server.ext
-    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+    openssl x509 -req -in server.csr -CA server-ca.crt -CAkey server-ca.key -CAcreateserial -days 3650 \
       -extfile server.ext -out server.crt
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=$CITUS_CLIENT_NAME" -keyout client.key -out client.csr
-    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out client.crt
-    rm -f ./*.csr server.ext ca.srl
-  ) >"$CITUS_DIR/tls.log" 2>&1 || die "openssl could not make the certificates; see .local/citus/tls.log"
-  if is_root; then chown -R postgres: "$CITUS_TLS_DIR"; fi
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=tenancy-citus-nodes" -keyout client.key -out client.csr
+    openssl x509 -req -in client.csr -CA client-ca.crt -CAkey client-ca.key -CAcreateserial -days 3650 \
+      -extfile client.ext -out client.crt
+  ) >"$CITUS_DIR/tls.log" 2>&1 || {
+    rm -rf "$authorities"
+    die "openssl could not make the certificates; see .local/citus/tls.log"
+  }
+  for file in $CITUS_TLS_FILES; do
+    case "$file" in
+    *.key) install -m 600 "$authorities/$file" "$CITUS_TLS_DIR/$file" ;;
+    *) install -m 644 "$authorities/$file" "$CITUS_TLS_DIR/$file" ;;
+    esac
+    if is_root; then chown postgres: "$CITUS_TLS_DIR/$file"; fi
+  done
+  rm -rf "$authorities"
 }
 
-# initdb for the node in use (common.sh), then what Citus needs and the
-# authentication above. A node made earlier is kept.
-init_citus_node() { # node
-  local node="$1"
-  [ -f "$PG_DATA/PG_VERSION" ] && return 0
-  mkdir -p "$CITUS_DIR"
-  init_local_cluster
-  local tls="$CITUS_TLS_DIR"
-  cat >>"$PG_DATA/postgresql.conf" <<EOF
-
-# --- set by scripts/lib/citus.sh for the Citus node $node ---
+# Written as the postgres user, into the node's own data directory, before
+# every start: a node whose first start was interrupted, or that was made by
+# an older version of this file, gets them too.
+write_citus_node_settings() { # node
+  local node="$1" tls="$CITUS_TLS_DIR"
+  as_pg_owner tee "$PG_DATA/citus.conf" >/dev/null <<EOF
+# Written by scripts/lib/citus.sh before every start of the Citus node $node.
 shared_preload_libraries = 'citus'
 max_prepared_transactions = 100
 ssl = on
 ssl_cert_file = '$tls/server.crt'
 ssl_key_file = '$tls/server.key'
-ssl_ca_file = '$tls/ca.crt'
-citus.node_conninfo = 'sslmode=verify-full sslrootcert=$tls/ca.crt sslcert=$tls/client.crt sslkey=$tls/client.key'
+ssl_ca_file = '$tls/client-ca.crt'
+citus.node_conninfo = 'sslmode=verify-full sslrootcert=$tls/server-ca.crt sslcert=$tls/client.crt sslkey=$tls/client.key'
 EOF
-  # Over TCP: TLS with the coordinator's certificate, for any node; and, on
+  # Over TCP: TLS with the nodes' client certificate, on every node; and, on
   # the coordinator only, the service's and the operators' passwords over
   # plain TCP, as on a single server. Over the socket: the superuser.
   {
-    echo "# Written by scripts/lib/citus.sh: see there why."
+    echo "# Written by scripts/lib/citus.sh before every start: see there why."
     echo "local all postgres scram-sha-256"
     echo "hostssl all all 127.0.0.1/32 trust clientcert=verify-ca"
     if [ "$node" = coordinator ]; then echo "hostnossl all all 127.0.0.1/32 scram-sha-256"; fi
-  } >"$PG_DATA/pg_hba.conf"
-  if is_root; then chown postgres: "$PG_DATA/pg_hba.conf"; fi
+  } | as_pg_owner tee "$PG_DATA/pg_hba.conf" >/dev/null
+  as_pg_owner grep -qx "include 'citus.conf'" "$PG_DATA/postgresql.conf" ||
+    echo "include 'citus.conf'" | as_pg_owner tee -a "$PG_DATA/postgresql.conf" >/dev/null
 }
 
 start_citus_nodes() {
   ensure_postgres_can_enter_root
-  mkdir -p "$CITUS_DIR"
-  if is_root; then chown postgres: "$CITUS_DIR"; fi
+  mkdir -p -m 755 "$CITUS_DIR"
+  if is_root; then
+    # Root sources the env file in here: nobody else may write to this directory.
+    chown root: "$CITUS_DIR"
+    chmod 755 "$CITUS_DIR"
+    if [ -L "$ENV_FILE" ] || { [ -e "$ENV_FILE" ] && [ "$(stat -c %u "$ENV_FILE")" != 0 ]; }; then
+      die "${ENV_FILE#"$ROOT/"} is not root's own file; remove it (it is made again)"
+    fi
+  fi
   ensure_citus_certificates
   # One superuser password for every node: init_local_cluster gives initdb
   # the file it finds in the node's directory.
@@ -122,19 +156,31 @@ start_citus_nodes() {
   [ -f "$pwfile" ] || (umask 077 && random_secret >"$pwfile")
   for node in $CITUS_WORKERS coordinator; do
     use_citus_node "$node"
-    mkdir -p "$PG_DIR"
-    [ -f "$PG_DIR/superuser.pw" ] || cp "$pwfile" "$PG_DIR/superuser.pw"
-    init_citus_node "$node"
+    if [ ! -f "$PG_DATA/PG_VERSION" ]; then
+      mkdir -p "$PG_DIR"
+      [ -f "$PG_DIR/superuser.pw" ] || cp "$pwfile" "$PG_DIR/superuser.pw"
+      init_local_cluster
+    fi
+    write_citus_node_settings "$node"
+    if local_cluster_running; then
+      as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" reload >/dev/null
+    fi
+    STARTED_LOCAL_CLUSTER=""
     start_local_cluster
+    if [ -n "$STARTED_LOCAL_CLUSTER" ]; then CITUS_STARTED_NODES="$CITUS_STARTED_NODES $node"; fi
   done
+  STARTED_LOCAL_CLUSTER="${CITUS_STARTED_NODES:+1}"
 }
 
+# Stops the nodes this run started; the ones that were running already are
+# left running.
 stop_citus_nodes() {
   local node
-  for node in coordinator $CITUS_WORKERS; do
+  for node in $CITUS_STARTED_NODES; do
     use_citus_node "$node"
     stop_local_cluster
   done
+  CITUS_STARTED_NODES=""
   use_citus_node coordinator
 }
 
@@ -170,74 +216,163 @@ join_citus_nodes() { # database
   done
 }
 
+# The coordinator's roles on every worker: Citus copies to a joining node only
+# the roles it tracks, and the migrations made theirs before the extension
+# was there. Attributes, memberships and per-role settings are copied;
+# passwords are not, as no worker takes one over TCP.
+copy_citus_roles() { # database
+  local statements worker
+  statements="$(citus_node_psql coordinator "$1" <<'SQL'
+select format('do $$ begin if not exists (select from pg_roles where rolname = %L) then create role %I; end if; end $$;', r.rolname, r.rolname)
+  || format(' alter role %I with %s %s %s %s %s %s %s connection limit %s;', r.rolname,
+       case when r.rolsuper then 'superuser' else 'nosuperuser' end,
+       case when r.rolinherit then 'inherit' else 'noinherit' end,
+       case when r.rolcreaterole then 'createrole' else 'nocreaterole' end,
+       case when r.rolcreatedb then 'createdb' else 'nocreatedb' end,
+       case when r.rolcanlogin then 'login' else 'nologin' end,
+       case when r.rolreplication then 'replication' else 'noreplication' end,
+       case when r.rolbypassrls then 'bypassrls' else 'nobypassrls' end,
+       r.rolconnlimit)
+from pg_roles r where r.rolname !~ '^pg_' and r.rolname <> current_user
+union all
+select format('grant %I to %I%s;', g.rolname, m.rolname, case when a.admin_option then ' with admin option' else '' end)
+from pg_auth_members a join pg_roles g on g.oid = a.roleid join pg_roles m on m.oid = a.member
+where m.rolname !~ '^pg_' and m.rolname <> current_user
+union all
+select format('alter role %I%s set %s = %L;', r.rolname,
+         case when s.setdatabase = 0 then '' else format(' in database %I', current_database()) end,
+         split_part(c.setting, '=', 1), substr(c.setting, strpos(c.setting, '=') + 1))
+from pg_db_role_setting s join pg_roles r on r.oid = s.setrole, unnest(s.setconfig) c (setting)
+where s.setdatabase in (0, (select oid from pg_database where datname = current_database()));
+SQL
+)" || return 1
+  for worker in $CITUS_WORKERS; do
+    citus_node_psql "$worker" "$1" <<<"$statements" >/dev/null || return 1
+  done
+}
+
 # --- the suites of scripts/test --citus ----------------------------------------
 
 # The test database as a deployment that outgrows one server gets it: the
 # migrations run on the coordinator alone, as on a single server, and then
 # the coordinator gets the citus extension and the workers join. (Objects
 # made while the extension is there but the workers are not yet cannot be
-# copied to them later: Citus 13.2 fails with "permission denied for schema
-# platform" on the definer roles' functions.)
+# copied to them later: Citus 13.2 replays each grant as its grantor, and the
+# definer roles may not use the schemas of the functions they own.)
 prepare_citus_test_database() {
   fresh_citus_database "$test_db" &&
     migrate_database "$TEST_DATABASE_URL" &&
     join_citus_nodes "$test_db" &&
-    with_pg_env "$TEST_DATABASE_URL" psql -XqAtc 'create extension if not exists pgtap' >/dev/null &&
-    echo "coordinator on $LOCAL_PG_HOST:$CITUS_PORT and workers on the next two ports; $test_db migrated to $(with_pg_env "$TEST_DATABASE_URL" psql -XAtc 'select max(version) from schema_migrations')"
-}
-
-# What the app_user password alone reaches on a worker: nothing. The same
-# role with the coordinator's certificate does get in, so the refusals are
-# the authentication's doing and not a worker that is down.
-check_workers_refuse_passwords() {
-  local worker port failures=0 mode
+    copy_citus_roles "$test_db" &&
+    with_pg_env "$TEST_DATABASE_URL" psql -XqAtc 'create extension if not exists pgtap' >/dev/null || return 1
+  local worker missing failures=0
   for worker in $CITUS_WORKERS; do
-    port="$(citus_node_port "$worker")"
-    for mode in disable require; do
-      if PGPASSWORD="$APP_USER_PASSWORD" PGSSLMODE="$mode" PGCONNECT_TIMEOUT=5 \
-        psql -XAtq -h "$LOCAL_PG_HOST" -p "$port" -U app_user -d "$test_db" -c 'select 1' >/dev/null 2>&1; then
-        echo "$worker let app_user in with its password (sslmode=$mode)"
-        failures=$((failures + 1))
-      fi
-    done
-    if PGPASSWORD="$(cat "$CITUS_DIR/superuser.pw")" PGSSLMODE=require PGCONNECT_TIMEOUT=5 \
-      psql -XAtq -h "$LOCAL_PG_HOST" -p "$port" -U postgres -d "$test_db" -c 'select 1' >/dev/null 2>&1; then
-      echo "$worker let the superuser in over TCP with its password"
-      failures=$((failures + 1))
-    fi
-    if ! as_pg_owner env PGSSLMODE=verify-full PGSSLROOTCERT="$CITUS_TLS_DIR/ca.crt" \
-      PGSSLCERT="$CITUS_TLS_DIR/client.crt" PGSSLKEY="$CITUS_TLS_DIR/client.key" PGCONNECT_TIMEOUT=5 \
-      psql -XAtq -h "$LOCAL_PG_HOST" -p "$port" -U app_user -d "$test_db" -c 'select 1' >/dev/null; then
-      echo "$worker refused the coordinator's certificate too"
+    missing="$(comm -23 <(citus_node_psql coordinator "$test_db" -c "select rolname from pg_roles order by 1") \
+      <(citus_node_psql "$worker" "$test_db" -c "select rolname from pg_roles order by 1") | paste -sd, -)"
+    if [ -n "$missing" ]; then
+      echo "$worker lacks the coordinator's roles $missing"
       failures=$((failures + 1))
     fi
   done
   [ "$failures" -eq 0 ] || return 1
-  echo "every worker refuses app_user's and the superuser's passwords over TCP, and takes the coordinator's certificate"
+  echo "coordinator on $LOCAL_PG_HOST:$CITUS_PORT and workers on the next two ports, with the coordinator's roles; $test_db migrated to $(with_pg_env "$TEST_DATABASE_URL" psql -XAtc 'select max(version) from schema_migrations')"
 }
 
-# On the coordinator, neither runtime role may execute a function of the
-# citus extension: among them are some that start a rebalance, cancel the
-# cluster's background jobs or run SQL on other nodes. (On the workers Citus
-# itself calls some of them over the connections it opens as these roles,
-# and only the coordinator holds the certificate those connections need.)
-# The aggregate helpers among them (coord_combine_agg and the like) combine
-# aggregates over several shards, which no tenant query should need: each is
-# to route to one shard.
-check_citus_functions_revoked() {
-  local granted
-  granted="$(citus_node_psql coordinator "$test_db" -c "
-    select count(*) || ': ' || coalesce(string_agg(distinct p.proname, ', ' order by p.proname), '')
-    from pg_proc p
-    join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
-    join pg_extension e on e.oid = d.refobjid and e.extname = 'citus'
-    cross join (values ('app_user'), ('uber_admin')) r (role)
-    where has_function_privilege(r.role, p.oid, 'execute')")" || return 1
-  if [ "${granted%%:*}" != 0 ]; then
-    echo "app_user or uber_admin may execute Citus functions on the coordinator (${granted%%:*} grants): ${granted#*: }"
+# One connection attempt that must be refused by authentication: it fails,
+# and with one of the messages the server gives for that (not, say, a worker
+# that is down). The variables are exported in a subshell, never passed in
+# an argv: among them are passwords. With "as-postgres", psql runs as the
+# postgres user, who may read the nodes' key files.
+refused() { # description [as-postgres] NAME=value... -- psql-arguments...
+  local description="$1" output runner=""
+  shift
+  if [ "$1" = as-postgres ]; then
+    runner=as_pg_owner
+    shift
+  fi
+  local assignments=()
+  while [ "$1" != -- ]; do
+    assignments+=("$1")
+    shift
+  done
+  shift
+  if output="$(export "${assignments[@]}" PGCONNECT_TIMEOUT=5 && $runner psql -XAtq "$@" -c 'select 1' 2>&1)"; then
+    echo "let in: $description"
     return 1
   fi
-  echo "neither app_user nor uber_admin may execute any function of the citus extension on the coordinator"
+  if ! grep -qE 'no pg_hba.conf entry|certificate|alert unknown ca|password authentication failed|no password supplied' <<<"$output"; then
+    echo "refused for another reason than authentication: $description: $(head -n 1 <<<"$output")"
+    return 1
+  fi
+}
+
+# What the app_user or uber_admin password alone reaches on a worker: nothing,
+# over TCP with or without TLS, or through the socket. The same roles with the
+# nodes' certificate do get in, so the refusals are the authentication's
+# doing and not a worker that is down or a role it lacks.
+check_workers_refuse_passwords() {
+  local worker port failures=0 mode role password
+  local superuser_password
+  superuser_password="$(cat "$CITUS_DIR/superuser.pw")"
+  for worker in $CITUS_WORKERS; do
+    port="$(citus_node_port "$worker")"
+    for role in app_user uber_admin postgres; do
+      case "$role" in
+      app_user) password="$APP_USER_PASSWORD" ;;
+      uber_admin) password="$UBER_ADMIN_PASSWORD" ;;
+      postgres) password="$superuser_password" ;;
+      esac
+      for mode in disable prefer require; do
+        refused "$role on $worker over TCP, sslmode=$mode, with its password" \
+          PGPASSWORD="$password" PGSSLMODE="$mode" -- -h "$LOCAL_PG_HOST" -p "$port" -U "$role" -d "$test_db" ||
+          failures=$((failures + 1))
+      done
+      [ "$role" = postgres ] ||
+        refused "$role on $worker through its socket, with its password" \
+          PGPASSWORD="$password" -- -h "$CITUS_DIR/$worker/run" -p "$port" -U "$role" -d "$test_db" ||
+        failures=$((failures + 1))
+      if ! as_pg_owner env PGSSLMODE=verify-full PGSSLROOTCERT="$CITUS_TLS_DIR/server-ca.crt" \
+        PGSSLCERT="$CITUS_TLS_DIR/client.crt" PGSSLKEY="$CITUS_TLS_DIR/client.key" PGCONNECT_TIMEOUT=5 \
+        psql -XAtq -h "$LOCAL_PG_HOST" -p "$port" -U "$role" -d "$test_db" -c 'select 1' >/dev/null; then
+        echo "$worker refused $role with the nodes' certificate too"
+        failures=$((failures + 1))
+      fi
+    done
+    # A node's server certificate is no client certificate.
+    refused "postgres on $worker with the server certificate as a client certificate" as-postgres \
+      PGSSLMODE=require PGSSLCERT="$CITUS_TLS_DIR/server.crt" PGSSLKEY="$CITUS_TLS_DIR/server.key" \
+      -- -h "$LOCAL_PG_HOST" -p "$port" -U postgres -d "$test_db" || failures=$((failures + 1))
+  done
+  [ "$failures" -eq 0 ] || return 1
+  echo "every worker refuses app_user's, uber_admin's and the superuser's passwords, over TCP with and without TLS and through its socket, and the server certificate as a client's; and takes the nodes' certificate"
+}
+
+# On every node, neither runtime role may execute a function of the citus
+# extension: among them are some that start a rebalance, cancel the
+# cluster's background jobs or run SQL on other nodes. The aggregate helpers
+# among them (coord_combine_agg and the like) combine aggregates over several
+# shards, which no tenant query should need: each is to route to one shard.
+# (On the workers Citus itself calls some of them over the connections it
+# opens as these roles; which, is to be found out and proven harmless before
+# any is let through here.)
+check_citus_functions_revoked() {
+  local node granted failures=0
+  for node in coordinator $CITUS_WORKERS; do
+    granted="$(citus_node_psql "$node" "$test_db" -c "
+      select count(*) || ': ' || coalesce(string_agg(distinct p.proname, ', ' order by p.proname), '')
+      from pg_proc p
+      join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
+      join pg_extension e on e.oid = d.refobjid and e.extname = 'citus'
+      cross join (values ('app_user'), ('uber_admin')) r (role)
+      where exists (select from pg_roles o where o.rolname = r.role)
+        and has_function_privilege(r.role, p.oid, 'execute')")" || return 1
+    if [ "${granted%%:*}" != 0 ]; then
+      echo "$node: app_user or uber_admin may execute Citus functions (${granted%%:*} grants): $(cut -c1-300 <<<"${granted#*: }")"
+      failures=$((failures + 1))
+    fi
+  done
+  [ "$failures" -eq 0 ] || return 1
+  echo "neither app_user nor uber_admin may execute any function of the citus extension, on any node"
 }
 
 # Every table of the project's schemas, found in the catalog, is a Citus
@@ -258,9 +393,14 @@ check_tables_distributed() {
   echo "every table of core, api and platform is distributed or a reference table"
 }
 
-# The ACL of each function, schema and table on the coordinator, and of each
-# shard as the ACL of the table it belongs to.
+# The ACL of each function, schema and table, and on a worker of each shard
+# as the ACL of the table it belongs to.
 citus_acl_query() { # shards-as-tables: yes or no
+  local relname="c.relname" partitions=""
+  if [ "$1" = yes ]; then
+    relname="regexp_replace(c.relname, '_[0-9]+\$', '')"
+    partitions=" and not c.relispartition"
+  fi
   cat <<SQL
 with ours as (select oid, nspname from pg_namespace where nspname in ('core', 'api', 'platform', 'extensions'))
 select 'function ' || p.oid::regprocedure::text || ' ' || p.proowner::regrole || ' ' || coalesce((select string_agg(i::text, ',' order by i::text) from unnest(p.proacl) i), '(default)')
@@ -269,28 +409,29 @@ union all
 select 'schema ' || nspname || ' ' || nspowner::regrole || ' ' || coalesce((select string_agg(i::text, ',' order by i::text) from unnest(nspacl) i), '(default)')
 from pg_namespace where oid in (select oid from ours)
 union all
-select 'relation ' || ours.nspname || '.' || $(if [ "$1" = yes ]; then echo "regexp_replace(c.relname, '_[0-9]+\$', '')"; else echo "c.relname"; fi) || ' ' || c.relowner::regrole || ' ' || coalesce((select string_agg(i::text, ',' order by i::text) from unnest(c.relacl) i), '(default)')
+select 'relation ' || ours.nspname || '.' || $relname || ' ' || c.relowner::regrole || ' ' || coalesce((select string_agg(i::text, ',' order by i::text) from unnest(c.relacl) i), '(default)')
 from pg_class c join ours on ours.oid = c.relnamespace
-where c.relkind in ('r', 'p', 'v', 'S')$(if [ "$1" = yes ]; then echo " and not c.relispartition"; fi)
+where c.relkind in ('r', 'p', 'v', 'S')$partitions
 SQL
 }
 
 # Privileges on a worker are the coordinator's: Citus replays most grants,
 # but not every default privilege (ALTER DEFAULT PRIVILEGES does not reach
-# the workers), so each object a worker has must carry the coordinator's ACL.
+# the workers), so each object a worker has must carry the coordinator's
+# owner and ACL, and each distributed table must be among them.
 check_privileges_on_every_node() {
-  local worker failures=0
+  local worker failures=0 table
   citus_node_psql coordinator "$test_db" <<<"$(citus_acl_query no)" | sort -u >"$WORK/acl.coordinator" || return 1
   for worker in $CITUS_WORKERS; do
-    [ "$(citus_node_psql coordinator "$test_db" -c "select count(*) from citus_shards where nodeport = $(citus_node_port "$worker")")" -gt 0 ] || {
-      echo "$worker holds no shards, so there is nothing of the project's on it to compare"
-      failures=$((failures + 1))
-      continue
-    }
     # Citus hides the shards from pg_class unless told not to.
     citus_node_psql "$worker" "$test_db" <<<"set citus.override_table_visibility = off; $(citus_acl_query yes)" |
       sort -u >"$WORK/acl.$worker" || return 1
-    # What the worker has and the coordinator has otherwise.
+    while read -r table; do
+      grep -q "^relation $table " "$WORK/acl.$worker" || {
+        echo "$worker has no shard of $table"
+        failures=$((failures + 1))
+      }
+    done < <(citus_node_psql coordinator "$test_db" -c "select logicalrelid::regclass::text from pg_dist_partition order by 1")
     comm -23 "$WORK/acl.$worker" "$WORK/acl.coordinator" >"$WORK/acl.$worker.diff"
     if [ -s "$WORK/acl.$worker.diff" ]; then
       echo "$worker: $(wc -l <"$WORK/acl.$worker.diff") objects whose owner or privileges differ from the coordinator's, first:"

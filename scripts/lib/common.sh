@@ -16,6 +16,8 @@ PG_SOCKET_DIR="$PG_DIR/run"
 PG_LOG="$PG_DIR/postgres.log"
 LOCAL_PG_PORT="${LOCAL_PG_PORT:-54329}"
 LOCAL_PG_HOST=127.0.0.1
+# The setting a user changes to move the cluster in use to another port.
+PORT_SETTING=LOCAL_PG_PORT
 DEV_DB=tenancy
 PG_MAJOR=15
 DENO_MAJOR=2
@@ -156,15 +158,20 @@ random_secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 
 init_local_cluster() {
   [ -f "$PG_DATA/PG_VERSION" ] && return
-  log "initialising PostgreSQL cluster in .local/pg (port $LOCAL_PG_PORT)"
+  log "initialising PostgreSQL cluster in ${PG_DIR#"$ROOT/"} (port $LOCAL_PG_PORT)"
   mkdir -p "$PG_DIR" "$PG_SOCKET_DIR"
   local pwfile="$PG_DIR/superuser.pw"
-  [ -f "$pwfile" ] || random_secret >"$pwfile"
+  # The directory becomes the postgres user's below: what root writes into it
+  # must not follow a link planted there.
+  [ ! -L "$pwfile" ] || die "${pwfile#"$ROOT/"} is a symbolic link; remove it"
+  [ -f "$pwfile" ] || (umask 077 && random_secret >"$pwfile")
   chmod 600 "$pwfile"
   if is_root; then chown -R postgres: "$PG_DIR"; fi
-  as_pg_owner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --pwfile="$pwfile" \
-    --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C >"$PG_DIR/initdb.log" 2>&1 ||
-    die "initdb failed; see .local/pg/initdb.log"
+  if ! as_pg_owner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --pwfile="$pwfile" \
+    --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C 2>&1 |
+    as_pg_owner tee "$PG_DIR/initdb.log" >/dev/null; then
+    die "initdb failed; see ${PG_DIR#"$ROOT/"}/initdb.log"
+  fi
   cat >>"$PG_DATA/postgresql.conf" <<EOF
 
 # --- set by scripts/lib/common.sh for the project-local cluster ---
@@ -207,17 +214,17 @@ start_local_cluster() {
     local running
     running="$(as_pg_owner sed -n 4p "$PG_DATA/postmaster.pid" 2>/dev/null || true)"
     if [ -n "$running" ] && [ "$running" != "$LOCAL_PG_PORT" ]; then
-      die "the local cluster is running on port $running, not $LOCAL_PG_PORT; stop it with scripts/db stop to move it to $LOCAL_PG_PORT (its data is kept), or set LOCAL_PG_PORT=$running to use it"
+      die "the cluster in ${PG_DIR#"$ROOT/"} is running on port $running, not $LOCAL_PG_PORT; stop it to move it to $LOCAL_PG_PORT (its data is kept), or set $PORT_SETTING=$running to use it"
     fi
     return
   fi
   if port_in_use "$LOCAL_PG_PORT"; then
-    die "port $LOCAL_PG_PORT is already in use by another process; stop it or choose another port with LOCAL_PG_PORT=<port>"
+    die "port $LOCAL_PG_PORT is already in use by another process; stop it or choose another port with $PORT_SETTING=<port>"
   fi
   log "starting PostgreSQL on $LOCAL_PG_HOST:$LOCAL_PG_PORT"
   rm -f "$PG_DATA/postmaster.pid"
   as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -o "-p $LOCAL_PG_PORT" -w -t 60 start >/dev/null ||
-    die "PostgreSQL did not start; the last lines of .local/pg/postgres.log say why: $(tail -n 3 "$PG_LOG" 2>/dev/null | tr '\n' ' ')"
+    die "PostgreSQL did not start; the last lines of ${PG_LOG#"$ROOT/"} say why: $(tail -n 3 "$PG_LOG" 2>/dev/null | tr '\n' ' ')"
   # Whoever started it may stop it again when done (scripts/test does).
   STARTED_LOCAL_CLUSTER=1
 }
@@ -286,7 +293,7 @@ load_or_create_env() {
       # %q quotes URLs whose query strings hold & or ; for the shell.
       if [ -n "${!name:-}" ]; then printf 'export %s=%q\n' "$name" "${!name}"; fi
     done
-  } | (umask 077 && cat >"$ENV_FILE")
+  } | (umask 077 && cat >"$ENV_FILE.new") && mv -f "$ENV_FILE.new" "$ENV_FILE"
 }
 
 # Connection URLs hold passwords, so they never travel in a command's argv
@@ -427,7 +434,7 @@ check_database_reachable() { # url
   if ! output="$(with_pg_env "$(url_with_database "$1" postgres)" psql -XAtqc 'select 1' 2>&1)"; then
     output="$(printf '%s' "$output" | head -n 1 | sed -E 's#postgres(ql)?://[^ ]*#<url>#g')"
     if [ "${DATABASE_MODE:-}" = local ]; then
-      die "the project-local cluster does not accept connections ($output); see .local/pg/postgres.log (scripts/db reset starts afresh, but deletes the local databases and their data)"
+      die "the project-local cluster does not accept connections ($output); see ${PG_LOG#"$ROOT/"} (scripts/db reset starts afresh, but deletes the local databases and their data)"
     fi
     die "cannot connect to the database server in DATABASE_URL ($output); check the URL, or unset DATABASE_URL to use the project-local cluster"
   fi
