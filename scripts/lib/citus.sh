@@ -80,7 +80,6 @@ ensure_citus_certificates() {
   local authorities
   authorities="$(mktemp -d)"
   (
-    set -e
     umask 077
     cd "$authorities"
     printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' >server.ext
@@ -100,6 +99,13 @@ ensure_citus_certificates() {
     rm -rf "$authorities"
     die "openssl could not make the certificates; see .local/citus/tls.log"
   }
+  # set -e does not hold inside a subshell whose status is tested: look.
+  for file in $CITUS_TLS_FILES; do
+    [ -s "$authorities/$file" ] || {
+      rm -rf "$authorities"
+      die "openssl did not make $file; see .local/citus/tls.log"
+    }
+  done
   for file in $CITUS_TLS_FILES; do
     case "$file" in
     *.key) install -m 600 "$authorities/$file" "$CITUS_TLS_DIR/$file" ;;
