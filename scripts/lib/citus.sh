@@ -148,12 +148,17 @@ start_citus_nodes() {
   ensure_postgres_can_enter_root
   mkdir -p -m 755 "$CITUS_DIR"
   if is_root; then
-    # Root sources the env file in here: nobody else may write to this directory.
-    chown root: "$CITUS_DIR"
-    chmod 755 "$CITUS_DIR"
-    if [ -L "$ENV_FILE" ] || { [ -e "$ENV_FILE" ] && [ "$(stat -c %u "$ENV_FILE")" != 0 ]; }; then
-      die "${ENV_FILE#"$ROOT/"} is not root's own file; remove it (it is made again)"
-    fi
+    # Root sources the env file in here, and writes the others: nobody else
+    # may own this directory or anything in it but the nodes' directories
+    # (an older version of this file gave it all to postgres).
+    local entry
+    for entry in "$CITUS_DIR" "$CITUS_DIR"/*; do
+      [ -e "$entry" ] || [ -L "$entry" ] || continue
+      case "${entry##*/}" in coordinator | worker1 | worker2) [ ! -L "$entry" ] && continue ;; esac
+      if [ -L "$entry" ] || [ "$(stat -c %u "$entry")" != 0 ]; then
+        die "${entry#"$ROOT/"} is not root's own; remove .local/citus (its nodes and certificates are made again)"
+      fi
+    done
   fi
   ensure_citus_certificates
   # One superuser password for every node: init_local_cluster gives initdb
@@ -164,18 +169,20 @@ start_citus_nodes() {
     use_citus_node "$node"
     if [ ! -f "$PG_DATA/PG_VERSION" ]; then
       mkdir -p "$PG_DIR"
-      [ -f "$PG_DIR/superuser.pw" ] || cp "$pwfile" "$PG_DIR/superuser.pw"
+      if is_root; then chown postgres: "$PG_DIR"; fi
+      # Written by the postgres user, into its own directory.
+      as_pg_owner sh -c 'umask 077 && cat >"$1"' sh "$PG_DIR/superuser.pw" <"$pwfile"
       init_local_cluster
     fi
     write_citus_node_settings "$node"
     if local_cluster_running; then
       as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" reload >/dev/null
+    else
+      # Noted before it starts: a run stopped while a node starts stops it too.
+      CITUS_STARTED_NODES="$CITUS_STARTED_NODES $node"
     fi
-    STARTED_LOCAL_CLUSTER=""
     start_local_cluster
-    if [ -n "$STARTED_LOCAL_CLUSTER" ]; then CITUS_STARTED_NODES="$CITUS_STARTED_NODES $node"; fi
   done
-  STARTED_LOCAL_CLUSTER="${CITUS_STARTED_NODES:+1}"
 }
 
 # Stops the nodes this run started; the ones that were running already are
@@ -225,10 +232,14 @@ join_citus_nodes() { # database
 # The coordinator's roles on every worker: Citus copies to a joining node only
 # the roles it tracks, and the migrations made theirs before the extension
 # was there. Attributes, memberships and per-role settings are copied;
-# passwords are not, as no worker takes one over TCP.
+# passwords are not, as no worker takes one over TCP. The statements go from
+# the coordinator's catalog to the workers through run_command_on_workers,
+# never through a psql script, where a setting's name could hold a
+# backslash command. (A setting whose value is a list would be copied as one
+# string; no role has one.)
 copy_citus_roles() { # database
-  local statements worker
-  statements="$(citus_node_psql coordinator "$1" <<'SQL'
+  citus_node_psql coordinator "$1" >"$WORK/copied_roles" <<'SQL' || return 1
+with statements (statement) as (
 select format('do $$ begin if not exists (select from pg_roles where rolname = %L) then create role %I; end if; end $$;', r.rolname, r.rolname)
   || format(' alter role %I with %s %s %s %s %s %s %s connection limit %s;', r.rolname,
        case when r.rolsuper then 'superuser' else 'nosuperuser' end,
@@ -245,16 +256,23 @@ select format('grant %I to %I%s;', g.rolname, m.rolname, case when a.admin_optio
 from pg_auth_members a join pg_roles g on g.oid = a.roleid join pg_roles m on m.oid = a.member
 where m.rolname !~ '^pg_' and m.rolname <> current_user
 union all
-select format('alter role %I%s set %s = %L;', r.rolname,
+select format('alter role %I%s set %I = %L;', r.rolname,
          case when s.setdatabase = 0 then '' else format(' in database %I', current_database()) end,
          split_part(c.setting, '=', 1), substr(c.setting, strpos(c.setting, '=') + 1))
 from pg_db_role_setting s join pg_roles r on r.oid = s.setrole, unnest(s.setconfig) c (setting)
-where s.setdatabase in (0, (select oid from pg_database where datname = current_database()));
+where s.setdatabase in (0, (select oid from pg_database where datname = current_database()))
+)
+select w.nodename || ':' || w.nodeport || ' ' || w.success::text || ' ' || left(w.result, 200)
+-- A worker that knows the cluster would pass role commands on to the other
+-- nodes, and two workers doing so at once deadlock: each keeps its own.
+from statements,
+     run_command_on_workers('begin; set local citus.enable_ddl_propagation = off; ' || statement || ' commit;') w
+where not w.success;
 SQL
-)" || return 1
-  for worker in $CITUS_WORKERS; do
-    citus_node_psql "$worker" "$1" <<<"$statements" >/dev/null || return 1
-  done
+  if [ -s "$WORK/copied_roles" ]; then
+    echo "copying the roles failed on a worker: $(head -n 3 "$WORK/copied_roles")"
+    return 1
+  fi
 }
 
 # --- the suites of scripts/test --citus ----------------------------------------
@@ -273,7 +291,7 @@ prepare_citus_test_database() {
     with_pg_env "$TEST_DATABASE_URL" psql -XqAtc 'create extension if not exists pgtap' >/dev/null || return 1
   local worker missing failures=0
   for worker in $CITUS_WORKERS; do
-    missing="$(comm -23 <(citus_node_psql coordinator "$test_db" -c "select rolname from pg_roles order by 1") \
+    missing="$(LC_ALL=C comm -23 <(citus_node_psql coordinator "$test_db" -c "select rolname from pg_roles order by 1") \
       <(citus_node_psql "$worker" "$test_db" -c "select rolname from pg_roles order by 1") | paste -sd, -)"
     if [ -n "$missing" ]; then
       echo "$worker lacks the coordinator's roles $missing"
@@ -306,7 +324,9 @@ refused() { # description [as-postgres] NAME=value... -- psql-arguments...
     echo "let in: $description"
     return 1
   fi
-  if ! grep -qE 'no pg_hba.conf entry|certificate|alert unknown ca|password authentication failed|no password supplied' <<<"$output"; then
+  # The server's own refusals (libpq adds "FATAL:" before them), and the TLS
+  # alert a worker sends for a certificate of no authority it trusts.
+  if ! grep -qE 'FATAL: +(no pg_hba.conf entry|connection requires a valid client certificate|password authentication failed)|SSL error: tlsv1 alert unknown ca' <<<"$output"; then
     echo "refused for another reason than authentication: $description: $(head -n 1 <<<"$output")"
     return 1
   fi
@@ -350,7 +370,7 @@ check_workers_refuse_passwords() {
       -- -h "$LOCAL_PG_HOST" -p "$port" -U postgres -d "$test_db" || failures=$((failures + 1))
   done
   [ "$failures" -eq 0 ] || return 1
-  echo "every worker refuses app_user's, uber_admin's and the superuser's passwords, over TCP with and without TLS and through its socket, and the server certificate as a client's; and takes the nodes' certificate"
+  echo "every worker refuses the passwords of app_user, uber_admin and the superuser over TCP with and without TLS, those of app_user and uber_admin through its socket, and the server certificate as a client's; and takes the nodes' certificate"
 }
 
 # On every node, neither runtime role may execute a function of the citus
@@ -370,8 +390,7 @@ check_citus_functions_revoked() {
       join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
       join pg_extension e on e.oid = d.refobjid and e.extname = 'citus'
       cross join (values ('app_user'), ('uber_admin')) r (role)
-      where exists (select from pg_roles o where o.rolname = r.role)
-        and has_function_privilege(r.role, p.oid, 'execute')")" || return 1
+      where has_function_privilege(r.role, p.oid, 'execute')")" || return 1
     if [ "${granted%%:*}" != 0 ]; then
       echo "$node: app_user or uber_admin may execute Citus functions (${granted%%:*} grants): $(cut -c1-300 <<<"${granted#*: }")"
       failures=$((failures + 1))
@@ -427,18 +446,18 @@ SQL
 # owner and ACL, and each distributed table must be among them.
 check_privileges_on_every_node() {
   local worker failures=0 table
-  citus_node_psql coordinator "$test_db" <<<"$(citus_acl_query no)" | sort -u >"$WORK/acl.coordinator" || return 1
+  citus_node_psql coordinator "$test_db" <<<"$(citus_acl_query no)" | LC_ALL=C sort -u >"$WORK/acl.coordinator" || return 1
   for worker in $CITUS_WORKERS; do
     # Citus hides the shards from pg_class unless told not to.
     citus_node_psql "$worker" "$test_db" <<<"set citus.override_table_visibility = off; $(citus_acl_query yes)" |
-      sort -u >"$WORK/acl.$worker" || return 1
+      LC_ALL=C sort -u >"$WORK/acl.$worker" || return 1
     while read -r table; do
       grep -q "^relation $table " "$WORK/acl.$worker" || {
         echo "$worker has no shard of $table"
         failures=$((failures + 1))
       }
     done < <(citus_node_psql coordinator "$test_db" -c "select logicalrelid::regclass::text from pg_dist_partition order by 1")
-    comm -23 "$WORK/acl.$worker" "$WORK/acl.coordinator" >"$WORK/acl.$worker.diff"
+    LC_ALL=C comm -23 "$WORK/acl.$worker" "$WORK/acl.coordinator" >"$WORK/acl.$worker.diff"
     if [ -s "$WORK/acl.$worker.diff" ]; then
       echo "$worker: $(wc -l <"$WORK/acl.$worker.diff") objects whose owner or privileges differ from the coordinator's, first:"
       head -n 10 "$WORK/acl.$worker.diff" | sed 's/^/  /'

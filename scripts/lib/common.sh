@@ -160,19 +160,19 @@ init_local_cluster() {
   [ -f "$PG_DATA/PG_VERSION" ] && return
   log "initialising PostgreSQL cluster in ${PG_DIR#"$ROOT/"} (port $LOCAL_PG_PORT)"
   mkdir -p "$PG_DIR" "$PG_SOCKET_DIR"
-  local pwfile="$PG_DIR/superuser.pw"
-  # The directory becomes the postgres user's below: what root writes into it
-  # must not follow a link planted there.
-  [ ! -L "$pwfile" ] || die "${pwfile#"$ROOT/"} is a symbolic link; remove it"
-  [ -f "$pwfile" ] || (umask 077 && random_secret >"$pwfile")
-  chmod 600 "$pwfile"
   if is_root; then chown -R postgres: "$PG_DIR"; fi
+  # The directory is the postgres user's: what goes into it is written by
+  # that user (as_pg_owner), so that root never follows a link planted there.
+  local pwfile="$PG_DIR/superuser.pw"
+  as_pg_owner test -f "$pwfile" ||
+    random_secret | as_pg_owner sh -c 'umask 077 && cat >"$1"' sh "$pwfile"
+  as_pg_owner chmod 600 "$pwfile"
   if ! as_pg_owner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --pwfile="$pwfile" \
     --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C 2>&1 |
     as_pg_owner tee "$PG_DIR/initdb.log" >/dev/null; then
     die "initdb failed; see ${PG_DIR#"$ROOT/"}/initdb.log"
   fi
-  cat >>"$PG_DATA/postgresql.conf" <<EOF
+  as_pg_owner tee -a "$PG_DATA/postgresql.conf" >/dev/null <<EOF
 
 # --- set by scripts/lib/common.sh for the project-local cluster ---
 listen_addresses = '$LOCAL_PG_HOST'
@@ -222,9 +222,9 @@ start_local_cluster() {
     die "port $LOCAL_PG_PORT is already in use by another process; stop it or choose another port with $PORT_SETTING=<port>"
   fi
   log "starting PostgreSQL on $LOCAL_PG_HOST:$LOCAL_PG_PORT"
-  rm -f "$PG_DATA/postmaster.pid"
+  as_pg_owner rm -f "$PG_DATA/postmaster.pid"
   as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -o "-p $LOCAL_PG_PORT" -w -t 60 start >/dev/null ||
-    die "PostgreSQL did not start; the last lines of ${PG_LOG#"$ROOT/"} say why: $(tail -n 3 "$PG_LOG" 2>/dev/null | tr '\n' ' ')"
+    die "PostgreSQL did not start; the last lines of ${PG_LOG#"$ROOT/"} say why: $(as_pg_owner tail -n 3 "$PG_LOG" 2>/dev/null | tr '\n' ' ')"
   # Whoever started it may stop it again when done (scripts/test does).
   STARTED_LOCAL_CLUSTER=1
 }
@@ -273,7 +273,7 @@ load_or_create_env() {
   if [ -z "$external" ]; then
     DATABASE_MODE=local
     local superuser_pw
-    superuser_pw="$(cat "$PG_DIR/superuser.pw")"
+    superuser_pw="$(as_pg_owner cat "$PG_DIR/superuser.pw")"
     DATABASE_URL="$(local_url postgres "$superuser_pw" "$DEV_DB")"
     APP_DATABASE_URL="$(local_url app_user "$APP_USER_PASSWORD" "$DEV_DB")"
     ADMIN_DATABASE_URL="$(local_url uber_admin "$UBER_ADMIN_PASSWORD" "$DEV_DB")"
