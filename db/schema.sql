@@ -107,17 +107,20 @@ CREATE FUNCTION api.begin_request(p_key_hash text, p_permission text, p_request_
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
+  v_claim record;
   v_key record;
   v_permissions text[];
 begin
-  -- key_hash is unique (tenant_api_keys_key_hash_key): one row or none.
+  select h.tenant_id, h.key_id into v_claim from core.api_key_hashes h where h.key_hash = p_key_hash;
+  -- The hash is compared again: a key written without its claim names no key.
   select k.tenant_id, k.key_id, k.user_id, u.role, k.permissions, s.last_used_at
   into v_key
   from core.tenant_api_keys k
   join core.tenants t on t.tenant_id = k.tenant_id
   left join core.users u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
   left join core.api_key_usage s on s.tenant_id = k.tenant_id and s.key_id = k.key_id
-  where k.key_hash = p_key_hash
+  where k.tenant_id = v_claim.tenant_id and k.key_id = v_claim.key_id
+    and k.key_hash = p_key_hash
     and k.revoked_at is null
     and (k.expires_at is null or k.expires_at > now())
     and t.deactivated_at is null;
@@ -586,7 +589,7 @@ COMMENT ON COLUMN core.tenants.name IS 'Display name, 1-200 characters';
 -- Name: COLUMN tenants.domain; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON COLUMN core.tenants.domain IS 'Optional lower-case hostname, unique across tenants';
+COMMENT ON COLUMN core.tenants.domain IS 'Optional lower-case hostname, unique across tenants (claimed in core.tenant_domains)';
 
 
 --
@@ -1828,18 +1831,25 @@ COMMENT ON FUNCTION api.schema_version() IS 'Newest applied dbmate migration, fo
 --
 
 CREATE FUNCTION api.touch_api_key(p_key_hash text) RETURNS void
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+declare
+  v_claim record;
+begin
+  select h.tenant_id, h.key_id into v_claim from core.api_key_hashes h where h.key_hash = p_key_hash;
+  if not found then
+    return;
+  end if;
   update core.api_key_usage u
   set last_used_at = now()
   where (u.tenant_id, u.key_id) = (
     select s.tenant_id, s.key_id
-    from core.tenant_api_keys k
-    join core.api_key_usage s on s.tenant_id = k.tenant_id and s.key_id = k.key_id
-    where k.key_hash = p_key_hash
+    from core.api_key_usage s
+    where s.tenant_id = v_claim.tenant_id and s.key_id = v_claim.key_id
       and (s.last_used_at is null or s.last_used_at < now() - interval '1 minute')
-    for update of s skip locked)
+    for update skip locked);
+end
 $$;
 
 
@@ -2325,6 +2335,39 @@ $$;
 --
 
 COMMENT ON FUNCTION core.check_change_request(p_tenant_id uuid, p_key_id uuid, p_operation text, p_payload jsonb) IS 'Refuses a request for a change the requesting key could not make itself';
+
+
+--
+-- Name: check_domain_claim(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.check_domain_claim() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if tg_op in ('UPDATE', 'DELETE') and old.domain is not null
+     and old.domain is distinct from (case when tg_op = 'UPDATE' then new.domain end)
+     and exists (select from core.tenant_domains d where d.domain = old.domain and d.tenant_id = old.tenant_id) then
+    raise exception 'the domain % is still claimed by its tenant', old.domain
+      using errcode = 'integrity_constraint_violation',
+            hint = 'delete its row in core.tenant_domains in the same transaction';
+  end if;
+  if tg_op in ('INSERT', 'UPDATE') and new.domain is not null
+     and not exists (select from core.tenant_domains d where d.domain = new.domain and d.tenant_id = new.tenant_id) then
+    raise exception 'the domain % is not claimed by its tenant', new.domain
+      using errcode = 'integrity_constraint_violation',
+            hint = 'insert (domain, tenant_id) into core.tenant_domains first, in the same transaction';
+  end if;
+  return case when tg_op = 'DELETE' then old else new end;
+end
+$$;
+
+
+--
+-- Name: FUNCTION check_domain_claim(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.check_domain_claim() IS 'Trigger: a tenant''s domain is the one it claimed in core.tenant_domains, and a domain it gives up is claimed no more';
 
 
 --
@@ -2935,22 +2978,17 @@ COMMENT ON FUNCTION core.hold_for_approval() IS 'Trigger: refuses a change two-p
 --
 
 CREATE FUNCTION core.issue_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_issued_by_key_id uuid) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
-  with new_key as (
-    select 'tnk_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=') as secret
-  ), inserted as (
-    insert into core.tenant_api_keys
-      (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at, issued_by_key_id)
-    select p_tenant_id, encode(sha256(convert_to(n.secret, 'UTF8')), 'hex'), left(n.secret, 12),
-           p_name, coalesce(p_permissions, '{}'), p_user_id, core.capped_expiry(p_tenant_id, p_expires_at),
-           p_issued_by_key_id
-    from new_key n
-    returning key_id, tenant_id, key_prefix, name, permissions, user_id, expires_at, revoked_at,
-              null::timestamptz as last_used_at, created_at, updated_at, issued_by_key_id
-  )
-  select n.secret, i.*
-  from new_key n, inserted i
+#variable_conflict use_column
+declare
+  v_secret text := 'tnk_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=');
+begin
+  return query
+    select v_secret, k.*
+    from core.register_key(p_tenant_id, encode(sha256(convert_to(v_secret, 'UTF8')), 'hex'), left(v_secret, 12),
+      p_name, p_permissions, p_user_id, core.capped_expiry(p_tenant_id, p_expires_at), p_issued_by_key_id) k;
+end
 $$;
 
 
@@ -2976,19 +3014,12 @@ begin
   -- The secret was made, and shown to the requester, when the key was
   -- asked for: only its hash is stored.
   return query
-    with inserted as (
-      insert into core.tenant_api_keys
-        (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at, issued_by_key_id)
-      values (p_tenant_id, p_key_hash, p_key_prefix, p_name, coalesce(p_permissions, '{}'),
-        coalesce(p_user_id, v_issuer.user_id),
-        core.capped_expiry(p_tenant_id,
-          coalesce(p_expires_at, least(v_issuer.expires_at, core.capped_expiry(p_tenant_id, null)))),
-        v_issuer.key_id)
-      returning tenant_api_keys.key_id, tenant_api_keys.tenant_id, tenant_api_keys.key_prefix, tenant_api_keys.name,
-        tenant_api_keys.permissions, tenant_api_keys.user_id, tenant_api_keys.expires_at, tenant_api_keys.revoked_at,
-        null::timestamptz, tenant_api_keys.created_at, tenant_api_keys.updated_at, tenant_api_keys.issued_by_key_id
-    )
-    select null::text, i.* from inserted i;
+    select null::text, k.*
+    from core.register_key(p_tenant_id, p_key_hash, p_key_prefix, p_name, p_permissions,
+      coalesce(p_user_id, v_issuer.user_id),
+      core.capped_expiry(p_tenant_id,
+        coalesce(p_expires_at, least(v_issuer.expires_at, core.capped_expiry(p_tenant_id, null)))),
+      v_issuer.key_id) k;
 end
 $$;
 
@@ -3438,6 +3469,39 @@ $$;
 --
 
 COMMENT ON FUNCTION core.record_audit_purge(p_tenant_id uuid, p_through_seq bigint, p_through_hash bytea, p_partition text, p_retention_days integer) IS 'Appends the "audit.purged" row that records the last seq and hash of a tenant''s rows in a dropped partition';
+
+
+--
+-- Name: register_key(uuid, text, text, text, text[], uuid, timestamp with time zone, uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.register_key(p_tenant_id uuid, p_key_hash text, p_key_prefix text, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_issued_by_key_id uuid) RETURNS TABLE(key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_key_id uuid;
+begin
+  insert into core.tenant_api_keys
+    (tenant_id, key_hash, key_prefix, name, permissions, user_id, expires_at, issued_by_key_id)
+  values (p_tenant_id, p_key_hash, p_key_prefix, p_name, coalesce(p_permissions, '{}'), p_user_id, p_expires_at,
+    p_issued_by_key_id)
+  returning core.tenant_api_keys.key_id into v_key_id;
+  -- A hash another key holds fails here, as a unique violation.
+  insert into core.api_key_hashes (key_hash, tenant_id, key_id) values (p_key_hash, p_tenant_id, v_key_id);
+  return query
+    select k.key_id, k.tenant_id, k.key_prefix, k.name, k.permissions, k.user_id, k.expires_at, k.revoked_at,
+           null::timestamptz, k.created_at, k.updated_at, k.issued_by_key_id
+    from core.tenant_api_keys k
+    where k.tenant_id = p_tenant_id and k.key_id = v_key_id;
+end
+$$;
+
+
+--
+-- Name: FUNCTION register_key(p_tenant_id uuid, p_key_hash text, p_key_prefix text, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_issued_by_key_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.register_key(p_tenant_id uuid, p_key_hash text, p_key_prefix text, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_issued_by_key_id uuid) IS 'Writes a key and claims its hash in core.api_key_hashes; used by core.issue_api_key and core.issue_key_as';
 
 
 --
@@ -4095,7 +4159,7 @@ CREATE FUNCTION platform.create_tenant(p_name text, p_domain text DEFAULT NULL::
     LANGUAGE plpgsql
     AS $$
 declare
-  v_tenant_id uuid;
+  v_tenant_id uuid := gen_random_uuid();
   v_template core.templates;
 begin
   if p_template_name is not null then
@@ -4106,9 +4170,12 @@ begin
     end if;
   end if;
 
-  insert into core.tenants (name, domain, subscription_tier)
-  values (p_name, p_domain, coalesce(p_subscription_tier, 'free'))
-  returning tenant_id into v_tenant_id;
+  -- A taken domain fails here, as a unique violation.
+  if p_domain is not null then
+    insert into core.tenant_domains (domain, tenant_id) values (p_domain, v_tenant_id);
+  end if;
+  insert into core.tenants (tenant_id, name, domain, subscription_tier)
+  values (v_tenant_id, p_name, p_domain, coalesce(p_subscription_tier, 'free'));
 
   insert into core.tenant_configs (tenant_id, template_id, settings)
   values (v_tenant_id, v_template.template_id, coalesce(v_template.default_config, '{}'));
@@ -4479,14 +4546,32 @@ COMMENT ON FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer
 --
 
 CREATE FUNCTION platform.update_tenant(p_tenant_id uuid, p_name text DEFAULT NULL::text, p_domain text DEFAULT NULL::text, p_clear_domain boolean DEFAULT false, p_subscription_tier text DEFAULT NULL::text) RETURNS SETOF platform.tenants
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
-  update core.tenants
-  set name = coalesce(p_name, name),
-      domain = case when p_clear_domain then null else coalesce(p_domain, domain) end,
-      subscription_tier = coalesce(p_subscription_tier, subscription_tier)
-  where tenant_id = p_tenant_id
-  returning tenant_id, name, domain, subscription_tier, deactivated_at, created_at, updated_at
+declare
+  v_old_domain text;
+  v_new_domain text;
+begin
+  select t.domain into v_old_domain from core.tenants t where t.tenant_id = p_tenant_id for update;
+  if not found then
+    return;
+  end if;
+  v_new_domain := case when p_clear_domain then null else coalesce(p_domain, v_old_domain) end;
+  if v_new_domain is distinct from v_old_domain then
+    delete from core.tenant_domains d where d.domain = v_old_domain and d.tenant_id = p_tenant_id;
+    -- A taken domain fails here, as a unique violation.
+    if v_new_domain is not null then
+      insert into core.tenant_domains (domain, tenant_id) values (v_new_domain, p_tenant_id);
+    end if;
+  end if;
+  return query
+    update core.tenants t
+    set name = coalesce(p_name, t.name),
+        domain = v_new_domain,
+        subscription_tier = coalesce(p_subscription_tier, t.subscription_tier)
+    where t.tenant_id = p_tenant_id
+    returning t.tenant_id, t.name, t.domain, t.subscription_tier, t.deactivated_at, t.created_at, t.updated_at;
+end
 $$;
 
 
@@ -4803,6 +4888,51 @@ CREATE VIEW api.templates WITH (security_invoker='true') AS
 --
 
 COMMENT ON VIEW api.templates IS 'The template catalog, readable by every tenant';
+
+
+--
+-- Name: api_key_hashes; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.api_key_hashes (
+    key_hash text NOT NULL,
+    tenant_id uuid NOT NULL,
+    key_id uuid NOT NULL,
+    CONSTRAINT api_key_hashes_key_hash_check CHECK ((key_hash ~ '^[0-9a-f]{64}$'::text))
+);
+ALTER TABLE ONLY core.api_key_hashes ALTER COLUMN key_hash SET STATISTICS 0;
+ALTER TABLE ONLY core.api_key_hashes ALTER COLUMN tenant_id SET STATISTICS 0;
+ALTER TABLE ONLY core.api_key_hashes ALTER COLUMN key_id SET STATISTICS 0;
+
+ALTER TABLE ONLY core.api_key_hashes FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE api_key_hashes; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.api_key_hashes IS 'Which key each key hash names: the registry that keeps hashes unique across tenants and finds a key''s tenant from its hash';
+
+
+--
+-- Name: COLUMN api_key_hashes.key_hash; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.api_key_hashes.key_hash IS 'SHA-256 of the key, as in core.tenant_api_keys.key_hash';
+
+
+--
+-- Name: COLUMN api_key_hashes.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.api_key_hashes.tenant_id IS 'The key''s tenant';
+
+
+--
+-- Name: COLUMN api_key_hashes.key_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.api_key_hashes.key_id IS 'The key';
 
 
 --
@@ -5243,6 +5373,41 @@ COMMENT ON COLUMN core.request_windows.leased IS 'Requests leased to service pro
 
 
 --
+-- Name: tenant_domains; Type: TABLE; Schema: core; Owner: -
+--
+
+CREATE TABLE core.tenant_domains (
+    domain text NOT NULL,
+    tenant_id uuid NOT NULL
+);
+ALTER TABLE ONLY core.tenant_domains ALTER COLUMN domain SET STATISTICS 0;
+ALTER TABLE ONLY core.tenant_domains ALTER COLUMN tenant_id SET STATISTICS 0;
+
+ALTER TABLE ONLY core.tenant_domains FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: TABLE tenant_domains; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON TABLE core.tenant_domains IS 'Which tenant each domain belongs to: the registry that keeps domains unique across tenants (core.tenants.domain repeats it)';
+
+
+--
+-- Name: COLUMN tenant_domains.domain; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_domains.domain IS 'The domain, as in core.tenants.domain';
+
+
+--
+-- Name: COLUMN tenant_domains.tenant_id; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON COLUMN core.tenant_domains.tenant_id IS 'The tenant that claimed it; a tenant claims at most one';
+
+
+--
 -- Name: tenant_usage; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -5327,6 +5492,22 @@ COMMENT ON VIEW platform.operators IS 'Platform operators, without their credent
 CREATE TABLE public.schema_migrations (
     version character varying NOT NULL
 );
+
+
+--
+-- Name: api_key_hashes api_key_hashes_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.api_key_hashes
+    ADD CONSTRAINT api_key_hashes_pkey PRIMARY KEY (key_hash);
+
+
+--
+-- Name: api_key_hashes api_key_hashes_tenant_id_key_id_key; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.api_key_hashes
+    ADD CONSTRAINT api_key_hashes_tenant_id_key_id_key UNIQUE (tenant_id, key_id);
 
 
 --
@@ -5466,19 +5647,27 @@ ALTER TABLE ONLY core.tenant_configs
 
 
 --
+-- Name: tenant_domains tenant_domains_pkey; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_domains
+    ADD CONSTRAINT tenant_domains_pkey PRIMARY KEY (domain);
+
+
+--
+-- Name: tenant_domains tenant_domains_tenant_id_key; Type: CONSTRAINT; Schema: core; Owner: -
+--
+
+ALTER TABLE ONLY core.tenant_domains
+    ADD CONSTRAINT tenant_domains_tenant_id_key UNIQUE (tenant_id);
+
+
+--
 -- Name: tenant_usage tenant_usage_pkey; Type: CONSTRAINT; Schema: core; Owner: -
 --
 
 ALTER TABLE ONLY core.tenant_usage
     ADD CONSTRAINT tenant_usage_pkey PRIMARY KEY (tenant_id);
-
-
---
--- Name: tenants tenants_domain_key; Type: CONSTRAINT; Schema: core; Owner: -
---
-
-ALTER TABLE ONLY core.tenants
-    ADD CONSTRAINT tenants_domain_key UNIQUE (domain);
 
 
 --
@@ -5590,13 +5779,6 @@ CREATE INDEX platform_operators_revoked_by_idx ON core.platform_operators USING 
 
 
 --
--- Name: tenant_api_keys_key_hash_key; Type: INDEX; Schema: core; Owner: -
---
-
-CREATE UNIQUE INDEX tenant_api_keys_key_hash_key ON core.tenant_api_keys USING btree (key_hash);
-
-
---
 -- Name: tenant_api_keys_tenant_created_at_idx; Type: INDEX; Schema: core; Owner: -
 --
 
@@ -5662,6 +5844,15 @@ ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER advance_chain_head;
 CREATE TRIGGER chain_audit_row BEFORE INSERT ON core.audit_logs FOR EACH ROW EXECUTE FUNCTION core.chain_audit_row();
 
 ALTER TABLE core.audit_logs ENABLE ALWAYS TRIGGER chain_audit_row;
+
+
+--
+-- Name: tenants check_domain_claim; Type: TRIGGER; Schema: core; Owner: -
+--
+
+CREATE TRIGGER check_domain_claim BEFORE INSERT OR DELETE OR UPDATE OF domain ON core.tenants FOR EACH ROW EXECUTE FUNCTION core.check_domain_claim();
+
+ALTER TABLE core.tenants ENABLE ALWAYS TRIGGER check_domain_claim;
 
 
 --
@@ -6087,6 +6278,12 @@ ALTER TABLE ONLY core.users
 
 
 --
+-- Name: api_key_hashes; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.api_key_hashes ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: api_key_usage; Type: ROW SECURITY; Schema: core; Owner: -
 --
 
@@ -6109,6 +6306,15 @@ ALTER TABLE core.audit_chain_heads ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE core.audit_logs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: api_key_hashes delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.api_key_hashes FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions)))));
+
 
 --
 -- Name: api_key_usage delete_own_tenant; Type: POLICY; Schema: core; Owner: -
@@ -6181,6 +6387,14 @@ CREATE POLICY delete_own_tenant ON core.tenant_configs FOR DELETE USING ((tenant
 
 
 --
+-- Name: tenant_domains delete_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY delete_own_tenant ON core.tenant_domains FOR DELETE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: tenant_usage delete_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -6216,6 +6430,15 @@ ALTER TABLE core.documents ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE core.idempotency_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: api_key_hashes insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.api_key_hashes FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions)))));
+
 
 --
 -- Name: api_key_usage insert_own_tenant; Type: POLICY; Schema: core; Owner: -
@@ -6295,6 +6518,14 @@ CREATE POLICY insert_own_tenant ON core.tenant_configs FOR INSERT WITH CHECK ((t
 
 
 --
+-- Name: tenant_domains insert_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY insert_own_tenant ON core.tenant_domains FOR INSERT WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: tenant_usage insert_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -6324,6 +6555,15 @@ CREATE POLICY insert_own_tenant ON core.users FOR INSERT WITH CHECK ((tenant_id 
 --
 
 ALTER TABLE core.request_windows ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: api_key_hashes select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.api_key_hashes FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:read'::text = ANY (c.permissions)))));
+
 
 --
 -- Name: api_key_usage select_own_tenant; Type: POLICY; Schema: core; Owner: -
@@ -6405,6 +6645,14 @@ CREATE POLICY select_own_tenant ON core.tenant_configs FOR SELECT USING ((tenant
 
 
 --
+-- Name: tenant_domains select_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY select_own_tenant ON core.tenant_domains FOR SELECT USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: tenant_usage select_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -6442,6 +6690,12 @@ ALTER TABLE core.tenant_api_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE core.tenant_configs ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: tenant_domains; Type: ROW SECURITY; Schema: core; Owner: -
+--
+
+ALTER TABLE core.tenant_domains ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: tenant_usage; Type: ROW SECURITY; Schema: core; Owner: -
 --
 
@@ -6452,6 +6706,17 @@ ALTER TABLE core.tenant_usage ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE core.tenants ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: api_key_hashes update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.api_key_hashes FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions))))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c
+  WHERE ('keys:write'::text = ANY (c.permissions)))));
+
 
 --
 -- Name: api_key_usage update_own_tenant; Type: POLICY; Schema: core; Owner: -
@@ -6538,6 +6803,15 @@ CREATE POLICY update_own_tenant ON core.tenant_configs FOR UPDATE USING ((tenant
 
 
 --
+-- Name: tenant_domains update_own_tenant; Type: POLICY; Schema: core; Owner: -
+--
+
+CREATE POLICY update_own_tenant ON core.tenant_domains FOR UPDATE USING ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c))) WITH CHECK ((tenant_id = ( SELECT c.tenant_id
+   FROM core.request_context c)));
+
+
+--
 -- Name: tenant_usage update_own_tenant; Type: POLICY; Schema: core; Owner: -
 --
 
@@ -6608,4 +6882,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201001300'),
     ('20261201001400'),
     ('20261201001500'),
-    ('20261201001600');
+    ('20261201001600'),
+    ('20261202000100');

@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(447);
+select plan(455);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -29,8 +29,9 @@ select set_eq(
                             where i.inhrelid = c.oid and i.inhparent = 'core.audit_logs'::regclass)) $$,
   array['tenants', 'audit_logs', 'templates', 'tenant_configs', 'users', 'documents', 'tenant_api_keys',
         'idempotency_keys', 'context_signing_key', 'platform_idempotency_keys', 'api_key_usage',
-        'platform_operators', 'audit_chain_heads', 'plans', 'tenant_usage', 'approval_requests', 'request_windows'],
-  'core holds exactly the seventeen tables the migrations create, besides the audit trail''s monthly partitions');
+        'platform_operators', 'audit_chain_heads', 'plans', 'tenant_usage', 'approval_requests', 'request_windows',
+        'tenant_domains', 'api_key_hashes'],
+  'core holds exactly the nineteen tables the migrations create, besides the audit trail''s monthly partitions');
 select cmp_ok((select count(*)::int from pg_inherits where inhparent = 'core.audit_logs'::regclass), '>=', 4,
   'core.audit_logs has partitions: this month''s and the next three at least');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
@@ -68,7 +69,7 @@ select functions_are('core',
         'create_tenant_usage', 'meter_usage', 'end_usage_holders', 'seize_usage_row', 'settings_error',
         'purge_audit_partitions', 'expired_audit_partitions', 'needs_second_person', 'two_people_required',
         'approved_now', 'hold_for_approval', 'issue_key_as', 'key_lineage', 'key_is_active', 'check_change_request',
-        'check_key_issue', 'end_window_holders'],
+        'check_key_issue', 'end_window_holders', 'register_key', 'check_domain_claim'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 
 -- Columns, types and nullability ----------------------------------------------
@@ -271,10 +272,13 @@ select index_is_type('core', 'audit_logs', 'audit_logs_tenant_seq_idx', 'btree',
 select fk_ok('core', 'platform_idempotency_keys', 'operator_id', 'core', 'platform_operators', 'operator_id',
   'a platform idempotency key belongs to an operator');
 
-select col_is_unique('core', 'tenants', array['domain'], 'a domain belongs to at most one tenant');
+select col_is_pk('core', 'tenant_domains', array['domain'],
+  'a domain belongs to at most one tenant (core.tenant_domains is keyed by it)');
+select col_is_unique('core', 'tenant_domains', array['tenant_id'], 'a tenant claims at most one domain');
+select col_is_pk('core', 'api_key_hashes', array['key_hash'],
+  'a key hash names at most one key, across every tenant (core.api_key_hashes is keyed by it), so a lookup finds one key');
+select col_is_unique('core', 'api_key_hashes', array['tenant_id', 'key_id'], 'a key has at most one hash claimed');
 select col_is_unique('core', 'templates', array['name'], 'template names are unique');
-select index_is_unique('core', 'tenant_api_keys', 'tenant_api_keys_key_hash_key',
-  'a key hash is unique across all tenants (tenant_api_keys_key_hash_key is a unique index), so a lookup finds one key');
 select col_is_pk('core', 'context_signing_key', array['only_row'],
   'the primary key of core.context_signing_key is the always-true only_row: one signing key');
 select index_is_unique('core', 'users', 'users_tenant_email_key',
@@ -312,8 +316,8 @@ select results_eq(
 
 -- Indexes ---------------------------------------------------------------------
 
-select indexes_are('core', 'tenants', array['tenants_pkey', 'tenants_domain_key', 'tenants_created_at_idx'],
-  'core.tenants has exactly its primary key, the domain key and the listing index');
+select indexes_are('core', 'tenants', array['tenants_pkey', 'tenants_created_at_idx'],
+  'core.tenants has exactly its primary key and the listing index (core.tenant_domains keeps domains unique)');
 select indexes_are('core', 'audit_logs',
   array['audit_logs_pkey', 'audit_logs_tenant_timestamp_idx', 'audit_logs_tenant_user_timestamp_idx',
         'audit_logs_timestamp_idx', 'audit_logs_tenant_seq_idx', 'audit_logs_tenant_purge_idx'],
@@ -328,9 +332,9 @@ select indexes_are('core', 'documents',
   array['documents_pkey', 'documents_tenant_created_at_idx', 'documents_tenant_user_created_at_idx'],
   'core.documents has exactly its primary key and the two listing indexes');
 select indexes_are('core', 'tenant_api_keys',
-  array['tenant_api_keys_pkey', 'tenant_api_keys_key_hash_key', 'tenant_api_keys_tenant_issued_by_idx',
+  array['tenant_api_keys_pkey', 'tenant_api_keys_tenant_issued_by_idx',
         'tenant_api_keys_tenant_user_idx', 'tenant_api_keys_tenant_created_at_idx'],
-  'core.tenant_api_keys has exactly its primary key, the unique hash index and the three lookup indexes');
+  'core.tenant_api_keys has exactly its primary key and the three lookup indexes (core.api_key_hashes finds a key by its hash)');
 select indexes_are('core', 'platform_idempotency_keys',
   array['platform_idempotency_keys_pkey', 'platform_idempotency_keys_expires_at_idx'],
   'core.platform_idempotency_keys has exactly its primary key and the expiry index');
@@ -348,7 +352,6 @@ from (values
   ('users', 'users_tenant_created_at_idx', array['tenant_id', 'created_at', 'user_id']),
   ('documents', 'documents_tenant_created_at_idx', array['tenant_id', 'created_at', 'document_id']),
   ('documents', 'documents_tenant_user_created_at_idx', array['tenant_id', 'user_id', 'created_at', 'document_id']),
-  ('tenant_api_keys', 'tenant_api_keys_key_hash_key', array['key_hash']),
   ('tenant_api_keys', 'tenant_api_keys_tenant_user_idx', array['tenant_id', 'user_id']),
   ('tenant_api_keys', 'tenant_api_keys_tenant_created_at_idx', array['tenant_id', 'created_at', 'key_id']),
   ('tenant_api_keys', 'tenant_api_keys_tenant_issued_by_idx', array['tenant_id', 'issued_by_key_id']),
@@ -411,6 +414,18 @@ begin
 end
 $$;
 
+-- A tenant with a domain, claimed first as platform.create_tenant claims it.
+create function pg_temp.tenant_with_domain(p_name text, p_domain text) returns uuid
+language plpgsql as $$
+declare
+  v_tenant_id uuid := gen_random_uuid();
+begin
+  insert into core.tenant_domains (domain, tenant_id) values (p_domain, v_tenant_id);
+  insert into core.tenants (tenant_id, name, domain) values (v_tenant_id, p_name, p_domain);
+  return v_tenant_id;
+end
+$$;
+
 insert into core.tenants (name) values ('Constraint fixture') returning tenant_id as tenant_id \gset
 insert into core.users (tenant_id, email) values (:'tenant_id', 'fixture@example.com') returning user_id \gset
 
@@ -427,22 +442,37 @@ select pg_temp.refused_by(format('insert into core.tenants (name) values (%L)', 
   'a tenant name of 201 characters is refused');
 select pg_temp.refused_by($$ insert into core.tenants (name) values ('') $$, 'tenants_name_check',
   'an empty tenant name is refused');
-select lives_ok($$ insert into core.tenants (name, domain) values ('Acme', 'acme-bank.example.com') $$,
+select lives_ok($$ select pg_temp.tenant_with_domain('Acme', 'acme-bank.example.com') $$,
   'a lower-case hostname is accepted as a tenant domain');
-select pg_temp.refused_by($$ insert into core.tenants (name, domain) values ('Acme', 'Acme.example.com') $$,
+select pg_temp.refused_by($$ select pg_temp.tenant_with_domain('Acme', 'Acme.example.com') $$,
   'tenants_domain_check', 'a tenant domain with upper-case letters is refused');
-select pg_temp.refused_by($$ insert into core.tenants (name, domain) values ('Acme', 'localhost') $$,
+select pg_temp.refused_by($$ select pg_temp.tenant_with_domain('Acme', 'localhost') $$,
   'tenants_domain_check', 'a tenant domain without a dot is refused');
-select pg_temp.refused_by($$ insert into core.tenants (name, domain) values ('Acme', '-acme.example.com') $$,
+select pg_temp.refused_by($$ select pg_temp.tenant_with_domain('Acme', '-acme.example.com') $$,
   'tenants_domain_check', 'a tenant domain label starting with a hyphen is refused');
-select lives_ok(format($$ insert into core.tenants (name, domain) values ('Long', %L) $$,
+select lives_ok(format($$ select pg_temp.tenant_with_domain('Long', %L) $$,
     repeat(repeat('a', 63) || '.', 3) || repeat('b', 61)),
   'a tenant domain of 253 characters is accepted');
-select pg_temp.refused_by(format($$ insert into core.tenants (name, domain) values ('Longer', %L) $$,
+select pg_temp.refused_by(format($$ select pg_temp.tenant_with_domain('Longer', %L) $$,
     repeat(repeat('a', 63) || '.', 3) || repeat('b', 62)),
   'tenants_domain_check', 'a tenant domain of 254 characters is refused');
-select throws_ok($$ insert into core.tenants (name, domain) values ('Acme 2', 'acme-bank.example.com') $$, '23505', null,
-  'a domain already used by another tenant is refused');
+select throws_ok($$ select pg_temp.tenant_with_domain('Acme 2', 'acme-bank.example.com') $$, '23505', null,
+  'a domain already claimed by another tenant is refused');
+select throws_ok($$ insert into core.tenants (name, domain) values ('Unclaimed', 'unclaimed.example.com') $$,
+  '23000', 'the domain unclaimed.example.com is not claimed by its tenant',
+  'a tenant row with a domain its tenant has not claimed is refused, whoever writes it');
+select throws_ok($$ insert into core.tenants (name, domain) values ('Squatter', 'acme-bank.example.com') $$,
+  '23000', 'the domain acme-bank.example.com is not claimed by its tenant',
+  'a tenant row with another tenant''s claimed domain is refused');
+select throws_ok($$ update core.tenants set domain = null where domain = 'acme-bank.example.com' $$,
+  '23000', 'the domain acme-bank.example.com is still claimed by its tenant',
+  'a tenant that gives up its domain must give up the claim too');
+select throws_ok($$ delete from core.tenants where domain = 'acme-bank.example.com' $$,
+  '23000', 'the domain acme-bank.example.com is still claimed by its tenant',
+  'a tenant whose domain is claimed cannot be deleted before the claim');
+select lives_ok($$ delete from core.tenant_domains where domain = 'acme-bank.example.com';
+                   update core.tenants set domain = null where domain = 'acme-bank.example.com' $$,
+  'a tenant gives up its domain with its claim');
 select lives_ok($$ insert into core.tenants (name, subscription_tier) values ('Big', 'enterprise') $$,
   'subscription tier enterprise is accepted');
 select pg_temp.refused_by($$ insert into core.tenants (name, subscription_tier) values ('Big', 'gold') $$,
@@ -578,9 +608,16 @@ select pg_temp.refused_by(format($$ insert into core.tenant_api_keys (tenant_id,
     values (%L, upper(repeat('ab', 32)), 'tnk_abcdefgh', 'Upper') $$, :'tenant_id'), 'tenant_api_keys_key_hash_check',
   'a key hash in upper-case hex is refused');
 insert into core.tenants (name) values ('Other tenant') returning tenant_id as other_tenant_id \gset
-select throws_ok(format($$ insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name)
-    values (%L, repeat('1', 64), 'tnk_abcdefgh', 'Twin') $$, :'other_tenant_id'), '23505', null,
-  'a key hash another tenant''s key already has is refused: a hash names exactly one key');
+select lives_ok(format($$ insert into core.api_key_hashes (key_hash, tenant_id, key_id)
+    select key_hash, tenant_id, key_id from core.tenant_api_keys where tenant_id = %L and key_hash = repeat('1', 64) $$,
+    :'tenant_id'),
+  'a key''s hash is claimed for it');
+select throws_ok(format($$ insert into core.api_key_hashes (key_hash, tenant_id, key_id)
+    values (repeat('1', 64), %L, gen_random_uuid()) $$, :'other_tenant_id'), '23505', null,
+  'a key hash another tenant''s key has claimed is refused: a hash names exactly one key');
+select pg_temp.refused_by(format($$ insert into core.api_key_hashes (key_hash, tenant_id, key_id)
+    values (upper(repeat('cd', 32)), %L, gen_random_uuid()) $$, :'tenant_id'), 'api_key_hashes_key_hash_check',
+  'a claimed key hash in upper-case hex is refused');
 
 insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name)
 values (:'tenant_id', repeat('8', 64), 'tnk_idempot', 'Idempotent caller') returning key_id as caller_key \gset

@@ -5,7 +5,7 @@
 -- really finds the objects it is meant to judge (an empty query would pass
 -- vacuously).
 begin;
-select plan(91);
+select plan(92);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -124,6 +124,7 @@ select is(
         where tgenabled <> 'A' order by 1),
   '{}'::text[],
   'every trigger on a project table is enabled ALWAYS, so replica mode skips none of them');
+
 set local session_replication_role = replica;
 select throws_ok('delete from core.audit_logs', '42501', 'audit_logs is append-only: DELETE is not allowed',
   'in replica mode the append-only guard still refuses a DELETE');
@@ -157,6 +158,14 @@ select is(
 -- where it writes them.
 create temp table expected_policies (tab text, policy text, qual text, with_check text);
 insert into expected_policies values
+  ('api_key_hashes', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))', '-'),
+  ('api_key_hashes', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
+  ('api_key_hashes', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:read''::text = ANY (c.permissions))))', '-'),
+  ('api_key_hashes', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
+  ('tenant_domains', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
+  ('tenant_domains', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
+  ('tenant_domains', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '-'),
+  ('tenant_domains', 'update_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c))'),
   ('api_key_usage', 'delete_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))', '-'),
   ('api_key_usage', 'insert_own_tenant', '-', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:write''::text = ANY (c.permissions))))'),
   ('api_key_usage', 'select_own_tenant', '(tenant_id = ( SELECT c.tenant_id FROM core.request_context c WHERE (''keys:read''::text = ANY (c.permissions))))', '-'),
@@ -531,9 +540,9 @@ create temp view foreign_row_index_columns as
   where a.attnum > 0 and (i.indkey[0] = 0
      or (select l.attname from pg_attribute l where l.attrelid = i.indrelid and l.attnum = i.indkey[0]) <> 'tenant_id');
 select set_has('select index_name || '' '' || attname from foreign_row_index_columns',
-  $$ values ('core.tenants_domain_key domain'), ('core.tenants_created_at_idx created_at'),
+  $$ values ('core.tenant_domains_pkey domain'), ('core.tenants_created_at_idx created_at'),
             ('core.tenant_configs_template_id_idx template_id'), ('core.audit_logs_timestamp_idx timestamp'),
-            ('core.tenant_api_keys_key_hash_key key_hash') $$,
+            ('core.api_key_hashes_pkey key_hash') $$,
   'the catalog query finds the indexes that do not lead with tenant_id');
 select is(
   array(select format('%s.%s (%s)', f.indrelid::regclass, f.attname, f.index_name) from foreign_row_index_columns f
@@ -642,24 +651,31 @@ create temp view tenant_unique_indexes as
   where i.indisunique;
 
 select set_has('select index_name from tenant_unique_indexes',
-  $$ values ('core.users_pkey'), ('core.users_tenant_email_key'), ('core.tenant_api_keys_key_hash_key'),
-            ('core.tenants_domain_key') $$,
+  $$ values ('core.users_pkey'), ('core.users_tenant_email_key'), ('core.api_key_hashes_pkey'),
+            ('core.tenant_domains_pkey') $$,
   'the catalog query finds the primary keys, unique constraints and unique indexes of tenant-scoped tables');
 -- core.tenants is the root: its primary key is tenant_id itself. Two rules
 -- deliberately span tenants: a domain routes to one tenant only, and a key
--- hash names one key before its tenant is known.
+-- hash names one key before its tenant is known. Each is kept by a registry
+-- of its own, keyed by the value (on Citus a reference table, whole on every
+-- node); no table distributed by tenant_id could keep them.
 select is(
   array(select index_name from tenant_unique_indexes
-        where index_name not in ('core.tenants_domain_key', 'core.tenant_api_keys_key_hash_key')
+        where index_name not in ('core.tenant_domains_pkey', 'core.api_key_hashes_pkey')
           and not tenant_attnum = any (string_to_array(indkey::text, ' ')::int2[])
         order by 1),
   '{}'::text[],
   'every primary key, unique constraint and unique index of a tenant-scoped table includes tenant_id (except the platform-wide domain and key hash)');
 select ok(
   exists (select from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attname = 'key_hash'
-          where i.indrelid = 'core.tenant_api_keys'::regclass and i.indisunique and i.indpred is null
+          where i.indrelid = 'core.api_key_hashes'::regclass and i.indisprimary and i.indpred is null
             and i.indkey::text = a.attnum::text),
-  'core.tenant_api_keys has a unique index on key_hash alone: one hash, one key, across every tenant');
+  'core.api_key_hashes is keyed by key_hash alone: one hash, one key, across every tenant');
+select ok(
+  exists (select from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attname = 'domain'
+          where i.indrelid = 'core.tenant_domains'::regclass and i.indisprimary and i.indpred is null
+            and i.indkey::text = a.attnum::text),
+  'core.tenant_domains is keyed by domain alone: one domain, one tenant');
 
 create temp view tenant_foreign_keys as
   select c.conname, c.conrelid::regclass::text as tab, c.conkey, c.confkey, s.attnum as src_tenant, r.attnum as ref_tenant

@@ -158,7 +158,7 @@ select results_eq('select tenant_id from api.current_tenant_config()', format('v
 select results_eq('select tenant_id from api.current_tenant()', format('values (%L::uuid)', :'tenant_a'),
   'api.current_tenant shows tenant A and only it');
 select throws_ok('select 1 from core.tenants', '42501', null,
-  'app_user cannot select core.tenants, whose domain index reads every tenant''s rows');
+  'app_user cannot select core.tenants, whose created_at index reads every tenant''s rows');
 select throws_ok('select 1 from core.tenant_configs', '42501', null,
   'nor core.tenant_configs, whose template index does the same');
 select is((select count(*)::int from api.list_audit_logs(100) where tenant_id = :'tenant_b'), 0,
@@ -488,8 +488,9 @@ select set_eq(format('select * from pg_temp.tenant_fingerprint(%L)', :'tenant_b'
 select is(
   array(select rel from (select * from pg_temp.tenant_fingerprint(:'tenant_a') except select * from a_before) as changed
         order by 1),
-  array['core.api_key_usage', 'core.approval_requests', 'core.audit_chain_heads', 'core.audit_logs', 'core.documents',
-        'core.request_windows', 'core.tenant_api_keys', 'core.tenant_configs', 'core.tenant_usage', 'core.users'],
+  array['core.api_key_hashes', 'core.api_key_usage', 'core.approval_requests', 'core.audit_chain_heads', 'core.audit_logs',
+        'core.documents', 'core.request_windows', 'core.tenant_api_keys', 'core.tenant_configs', 'core.tenant_domains',
+        'core.tenant_usage', 'core.users'],
   'the same fingerprint does see tenant A''s own rows change, so an unchanged tenant B is no blind spot');
 
 select * from finish();

@@ -26,7 +26,7 @@ select ok(current_setting('app.context', true) is null,
 -- Fixtures ----------------------------------------------------------------------
 
 set local role uber_admin;
-select tenant_id as tenant_a from platform.create_tenant('Tenant A', null, 'pro', 'Fintech Template') \gset
+select tenant_id as tenant_a from platform.create_tenant('Tenant A', 'a.example.com', 'pro', 'Fintech Template') \gset
 reset role;
 insert into core.users (tenant_id, email, role) values (:'tenant_a', 'alice@a.example.com', 'tenant_admin') returning user_id as user_a \gset
 insert into core.documents (tenant_id, user_id, title, content_hash)

@@ -3,7 +3,7 @@
 -- request) of the request; details never carry a key hash; and nobody, the
 -- superuser owner included, can rewrite or remove an entry.
 begin;
-select plan(39);
+select plan(42);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -42,13 +42,16 @@ create temp view tenant_tables as
 -- pgtap/46_plans_and_quotas.sql: the counts equal the rows); and
 -- core.request_windows, how much of a minute's request budget service
 -- processes leased, which changes nothing a tenant owns and is written only
--- by api.lease_requests (pgtap/48_rate_limits.sql). A new table is audited
+-- by api.lease_requests (pgtap/48_rate_limits.sql); and the registries
+-- core.tenant_domains and core.api_key_hashes, which repeat what the audited
+-- core.tenants and core.tenant_api_keys hold (shown at the end: each claim
+-- is of a value its audited row carries). A new table is audited
 -- unless it is added here, with its reason.
 -- tgtype bits: 1 row, 2 before, 4 insert, 8 delete, 16 update.
 select is(
   array(select tab from tenant_tables t
         where t.tab not in ('core.audit_logs', 'core.idempotency_keys', 'core.api_key_usage', 'core.audit_chain_heads',
-                            'core.tenant_usage', 'core.request_windows')
+                            'core.tenant_usage', 'core.request_windows', 'core.tenant_domains', 'core.api_key_hashes')
           and not pg_temp.is_audit_partition(t.oid)
           and not exists (select from pg_trigger g
                           where g.tgrelid = t.oid and g.tgfoid = 'core.record_audit'::regproc
@@ -298,6 +301,24 @@ select pg_temp.begin_as(:'actor_hash') \gset ignored_
 select is_empty(format($$ select 1 from api.list_audit_logs(100) where resource_id = %L $$, :'user_b'),
   'and tenant A''s key does not see that entry');
 reset role;
+
+-- The registries hold nothing the audited tables do not --------------------------------
+
+select results_eq(
+  $$ select (select count(*) from core.tenant_domains)::int,
+            (select count(*) from core.tenant_domains d
+             where not exists (select from core.tenants t where t.tenant_id = d.tenant_id and t.domain = d.domain))::int $$,
+  $$ values ((select count(*) from core.tenants where domain is not null)::int, 0) $$,
+  'every claimed domain is the domain its tenant''s audited row carries, and every domain is claimed');
+select results_eq(
+  $$ select (select count(*) from core.api_key_hashes)::int,
+            (select count(*) from core.api_key_hashes h
+             where not exists (select from core.tenant_api_keys k
+                               where k.tenant_id = h.tenant_id and k.key_id = h.key_id and k.key_hash = h.key_hash))::int $$,
+  $$ values ((select count(*) from core.tenant_api_keys)::int, 0) $$,
+  'every claimed key hash is the hash its key''s audited row carries, and every key''s hash is claimed');
+select cmp_ok((select count(*) from core.tenant_domains)::int + (select count(*) from core.api_key_hashes)::int, '>=', 4,
+  'the fixtures claimed domains and key hashes, so the two comparisons above compare something');
 
 select * from finish();
 rollback;

@@ -14,7 +14,9 @@ grant execute on all functions in schema public to app_user, uber_admin;
 
 -- Fixtures: one tenant, its row and five users, written as a DBA would (no
 -- context), so eight audit rows with the configuration.
-insert into core.tenants (name, domain) values ('Chained', 'chained.example') returning tenant_id \gset
+select gen_random_uuid() as tenant_id \gset
+insert into core.tenant_domains (domain, tenant_id) values ('chained.example', :'tenant_id');
+insert into core.tenants (tenant_id, name, domain) values (:'tenant_id', 'Chained', 'chained.example');
 insert into core.users (tenant_id, email, role)
 select :'tenant_id', format('user%s@chained.example', n), 'member' from generate_series(1, 5) as n;
 update core.users set role = 'viewer' where tenant_id = :'tenant_id' and email = 'user1@chained.example';

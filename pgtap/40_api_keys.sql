@@ -4,7 +4,7 @@
 -- SHA-256 hashes app_user cannot read, and a key can hand out no more than it
 -- holds.
 begin;
-select plan(56);
+select plan(58);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -89,6 +89,19 @@ select throws_ok(format($$ select * from api.begin_request(%L, null, gen_random_
   'unknown, revoked or expired API key', 'the plain key in place of its hash is refused with PT401');
 select throws_ok($$ select * from api.begin_request(null, null, gen_random_uuid()) $$, 'PT401',
   'unknown, revoked or expired API key', 'a NULL key hash is refused with PT401');
+
+-- A key row is found through its hash's claim (core.api_key_hashes), and its
+-- own hash is compared again: a key a superuser wrote without a claim, and a
+-- claim naming a key whose hash differs, authenticate nothing.
+reset role;
+insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions)
+values (:'tenant_a', repeat('e', 64), 'tnk_unclaim', 'Unclaimed', '{*}') returning key_id as key_unclaimed \gset
+insert into core.api_key_hashes (key_hash, tenant_id, key_id) values (repeat('f', 64), :'tenant_a', :'key_unclaimed');
+set local role app_user;
+select throws_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-x') $$, repeat('e', 64)), 'PT401',
+  'unknown, revoked or expired API key', 'a key whose hash is claimed by no row of core.api_key_hashes is refused with PT401');
+select throws_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-x') $$, repeat('f', 64)), 'PT401',
+  'unknown, revoked or expired API key', 'a claimed hash whose key has another hash is refused with PT401');
 
 select lives_ok(format($$ select * from api.begin_request(%L, null, gen_random_uuid(), 'req-3') $$, :'hash_revoked'),
   'a key authenticates before it is revoked');

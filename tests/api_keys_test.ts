@@ -85,19 +85,26 @@ Deno.test("a key stored with expires_at in the past gets 401", async () => {
     const tenant = await createTenant(server, "Expired by the owner");
     const key = `tnk_${crypto.randomUUID().replaceAll("-", "")}expired`;
     const hash = sha256Hex(key);
+    // Each key with its hash's claim, as core.register_key writes them.
     await server.owner`
-      insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions, expires_at)
-      values (${tenant.tenantId}, ${hash}, ${
+      with k as (
+        insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions, expires_at)
+        values (${tenant.tenantId}, ${hash}, ${
       key.slice(0, 12)
-    }, 'expired', '{*}', now() - interval '1 second')`;
+    }, 'expired', '{*}', now() - interval '1 second')
+        returning key_hash, tenant_id, key_id)
+      insert into core.api_key_hashes (key_hash, tenant_id, key_id) select * from k`;
     assertProblem(await send(server, "GET", "/v1/tenant", { token: key }), 401);
 
     // The same insert with a future expiry works: the 401 above is the expiry.
     const live = `tnk_${crypto.randomUUID().replaceAll("-", "")}current`;
     await server.owner`
-      insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions, expires_at)
-      values (${tenant.tenantId}, ${sha256Hex(live)}, ${live.slice(0, 12)}, 'live', '{*}',
-              now() + interval '1 hour')`;
+      with k as (
+        insert into core.tenant_api_keys (tenant_id, key_hash, key_prefix, name, permissions, expires_at)
+        values (${tenant.tenantId}, ${sha256Hex(live)}, ${live.slice(0, 12)}, 'live', '{*}',
+                now() + interval '1 hour')
+        returning key_hash, tenant_id, key_id)
+      insert into core.api_key_hashes (key_hash, tenant_id, key_id) select * from k`;
     await expectStatus(200, { server, method: "GET", path: "/v1/tenant", token: live });
   } finally {
     await server.close();
@@ -341,10 +348,13 @@ Deno.test("the database never contains an API key in plain text, only its hash a
         `key ${key.slice(0, 12)}... is stored in plain text`,
       );
       // The scan finds what is there: the prefix and the hash of the same key,
-      // and the hash nowhere but in key_hash (not in the trail, not in a
-      // stored response: the hash is what api.begin_request accepts).
+      // and the hash nowhere but in the key and its claim (not in the trail,
+      // not in a stored response: the hash is what api.begin_request accepts).
       assert.ok((await occurrences(server, key.slice(0, 12)))["tenant_api_keys.key_prefix"] === 1);
-      assert.deepEqual(await occurrences(server, sha256Hex(key)), { "tenant_api_keys.key_hash": 1 });
+      assert.deepEqual(await occurrences(server, sha256Hex(key)), {
+        "api_key_hashes.key_hash": 1,
+        "tenant_api_keys.key_hash": 1,
+      });
     }
   } finally {
     await server.close();
@@ -355,7 +365,10 @@ Deno.test("a key issued with an Idempotency-Key is not stored in plain text eith
   const server = await startServer();
   try {
     const [key] = await issueEveryWay(server, true);
-    assert.deepEqual(await occurrences(server, sha256Hex(key)), { "tenant_api_keys.key_hash": 1 });
+    assert.deepEqual(await occurrences(server, sha256Hex(key)), {
+      "api_key_hashes.key_hash": 1,
+      "tenant_api_keys.key_hash": 1,
+    });
     assert.deepEqual(await occurrences(server, key), {}, "the key is stored in plain text");
   } finally {
     await server.close();

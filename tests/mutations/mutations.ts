@@ -93,9 +93,28 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: "a key hash is unique only within its tenant",
-    sql: `drop index core.tenant_api_keys_key_hash_key;
-          create unique index tenant_api_keys_tenant_key_hash_key on core.tenant_api_keys (tenant_id, key_hash);`,
+    sql: `alter table core.api_key_hashes drop constraint api_key_hashes_pkey;
+          alter table core.api_key_hashes add constraint api_key_hashes_tenant_key_hash_key unique (tenant_id, key_hash);`,
     suites: ["pgtap/10_rls_invariants.sql"],
+  },
+  {
+    name: "a tenant's domain needs no claim in the registry",
+    sql: "drop trigger check_domain_claim on core.tenants;",
+    suites: ["pgtap/00_schema.sql"],
+  },
+  {
+    name: "a claim that names a key authenticates it whatever the key's own hash",
+    definitionOf: "api.begin_request(text,text,uuid,text,boolean)",
+    find: "    and k.key_hash = p_key_hash\n",
+    replace: "",
+    suites: ["pgtap/40_api_keys.sql"],
+  },
+  {
+    name: "platform.update_tenant leaves the old domain claimed",
+    definitionOf: "platform.update_tenant(uuid,text,text,boolean,text)",
+    find: "delete from core.tenant_domains d where d.domain = v_old_domain and d.tenant_id = p_tenant_id;",
+    replace: "null;",
+    suites: ["tests/http_routes_test.ts"],
   },
   {
     name: "core.request_context accepts a context whatever its MAC",
@@ -163,8 +182,8 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/10_rls_invariants.sql", "pgtap/20_cross_tenant.sql", "pgtap/28_context_swaps.sql"],
   },
   {
-    name: "app_user selects core.tenants, whose domain index reads every tenant's rows",
-    sql: "grant select (tenant_id, domain) on core.tenants to app_user;",
+    name: "app_user selects core.tenants, whose created_at index reads every tenant's rows",
+    sql: "grant select (tenant_id, created_at) on core.tenants to app_user;",
     suites: ["pgtap/10_rls_invariants.sql", "pgtap/20_cross_tenant.sql"],
   },
   {
@@ -189,8 +208,8 @@ export const MUTATIONS: Mutation[] = [
   {
     name: "recording a key's use waits for a row lock another session holds",
     definitionOf: "api.touch_api_key(text)",
-    find: "for update of s skip locked",
-    replace: "for update of s",
+    find: "for update skip locked",
+    replace: "for update",
     suites: ["tests/app_user_attacks_test.ts"],
   },
   {
