@@ -2945,11 +2945,11 @@ begin
     return case when tg_op = 'DELETE' then old else new end;
   end if;
   -- (Nested: PL/pgSQL would look for each field on every table's row.)
-  if tg_table_name = 'tenant_api_keys' then
+  if tg_argv[0] = 'tenant_api_keys' then
     if 'keys:write' = any (core.effective_permissions(new.permissions, null)) then
       v_operation := 'create_api_key';
     end if;
-  elsif tg_table_name = 'tenant_configs' then
+  elsif tg_argv[0] = 'tenant_configs' then
     v_operation := 'update_tenant_config';
   elsif tg_op = 'DELETE' then
     v_operation := 'delete_user';
@@ -3396,7 +3396,7 @@ begin
 
   -- The bootstrap operator, the one that created itself, is its own actor.
   v_operator_id := coalesce(v_context.operator_id,
-    case when tg_table_name = 'platform_operators' and tg_op = 'INSERT'
+    case when tg_argv[1] = 'platform_operators' and tg_op = 'INSERT'
               and v_new ->> 'created_by' = v_new ->> 'operator_id'
          then (v_new ->> 'operator_id')::uuid end);
   -- The platform role changes nothing, not even nothing, without a named
@@ -3406,7 +3406,7 @@ begin
        select from core.platform_operators o
        where o.operator_id = v_operator_id
          and (o.revoked_at is null
-              or (tg_table_name = 'platform_operators' and tg_op = 'UPDATE'
+              or (tg_argv[1] = 'platform_operators' and tg_op = 'UPDATE'
                   and (v_new ->> 'operator_id')::uuid = v_operator_id and v_old ->> 'revoked_at' is null))) then
     raise exception 'a platform change needs a named, active operator (platform.begin_request)'
       using errcode = 'PT401';
@@ -3426,7 +3426,7 @@ begin
     v_context.api_key_id,
     v_operator_id,
     lower(tg_op),
-    tg_table_name,
+    tg_argv[1],
     (v_row ->> tg_argv[0])::uuid,
     jsonb_build_object('changed', to_jsonb(v_changed), 'db_role', session_user)
       || case when v_old is null then '{}' else jsonb_build_object('old', (
@@ -5913,7 +5913,7 @@ ALTER TABLE core.users ENABLE ALWAYS TRIGGER guard_user_roles;
 -- Name: tenant_api_keys hold_for_approval; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER hold_for_approval BEFORE INSERT ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.hold_for_approval();
+CREATE TRIGGER hold_for_approval BEFORE INSERT ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.hold_for_approval('tenant_api_keys');
 
 ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER hold_for_approval;
 
@@ -5922,7 +5922,7 @@ ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER hold_for_approval;
 -- Name: tenant_configs hold_for_approval; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER hold_for_approval BEFORE UPDATE ON core.tenant_configs FOR EACH ROW EXECUTE FUNCTION core.hold_for_approval();
+CREATE TRIGGER hold_for_approval BEFORE UPDATE ON core.tenant_configs FOR EACH ROW EXECUTE FUNCTION core.hold_for_approval('tenant_configs');
 
 ALTER TABLE core.tenant_configs ENABLE ALWAYS TRIGGER hold_for_approval;
 
@@ -5931,7 +5931,7 @@ ALTER TABLE core.tenant_configs ENABLE ALWAYS TRIGGER hold_for_approval;
 -- Name: users hold_for_approval; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER hold_for_approval BEFORE DELETE OR UPDATE OF role ON core.users FOR EACH ROW EXECUTE FUNCTION core.hold_for_approval();
+CREATE TRIGGER hold_for_approval BEFORE DELETE OR UPDATE OF role ON core.users FOR EACH ROW EXECUTE FUNCTION core.hold_for_approval('users');
 
 ALTER TABLE core.users ENABLE ALWAYS TRIGGER hold_for_approval;
 
@@ -5958,7 +5958,7 @@ ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER keep_revocation;
 -- Name: approval_requests record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.approval_requests FOR EACH ROW EXECUTE FUNCTION core.record_audit('approval_id');
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.approval_requests FOR EACH ROW EXECUTE FUNCTION core.record_audit('approval_id', 'approval_requests');
 
 ALTER TABLE core.approval_requests ENABLE ALWAYS TRIGGER record_audit;
 
@@ -5967,7 +5967,7 @@ ALTER TABLE core.approval_requests ENABLE ALWAYS TRIGGER record_audit;
 -- Name: documents record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.documents FOR EACH ROW EXECUTE FUNCTION core.record_audit('document_id');
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.documents FOR EACH ROW EXECUTE FUNCTION core.record_audit('document_id', 'documents');
 
 ALTER TABLE core.documents ENABLE ALWAYS TRIGGER record_audit;
 
@@ -5976,7 +5976,7 @@ ALTER TABLE core.documents ENABLE ALWAYS TRIGGER record_audit;
 -- Name: plans record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.plans FOR EACH ROW EXECUTE FUNCTION core.record_audit('plan_id');
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.plans FOR EACH ROW EXECUTE FUNCTION core.record_audit('plan_id', 'plans');
 
 ALTER TABLE core.plans ENABLE ALWAYS TRIGGER record_audit;
 
@@ -5985,7 +5985,7 @@ ALTER TABLE core.plans ENABLE ALWAYS TRIGGER record_audit;
 -- Name: platform_operators record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.platform_operators FOR EACH ROW EXECUTE FUNCTION core.record_audit('operator_id');
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.platform_operators FOR EACH ROW EXECUTE FUNCTION core.record_audit('operator_id', 'platform_operators');
 
 ALTER TABLE core.platform_operators ENABLE ALWAYS TRIGGER record_audit;
 
@@ -5994,7 +5994,7 @@ ALTER TABLE core.platform_operators ENABLE ALWAYS TRIGGER record_audit;
 -- Name: tenant_api_keys record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.record_audit('key_id');
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenant_api_keys FOR EACH ROW EXECUTE FUNCTION core.record_audit('key_id', 'tenant_api_keys');
 
 ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER record_audit;
 
@@ -6003,7 +6003,7 @@ ALTER TABLE core.tenant_api_keys ENABLE ALWAYS TRIGGER record_audit;
 -- Name: tenant_configs record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenant_configs FOR EACH ROW EXECUTE FUNCTION core.record_audit('tenant_id');
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenant_configs FOR EACH ROW EXECUTE FUNCTION core.record_audit('tenant_id', 'tenant_configs');
 
 ALTER TABLE core.tenant_configs ENABLE ALWAYS TRIGGER record_audit;
 
@@ -6012,7 +6012,7 @@ ALTER TABLE core.tenant_configs ENABLE ALWAYS TRIGGER record_audit;
 -- Name: tenants record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenants FOR EACH ROW EXECUTE FUNCTION core.record_audit('tenant_id');
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.tenants FOR EACH ROW EXECUTE FUNCTION core.record_audit('tenant_id', 'tenants');
 
 ALTER TABLE core.tenants ENABLE ALWAYS TRIGGER record_audit;
 
@@ -6021,7 +6021,7 @@ ALTER TABLE core.tenants ENABLE ALWAYS TRIGGER record_audit;
 -- Name: users record_audit; Type: TRIGGER; Schema: core; Owner: -
 --
 
-CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.users FOR EACH ROW EXECUTE FUNCTION core.record_audit('user_id');
+CREATE TRIGGER record_audit AFTER INSERT OR DELETE OR UPDATE ON core.users FOR EACH ROW EXECUTE FUNCTION core.record_audit('user_id', 'users');
 
 ALTER TABLE core.users ENABLE ALWAYS TRIGGER record_audit;
 
@@ -6883,4 +6883,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201001400'),
     ('20261201001500'),
     ('20261201001600'),
-    ('20261202000100');
+    ('20261202000100'),
+    ('20261202000200');

@@ -5,7 +5,7 @@
 -- really finds the objects it is meant to judge (an empty query would pass
 -- vacuously).
 begin;
-select plan(92);
+select plan(95);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -125,6 +125,25 @@ select is(
   '{}'::text[],
   'every trigger on a project table is enabled ALWAYS, so replica mode skips none of them');
 
+-- On a Citus shard tg_table_name is the shard's name (documents_102012): a
+-- trigger function that needs its table's name is given it as an argument
+-- (migration 20261202000200).
+select is(
+  array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace
+        where p.prorettype = 'trigger'::regtype and p.prosrc ~* 'tg_table_name' order by 1),
+  '{}'::text[],
+  'no trigger function of the project reads tg_table_name, which on a Citus shard names the shard');
+select isnt_empty(
+  $$ select from pg_proc p join user_schemas n on n.oid = p.pronamespace
+     where p.prorettype = 'trigger'::regtype and p.prosrc ~* 'tg_argv' $$,
+  'the catalog query reads the trigger functions'' sources (some read their arguments)');
+select is(
+  array(select format('%s on %s (%s)', g.tgname, g.tgrelid::regclass, encode(g.tgargs, 'escape')) from pg_trigger g
+        where g.tgfoid = 'core.hold_for_approval'::regproc
+          and (string_to_array(encode(g.tgargs, 'escape'), '\000'))[1] is distinct from (select relname::text from pg_class where oid = g.tgrelid)
+        order by 1),
+  '{}'::text[],
+  'every hold_for_approval trigger names its own table as its argument');
 set local session_replication_role = replica;
 select throws_ok('delete from core.audit_logs', '42501', 'audit_logs is append-only: DELETE is not allowed',
   'in replica mode the append-only guard still refuses a DELETE');

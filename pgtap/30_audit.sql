@@ -3,7 +3,7 @@
 -- request) of the request; details never carry a key hash; and nobody, the
 -- superuser owner included, can rewrite or remove an entry.
 begin;
-select plan(42);
+select plan(43);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -72,6 +72,13 @@ select is(
         order by 1),
   '{}'::text[],
   'every record_audit trigger takes the resource id from a primary-key column of its table');
+select is(
+  array(select format('%s names %s', g.tgrelid::regclass, encode(g.tgargs, 'escape')) from pg_trigger g
+        where g.tgfoid = 'core.record_audit'::regproc
+          and (string_to_array(encode(g.tgargs, 'escape'), '\000'))[2] is distinct from (select relname::text from pg_class where oid = g.tgrelid)
+        order by 1),
+  '{}'::text[],
+  'every record_audit trigger names its own table as the resource type (on a Citus shard tg_table_name names the shard)');
 
 -- Fixtures ---------------------------------------------------------------------------
 

@@ -98,6 +98,22 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/10_rls_invariants.sql"],
   },
   {
+    name:
+      "the audit trigger takes the resource type from tg_table_name, which on a Citus shard names the shard",
+    definitionOf: "core.record_audit()",
+    find: "    tg_argv[1],\n",
+    replace: "    tg_table_name,\n",
+    suites: ["pgtap/10_rls_invariants.sql"],
+  },
+  {
+    name: "a record_audit trigger names another table as its resource type",
+    sql: `drop trigger record_audit on core.documents;
+          create trigger record_audit after insert or update or delete on core.documents
+            for each row execute function core.record_audit('document_id', 'users');
+          alter table core.documents enable always trigger record_audit;`,
+    suites: ["pgtap/30_audit.sql"],
+  },
+  {
     name: "a tenant's domain needs no claim in the registry",
     sql: "drop trigger check_domain_claim on core.tenants;",
     suites: ["pgtap/00_schema.sql"],
