@@ -1342,6 +1342,34 @@ COMMENT ON FUNCTION core.current_permissions() IS 'What the verified request con
 
 
 --
+-- Name: transaction_time(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.transaction_time() RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_stamp timestamptz;
+begin
+  if to_regprocedure('pg_catalog.get_current_transaction_id()') is null then
+    return now();
+  end if;
+  select t.transaction_stamp into v_stamp from pg_catalog.get_current_transaction_id() t
+  where t.transaction_number <> 0;
+  return coalesce(v_stamp, now());
+end
+$$;
+
+
+--
+-- Name: FUNCTION transaction_time(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.transaction_time() IS 'The transaction''s time: now() on a single server, the distributed transaction''s on Citus, alike on every node';
+
+
+--
 -- Name: audit_logs; Type: TABLE; Schema: core; Owner: -
 --
 
@@ -1355,7 +1383,7 @@ CREATE TABLE core.audit_logs (
     resource_id uuid NOT NULL,
     details jsonb DEFAULT '{}'::jsonb NOT NULL,
     request_id text,
-    "timestamp" timestamp with time zone DEFAULT now() NOT NULL,
+    "timestamp" timestamp with time zone DEFAULT core.transaction_time() NOT NULL,
     client_request_id text,
     operator_id uuid,
     seq bigint NOT NULL,
@@ -1977,7 +2005,7 @@ CREATE FUNCTION core.advance_chain_head() RETURNS trigger
 begin
   -- Fired at commit for each row; only a tenant's last row moves the head.
   if not exists (select from core.audit_logs a
-                 where a.tenant_id = new.tenant_id and a.seq > new.seq and a."timestamp" = now()) then
+                 where a.tenant_id = new.tenant_id and a.seq > new.seq and a."timestamp" = core.transaction_time()) then
     update core.audit_chain_heads h set seq = new.seq, hash = new.chain_hash
       where h.tenant_id = new.tenant_id and h.seq < new.seq;
   end if;
@@ -2203,9 +2231,12 @@ CREATE FUNCTION core.chain_audit_row() RETURNS trigger
 declare
   v_head record;
   v_last record;
+  -- The row as core.audit_logs: on a Citus shard it is of the shard's type.
+  v_entry core.audit_logs;
 begin
-  -- The partition key: every row of a transaction lies in now()'s partition.
-  if new."timestamp" is distinct from now() then
+  -- The partition key: every row of a transaction lies in the partition of
+  -- its transaction's time (core.transaction_time).
+  if new."timestamp" is distinct from core.transaction_time() then
     raise exception 'an audit row''s timestamp is the start of its transaction'
       using errcode = 'check_violation';
   end if;
@@ -2241,7 +2272,7 @@ begin
   -- once, at commit (core.advance_chain_head): updating it for every row
   -- would make a transaction's n rows cost n^2.
   select a.seq, a.chain_hash as hash into v_last
-    from core.audit_logs a where a.tenant_id = new.tenant_id and a.seq > v_head.seq and a."timestamp" = now()
+    from core.audit_logs a where a.tenant_id = new.tenant_id and a.seq > v_head.seq and a."timestamp" = core.transaction_time()
     order by a.seq desc limit 1;
   if found then
     new.seq := v_last.seq + 1;
@@ -2252,7 +2283,8 @@ begin
   end if;
   -- The clock once the head is ours: recorded_at then rises with seq.
   new.recorded_at := clock_timestamp();
-  new.chain_hash := sha256(new.prev_hash || core.audit_record(new));
+  v_entry := new;
+  new.chain_hash := sha256(new.prev_hash || core.audit_record(v_entry));
   return new;
 end
 $$;
@@ -2431,8 +2463,9 @@ CREATE FUNCTION core.context_mac(p_payload text, p_secret bytea) RETURNS bytea
     AS $$
   select extensions.hmac(
     pg_catalog.convert_to(p_payload, 'UTF8')
-      operator(pg_catalog.||) pg_catalog.int4send(pg_catalog.pg_backend_pid())
-      operator(pg_catalog.||) pg_catalog.timestamptz_send(pg_catalog.transaction_timestamp()),
+      operator(pg_catalog.||) coalesce(pg_catalog.convert_to(core.distributed_transaction(), 'UTF8'),
+        pg_catalog.int4send(pg_catalog.pg_backend_pid())
+          operator(pg_catalog.||) pg_catalog.timestamptz_send(pg_catalog.transaction_timestamp())),
     p_secret, 'sha256')
 $$;
 
@@ -2442,6 +2475,48 @@ $$;
 --
 
 COMMENT ON FUNCTION core.context_mac(p_payload text, p_secret bytea) IS 'HMAC-SHA256 of a context payload bound to the current backend and transaction start';
+
+
+--
+-- Name: context_tenant_id(text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.context_tenant_id(p_permission text) RETURNS uuid
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  return (select c.tenant_id from core.request_context c where p_permission = any (c.permissions));
+end
+$$;
+
+
+--
+-- Name: FUNCTION context_tenant_id(p_permission text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.context_tenant_id(p_permission text) IS 'The verified context''s tenant when its key holds the permission; a policy''s read on Citus, which takes no sublink';
+
+
+--
+-- Name: context_user_id(text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.context_user_id(p_role text) RETURNS uuid
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  return (select c.user_id from core.request_context c where p_role is null or c.user_role = p_role);
+end
+$$;
+
+
+--
+-- Name: FUNCTION context_user_id(p_role text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.context_user_id(p_role text) IS 'The verified context''s user, when of the role given (NULL: any); a policy''s read on Citus, which takes no sublink';
 
 
 --
@@ -2455,13 +2530,19 @@ CREATE FUNCTION core.context_verifies(p_signed text) RETURNS boolean
 declare
   v_nonce bigint;
 begin
-  begin
-    v_nonce := currval('core.context_nonce');
-  exception
-    -- This session never signed: nothing it holds can verify.
-    when object_not_in_prerequisite_state then
-      return false;
-  end;
+  -- On Citus the context is bound to the distributed transaction alone: a
+  -- worker cannot know which number the coordinator's session signed last.
+  if core.distributed_transaction() is not null then
+    v_nonce := 0;
+  else
+    begin
+      v_nonce := currval('core.context_nonce');
+    exception
+      -- This session never signed: nothing it holds can verify.
+      when object_not_in_prerequisite_state then
+        return false;
+    end;
+  end if;
   return encode(core.context_mac(left(p_signed, -65) || '|' || v_nonce,
                                  (select k.secret from core.context_signing_key k)), 'hex') = right(p_signed, 64);
 end
@@ -2613,6 +2694,338 @@ $$;
 --
 
 COMMENT ON FUNCTION core.current_operator_id() IS 'Platform operator of the verified request context; NULL outside platform requests';
+
+
+--
+-- Name: distribute_on_citus(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.distribute_on_citus() RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_reference constant regclass[] := array['core.templates', 'core.plans', 'core.platform_operators',
+    'core.platform_idempotency_keys', 'core.tenant_domains', 'core.api_key_hashes'];
+  v_local constant regclass[] := array['core.context_signing_key'];
+  v_rebuild text[] := '{}';
+  v_row record;
+  v_expr text;
+  v_qual text;
+  v_check text;
+begin
+  if not exists (select from pg_extension where extname = 'citus') then
+    return 'the citus extension is not installed in this database: nothing to distribute';
+  end if;
+  if exists (select from pg_dist_partition where logicalrelid = 'core.tenants'::regclass) then
+    return 'already distributed';
+  end if;
+  if not exists (select from pg_dist_node where groupid <> 0 and isactive and noderole = 'primary') then
+    raise exception 'the Citus cluster has no worker yet: add the workers (citus_add_node), then distribute';
+  end if;
+  perform set_config('citus.enable_unsafe_triggers', 'on', true);
+  -- Foreign keys to reference tables need one connection per node for the
+  -- whole transaction.
+  perform set_config('citus.multi_shard_modify_mode', 'sequential', true);
+
+  -- Citus opens its connections to the workers as the role running the
+  -- statement: a definer function's owner too, which must be able to log
+  -- in. Citus keeps a role alike on every node, so the owners may log in on
+  -- the coordinator too; no node takes a password for them (they have
+  -- none) and the nodes' certificate stands for any role already.
+  for v_row in
+    select r.rolname from pg_roles r
+    where not r.rolcanlogin and r.rolname !~ '^pg_'
+      and (exists (select from pg_proc p where p.proowner = r.oid and p.pronamespace in ('core'::regnamespace, 'api'::regnamespace, 'platform'::regnamespace))
+           or exists (select from pg_class c where c.relowner = r.oid and c.relnamespace in ('core'::regnamespace, 'api'::regnamespace, 'platform'::regnamespace)))
+  loop
+    execute format('alter role %I login', v_row.rolname);
+  end loop;
+
+  -- The context's signing key, on every worker, which verifies contexts
+  -- too: a table of each node's own, outside Citus (a policy evaluated on a
+  -- shard may read no Citus table), holding the coordinator's key.
+  perform core.on_workers(format(
+    'create schema if not exists core authorization tenancy_owner; '
+    || 'create table if not exists core.context_signing_key (only_row boolean default true not null primary key, '
+    || 'secret bytea not null, created_at timestamptz default now() not null, '
+    || 'constraint context_signing_key_only_row_check check (only_row), '
+    || 'constraint context_signing_key_secret_check check (octet_length(secret) = 32)); '
+    || 'alter table core.context_signing_key owner to tenancy_owner; '
+    || 'revoke all on table core.context_signing_key from public; '
+    || 'grant select on table core.context_signing_key to tenancy_auth; '
+    || 'delete from core.context_signing_key; '
+    || 'insert into core.context_signing_key (only_row, secret, created_at) values (true, %L, %L)',
+    k.secret, k.created_at))
+  from core.context_signing_key k;
+
+  -- Citus makes each object on the workers as its owner: the owner may use
+  -- the schemas its objects are in (the definer roles could not, on one node).
+  for v_row in
+    select distinct n.nspname, o.owner
+    from (select pronamespace as nsp, proowner::regrole::text as owner from pg_proc
+          union select relnamespace, relowner::regrole::text from pg_class) o
+    join pg_namespace n on n.oid = o.nsp
+    where n.nspname in ('core', 'api', 'platform', 'extensions') and o.owner <> 'tenancy_owner'
+  loop
+    execute format('grant usage on schema %I to %I', v_row.nspname, v_row.owner);
+  end loop;
+
+  -- Foreign keys and triggers come off while the rows are copied into the
+  -- shards (a trigger would fire for every copied row), and back after.
+  for v_row in
+    select c.oid, c.conrelid::regclass as rel, c.conname,
+           format('alter table %s add constraint %I %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid)) as ddl
+    from pg_constraint c join pg_class r on r.oid = c.conrelid
+    where c.contype = 'f' and r.relnamespace = 'core'::regnamespace and c.conparentid = 0
+  loop
+    v_rebuild := v_rebuild || v_row.ddl;
+    execute format('alter table %s drop constraint %I', v_row.rel, v_row.conname);
+  end loop;
+  for v_row in
+    select t.tgrelid::regclass as rel, t.tgname, t.tgenabled, pg_get_triggerdef(t.oid) as ddl, t.tgtype
+    from pg_trigger t join pg_class r on r.oid = t.tgrelid
+    where not t.tgisinternal and r.relnamespace = 'core'::regnamespace and t.tgparentid = 0
+  loop
+    v_expr := v_row.ddl;
+    -- A trigger on a reference table fires on every node's copy: one that
+    -- writes elsewhere does so on the coordinator's alone.
+    if v_row.rel = any (v_reference) and v_row.tgtype & 2 = 0 then
+      v_expr := replace(v_expr, ' FOR EACH ROW EXECUTE ', ' FOR EACH ROW WHEN (core.on_coordinator()) EXECUTE ');
+    end if;
+    v_rebuild := v_rebuild || v_expr
+      || format('alter table %s enable always trigger %I', v_row.rel, v_row.tgname);
+    execute format('drop trigger %I on %s', v_row.tgname, v_row.rel);
+  end loop;
+
+  -- Policies: the context read through functions, not sublinks.
+  for v_row in
+    select p.polname, p.polrelid::regclass as rel, pg_get_expr(p.polqual, p.polrelid) as qual,
+           pg_get_expr(p.polwithcheck, p.polrelid) as with_check
+    from pg_policy p join pg_class r on r.oid = p.polrelid
+    where r.relnamespace = 'core'::regnamespace
+  loop
+    v_qual := core.policy_without_sublinks(v_row.qual);
+    v_check := core.policy_without_sublinks(v_row.with_check);
+    if v_qual is distinct from v_row.qual or v_check is distinct from v_row.with_check then
+      execute format('alter policy %I on %s', v_row.polname, v_row.rel)
+        || coalesce(' using (' || v_qual || ')', '') || coalesce(' with check (' || v_check || ')', '');
+    end if;
+  end loop;
+
+  foreach v_expr in array v_reference::text[] loop
+    perform create_reference_table(v_expr);
+  end loop;
+  perform create_distributed_table('core.tenants', 'tenant_id', colocate_with => 'none');
+  for v_row in
+    select c.oid::regclass as rel from pg_class c
+    where c.relnamespace = 'core'::regnamespace and c.relkind in ('r', 'p') and not c.relispartition
+      and c.oid <> 'core.tenants'::regclass and c.oid <> all (v_reference) and c.oid <> all (v_local)
+    order by 1
+  loop
+    if not exists (select from pg_attribute a where a.attrelid = v_row.rel and a.attname = 'tenant_id') then
+      raise exception 'core.% has no tenant_id and is no reference table: say how it is to be distributed', v_row.rel;
+    end if;
+    perform create_distributed_table(v_row.rel::text, 'tenant_id', colocate_with => 'core.tenants');
+  end loop;
+
+  foreach v_expr in array v_rebuild loop
+    execute v_expr;
+  end loop;
+
+  -- The grants again, now that the objects are on the workers: Citus made
+  -- the shards, the context's view and the functions there without them
+  -- (a function with PostgreSQL's default: anyone may execute it), and
+  -- passes a GRANT or REVOKE on a distributed object on to every node.
+  for v_row in
+    select o.kind, o.name, o.owner, o.acl
+    from (select 'table' as kind, c.oid::regclass::text as name, c.relowner as owner, c.relacl as acl
+          from pg_class c join pg_dist_partition d on d.logicalrelid = c.oid
+
+) o
+  loop
+    execute format('revoke all on %s %s from public', v_row.kind, v_row.name);
+    for v_expr in
+      select format('grant %s on %s %s to %s%s', a.privilege_type, v_row.kind, v_row.name,
+               case when a.grantee = 0 then 'public' else quote_ident(a.grantee::regrole::text) end,
+               case when a.is_grantable then ' with grant option' else '' end)
+      from aclexplode(coalesce(v_row.acl, acldefault(case when v_row.kind = 'table' then 'r' else 'f' end::"char", v_row.owner))) a
+      where a.grantee <> v_row.owner
+    loop
+      execute v_expr;
+    end loop;
+  end loop;
+  for v_row in
+    select format('grant %s (%I) on table %s to %s%s', a.privilege_type, att.attname, c.oid::regclass,
+             case when a.grantee = 0 then 'public' else quote_ident(a.grantee::regrole::text) end,
+             case when a.is_grantable then ' with grant option' else '' end) as ddl
+    from pg_class c join pg_dist_partition d on d.logicalrelid = c.oid
+    join pg_attribute att on att.attrelid = c.oid and att.attnum > 0 and not att.attisdropped
+    cross join lateral aclexplode(att.attacl) a
+    where a.grantee <> c.relowner
+  loop
+    execute v_row.ddl;
+  end loop;
+  -- An INSERT reaches a shard with every column, the defaults filled in by
+  -- Citus: a role that may insert some columns needs INSERT on the whole
+  -- table. So on Citus the runtime roles too may give the columns their
+  -- lists leave out (ids, created_at) values of their own, where a table
+  -- has them; row-level security still holds every row to its tenant.
+  -- (Issue 14 keeps this open: their inserts are to go through definers.)
+  for v_row in
+    select distinct format('grant insert on table %s to %I', c.oid::regclass, a.grantee::regrole::text) as ddl
+    from pg_class c join pg_dist_partition d on d.logicalrelid = c.oid
+    join pg_attribute att on att.attrelid = c.oid and att.attnum > 0 and not att.attisdropped
+    cross join lateral aclexplode(att.attacl) a
+    join pg_roles r on r.oid = a.grantee
+    where a.privilege_type = 'INSERT'
+  loop
+    execute v_row.ddl;
+  end loop;
+
+  -- The extensions the functions call, on every worker.
+  perform core.on_workers('create schema if not exists extensions authorization tenancy_owner; '
+    || 'create extension if not exists pgcrypto with schema extensions; '
+    || 'create extension if not exists pgrowlocks with schema extensions; '
+    || coalesce((select string_agg(format('grant %s on schema extensions to %s', a.privilege_type,
+                   case when a.grantee = 0 then 'public' else quote_ident(a.grantee::regrole::text) end), '; ')
+                 from pg_namespace n cross join lateral aclexplode(n.nspacl) a
+                 where n.nspname = 'extensions' and a.grantee <> n.nspowner), 'select')
+    || '; ' || (select string_agg(format('revoke all on function %s from public', p.oid::regprocedure)
+                  || coalesce((select string_agg(format('; grant execute on function %s to %s', p.oid::regprocedure,
+                                 case when a.grantee = 0 then 'public' else quote_ident(a.grantee::regrole::text) end), '')
+                               from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                               where a.grantee <> p.proowner), ''), '; ')
+                from pg_proc p where p.pronamespace = 'extensions'::regnamespace));
+  -- What runs on the shards, to every worker: the context's view and the
+  -- functions of core (policies, triggers and what they call); and the
+  -- views of api and platform, which Citus copies to the workers with the
+  -- tables they read. The api and platform functions run where the service
+  -- calls them, on the coordinator.
+  for v_row in
+    select c.oid::regclass as rel, pg_get_viewdef(c.oid) as def, c.reloptions, c.relowner::regrole::text as owner,
+           (select string_agg(format('grant %s on table %s to %s', a.privilege_type, c.oid::regclass,
+                     case when a.grantee = 0 then 'public' else quote_ident(a.grantee::regrole::text) end), '; ')
+            from aclexplode(c.relacl) a where a.grantee <> c.relowner) as grants
+    from pg_class c
+    where c.relkind = 'v' and c.relnamespace in ('core'::regnamespace, 'api'::regnamespace, 'platform'::regnamespace)
+    order by c.oid
+  loop
+    -- Citus makes the view on the workers as whoever replaced it: its owner
+    -- and its grants again, which Citus then passes on.
+    execute format('create or replace view %s%s as %s', v_row.rel,
+      coalesce(' with (' || array_to_string(v_row.reloptions, ', ') || ')', ''), rtrim(v_row.def, ';'));
+    execute format('alter view %s owner to %I', v_row.rel, v_row.owner);
+    execute format('revoke all on table %s from public', v_row.rel);
+    if v_row.grants is not null then
+      execute v_row.grants;
+    end if;
+  end loop;
+  for v_row in
+    select p.oid::regprocedure as fn from pg_proc p
+    where p.pronamespace = 'core'::regnamespace
+      and not exists (select from pg_dist_object o where o.classid = 'pg_proc'::regclass and o.objid = p.oid)
+    -- A worker checks an SQL function's body as it makes it: PL/pgSQL ones,
+    -- which it does not, first.
+    order by p.prolang = (select l.oid from pg_language l where l.lanname = 'sql'), p.oid
+  loop
+    perform create_distributed_function(v_row.fn);
+  end loop;
+  -- Citus makes a function on a worker with PostgreSQL's default (anyone
+  -- may execute it) and passes on the grants it had: what the coordinator
+  -- took away is taken away there too.
+  for v_row in
+    select p.oid::regprocedure::text as fn from pg_proc p
+    where p.pronamespace = 'core'::regnamespace
+      and not exists (select from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a where a.grantee = 0)
+  loop
+    execute format('revoke all on function %s from public', v_row.fn);
+  end loop;
+  -- The schemas' grants, which Citus passes on for the schemas it has made
+  -- on the workers.
+  for v_row in
+    select format('grant %s on schema %I to %s', a.privilege_type, n.nspname,
+             case when a.grantee = 0 then 'public' else quote_ident(a.grantee::regrole::text) end) as ddl
+    from pg_namespace n cross join lateral aclexplode(n.nspacl) a
+    where n.nspname in ('core', 'api', 'platform') and a.grantee <> n.nspowner
+      and exists (select from pg_dist_object o where o.classid = 'pg_namespace'::regclass and o.objid = n.oid)
+  loop
+    execute v_row.ddl;
+  end loop;
+  -- Citus's own functions are no runtime role's to run: among them some
+  -- that start a rebalance, cancel the cluster's jobs, run SQL on other
+  -- nodes or set the distributed transaction a context is bound to. Citus
+  -- grants some to everyone, and on the workers (which took no default
+  -- privileges) all of them: revoked on every node. On the workers, Citus
+  -- itself calls four of them over the connections it opens, as the role
+  -- it connects as (assign_distributed_transaction_id,
+  -- override_backend_data_gpid, lock_shard_resources, lock_shard_metadata):
+  -- those stay everyone's there, where no role but the nodes' own
+  -- connections reaches (no worker takes a password).
+  select string_agg(format('revoke execute on routine %s from public', p.oid::regprocedure), '; ')
+  into v_expr
+  from pg_proc p
+  join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
+  join pg_extension e on e.oid = d.refobjid and e.extname = 'citus';
+  execute v_expr;
+  perform core.on_workers(v_expr || '; ' || (
+    select string_agg(format('grant execute on function %s to public', p.oid::regprocedure), '; ')
+    from pg_proc p
+    where p.pronamespace = 'pg_catalog'::regnamespace
+      and p.proname in ('assign_distributed_transaction_id', 'override_backend_data_gpid', 'lock_shard_resources',
+                        'lock_shard_metadata')));
+  -- The context is bound to the distributed transaction
+  -- (core.distributed_transaction), which tenancy_auth reads; the audit
+  -- trail's time is the distributed transaction's (core.transaction_time),
+  -- which whoever writes an audited row reads. It says only which
+  -- transaction this is: setting it (assign_distributed_transaction_id)
+  -- stays revoked on the coordinator.
+  grant execute on function pg_catalog.get_current_transaction_id() to app_user, uber_admin, tenancy_auth,
+    tenancy_auditor, tenancy_writer, tenancy_meter, tenancy_reaper;
+  perform core.on_workers('grant execute on function pg_catalog.get_current_transaction_id() to app_user, uber_admin, '
+    || 'tenancy_auth, tenancy_auditor, tenancy_writer, tenancy_meter, tenancy_reaper');
+  return 'distributed';
+end
+$$;
+
+
+--
+-- Name: FUNCTION distribute_on_citus(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.distribute_on_citus() IS 'Distributes every table on Citus (run as a superuser on the coordinator once the workers have joined); does nothing without the citus extension';
+
+
+--
+-- Name: distributed_transaction(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.distributed_transaction() RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v record;
+begin
+  if to_regprocedure('pg_catalog.get_current_transaction_id()') is null then
+    return null;
+  end if;
+  select t.initiator_node_identifier, t.transaction_number, t.transaction_stamp
+  into v from pg_catalog.get_current_transaction_id() t;
+  if coalesce(v.transaction_number, 0) = 0 then
+    return null;
+  end if;
+  return format('citus:%s:%s:%s', v.initiator_node_identifier, v.transaction_number,
+    (extract(epoch from v.transaction_stamp) * 1000000)::bigint);
+end
+$$;
+
+
+--
+-- Name: FUNCTION distributed_transaction(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.distributed_transaction() IS 'On Citus, the distributed transaction every node taking part in it reads alike; NULL on a single server or before the transaction reaches another node';
 
 
 --
@@ -3210,7 +3623,8 @@ begin
       users = u.users + case when v_kind = 'users' then v_delta else 0 end,
       api_keys = u.api_keys + case when v_kind = 'api_keys' then v_delta else 0 end
   where u.tenant_id = v_tenant_id
-  returning case v_kind when 'documents' then u.documents when 'users' then u.users else u.api_keys end
+  -- (A searched CASE: Citus sends a simple one to the shard mangled.)
+  returning case when v_kind = 'documents' then u.documents when v_kind = 'users' then u.users else u.api_keys end
   into v_used;
   if not found then
     raise exception 'tenant % has no usage counts', v_tenant_id using errcode = 'P0002';
@@ -3261,6 +3675,58 @@ COMMENT ON FUNCTION core.needs_second_person(p_operation text, p_payload jsonb) 
 
 
 --
+-- Name: on_coordinator(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.on_coordinator() RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  if to_regclass('pg_catalog.pg_dist_local_group') is null then
+    return true;
+  end if;
+  return (select g.groupid = 0 from pg_catalog.pg_dist_local_group g);
+end
+$$;
+
+
+--
+-- Name: FUNCTION on_coordinator(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.on_coordinator() IS 'Whether this node is the Citus coordinator, or a single server: where a reference table''s triggers that write elsewhere fire';
+
+
+--
+-- Name: on_workers(text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.on_workers(p_command text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_failed text;
+begin
+  select string_agg(w.nodename || ':' || w.nodeport || ' ' || w.result, '; ') into v_failed
+  from run_command_on_workers('begin; set local citus.enable_ddl_propagation = off; ' || p_command || '; commit') w
+  where not w.success;
+  if v_failed is not null then
+    raise exception 'a command failed on a worker: %', v_failed;
+  end if;
+end
+$$;
+
+
+--
+-- Name: FUNCTION on_workers(p_command text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.on_workers(p_command text) IS 'Runs a command on every Citus worker as the superuser, in a transaction of its own, not passed on from there';
+
+
+--
 -- Name: page_upper_bound(timestamp with time zone, uuid, timestamp with time zone); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -3290,6 +3756,40 @@ $$;
 --
 
 COMMENT ON FUNCTION core.page_upper_bound(p_after_at timestamp with time zone, p_after_id uuid, p_before timestamp with time zone, OUT bound_at timestamp with time zone, OUT bound_id uuid) IS 'Exclusive upper (time, id) bound of a newest-first page: the keyset cursor or the end time, whichever is lower; never NULL';
+
+
+--
+-- Name: policy_without_sublinks(text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.policy_without_sublinks(p_expr text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v text := regexp_replace(p_expr, '\s+', ' ', 'g');
+begin
+  if v is null then return null; end if;
+  v := regexp_replace(v, '\( SELECT c\.tenant_id FROM core\.request_context c WHERE \(''([a-z:*]+)''::text = ANY \(c\.permissions\)\)\)',
+    'core.context_tenant_id(''\1'')', 'g');
+  v := replace(v, '( SELECT c.tenant_id FROM core.request_context c)', 'core.current_tenant_id()');
+  v := replace(v, '( SELECT c.api_key_id FROM core.request_context c)', 'core.current_api_key_id()');
+  v := regexp_replace(v, '\( SELECT c\.user_id FROM core\.request_context c WHERE \(c\.user_role = ''([a-z_]+)''::text\)\)',
+    'core.context_user_id(''\1'')', 'g');
+  v := replace(v, '( SELECT c.user_id FROM core.request_context c)', 'core.context_user_id(NULL)');
+  if v ~* 'select' then
+    raise exception 'a policy of a shape Citus cannot take and this function does not know: %', p_expr;
+  end if;
+  return case when v = regexp_replace(p_expr, '\s+', ' ', 'g') then p_expr else v end;
+end
+$$;
+
+
+--
+-- Name: FUNCTION policy_without_sublinks(p_expr text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.policy_without_sublinks(p_expr text) IS 'A policy''s expression with its reads of core.request_context as function calls, which Citus takes';
 
 
 --
@@ -3375,6 +3875,7 @@ declare
   v_changed text[];
   v_context record;
   v_operator_id uuid;
+  v_details jsonb;
 begin
   select coalesce(array_agg(column_name order by column_name), '{}')
   into v_changed
@@ -3417,6 +3918,13 @@ begin
     return null;
   end if;
 
+  -- Computed before the INSERT: Citus takes no subquery in an INSERT's VALUES.
+  v_details := jsonb_build_object('changed', to_jsonb(v_changed), 'db_role', session_user)
+    || case when v_old is null then '{}' else jsonb_build_object('old', (
+         select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_old) where key = any (v_changed))) end
+    || case when v_new is null then '{}' else jsonb_build_object('new', (
+         select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_new) where key = any (v_changed))) end;
+
   insert into core.audit_logs
     (tenant_id, user_id, api_key_id, operator_id, action, resource_type, resource_id, details, request_id,
      client_request_id)
@@ -3428,11 +3936,7 @@ begin
     lower(tg_op),
     tg_argv[1],
     (v_row ->> tg_argv[0])::uuid,
-    jsonb_build_object('changed', to_jsonb(v_changed), 'db_role', session_user)
-      || case when v_old is null then '{}' else jsonb_build_object('old', (
-           select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_old) where key = any (v_changed))) end
-      || case when v_new is null then '{}' else jsonb_build_object('new', (
-           select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_new) where key = any (v_changed))) end,
+    v_details,
     v_context.request_id::text,
     v_context.client_request_id
   );
@@ -3573,6 +4077,9 @@ CREATE FUNCTION core.revoke_keys_of_deleted_user() RETURNS trigger
 begin
   perform core.revoke_keys(old.tenant_id,
     array(select k.key_id from core.tenant_api_keys k where k.tenant_id = old.tenant_id and k.user_id = old.user_id));
+  -- The keys stay, bound to nobody: what ON DELETE SET NULL (user_id) did,
+  -- which Citus takes on no foreign key that holds the distribution column.
+  update core.tenant_api_keys k set user_id = null where k.tenant_id = old.tenant_id and k.user_id = old.user_id;
   return old;
 end
 $$;
@@ -3711,6 +4218,8 @@ CREATE FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id
     AS $_$
 declare
   v_payload text;
+  v_context text;
+  v_distributed boolean;
 begin
   if p_request_id is null then
     raise exception 'a request id is required' using errcode = 'null_value_not_allowed';
@@ -3732,10 +4241,28 @@ begin
     coalesce(p_client_request_id, ''), (extract(epoch from clock_timestamp()) * 1000000)::bigint,
     coalesce(p_operator_id::text, ''));
   -- The number is signed, not shown: the MAC covers payload and number.
-  perform set_config('app.context',
-    v_payload || '|' || encode(core.context_mac(v_payload || '|' || nextval('core.context_nonce'),
-                                                (select k.secret from core.context_signing_key k)), 'hex'),
-    true);
+  v_distributed := core.distributed_transaction() is not null;
+  -- On Citus a transaction gets its distributed identity when it first
+  -- reaches a worker: the tenant's row (or the platform's) is read there
+  -- first, so that the context is bound to it.
+  -- (Nested: on a single server there is no pg_dist_partition to plan a
+  -- query on.)
+  if not v_distributed and to_regclass('pg_catalog.pg_dist_partition') is not null then
+    if exists (select from pg_catalog.pg_dist_partition d where d.logicalrelid = 'core.tenants'::regclass) then
+      perform from core.tenants t where t.tenant_id = coalesce(p_tenant_id, '00000000-0000-0000-0000-000000000000');
+      v_distributed := core.distributed_transaction() is not null;
+    end if;
+  end if;
+  v_context := v_payload || '|' || encode(core.context_mac(
+    v_payload || '|' || case when v_distributed then 0 else nextval('core.context_nonce') end,
+    (select k.secret from core.context_signing_key k)), 'hex');
+  perform set_config('app.context', v_context, true);
+  -- On Citus the workers evaluate the policies: SET LOCAL, unlike
+  -- set_config, is passed on to every node the transaction reaches.
+  if v_distributed then
+    perform set_config('citus.propagate_set_commands', 'local', true);
+    execute format('set local app.context = %L', v_context);
+  end if;
 end
 $_$;
 
@@ -6242,7 +6769,7 @@ ALTER TABLE ONLY core.tenant_api_keys
 --
 
 ALTER TABLE ONLY core.tenant_api_keys
-    ADD CONSTRAINT tenant_api_keys_tenant_id_user_id_fkey FOREIGN KEY (tenant_id, user_id) REFERENCES core.users(tenant_id, user_id) ON DELETE SET NULL (user_id);
+    ADD CONSTRAINT tenant_api_keys_tenant_id_user_id_fkey FOREIGN KEY (tenant_id, user_id) REFERENCES core.users(tenant_id, user_id);
 
 
 --
@@ -6884,4 +7411,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201001500'),
     ('20261201001600'),
     ('20261202000100'),
-    ('20261202000200');
+    ('20261202000200'),
+    ('20261202000300');

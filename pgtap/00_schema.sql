@@ -69,7 +69,9 @@ select functions_are('core',
         'create_tenant_usage', 'meter_usage', 'end_usage_holders', 'seize_usage_row', 'settings_error',
         'purge_audit_partitions', 'expired_audit_partitions', 'needs_second_person', 'two_people_required',
         'approved_now', 'hold_for_approval', 'issue_key_as', 'key_lineage', 'key_is_active', 'check_change_request',
-        'check_key_issue', 'end_window_holders', 'register_key', 'check_domain_claim'],
+        'check_key_issue', 'end_window_holders', 'register_key', 'check_domain_claim',
+        'distributed_transaction', 'context_tenant_id', 'context_user_id', 'on_coordinator', 'on_workers',
+        'policy_without_sublinks', 'distribute_on_citus', 'transaction_time'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 
 -- Columns, types and nullability ----------------------------------------------
@@ -311,8 +313,8 @@ select results_eq(
                                 where attrelid = c.conrelid and attnum = any (c.confdelsetcols))
      from pg_constraint c where conname = 'tenant_api_keys_tenant_id_user_id_fkey'
        and conrelid = 'core.tenant_api_keys'::regclass $$,
-  $$ values ('n' collate "C", array['user_id' collate "C"]) $$,
-  'deleting a user clears user_id of the keys bound to them (ON DELETE SET NULL (user_id)) rather than deleting the keys');
+  $$ values ('a' collate "C", null::text[]) $$,
+  'a key''s user is a plain foreign key: core.revoke_keys_of_deleted_user clears it (Citus takes no ON DELETE SET NULL on a key with tenant_id; tests/api_keys_test.ts shows the key kept, revoked and bound to nobody)');
 
 -- Indexes ---------------------------------------------------------------------
 

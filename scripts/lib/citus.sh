@@ -275,6 +275,22 @@ SQL
   fi
 }
 
+# The tables distributed, as a deployment that grew does it once its
+# workers have joined: core.distribute_on_citus() (migration
+# 20261202000300), as the superuser on the coordinator.
+distribute_citus_tables() { # database
+  local result
+  result="$(citus_node_psql coordinator "$1" -c 'set client_min_messages = warning' \
+    -c 'select core.distribute_on_citus()' 2>&1)" || {
+    echo "core.distribute_on_citus() failed: $(grep -m1 'ERROR' <<<"$result")"
+    return 1
+  }
+  [ "$result" = distributed ] || {
+    echo "core.distribute_on_citus() distributed nothing: $result"
+    return 1
+  }
+}
+
 # --- the suites of scripts/test --citus ----------------------------------------
 
 # The test database as a deployment that outgrows one server gets it: the
@@ -288,6 +304,7 @@ prepare_citus_test_database() {
     migrate_database "$TEST_DATABASE_URL" &&
     join_citus_nodes "$test_db" &&
     copy_citus_roles "$test_db" &&
+    distribute_citus_tables "$test_db" &&
     with_pg_env "$TEST_DATABASE_URL" psql -XqAtc 'create extension if not exists pgtap' >/dev/null || return 1
   local worker missing failures=0
   for worker in $CITUS_WORKERS; do
@@ -378,44 +395,67 @@ check_workers_refuse_passwords() {
 # cluster's background jobs or run SQL on other nodes. The aggregate helpers
 # among them (coord_combine_agg and the like) combine aggregates over several
 # shards, which no tenant query should need: each is to route to one shard.
-# (On the workers Citus itself calls some of them over the connections it
-# opens as these roles; which, is to be found out and proven harmless before
-# any is let through here.)
+# One is let through everywhere: get_current_transaction_id, which says
+# which distributed transaction this is (the request context and the audit
+# trail's time are bound to it) and sets nothing.
+# Six more are let through on the workers alone, which Citus calls over the
+# connections it opens to a worker, as the role it connects as:
+# assign_distributed_transaction_id, override_backend_data_gpid,
+# lock_shard_resources, lock_shard_metadata, read_intermediate_result (a
+# subquery's rows) and relation_is_a_known_shard. Only the nodes reach a
+# worker (the suite above); on the coordinator the first would let a
+# session bind itself to another transaction.
 check_citus_functions_revoked() {
-  local node granted failures=0
+  local node granted failures=0 allowed
   for node in coordinator $CITUS_WORKERS; do
+    allowed="'get_current_transaction_id'"
+    [ "$node" = coordinator ] ||
+      allowed="$allowed, 'assign_distributed_transaction_id', 'override_backend_data_gpid', 'lock_shard_resources',
+        'lock_shard_metadata', 'read_intermediate_result', 'relation_is_a_known_shard'"
     granted="$(citus_node_psql "$node" "$test_db" -c "
       select count(*) || ': ' || coalesce(string_agg(distinct p.proname, ', ' order by p.proname), '')
       from pg_proc p
       join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
       join pg_extension e on e.oid = d.refobjid and e.extname = 'citus'
       cross join (values ('app_user'), ('uber_admin')) r (role)
-      where has_function_privilege(r.role, p.oid, 'execute')")" || return 1
+      where has_function_privilege(r.role, p.oid, 'execute') and p.proname not in ($allowed)")" || return 1
     if [ "${granted%%:*}" != 0 ]; then
       echo "$node: app_user or uber_admin may execute Citus functions (${granted%%:*} grants): $(cut -c1-300 <<<"${granted#*: }")"
       failures=$((failures + 1))
     fi
   done
   [ "$failures" -eq 0 ] || return 1
-  echo "neither app_user nor uber_admin may execute any function of the citus extension, on any node"
+  echo "neither app_user nor uber_admin may execute any function of the citus extension, on any node, but get_current_transaction_id, and on the workers the six Citus calls itself"
 }
 
 # Every table of the project's schemas, found in the catalog, is a Citus
 # table (distributed or reference); else its rows live on the coordinator
-# alone and the suites after this one would prove nothing about Citus.
+# alone and the suites after this one would prove nothing about Citus. One
+# is each node's own by design: core.context_signing_key, which the
+# policies read on the shards, where no Citus table may be read; it holds
+# the same key on every node (checked here, by digest).
 check_tables_distributed() {
-  local local_tables
+  local local_tables worker key_digest failures=0
   local_tables="$(with_pg_env "$TEST_DATABASE_URL" psql -XAtc "
     select string_agg(c.oid::regclass::text, ', ' order by c.oid::regclass::text)
     from pg_class c
     where c.relnamespace in ('core'::regnamespace, 'api'::regnamespace, 'platform'::regnamespace)
       and c.relkind in ('r', 'p') and not c.relispartition
+      and c.oid <> 'core.context_signing_key'::regclass
       and not exists (select from pg_dist_partition d where d.logicalrelid = c.oid)")" || return 1
   if [ -n "$local_tables" ]; then
     echo "tables left on the coordinator alone: $local_tables"
-    return 1
+    failures=$((failures + 1))
   fi
-  echo "every table of core, api and platform is distributed or a reference table"
+  key_digest="select encode(sha256(secret), 'hex') from core.context_signing_key"
+  for worker in $CITUS_WORKERS; do
+    if [ "$(citus_node_psql "$worker" "$test_db" -c "$key_digest")" != "$(citus_node_psql coordinator "$test_db" -c "$key_digest")" ]; then
+      echo "$worker does not hold the coordinator's context signing key"
+      failures=$((failures + 1))
+    fi
+  done
+  [ "$failures" -eq 0 ] || return 1
+  echo "every table of core, api and platform is distributed or a reference table, and every worker holds the coordinator's context signing key"
 }
 
 # The ACL of each function, schema and table, and on a worker of each shard
@@ -456,7 +496,9 @@ check_privileges_on_every_node() {
         echo "$worker has no shard of $table"
         failures=$((failures + 1))
       }
-    done < <(citus_node_psql coordinator "$test_db" -c "select logicalrelid::regclass::text from pg_dist_partition order by 1")
+    done < <(citus_node_psql coordinator "$test_db" -c "
+      select d.logicalrelid::regclass::text from pg_dist_partition d join pg_class c on c.oid = d.logicalrelid
+      where not c.relispartition order by 1")
     LC_ALL=C comm -23 "$WORK/acl.$worker" "$WORK/acl.coordinator" >"$WORK/acl.$worker.diff"
     if [ -s "$WORK/acl.$worker.diff" ]; then
       echo "$worker: $(wc -l <"$WORK/acl.$worker.diff") objects whose owner or privileges differ from the coordinator's, first:"

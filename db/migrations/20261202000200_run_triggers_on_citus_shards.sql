@@ -1,7 +1,8 @@
 -- migrate:up
 /*
  * Why: on Citus a trigger fires on a shard, where tg_table_name is the
- * shard's name (documents_102012), not the table's (issue 14). Two trigger
+ * shard's name (documents_102012), not the table's, and an INSERT may hold
+ * no subquery in its VALUES (issue 14). Two trigger
  * functions branched on it: core.record_audit wrote it into the trail as
  * the resource type (and core.audit_logs refuses any type but the tables'
  * names), and core.hold_for_approval chose the change to hold by it. Each
@@ -11,6 +12,14 @@
  * pgtap/10_rls_invariants.sql check from the catalog that every such
  * trigger names its own table, and that no trigger function of the project
  * reads tg_table_name.
+ *
+ * Three more things a trigger meets on a shard: core.record_audit computes
+ * an entry's details before it inserts the entry (Citus takes no subquery
+ * in an INSERT's VALUES); core.chain_audit_row hashes the row as a
+ * core.audit_logs (on a shard it is of the shard's type, which
+ * core.audit_record does not take); and core.meter_usage returns its count
+ * with a searched CASE (Citus sends a simple CASE over a parameter to the
+ * shard as a comparison of text with boolean).
  */
 set local lock_timeout = '5s';
 set local statement_timeout = '120s';
@@ -29,6 +38,7 @@ declare
   v_changed text[];
   v_context record;
   v_operator_id uuid;
+  v_details jsonb;
 begin
   select coalesce(array_agg(column_name order by column_name), '{}')
   into v_changed
@@ -71,6 +81,13 @@ begin
     return null;
   end if;
 
+  -- Computed before the INSERT: Citus takes no subquery in an INSERT's VALUES.
+  v_details := jsonb_build_object('changed', to_jsonb(v_changed), 'db_role', session_user)
+    || case when v_old is null then '{}' else jsonb_build_object('old', (
+         select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_old) where key = any (v_changed))) end
+    || case when v_new is null then '{}' else jsonb_build_object('new', (
+         select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_new) where key = any (v_changed))) end;
+
   insert into core.audit_logs
     (tenant_id, user_id, api_key_id, operator_id, action, resource_type, resource_id, details, request_id,
      client_request_id)
@@ -82,11 +99,7 @@ begin
     lower(tg_op),
     tg_argv[1],
     (v_row ->> tg_argv[0])::uuid,
-    jsonb_build_object('changed', to_jsonb(v_changed), 'db_role', session_user)
-      || case when v_old is null then '{}' else jsonb_build_object('old', (
-           select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_old) where key = any (v_changed))) end
-      || case when v_new is null then '{}' else jsonb_build_object('new', (
-           select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_new) where key = any (v_changed))) end,
+    v_details,
     v_context.request_id::text,
     v_context.client_request_id
   );
@@ -176,6 +189,149 @@ drop trigger hold_for_approval on core.users;
 create trigger hold_for_approval before delete or update of role on core.users
   for each row execute function core.hold_for_approval('users');
 alter table core.users enable always trigger hold_for_approval;
+
+create or replace function core.chain_audit_row()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_head record;
+  v_last record;
+  -- The row as core.audit_logs: on a Citus shard it is of the shard's type.
+  v_entry core.audit_logs;
+begin
+  -- The partition key: every row of a transaction lies in now()'s partition.
+  if new."timestamp" is distinct from now() then
+    raise exception 'an audit row''s timestamp is the start of its transaction'
+      using errcode = 'check_violation';
+  end if;
+  -- Whatever the writer supplied, the chain decides these.
+  new.details_salt := extensions.gen_random_bytes(16);
+  new.details_sha256 := sha256(new.details_salt || convert_to(new.details::text, 'UTF8'));
+  -- The head's row lock orders the tenant's writers: a second one waits
+  -- here until the first commits, then reads what it wrote.
+  select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id
+    for update skip locked;
+  if not found then
+    if exists (select from core.audit_chain_heads h where h.tenant_id = new.tenant_id) then
+      -- Another writer holds the head: wait for it, unless its transaction
+      -- has outlived any request, when it is ended first.
+      perform core.end_stale_transactions();
+    else
+      insert into core.audit_chain_heads (tenant_id, seq, hash)
+        values (new.tenant_id, 0, '\x0000000000000000000000000000000000000000000000000000000000000000')
+        on conflict (tenant_id) do nothing;
+    end if;
+    select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id for update;
+  end if;
+  -- A lock taken inside a savepoint is held under the subtransaction's id,
+  -- which nothing outside the session can trace back to it, so a revocation
+  -- could not end its holder: the service's roles chain no row that way.
+  if session_user in ('app_user', 'uber_admin') and not exists (
+       select from core.audit_chain_heads h
+       where h.tenant_id = new.tenant_id and h.xmax::text = (pg_current_xact_id()::text::bigint % 4294967296)::text) then
+    raise exception 'the service''s roles make no audited change inside a savepoint'
+      using errcode = 'invalid_transaction_state';
+  end if;
+  -- Rows this transaction chained already lie past the head, which moves
+  -- once, at commit (core.advance_chain_head): updating it for every row
+  -- would make a transaction's n rows cost n^2.
+  select a.seq, a.chain_hash as hash into v_last
+    from core.audit_logs a where a.tenant_id = new.tenant_id and a.seq > v_head.seq and a."timestamp" = now()
+    order by a.seq desc limit 1;
+  if found then
+    new.seq := v_last.seq + 1;
+    new.prev_hash := v_last.hash;
+  else
+    new.seq := v_head.seq + 1;
+    new.prev_hash := v_head.hash;
+  end if;
+  -- The clock once the head is ours: recorded_at then rises with seq.
+  new.recorded_at := clock_timestamp();
+  v_entry := new;
+  new.chain_hash := sha256(new.prev_hash || core.audit_record(v_entry));
+  return new;
+end
+$function$;
+
+create or replace function core.meter_usage()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_kind text := tg_argv[0];
+  v_tenant_id uuid := case when tg_op = 'DELETE' then old.tenant_id else new.tenant_id end;
+  v_delta integer := 0;
+  v_used bigint;
+  v_plan core.plans;
+  v_bytes integer;
+begin
+  if tg_op = 'INSERT' then
+    v_delta := 1;
+  elsif tg_op = 'DELETE' then
+    v_delta := -1;
+  end if;
+  if v_kind = 'api_keys' then
+    -- A key counts while it is not revoked.
+    v_delta := case
+      when tg_op = 'INSERT' and new.revoked_at is not null then 0
+      when tg_op = 'DELETE' and old.revoked_at is not null then 0
+      when tg_op = 'UPDATE' and old.revoked_at is null and new.revoked_at is not null then -1
+      else v_delta end;
+  end if;
+  if v_delta > 0 or (v_kind = 'documents' and tg_op <> 'DELETE') then
+    select p.* into v_plan from core.tenants t join core.plans p on p.tier = t.subscription_tier
+    where t.tenant_id = v_tenant_id;
+  end if;
+  -- (Nested: PL/pgSQL would look for a metadata field on every table's row.)
+  if v_kind = 'documents' and tg_op <> 'DELETE' then
+    if tg_op = 'INSERT' or new.metadata is distinct from old.metadata then
+      v_bytes := octet_length(new.metadata::text);
+      if v_bytes > v_plan.max_metadata_bytes then
+        raise exception 'the plan''s limit of metadata bytes per document is reached'
+          using errcode = 'PTQ13',
+                detail = json_build_object('quota', 'metadata_bytes', 'limit', v_plan.max_metadata_bytes,
+                                           'usage', v_bytes)::text;
+      end if;
+    end if;
+  end if;
+  if v_delta = 0 then
+    return null;
+  end if;
+  -- Writers of the tenant take turns on its counts, as on its chain head:
+  -- one holding them past any request's lifetime is ended first.
+  perform from core.tenant_usage u where u.tenant_id = v_tenant_id for update skip locked;
+  if not found then
+    perform core.end_stale_transactions();
+    perform from core.tenant_usage u where u.tenant_id = v_tenant_id for update;
+  end if;
+  update core.tenant_usage u
+  set documents = u.documents + case when v_kind = 'documents' then v_delta else 0 end,
+      users = u.users + case when v_kind = 'users' then v_delta else 0 end,
+      api_keys = u.api_keys + case when v_kind = 'api_keys' then v_delta else 0 end
+  where u.tenant_id = v_tenant_id
+  -- (A searched CASE: Citus sends a simple one to the shard mangled.)
+  returning case when v_kind = 'documents' then u.documents when v_kind = 'users' then u.users else u.api_keys end
+  into v_used;
+  if not found then
+    raise exception 'tenant % has no usage counts', v_tenant_id using errcode = 'P0002';
+  end if;
+  if v_delta > 0 and v_used > (case v_kind when 'documents' then v_plan.max_documents
+                                            when 'users' then v_plan.max_users
+                                            else v_plan.max_api_keys end) then
+    raise exception 'the plan''s limit of % is reached', v_kind
+      using errcode = 'PTQ09',
+            detail = json_build_object('quota', v_kind,
+                                       'limit', case v_kind when 'documents' then v_plan.max_documents
+                                                             when 'users' then v_plan.max_users
+                                                             else v_plan.max_api_keys end,
+                                       'usage', v_used - 1)::text;
+  end if;
+  return null;
+end
+$function$;
 
 -- migrate:down
 set local lock_timeout = '5s';
@@ -340,5 +496,144 @@ begin
       using errcode = 'PT428';
   end if;
   return case when tg_op = 'DELETE' then old else new end;
+end
+$function$;
+
+create or replace function core.chain_audit_row()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_head record;
+  v_last record;
+begin
+  -- The partition key: every row of a transaction lies in now()'s partition.
+  if new."timestamp" is distinct from now() then
+    raise exception 'an audit row''s timestamp is the start of its transaction'
+      using errcode = 'check_violation';
+  end if;
+  -- Whatever the writer supplied, the chain decides these.
+  new.details_salt := extensions.gen_random_bytes(16);
+  new.details_sha256 := sha256(new.details_salt || convert_to(new.details::text, 'UTF8'));
+  -- The head's row lock orders the tenant's writers: a second one waits
+  -- here until the first commits, then reads what it wrote.
+  select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id
+    for update skip locked;
+  if not found then
+    if exists (select from core.audit_chain_heads h where h.tenant_id = new.tenant_id) then
+      -- Another writer holds the head: wait for it, unless its transaction
+      -- has outlived any request, when it is ended first.
+      perform core.end_stale_transactions();
+    else
+      insert into core.audit_chain_heads (tenant_id, seq, hash)
+        values (new.tenant_id, 0, '\x0000000000000000000000000000000000000000000000000000000000000000')
+        on conflict (tenant_id) do nothing;
+    end if;
+    select h.seq, h.hash into v_head from core.audit_chain_heads h where h.tenant_id = new.tenant_id for update;
+  end if;
+  -- A lock taken inside a savepoint is held under the subtransaction's id,
+  -- which nothing outside the session can trace back to it, so a revocation
+  -- could not end its holder: the service's roles chain no row that way.
+  if session_user in ('app_user', 'uber_admin') and not exists (
+       select from core.audit_chain_heads h
+       where h.tenant_id = new.tenant_id and h.xmax::text = (pg_current_xact_id()::text::bigint % 4294967296)::text) then
+    raise exception 'the service''s roles make no audited change inside a savepoint'
+      using errcode = 'invalid_transaction_state';
+  end if;
+  -- Rows this transaction chained already lie past the head, which moves
+  -- once, at commit (core.advance_chain_head): updating it for every row
+  -- would make a transaction's n rows cost n^2.
+  select a.seq, a.chain_hash as hash into v_last
+    from core.audit_logs a where a.tenant_id = new.tenant_id and a.seq > v_head.seq and a."timestamp" = now()
+    order by a.seq desc limit 1;
+  if found then
+    new.seq := v_last.seq + 1;
+    new.prev_hash := v_last.hash;
+  else
+    new.seq := v_head.seq + 1;
+    new.prev_hash := v_head.hash;
+  end if;
+  -- The clock once the head is ours: recorded_at then rises with seq.
+  new.recorded_at := clock_timestamp();
+  new.chain_hash := sha256(new.prev_hash || core.audit_record(new));
+  return new;
+end
+$function$;
+
+create or replace function core.meter_usage()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_kind text := tg_argv[0];
+  v_tenant_id uuid := case when tg_op = 'DELETE' then old.tenant_id else new.tenant_id end;
+  v_delta integer := 0;
+  v_used bigint;
+  v_plan core.plans;
+  v_bytes integer;
+begin
+  if tg_op = 'INSERT' then
+    v_delta := 1;
+  elsif tg_op = 'DELETE' then
+    v_delta := -1;
+  end if;
+  if v_kind = 'api_keys' then
+    -- A key counts while it is not revoked.
+    v_delta := case
+      when tg_op = 'INSERT' and new.revoked_at is not null then 0
+      when tg_op = 'DELETE' and old.revoked_at is not null then 0
+      when tg_op = 'UPDATE' and old.revoked_at is null and new.revoked_at is not null then -1
+      else v_delta end;
+  end if;
+  if v_delta > 0 or (v_kind = 'documents' and tg_op <> 'DELETE') then
+    select p.* into v_plan from core.tenants t join core.plans p on p.tier = t.subscription_tier
+    where t.tenant_id = v_tenant_id;
+  end if;
+  -- (Nested: PL/pgSQL would look for a metadata field on every table's row.)
+  if v_kind = 'documents' and tg_op <> 'DELETE' then
+    if tg_op = 'INSERT' or new.metadata is distinct from old.metadata then
+      v_bytes := octet_length(new.metadata::text);
+      if v_bytes > v_plan.max_metadata_bytes then
+        raise exception 'the plan''s limit of metadata bytes per document is reached'
+          using errcode = 'PTQ13',
+                detail = json_build_object('quota', 'metadata_bytes', 'limit', v_plan.max_metadata_bytes,
+                                           'usage', v_bytes)::text;
+      end if;
+    end if;
+  end if;
+  if v_delta = 0 then
+    return null;
+  end if;
+  -- Writers of the tenant take turns on its counts, as on its chain head:
+  -- one holding them past any request's lifetime is ended first.
+  perform from core.tenant_usage u where u.tenant_id = v_tenant_id for update skip locked;
+  if not found then
+    perform core.end_stale_transactions();
+    perform from core.tenant_usage u where u.tenant_id = v_tenant_id for update;
+  end if;
+  update core.tenant_usage u
+  set documents = u.documents + case when v_kind = 'documents' then v_delta else 0 end,
+      users = u.users + case when v_kind = 'users' then v_delta else 0 end,
+      api_keys = u.api_keys + case when v_kind = 'api_keys' then v_delta else 0 end
+  where u.tenant_id = v_tenant_id
+  returning case v_kind when 'documents' then u.documents when 'users' then u.users else u.api_keys end
+  into v_used;
+  if not found then
+    raise exception 'tenant % has no usage counts', v_tenant_id using errcode = 'P0002';
+  end if;
+  if v_delta > 0 and v_used > (case v_kind when 'documents' then v_plan.max_documents
+                                            when 'users' then v_plan.max_users
+                                            else v_plan.max_api_keys end) then
+    raise exception 'the plan''s limit of % is reached', v_kind
+      using errcode = 'PTQ09',
+            detail = json_build_object('quota', v_kind,
+                                       'limit', case v_kind when 'documents' then v_plan.max_documents
+                                                             when 'users' then v_plan.max_users
+                                                             else v_plan.max_api_keys end,
+                                       'usage', v_used - 1)::text;
+  end if;
+  return null;
 end
 $function$;
