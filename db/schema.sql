@@ -2957,11 +2957,12 @@ begin
   -- nodes or set the distributed transaction a context is bound to. Citus
   -- grants some to everyone, and on the workers (which took no default
   -- privileges) all of them: revoked on every node. On the workers, Citus
-  -- itself calls four of them over the connections it opens, as the role
-  -- it connects as (assign_distributed_transaction_id,
-  -- override_backend_data_gpid, lock_shard_resources, lock_shard_metadata):
-  -- those stay everyone's there, where no role but the nodes' own
-  -- connections reaches (no worker takes a password).
+  -- itself calls six of them over the connections it opens, as the role it
+  -- connects as (assign_distributed_transaction_id,
+  -- override_backend_data_gpid, lock_shard_resources, lock_shard_metadata,
+  -- read_intermediate_result for a subquery's rows, and
+  -- relation_is_a_known_shard): those stay everyone's there, where no role
+  -- but the nodes' own connections reaches (no worker takes a password).
   select string_agg(format('revoke execute on routine %s from public', p.oid::regprocedure), '; ')
   into v_expr
   from pg_proc p
@@ -2973,7 +2974,7 @@ begin
     from pg_proc p
     where p.pronamespace = 'pg_catalog'::regnamespace
       and p.proname in ('assign_distributed_transaction_id', 'override_backend_data_gpid', 'lock_shard_resources',
-                        'lock_shard_metadata')));
+                        'lock_shard_metadata', 'read_intermediate_result', 'relation_is_a_known_shard')));
   -- The context is bound to the distributed transaction
   -- (core.distributed_transaction), which tenancy_auth reads; the audit
   -- trail's time is the distributed transaction's (core.transaction_time),

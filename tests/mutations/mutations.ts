@@ -114,6 +114,19 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/30_audit.sql"],
   },
   {
+    name: "a deleted user's keys stay bound to the user",
+    definitionOf: "core.revoke_keys_of_deleted_user()",
+    find:
+      "update core.tenant_api_keys k set user_id = null where k.tenant_id = old.tenant_id and k.user_id = old.user_id;",
+    replace: "",
+    suites: ["tests/api_keys_test.ts"],
+  },
+  {
+    name: "an audit row's time defaults to the statement's clock instead of its transaction's",
+    sql: `alter table core.audit_logs alter column "timestamp" set default statement_timestamp();`,
+    suites: ["pgtap/33_audit_partitions.sql", "pgtap/30_audit.sql"],
+  },
+  {
     name: "a tenant's domain needs no claim in the registry",
     sql: "drop trigger check_domain_claim on core.tenants;",
     suites: ["pgtap/00_schema.sql"],
@@ -634,7 +647,7 @@ export const MUTATIONS: Mutation[] = [
     name:
       "the chain takes an audit row stamped with any time, so a transaction's rows may lie in other partitions",
     definitionOf: "core.chain_audit_row()",
-    find: `if new."timestamp" is distinct from now() then`,
+    find: `if new."timestamp" is distinct from core.transaction_time() then`,
     replace: "if false then",
     suites: ["pgtap/33_audit_partitions.sql"],
   },
