@@ -1352,7 +1352,7 @@ CREATE FUNCTION core.transaction_time() RETURNS timestamp with time zone
 declare
   v_stamp timestamptz;
 begin
-  if to_regprocedure('pg_catalog.get_current_transaction_id()') is null then
+  if not core.on_citus() then
     return now();
   end if;
   select t.transaction_stamp into v_stamp from pg_catalog.get_current_transaction_id() t
@@ -3008,7 +3008,9 @@ CREATE FUNCTION core.distributed_transaction() RETURNS text
 declare
   v record;
 begin
-  if to_regprocedure('pg_catalog.get_current_transaction_id()') is null then
+  -- Only Citus's own: a function of that name anyone else made (a
+  -- superuser could) would let contexts be replayed.
+  if not core.on_citus() then
     return null;
   end if;
   select t.initiator_node_identifier, t.transaction_number, t.transaction_stamp
@@ -3676,6 +3678,29 @@ COMMENT ON FUNCTION core.needs_second_person(p_operation text, p_payload jsonb) 
 
 
 --
+-- Name: on_citus(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.on_citus() RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select exists (
+    select from pg_catalog.pg_depend d join pg_catalog.pg_extension e on e.oid = d.refobjid
+    where d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+      and d.objid = pg_catalog.to_regprocedure('pg_catalog.get_current_transaction_id()')
+      and d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass and d.deptype = 'e' and e.extname = 'citus')
+$$;
+
+
+--
+-- Name: FUNCTION on_citus(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.on_citus() IS 'Whether the citus extension is installed in this database (its get_current_transaction_id, not another of that name)';
+
+
+--
 -- Name: on_coordinator(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -4190,6 +4215,43 @@ COMMENT ON FUNCTION core.seize_usage_row(p_tenant_id uuid) IS 'Locks the tenant'
 
 
 --
+-- Name: set_tenant_domain(uuid, text); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.set_tenant_domain(p_tenant_id uuid, p_domain text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_old text;
+begin
+  -- The platform role's rule, as in core.record_audit (which records the
+  -- row's change below): a named operator, or nothing.
+  if session_user = 'uber_admin' and not exists (select from core.request_context c where c.operator_id is not null) then
+    raise exception 'a platform change needs a named, active operator (platform.begin_request)' using errcode = 'PT401';
+  end if;
+  select t.domain into v_old from core.tenants t where t.tenant_id = p_tenant_id for update;
+  if not found or v_old is not distinct from p_domain then
+    return;
+  end if;
+  delete from core.tenant_domains d where d.domain = v_old and d.tenant_id = p_tenant_id;
+  -- A taken domain fails here, as a unique violation.
+  if p_domain is not null then
+    insert into core.tenant_domains (domain, tenant_id) values (p_domain, p_tenant_id);
+  end if;
+  update core.tenants t set domain = p_domain where t.tenant_id = p_tenant_id;
+end
+$$;
+
+
+--
+-- Name: FUNCTION set_tenant_domain(p_tenant_id uuid, p_domain text); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.set_tenant_domain(p_tenant_id uuid, p_domain text) IS 'Gives a tenant a domain (NULL: none): releases its old claim, claims the new one, writes its row; under an operator''s context';
+
+
+--
 -- Name: set_updated_at(); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -4687,7 +4749,7 @@ CREATE FUNCTION platform.create_tenant(p_name text, p_domain text DEFAULT NULL::
     LANGUAGE plpgsql
     AS $$
 declare
-  v_tenant_id uuid := gen_random_uuid();
+  v_tenant_id uuid;
   v_template core.templates;
 begin
   if p_template_name is not null then
@@ -4698,12 +4760,13 @@ begin
     end if;
   end if;
 
+  insert into core.tenants (name, subscription_tier)
+  values (p_name, coalesce(p_subscription_tier, 'free'))
+  returning tenant_id into v_tenant_id;
   -- A taken domain fails here, as a unique violation.
   if p_domain is not null then
-    insert into core.tenant_domains (domain, tenant_id) values (p_domain, v_tenant_id);
+    perform core.set_tenant_domain(v_tenant_id, p_domain);
   end if;
-  insert into core.tenants (tenant_id, name, domain, subscription_tier)
-  values (v_tenant_id, p_name, p_domain, coalesce(p_subscription_tier, 'free'));
 
   insert into core.tenant_configs (tenant_id, template_id, settings)
   values (v_tenant_id, v_template.template_id, coalesce(v_template.default_config, '{}'));
@@ -5076,26 +5139,13 @@ COMMENT ON FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer
 CREATE FUNCTION platform.update_tenant(p_tenant_id uuid, p_name text DEFAULT NULL::text, p_domain text DEFAULT NULL::text, p_clear_domain boolean DEFAULT false, p_subscription_tier text DEFAULT NULL::text) RETURNS SETOF platform.tenants
     LANGUAGE plpgsql
     AS $$
-declare
-  v_old_domain text;
-  v_new_domain text;
 begin
-  select t.domain into v_old_domain from core.tenants t where t.tenant_id = p_tenant_id for update;
-  if not found then
-    return;
-  end if;
-  v_new_domain := case when p_clear_domain then null else coalesce(p_domain, v_old_domain) end;
-  if v_new_domain is distinct from v_old_domain then
-    delete from core.tenant_domains d where d.domain = v_old_domain and d.tenant_id = p_tenant_id;
-    -- A taken domain fails here, as a unique violation.
-    if v_new_domain is not null then
-      insert into core.tenant_domains (domain, tenant_id) values (v_new_domain, p_tenant_id);
-    end if;
+  if p_clear_domain or p_domain is not null then
+    perform core.set_tenant_domain(p_tenant_id, case when p_clear_domain then null else p_domain end);
   end if;
   return query
     update core.tenants t
     set name = coalesce(p_name, t.name),
-        domain = v_new_domain,
         subscription_tier = coalesce(p_subscription_tier, t.subscription_tier)
     where t.tenant_id = p_tenant_id
     returning t.tenant_id, t.name, t.domain, t.subscription_tier, t.deactivated_at, t.created_at, t.updated_at;

@@ -3,7 +3,7 @@
 -- exercised with a value just inside and just outside each rule, so a
 -- constraint that exists but checks the wrong thing fails here.
 begin;
-select plan(455);
+select plan(457);
 
 -- pgTAP is installed by the superuser after `alter default privileges revoke
 -- execute on functions from public`, so its functions are not executable by
@@ -32,6 +32,12 @@ select set_eq(
         'platform_operators', 'audit_chain_heads', 'plans', 'tenant_usage', 'approval_requests', 'request_windows',
         'tenant_domains', 'api_key_hashes'],
   'core holds exactly the nineteen tables the migrations create, besides the audit trail''s monthly partitions');
+-- On a single server nothing may stand in for Citus's transaction id: a
+-- function of its name would bind contexts to whatever it returned.
+select is(core.on_citus(), false, 'this server has no citus extension, as the suite expects');
+select is(array[core.distributed_transaction(), core.transaction_time()::text],
+  array[null, now()::text],
+  'so a context is bound to its backend and transaction, and the audit trail''s time is now()');
 select cmp_ok((select count(*)::int from pg_inherits where inhparent = 'core.audit_logs'::regclass), '>=', 4,
   'core.audit_logs has partitions: this month''s and the next three at least');
 select tables_are('api', '{}'::name[], 'api holds no tables, only views and functions');
@@ -71,7 +77,8 @@ select functions_are('core',
         'approved_now', 'hold_for_approval', 'issue_key_as', 'key_lineage', 'key_is_active', 'check_change_request',
         'check_key_issue', 'end_window_holders', 'register_key', 'check_domain_claim',
         'distributed_transaction', 'context_tenant_id', 'context_user_id', 'on_coordinator', 'on_workers',
-        'policy_without_sublinks', 'distribute_on_citus', 'transaction_time'],
+        'policy_without_sublinks', 'distribute_on_citus', 'transaction_time', 'on_citus',
+        'set_tenant_domain'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 
 -- Columns, types and nullability ----------------------------------------------

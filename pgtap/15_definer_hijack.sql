@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(34);
+select plan(35);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -97,9 +97,12 @@ reset role;
 insert into pg_temp.definers_called values ('platform.begin_request(text,uuid,text,boolean)'),
   ('platform.bootstrap_operator(text)'), ('platform.create_operator(text)'), ('platform.revoke_operator(uuid)');
 set local role uber_admin;
-select tenant_id as tenant_a from platform.create_tenant('Hijacked', null, 'pro', 'Fintech Template') \gset
+select tenant_id as tenant_a from platform.create_tenant('Hijacked', 'hijacked.example', 'pro', 'Fintech Template') \gset
 select key as key_a from platform.create_api_key(:'tenant_a', 'Root', '{*}') \gset
 reset role;
+select is((select domain from core.tenant_domains where tenant_id = :'tenant_a'), 'hijacked.example',
+  'core.set_tenant_domain claims the tenant''s domain with the shadows in place');
+insert into pg_temp.definers_called values ('core.set_tenant_domain(uuid,text)');
 -- One person first; two-person approval is exercised at the end.
 update core.tenant_configs set settings = settings || '{"require_two_person_approval": false}' where tenant_id = :'tenant_a';
 set local role uber_admin;

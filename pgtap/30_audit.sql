@@ -3,7 +3,7 @@
 -- request) of the request; details never carry a key hash; and nobody, the
 -- superuser owner included, can rewrite or remove an entry.
 begin;
-select plan(43);
+select plan(44);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -90,8 +90,13 @@ select bag_eq(
   format($$ select action, resource_type, user_id, api_key_id, client_request_id from core.audit_logs
             where tenant_id = %L and resource_id = %L $$, :'tenant_a', :'tenant_a'),
   $$ values ('insert'::text, 'tenants'::text, null::uuid, null::uuid, null::text),
-            ('insert', 'tenant_configs', null, null, null) $$,
-  'provisioning a tenant audits the tenant and its configuration once each, with no API key as actor');
+            ('update', 'tenants', null, null, null), ('insert', 'tenant_configs', null, null, null) $$,
+  'provisioning a tenant audits the tenant, the domain it is given (core.set_tenant_domain) and its configuration, with no API key as actor');
+select is(
+  (select a.details -> 'new' from core.audit_logs a
+   where a.tenant_id = :'tenant_a' and a.resource_id = :'tenant_a' and a.action = 'update'),
+  '{"domain": "audited.example.com"}'::jsonb,
+  'the update records the domain, and nothing else');
 
 -- The tenant's first user, added as an operator would (no key opens the api yet).
 insert into core.users (tenant_id, email, role) values (:'tenant_a', 'admin@audited.example.com', 'tenant_admin')

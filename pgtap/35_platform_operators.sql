@@ -6,7 +6,7 @@
 -- uber_admin cannot read. The suite runs with session_user = uber_admin
 -- where the rule depends on it, as the service's admin pool does.
 begin;
-select plan(33);
+select plan(37);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -56,6 +56,14 @@ select throws_ok($$ select 1 from core.platform_idempotency_keys $$, '42501', nu
   'nor read the platform''s Idempotency-Keys, which it could otherwise plant or delete: only its functions do');
 select throws_ok($$ delete from core.platform_idempotency_keys $$, '42501', null,
   '...or delete them');
+select throws_ok($$ insert into core.tenant_domains (domain, tenant_id) values ('squat.example', gen_random_uuid()) $$,
+  '42501', null, 'nor claim a domain in the registry itself, apart from any tenant''s row');
+select throws_ok($$ delete from core.tenant_domains $$, '42501', null, '...or release another tenant''s claim');
+select throws_ok($$ update core.tenants set domain = 'squat.example' $$, '42501', null,
+  '...or write a tenant''s domain past core.set_tenant_domain');
+select throws_ok(format($$ select core.set_tenant_domain(%L, 'squat.example') $$, '00000000-0000-0000-0000-000000000000'),
+  'PT401', 'a platform change needs a named, active operator (platform.begin_request)',
+  'nor give a tenant a domain without an operator context');
 select throws_ok($$ select platform.begin_request(pg_temp.hash_of('wrong-token'), gen_random_uuid()) $$,
   'PT401', 'unknown or revoked operator credential',
   'an unknown operator credential authenticates nothing');

@@ -21,14 +21,17 @@
  *   by its primary key and compare the hash again: a key written without
  *   its claim (only the owner or a superuser could write one) authenticates
  *   nothing.
- * - A tenant's domain is claimed by platform.create_tenant and
- *   platform.update_tenant, as uber_admin, before the tenant row is written.
- *   A trigger on core.tenants (core.check_domain_claim) refuses a domain its
+ * - A tenant's domain is set only by core.set_tenant_domain (a definer, as
+ *   tenancy_auth, which platform.create_tenant and platform.update_tenant
+ *   call), under a named operator's context: it releases the old claim,
+ *   claims the new domain and writes it into the tenant's row, which the
+ *   trail records. uber_admin may no longer write a domain itself, nor the
+ *   registry: a claim made apart from its tenant's row would let one
+ *   domain name two tenants, or squat one, with nothing in the trail. A
+ *   trigger on core.tenants (core.check_domain_claim) refuses a domain its
  *   tenant has not claimed, a change that leaves the old domain claimed,
  *   and the deletion of a tenant whose domain is still claimed: the
- *   registry and the tenants always agree, whoever writes. So that the
- *   claim can name the tenant before its row exists, create_tenant chooses
- *   the tenant's id itself (uber_admin may now insert tenant_id).
+ *   registry and the tenants agree whoever writes, the owner included.
  *
  * Both registries carry tenant_id and are held to every rule of a tenant
  * table: row-level security forced, one policy per command naming the
@@ -73,8 +76,8 @@ alter table core.api_key_hashes alter column key_hash set statistics 0;
 alter table core.api_key_hashes alter column tenant_id set statistics 0;
 alter table core.api_key_hashes alter column key_id set statistics 0;
 
--- Written and read only by roles that bypass row-level security
--- (uber_admin, tenancy_auth); the policies say whose row it would be.
+-- Written and read only by tenancy_auth, which bypasses row-level
+-- security; the policies say whose row it would be.
 create policy select_own_tenant on core.tenant_domains for select
   using (tenant_id = (select c.tenant_id from core.request_context c));
 create policy insert_own_tenant on core.tenant_domains for insert
@@ -94,8 +97,9 @@ create policy update_own_tenant on core.api_key_hashes for update
 create policy delete_own_tenant on core.api_key_hashes for delete
   using (tenant_id = (select c.tenant_id from core.request_context c where 'keys:write' = any (c.permissions)));
 
-grant select, insert, delete on core.tenant_domains to uber_admin;
-grant insert (tenant_id) on core.tenants to uber_admin;
+grant select, insert, delete on core.tenant_domains to tenancy_auth;
+grant select (domain), update (domain) on core.tenants to tenancy_auth;
+revoke insert (domain), update (domain) on core.tenants from uber_admin;
 grant select, insert on core.api_key_hashes to tenancy_auth;
 reset role;
 
@@ -115,7 +119,8 @@ comment on column core.tenants.domain is
 
 set local role tenancy_owner;
 
--- Runs as the writer: uber_admin, who may read the registry, or the owner.
+-- Runs as the writer: tenancy_auth (core.set_tenant_domain), who may read
+-- the registry, or the owner.
 create function core.check_domain_claim() returns trigger
 language plpgsql
 as $$
@@ -143,6 +148,42 @@ create trigger check_domain_claim before insert or update of domain or delete on
   for each row execute function core.check_domain_claim();
 alter table core.tenants enable always trigger check_domain_claim;
 
+reset role;
+
+-- The one writer of a tenant's domain: its claim and its row together.
+create function core.set_tenant_domain(p_tenant_id uuid, p_domain text) returns void
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_old text;
+begin
+  -- The platform role's rule, as in core.record_audit (which records the
+  -- row's change below): a named operator, or nothing.
+  if session_user = 'uber_admin' and not exists (select from core.request_context c where c.operator_id is not null) then
+    raise exception 'a platform change needs a named, active operator (platform.begin_request)' using errcode = 'PT401';
+  end if;
+  select t.domain into v_old from core.tenants t where t.tenant_id = p_tenant_id for update;
+  if not found or v_old is not distinct from p_domain then
+    return;
+  end if;
+  delete from core.tenant_domains d where d.domain = v_old and d.tenant_id = p_tenant_id;
+  -- A taken domain fails here, as a unique violation.
+  if p_domain is not null then
+    insert into core.tenant_domains (domain, tenant_id) values (p_domain, p_tenant_id);
+  end if;
+  update core.tenants t set domain = p_domain where t.tenant_id = p_tenant_id;
+end
+$$;
+comment on function core.set_tenant_domain(uuid, text) is
+  'Gives a tenant a domain (NULL: none): releases its old claim, claims the new one, writes its row; under an operator''s context';
+alter function core.set_tenant_domain(uuid, text) owner to tenancy_auth;
+revoke execute on function core.set_tenant_domain(uuid, text) from public;
+grant execute on function core.set_tenant_domain(uuid, text) to uber_admin;
+set local role tenancy_owner;
+
 create or replace function platform.create_tenant(
   p_name text,
   p_domain text default null,
@@ -152,7 +193,7 @@ create or replace function platform.create_tenant(
 language plpgsql
 as $$
 declare
-  v_tenant_id uuid := gen_random_uuid();
+  v_tenant_id uuid;
   v_template core.templates;
 begin
   if p_template_name is not null then
@@ -163,12 +204,13 @@ begin
     end if;
   end if;
 
+  insert into core.tenants (name, subscription_tier)
+  values (p_name, coalesce(p_subscription_tier, 'free'))
+  returning tenant_id into v_tenant_id;
   -- A taken domain fails here, as a unique violation.
   if p_domain is not null then
-    insert into core.tenant_domains (domain, tenant_id) values (p_domain, v_tenant_id);
+    perform core.set_tenant_domain(v_tenant_id, p_domain);
   end if;
-  insert into core.tenants (tenant_id, name, domain, subscription_tier)
-  values (v_tenant_id, p_name, p_domain, coalesce(p_subscription_tier, 'free'));
 
   insert into core.tenant_configs (tenant_id, template_id, settings)
   values (v_tenant_id, v_template.template_id, coalesce(v_template.default_config, '{}'));
@@ -186,26 +228,13 @@ create or replace function platform.update_tenant(
 ) returns setof platform.tenants
 language plpgsql
 as $$
-declare
-  v_old_domain text;
-  v_new_domain text;
 begin
-  select t.domain into v_old_domain from core.tenants t where t.tenant_id = p_tenant_id for update;
-  if not found then
-    return;
-  end if;
-  v_new_domain := case when p_clear_domain then null else coalesce(p_domain, v_old_domain) end;
-  if v_new_domain is distinct from v_old_domain then
-    delete from core.tenant_domains d where d.domain = v_old_domain and d.tenant_id = p_tenant_id;
-    -- A taken domain fails here, as a unique violation.
-    if v_new_domain is not null then
-      insert into core.tenant_domains (domain, tenant_id) values (v_new_domain, p_tenant_id);
-    end if;
+  if p_clear_domain or p_domain is not null then
+    perform core.set_tenant_domain(p_tenant_id, case when p_clear_domain then null else p_domain end);
   end if;
   return query
     update core.tenants t
     set name = coalesce(p_name, t.name),
-        domain = v_new_domain,
         subscription_tier = coalesce(p_subscription_tier, t.subscription_tier)
     where t.tenant_id = p_tenant_id
     returning t.tenant_id, t.name, t.domain, t.subscription_tier, t.deactivated_at, t.created_at, t.updated_at;
@@ -536,6 +565,8 @@ alter table core.tenants add constraint tenants_domain_key unique (domain);
 comment on column core.tenants.domain is 'Optional lower-case hostname, unique across tenants';
 -- squawk-ignore require-concurrent-index-creation
 create unique index tenant_api_keys_key_hash_key on core.tenant_api_keys (key_hash);
-revoke insert (tenant_id) on core.tenants from uber_admin;
+drop function core.set_tenant_domain(uuid, text);
+grant insert (domain), update (domain) on core.tenants to uber_admin;
+revoke select (domain), update (domain) on core.tenants from tenancy_auth;
 drop table core.api_key_hashes;
 drop table core.tenant_domains;

@@ -55,6 +55,25 @@ set local statement_timeout = '300s';
 
 -- The context, bound to the distributed transaction on Citus ------------------------
 
+-- Whether the citus extension is installed here: its own
+-- get_current_transaction_id, which no one else's function of that name
+-- stands in for.
+create function core.on_citus() returns boolean
+language sql stable parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  select exists (
+    select from pg_catalog.pg_depend d join pg_catalog.pg_extension e on e.oid = d.refobjid
+    where d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+      and d.objid = pg_catalog.to_regprocedure('pg_catalog.get_current_transaction_id()')
+      and d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass and d.deptype = 'e' and e.extname = 'citus')
+$$;
+alter function core.on_citus() owner to tenancy_owner;
+comment on function core.on_citus() is
+  'Whether the citus extension is installed in this database (its get_current_transaction_id, not another of that name)';
+grant execute on function core.on_citus() to app_user, uber_admin, tenancy_auth, tenancy_auditor, tenancy_writer,
+  tenancy_meter, tenancy_reaper;
+
 create function core.distributed_transaction() returns text
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
@@ -62,7 +81,9 @@ as $$
 declare
   v record;
 begin
-  if to_regprocedure('pg_catalog.get_current_transaction_id()') is null then
+  -- Only Citus's own: a function of that name anyone else made (a
+  -- superuser could) would let contexts be replayed.
+  if not core.on_citus() then
     return null;
   end if;
   select t.initiator_node_identifier, t.transaction_number, t.transaction_stamp
@@ -190,7 +211,7 @@ as $$
 declare
   v_stamp timestamptz;
 begin
-  if to_regprocedure('pg_catalog.get_current_transaction_id()') is null then
+  if not core.on_citus() then
     return now();
   end if;
   select t.transaction_stamp into v_stamp from pg_catalog.get_current_transaction_id() t
@@ -873,3 +894,4 @@ AS $function$
     p_secret, 'sha256')
 $function$;
 drop function core.distributed_transaction();
+drop function core.on_citus();

@@ -127,6 +127,26 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/33_audit_partitions.sql", "pgtap/30_audit.sql"],
   },
   {
+    name: "uber_admin may claim domains in the registry itself",
+    sql: "grant insert, delete on core.tenant_domains to uber_admin;",
+    suites: ["pgtap/35_platform_operators.sql"],
+  },
+  {
+    name: "core.set_tenant_domain runs without an operator's context",
+    definitionOf: "core.set_tenant_domain(uuid,text)",
+    find:
+      "  if session_user = 'uber_admin' and not exists (select from core.request_context c where c.operator_id is not null) then",
+    replace: "  if false then",
+    suites: ["pgtap/35_platform_operators.sql"],
+  },
+  {
+    name: "a function named get_current_transaction_id that is not Citus's binds the contexts",
+    definitionOf: "core.on_citus()",
+    find: "and d.deptype = 'e' and e.extname = 'citus'",
+    replace: "and d.deptype = 'e' and e.extname = 'citus' or true",
+    suites: ["pgtap/00_schema.sql"],
+  },
+  {
     name: "a tenant's domain needs no claim in the registry",
     sql: "drop trigger check_domain_claim on core.tenants;",
     suites: ["pgtap/00_schema.sql"],
