@@ -2375,6 +2375,7 @@ COMMENT ON FUNCTION core.check_change_request(p_tenant_id uuid, p_key_id uuid, p
 
 CREATE FUNCTION core.check_domain_claim() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
   if tg_op in ('UPDATE', 'DELETE') and old.domain is not null
@@ -4226,9 +4227,16 @@ declare
   v_old text;
 begin
   -- The platform role's rule, as in core.record_audit (which records the
-  -- row's change below): a named operator, or nothing.
-  if session_user = 'uber_admin' and not exists (select from core.request_context c where c.operator_id is not null) then
+  -- row's change below): a named operator still active, or nothing.
+  if session_user = 'uber_admin' and not exists (
+       select from core.request_context c join core.platform_operators o on o.operator_id = c.operator_id
+       where o.revoked_at is null) then
     raise exception 'a platform change needs a named, active operator (platform.begin_request)' using errcode = 'PT401';
+  end if;
+  -- The Platform tenant, which no listing shows, holds no domain: one there
+  -- would be taken from every tenant, out of sight.
+  if p_tenant_id = '00000000-0000-0000-0000-000000000000' and p_domain is not null then
+    raise exception 'the Platform tenant has no domain' using errcode = 'check_violation';
   end if;
   select t.domain into v_old from core.tenants t where t.tenant_id = p_tenant_id for update;
   if not found or v_old is not distinct from p_domain then

@@ -6,7 +6,7 @@
 -- uber_admin cannot read. The suite runs with session_user = uber_admin
 -- where the rule depends on it, as the service's admin pool does.
 begin;
-select plan(37);
+select plan(38);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -72,6 +72,9 @@ select throws_ok($$ select platform.begin_request(pg_temp.hash_of('wrong-token')
 
 select operator_id as bootstrap_id from platform.begin_request(pg_temp.hash_of('bootstrap-token-0123456789abcdef'),
   gen_random_uuid(), 'ops-1') \gset
+select throws_ok(format($$ select core.set_tenant_domain(%L, 'platform.example') $$, '00000000-0000-0000-0000-000000000000'),
+  '23514', 'the Platform tenant has no domain',
+  'not even an operator gives the Platform tenant a domain, which no listing would show');
 select operator_id as alice_id, token as alice_token from platform.create_operator('alice@ops.example') \gset
 select operator_id as bob_id, token as bob_token from platform.create_operator('bob@ops.example') \gset
 select matches(:'alice_token'::text, '^tnop_[A-Za-z0-9_-]{43}$', 'an operator credential is tnop_ and 256 random bits');
