@@ -42,13 +42,17 @@
  *   A key bound to a deleted user now loses its user in
  *   core.revoke_keys_of_deleted_user, here as on one server: Citus takes no
  *   ON DELETE SET NULL on a key that holds the distribution column.
- * - The objects the shards need (the functions of core, the context's
- *   view, pgcrypto) are made on every worker with the coordinator's owners
- *   and grants; the definers' owners may log in on the workers (which take
- *   no password, only the nodes' certificate) and use their schemas, as
- *   Citus connects as them; a role that may insert some columns of a table
- *   and cannot log in may insert the whole shard, since Citus fills in the
- *   defaults.
+ * - The objects the shards need (the functions of core, the views,
+ *   pgcrypto, the signing key) are made on every worker with the
+ *   coordinator's owners and grants; the definers' owners may log in, on
+ *   every node (Citus keeps roles alike), and use their schemas, as Citus
+ *   connects as them (they have no password, and the workers take only the
+ *   nodes' certificate); a role that may insert some columns of a table may
+ *   insert all of them, since Citus fills in the defaults (issue 14 keeps
+ *   the runtime roles' inserts open: they are to go through definers).
+ * - Citus's own functions are revoked from the runtime roles on every node
+ *   but get_current_transaction_id, and on the workers the six Citus calls
+ *   over its own connections.
  */
 set local lock_timeout = '5s';
 set local statement_timeout = '300s';
