@@ -165,9 +165,9 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/40_api_keys.sql"],
   },
   {
-    name: "platform.update_tenant leaves the old domain claimed",
-    definitionOf: "platform.update_tenant(uuid,text,text,boolean,text)",
-    find: "delete from core.tenant_domains d where d.domain = v_old_domain and d.tenant_id = p_tenant_id;",
+    name: "core.set_tenant_domain leaves the old domain claimed",
+    definitionOf: "core.set_tenant_domain(uuid,text)",
+    find: "delete from core.tenant_domains d where d.domain = v_old and d.tenant_id = p_tenant_id;",
     replace: "null;",
     suites: ["tests/http_routes_test.ts"],
   },
@@ -464,9 +464,10 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: "deleting a user deletes their keys",
-    sql: `alter table core.tenant_api_keys drop constraint tenant_api_keys_tenant_id_user_id_fkey;
-          alter table core.tenant_api_keys add constraint tenant_api_keys_tenant_id_user_id_fkey
-            foreign key (tenant_id, user_id) references core.users (tenant_id, user_id) on delete cascade;`,
+    sql: "grant delete on core.tenant_api_keys to tenancy_auth;",
+    definitionOf: "core.revoke_keys_of_deleted_user()",
+    find: "update core.tenant_api_keys k set user_id = null where",
+    replace: "delete from core.tenant_api_keys k where",
     suites: ["pgtap/45_in_tenant_authorization.sql", "tests/api_keys_test.ts"],
   },
   {
