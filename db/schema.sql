@@ -1,7 +1,7 @@
 \restrict dbmate
 
--- Dumped from database version 15.20 (Debian 15.20-0+deb12u1)
--- Dumped by pg_dump version 15.20 (Debian 15.20-0+deb12u1)
+-- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
+-- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
 
 SET statement_timeout = 0;
 SET lock_timeout = 0;
@@ -156,15 +156,18 @@ CREATE FUNCTION api.claim_idempotency_key(p_idempotency_key text, p_request_hash
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+  v_now timestamptz := now();
 begin
   -- Keep the table small: drop a few of this key's expired claims.
   delete from core.idempotency_keys k
-  where k.tenant_id = (select core.current_tenant_id())
-    and k.expires_at < now()
+  where k.tenant_id = v_tenant_id
+    and k.expires_at < v_now
     and k.idempotency_key <> p_idempotency_key
     and k.idempotency_key in (
       select e.idempotency_key from core.idempotency_keys e
-      where e.tenant_id = (select core.current_tenant_id()) and e.expires_at < now()
+      where e.tenant_id = v_tenant_id and e.expires_at < v_now
       limit 10);
 
   return query
@@ -172,14 +175,14 @@ begin
     values (p_idempotency_key, p_request_hash)
     on conflict (tenant_id, api_key_id, idempotency_key) do update
       set request_hash = excluded.request_hash, response_status = null, response_body = null,
-          created_at = now(), expires_at = now() + interval '24 hours'
-      where k.expires_at < now()
+          created_at = v_now, expires_at = v_now + interval '24 hours'
+      where k.expires_at < v_now
     returning true, k.request_hash, k.response_status, k.response_body;
   if not found then
     return query
       select false, k.request_hash, k.response_status, k.response_body
       from core.idempotency_keys k
-      where k.idempotency_key = p_idempotency_key;
+      where k.tenant_id = v_tenant_id and k.idempotency_key = p_idempotency_key;
   end if;
 end
 $$;
@@ -494,11 +497,16 @@ COMMENT ON VIEW api.users IS 'Users of the current tenant';
 --
 
 CREATE FUNCTION api.create_user(p_email text, p_role text DEFAULT 'member'::text) RETURNS SETOF api.users
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+declare
+  v_user api.users;
+begin
   insert into core.users (email, role)
   values (p_email, coalesce(p_role, 'member'))
-  returning user_id, tenant_id, email, role, created_at, updated_at
+  returning user_id, tenant_id, email, role, created_at, updated_at into v_user;
+  return next v_user;
+end
 $$;
 
 
@@ -913,12 +921,15 @@ CREATE FUNCTION api.delete_document(p_document_id uuid) RETURNS SETOF api.docume
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
 begin
   return query
     delete from core.documents
-    where document_id = p_document_id
+    where tenant_id = v_tenant_id and document_id = p_document_id
     returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at;
-  if not found and exists (select from core.documents d where d.document_id = p_document_id) then
+  if not found and exists (select 1 from core.documents d
+                           where d.tenant_id = v_tenant_id and d.document_id = p_document_id) then
     raise exception 'a key of a member deletes only the documents its user authors' using errcode = 'PT403';
   end if;
 end
@@ -937,12 +948,20 @@ COMMENT ON FUNCTION api.delete_document(p_document_id uuid) IS 'Removes a docume
 --
 
 CREATE FUNCTION api.delete_user(p_user_id uuid) RETURNS SETOF api.users
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+  v_user api.users;
+begin
   delete from core.users
-  where user_id = p_user_id
-  returning user_id, tenant_id, email, role, created_at, updated_at
+  where tenant_id = v_tenant_id and user_id = p_user_id
+  returning user_id, tenant_id, email, role, created_at, updated_at into v_user;
+  if found then
+    return next v_user;
+  end if;
+end
 $$;
 
 
@@ -958,14 +977,19 @@ COMMENT ON FUNCTION api.delete_user(p_user_id uuid) IS 'Removes a user of the cu
 --
 
 CREATE FUNCTION api.export_audit_logs(p_from_seq bigint DEFAULT 1, p_limit integer DEFAULT 1000) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_salt text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+declare
+  v_context record;
+begin
   -- Row-level security gives tenancy_writer the rows of the context's
   -- tenant, and only with audit:read.
-  select e.* from core.request_context c
-  cross join lateral core.audit_export(c.tenant_id, p_from_seq, p_limit, c.permissions) e
-  where 'audit:read' = any (c.permissions)
+  select c.tenant_id, c.permissions into v_context from core.request_context c;
+  if 'audit:read' = any (v_context.permissions) then
+    return query select * from core.audit_export(v_context.tenant_id, p_from_seq, p_limit, v_context.permissions);
+  end if;
+end
 $$;
 
 
@@ -1276,6 +1300,7 @@ CREATE FUNCTION api.list_api_keys(p_limit integer DEFAULT 20, p_after_created_at
     SET enable_bitmapscan TO 'off'
     AS $$
 declare
+  v_tenant_id uuid := core.current_tenant_id();
   v_below_at timestamptz;
   v_below_id uuid;
 begin
@@ -1283,7 +1308,7 @@ begin
   from core.page_upper_bound(p_after_created_at, p_after_key_id, null);
   return query
     select * from api.api_keys k
-    where (k.created_at, k.key_id) < (v_below_at, v_below_id)
+    where k.tenant_id = v_tenant_id and (k.created_at, k.key_id) < (v_below_at, v_below_id)
     order by k.created_at desc, k.key_id desc
     limit least(greatest(coalesce(p_limit, 20), 1), 100);
 end
@@ -1596,6 +1621,7 @@ CREATE FUNCTION api.list_audit_logs(p_limit integer DEFAULT 50, p_after_timestam
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
+  v_tenant_id uuid := core.current_tenant_id();
   v_below_at timestamptz;
   v_below_id uuid;
   v_since timestamptz := coalesce(p_since, '-infinity');
@@ -1607,7 +1633,8 @@ begin
   if p_user_id is null then
     return query
       select * from api.audit_logs a
-      where (a."timestamp", a.log_id) < (v_below_at, v_below_id) and a."timestamp" >= v_since
+      where a.tenant_id = v_tenant_id
+        and (a."timestamp", a.log_id) < (v_below_at, v_below_id) and a."timestamp" >= v_since
         and (p_action is null or a.action = p_action)
         and (p_resource_type is null or a.resource_type = p_resource_type)
       order by a."timestamp" desc, a.log_id desc
@@ -1615,7 +1642,7 @@ begin
   else
     return query
       select * from api.audit_logs a
-      where a.user_id = p_user_id
+      where a.tenant_id = v_tenant_id and a.user_id = p_user_id
         and (a."timestamp", a.log_id) < (v_below_at, v_below_id) and a."timestamp" >= v_since
         and (p_action is null or a.action = p_action)
         and (p_resource_type is null or a.resource_type = p_resource_type)
@@ -1644,6 +1671,7 @@ CREATE FUNCTION api.list_documents(p_limit integer DEFAULT 20, p_after_created_a
     SET enable_bitmapscan TO 'off'
     AS $$
 declare
+  v_tenant_id uuid := core.current_tenant_id();
   v_below_at timestamptz;
   v_below_id uuid;
   v_from timestamptz := coalesce(p_created_after, '-infinity');
@@ -1654,13 +1682,14 @@ begin
   if p_user_id is null then
     return query
       select * from api.documents d
-      where (d.created_at, d.document_id) < (v_below_at, v_below_id) and d.created_at >= v_from
+      where d.tenant_id = v_tenant_id
+        and (d.created_at, d.document_id) < (v_below_at, v_below_id) and d.created_at >= v_from
       order by d.created_at desc, d.document_id desc
       limit v_limit;
   else
     return query
       select * from api.documents d
-      where d.user_id = p_user_id
+      where d.tenant_id = v_tenant_id and d.user_id = p_user_id
         and (d.created_at, d.document_id) < (v_below_at, v_below_id) and d.created_at >= v_from
       order by d.created_at desc, d.document_id desc
       limit v_limit;
@@ -1687,6 +1716,7 @@ CREATE FUNCTION api.list_users(p_limit integer DEFAULT 20, p_after_created_at ti
     SET enable_bitmapscan TO 'off'
     AS $$
 declare
+  v_tenant_id uuid := core.current_tenant_id();
   v_below_at timestamptz;
   v_below_id uuid;
 begin
@@ -1694,7 +1724,7 @@ begin
   from core.page_upper_bound(p_after_created_at, p_after_user_id, null);
   return query
     select * from api.users u
-    where (u.created_at, u.user_id) < (v_below_at, v_below_id)
+    where u.tenant_id = v_tenant_id and (u.created_at, u.user_id) < (v_below_at, v_below_id)
     order by u.created_at desc, u.user_id desc
     limit least(greatest(coalesce(p_limit, 20), 1), 100);
 end
@@ -1822,12 +1852,16 @@ COMMENT ON FUNCTION api.revoke_api_key(p_key_id uuid) IS 'Revokes a key of the c
 --
 
 CREATE FUNCTION api.save_idempotent_response(p_idempotency_key text, p_status integer, p_body jsonb) RETURNS void
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
   update core.idempotency_keys
   set response_status = p_status, response_body = p_body
-  where idempotency_key = p_idempotency_key
+  where tenant_id = v_tenant_id and idempotency_key = p_idempotency_key;
+end
 $$;
 
 
@@ -1895,15 +1929,18 @@ COMMENT ON FUNCTION api.touch_api_key(p_key_hash text) IS 'Sets last_used_at of 
 CREATE FUNCTION api.update_document(p_document_id uuid, p_title text DEFAULT NULL::text, p_content_hash text DEFAULT NULL::text, p_metadata jsonb DEFAULT NULL::jsonb) RETURNS SETOF api.documents
     LANGUAGE plpgsql
     AS $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
 begin
   return query
     update core.documents
     set title = coalesce(p_title, title),
         content_hash = coalesce(p_content_hash, content_hash),
         metadata = coalesce(p_metadata, metadata)
-    where document_id = p_document_id
+    where tenant_id = v_tenant_id and document_id = p_document_id
     returning document_id, tenant_id, user_id, title, content_hash, metadata, created_at, updated_at;
-  if not found and exists (select from core.documents d where d.document_id = p_document_id) then
+  if not found and exists (select 1 from core.documents d
+                           where d.tenant_id = v_tenant_id and d.document_id = p_document_id) then
     raise exception 'a key of a member changes only the documents its user authors' using errcode = 'PT403';
   end if;
 end
@@ -1955,13 +1992,21 @@ COMMENT ON FUNCTION api.update_tenant_config(p_settings_patch jsonb) IS 'Merges 
 --
 
 CREATE FUNCTION api.update_user(p_user_id uuid, p_email text DEFAULT NULL::text, p_role text DEFAULT NULL::text) RETURNS SETOF api.users
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+  v_user api.users;
+begin
   update core.users
   set email = coalesce(p_email, email),
       role = coalesce(p_role, role)
-  where user_id = p_user_id
-  returning user_id, tenant_id, email, role, created_at, updated_at
+  where tenant_id = v_tenant_id and user_id = p_user_id
+  returning user_id, tenant_id, email, role, created_at, updated_at into v_user;
+  if found then
+    return next v_user;
+  end if;
+end
 $$;
 
 
@@ -1977,13 +2022,18 @@ COMMENT ON FUNCTION api.update_user(p_user_id uuid, p_email text, p_role text) I
 --
 
 CREATE FUNCTION api.verify_audit_chain(p_from_seq bigint DEFAULT 1, p_max_rows integer DEFAULT 100000, p_anchor_seq bigint DEFAULT NULL::bigint, p_anchor_hash text DEFAULT NULL::text) RETURNS TABLE(verified boolean, from_seq bigint, to_seq bigint, rows_checked bigint, complete boolean, head_seq bigint, head_hash text, broken_at_seq bigint, reason text)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select v.* from core.request_context c
-  cross join lateral core.verify_audit_chain(c.tenant_id, p_from_seq, p_max_rows, p_anchor_seq,
-    decode(p_anchor_hash, 'hex')) v
-  where 'audit:read' = any (c.permissions)
+declare
+  v_context record;
+begin
+  select c.tenant_id, c.permissions into v_context from core.request_context c;
+  if 'audit:read' = any (v_context.permissions) then
+    return query select * from core.verify_audit_chain(v_context.tenant_id, p_from_seq, p_max_rows, p_anchor_seq,
+      decode(p_anchor_hash, 'hex'));
+  end if;
+end
 $$;
 
 
@@ -2043,12 +2093,14 @@ COMMENT ON FUNCTION core.all_permissions() IS 'Every permission a key can hold (
 --
 
 CREATE FUNCTION core.approved_now(p_tenant_id uuid, p_operation text) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select exists (select from core.approval_requests a
+begin
+  return exists (select 1 from core.approval_requests a
                  where a.tenant_id = p_tenant_id and a.operation = p_operation and a.status = 'approved'
-                   and a.executing_xid = pg_current_xact_id())
+                   and a.executing_xid = pg_current_xact_id());
+end
 $$;
 
 
@@ -2064,30 +2116,37 @@ COMMENT ON FUNCTION core.approved_now(p_tenant_id uuid, p_operation text) IS 'Wh
 --
 
 CREATE FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_limit integer, p_permissions text[]) RETURNS TABLE(seq bigint, log_id uuid, tenant_id uuid, user_id uuid, api_key_id uuid, operator_id uuid, action text, resource_type text, resource_id uuid, details jsonb, details_text text, details_salt text, details_sha256 text, request_id text, client_request_id text, "timestamp" text, recorded_at text, prev_hash text, chain_hash text)
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-  select a.seq, a.log_id, a.tenant_id, a.user_id, a.api_key_id, a.operator_id, a.action, a.resource_type,
-         a.resource_id,
-         case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
-              then a.details else a.details - 'old' - 'new' end,
-         case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
-              then a.details::text end,
-         case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
-              then encode(a.details_salt, 'hex') end,
-         encode(a.details_sha256, 'hex'), a.request_id, a.client_request_id, core.audit_time(a."timestamp"),
-         core.audit_time(a.recorded_at),
-         encode(a.prev_hash, 'hex'), encode(a.chain_hash, 'hex')
-  from (
-    -- A page ends at 1,000 rows or once 4 MB of details are in it, so a page
-    -- of large entries still fits in memory and a statement's time.
-    select a.*, sum(octet_length(a.details::text)) over (order by a.seq) - octet_length(a.details::text) as before
-    from core.audit_logs a
-    where a.tenant_id = p_tenant_id and a.seq >= greatest(coalesce(p_from_seq, 1), 1)
-    order by a.seq
-    limit least(greatest(coalesce(p_limit, 1000), 1), 1000)
-  ) a
-  where a.before < 4194304
-  order by a.seq
+#variable_conflict use_column
+declare
+  v_from_seq bigint := greatest(coalesce(p_from_seq, 1), 1);
+  v_limit integer := least(greatest(coalesce(p_limit, 1000), 1), 1000);
+begin
+  return query
+    select a.seq, a.log_id, a.tenant_id, a.user_id, a.api_key_id, a.operator_id, a.action, a.resource_type,
+           a.resource_id,
+           case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
+                then a.details else a.details - 'old' - 'new' end,
+           case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
+                then a.details::text end,
+           case when p_permissions is null or core.audit_details_readable(a.resource_type, p_permissions)
+                then encode(a.details_salt, 'hex') end,
+           encode(a.details_sha256, 'hex'), a.request_id, a.client_request_id, core.audit_time(a."timestamp"),
+           core.audit_time(a.recorded_at),
+           encode(a.prev_hash, 'hex'), encode(a.chain_hash, 'hex')
+    from (
+      -- A page ends at 1,000 rows or once 4 MB of details are in it, so a page
+      -- of large entries still fits in memory and a statement's time.
+      select a.*, sum(octet_length(a.details::text)) over (order by a.seq) - octet_length(a.details::text) as before
+      from core.audit_logs a
+      where a.tenant_id = p_tenant_id and a.seq >= v_from_seq
+      order by a.seq
+      limit v_limit
+    ) a
+    where a.before < 4194304
+    order by a.seq;
+end
 $$;
 
 
@@ -2103,32 +2162,36 @@ COMMENT ON FUNCTION core.audit_export(p_tenant_id uuid, p_from_seq bigint, p_lim
 --
 
 CREATE FUNCTION core.audit_partition_tenants(p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(tenant_id uuid, through_seq bigint, through_hash bytea, retention_days integer, floor_seq bigint)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  with recursive tenants (tenant_id) as (
-    (select a.tenant_id from core.audit_logs a
-     where a."timestamp" >= p_from and a."timestamp" < p_to order by a.tenant_id limit 1)
-    union all
-    select (select a.tenant_id from core.audit_logs a
-            where a."timestamp" >= p_from and a."timestamp" < p_to and a.tenant_id > t.tenant_id
-            order by a.tenant_id limit 1)
-    from tenants t where t.tenant_id is not null
-  )
-  select t.tenant_id, last.seq, last.chain_hash,
-    case when s.days::text ~ '^[1-9][0-9]{2,4}$' and s.days::text::int between 365 and 36500 then s.days::text::int end,
-    (select (a.details ->> 'through_seq')::bigint from core.audit_logs a
-     where a.tenant_id = t.tenant_id and a.action = 'audit.purged' and a.details ->> 'through_seq' ~ '^[0-9]{1,18}$'
-     order by a.seq desc limit 1)
-  from tenants t
-  cross join lateral (
-    select a.seq, a.chain_hash from core.audit_logs a
-    where a.tenant_id = t.tenant_id and a."timestamp" >= p_from and a."timestamp" < p_to
-    order by a.seq desc limit 1) last
-  left join lateral (
-    select c.settings -> 'audit_retention_days' as days from core.tenant_configs c where c.tenant_id = t.tenant_id) s
-    on true
-  where t.tenant_id is not null
+#variable_conflict use_column
+begin
+  return query
+    with recursive tenants (tenant_id) as (
+      (select a.tenant_id from core.audit_logs a
+       where a."timestamp" >= p_from and a."timestamp" < p_to order by a.tenant_id limit 1)
+      union all
+      select (select a.tenant_id from core.audit_logs a
+              where a."timestamp" >= p_from and a."timestamp" < p_to and a.tenant_id > t.tenant_id
+              order by a.tenant_id limit 1)
+      from tenants t where t.tenant_id is not null
+    )
+    select t.tenant_id, last.seq, last.chain_hash,
+      case when s.days::text ~ '^[1-9][0-9]{2,4}$' and s.days::text::int between 365 and 36500 then s.days::text::int end,
+      (select (a.details ->> 'through_seq')::bigint from core.audit_logs a
+       where a.tenant_id = t.tenant_id and a.action = 'audit.purged' and a.details ->> 'through_seq' ~ '^[0-9]{1,18}$'
+       order by a.seq desc limit 1)
+    from tenants t
+    cross join lateral (
+      select a.seq, a.chain_hash from core.audit_logs a
+      where a.tenant_id = t.tenant_id and a."timestamp" >= p_from and a."timestamp" < p_to
+      order by a.seq desc limit 1) last
+    left join lateral (
+      select c.settings -> 'audit_retention_days' as days from core.tenant_configs c where c.tenant_id = t.tenant_id) s
+      on true
+    where t.tenant_id is not null;
+end
 $_$;
 
 
@@ -3477,11 +3540,13 @@ COMMENT ON FUNCTION core.keep_revocation() IS 'Trigger: refuses to clear or move
 --
 
 CREATE FUNCTION core.key_is_active(p_tenant_id uuid, p_key_id uuid) RETURNS boolean
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-  select exists (select from core.tenant_api_keys k
+begin
+  return exists (select 1 from core.tenant_api_keys k
                  where k.tenant_id = p_tenant_id and k.key_id = p_key_id and k.revoked_at is null
-                   and (k.expires_at is null or k.expires_at > now()))
+                   and (k.expires_at is null or k.expires_at > now()));
+end
 $$;
 
 
@@ -3497,17 +3562,20 @@ COMMENT ON FUNCTION core.key_is_active(p_tenant_id uuid, p_key_id uuid) IS 'Whet
 --
 
 CREATE FUNCTION core.key_lineage(p_tenant_id uuid, p_key_id uuid) RETURNS SETOF uuid
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-  with recursive lineage (key_id, issued_by) as (
-    select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
-    where k.tenant_id = p_tenant_id and k.key_id = p_key_id
-    union
-    select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
-    join lineage l on k.key_id = l.issued_by
-    where k.tenant_id = p_tenant_id
-  )
-  select key_id from lineage
+begin
+  return query
+    with recursive lineage (key_id, issued_by) as (
+      select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
+      where k.tenant_id = p_tenant_id and k.key_id = p_key_id
+      union
+      select k.key_id, k.issued_by_key_id from core.tenant_api_keys k
+      join lineage l on k.key_id = l.issued_by
+      where k.tenant_id = p_tenant_id
+    )
+    select l.key_id from lineage l;
+end
 $$;
 
 
@@ -3984,14 +4052,20 @@ COMMENT ON FUNCTION core.record_audit() IS 'Trigger: writes one audit_logs row p
 --
 
 CREATE FUNCTION core.record_audit_purge(p_tenant_id uuid, p_through_seq bigint, p_through_hash bytea, p_partition text, p_retention_days integer) RETURNS bigint
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+declare
+  v_operator_id uuid := core.current_operator_id();
+  v_details jsonb := jsonb_build_object('through_seq', p_through_seq, 'through_hash', encode(p_through_hash, 'hex'),
+    'partition', p_partition, 'retention_days', p_retention_days, 'db_role', session_user);
+  v_seq bigint;
+begin
   insert into core.audit_logs (tenant_id, operator_id, action, resource_type, resource_id, details)
-  values (p_tenant_id, core.current_operator_id(), 'audit.purged', 'audit_logs', p_tenant_id,
-    jsonb_build_object('through_seq', p_through_seq, 'through_hash', encode(p_through_hash, 'hex'),
-      'partition', p_partition, 'retention_days', p_retention_days, 'db_role', session_user))
-  returning seq
+  values (p_tenant_id, v_operator_id, 'audit.purged', 'audit_logs', p_tenant_id, v_details)
+  returning seq into v_seq;
+  return v_seq;
+end
 $$;
 
 
@@ -4350,11 +4424,13 @@ COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_use
 --
 
 CREATE FUNCTION core.two_people_required(p_tenant_id uuid) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select coalesce((select c.settings -> 'require_two_person_approval' = 'true'::jsonb
-                   from core.tenant_configs c where c.tenant_id = p_tenant_id), false)
+begin
+  return coalesce((select c.settings -> 'require_two_person_approval' = 'true'::jsonb
+                   from core.tenant_configs c where c.tenant_id = p_tenant_id), false);
+end
 $$;
 
 
@@ -4634,22 +4710,23 @@ CREATE FUNCTION platform.claim_idempotency_key(p_idempotency_key text, p_request
     AS $$
 declare
   v_operator_id uuid := core.current_operator_id();
+  v_now timestamptz := now();
 begin
   if v_operator_id is null then
     raise exception 'a platform change needs a named operator' using errcode = 'PT401';
   end if;
   delete from core.platform_idempotency_keys k
-  where k.expires_at < now() and (k.operator_id, k.idempotency_key) in (
+  where k.expires_at < v_now and (k.operator_id, k.idempotency_key) in (
       select e.operator_id, e.idempotency_key from core.platform_idempotency_keys e
-      where e.expires_at < now() and (e.operator_id, e.idempotency_key) <> (v_operator_id, p_idempotency_key)
+      where e.expires_at < v_now and (e.operator_id, e.idempotency_key) <> (v_operator_id, p_idempotency_key)
       limit 10);
   return query
     insert into core.platform_idempotency_keys as k (operator_id, idempotency_key, request_hash)
     values (v_operator_id, p_idempotency_key, p_request_hash)
     on conflict (operator_id, idempotency_key) do update
       set request_hash = excluded.request_hash, response_status = null, response_body = null,
-          created_at = now(), expires_at = now() + interval '24 hours'
-      where k.expires_at < now()
+          created_at = v_now, expires_at = v_now + interval '24 hours'
+      where k.expires_at < v_now
     returning true, k.request_hash, k.response_status, k.response_body;
   if not found then
     return query
@@ -4796,12 +4873,20 @@ COMMENT ON FUNCTION platform.create_tenant(p_name text, p_domain text, p_subscri
 --
 
 CREATE FUNCTION platform.deactivate_tenant(p_tenant_id uuid) RETURNS SETOF platform.tenants
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+declare
+  v_now timestamptz := now();
+  v_tenant platform.tenants;
+begin
   update core.tenants
-  set deactivated_at = coalesce(deactivated_at, now())
+  set deactivated_at = coalesce(deactivated_at, v_now)
   where tenant_id = p_tenant_id
-  returning tenant_id, name, domain, subscription_tier, deactivated_at, created_at, updated_at
+  returning tenant_id, name, domain, subscription_tier, deactivated_at, created_at, updated_at into v_tenant;
+  if found then
+    return next v_tenant;
+  end if;
+end
 $$;
 
 
@@ -4867,14 +4952,17 @@ COMMENT ON VIEW platform.audit_logs IS 'Audit trail of every tenant, for platfor
 --
 
 CREATE FUNCTION platform.list_audit_logs(p_limit integer DEFAULT 50, p_after_timestamp timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_log_id uuid DEFAULT NULL::uuid, p_tenant_id uuid DEFAULT NULL::uuid) RETURNS SETOF platform.audit_logs
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-  select *
-  from platform.audit_logs a
-  where (p_after_timestamp is null or (a."timestamp", a.log_id) < (p_after_timestamp, p_after_log_id))
-    and (p_tenant_id is null or a.tenant_id = p_tenant_id)
-  order by a."timestamp" desc, a.log_id desc
-  limit least(greatest(coalesce(p_limit, 50), 1), 100)
+begin
+  return query
+    select *
+    from platform.audit_logs a
+    where (p_after_timestamp is null or (a."timestamp", a.log_id) < (p_after_timestamp, p_after_log_id))
+      and (p_tenant_id is null or a.tenant_id = p_tenant_id)
+    order by a."timestamp" desc, a.log_id desc
+    limit least(greatest(coalesce(p_limit, 50), 1), 100);
+end
 $$;
 
 
@@ -4890,14 +4978,17 @@ COMMENT ON FUNCTION platform.list_audit_logs(p_limit integer, p_after_timestamp 
 --
 
 CREATE FUNCTION platform.list_tenants(p_limit integer DEFAULT 20, p_after_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_after_tenant_id uuid DEFAULT NULL::uuid) RETURNS SETOF platform.tenants
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-  select *
-  from platform.tenants t
-  where p_after_created_at is null
-     or (t.created_at, t.tenant_id) < (p_after_created_at, p_after_tenant_id)
-  order by t.created_at desc, t.tenant_id desc
-  limit least(greatest(coalesce(p_limit, 20), 1), 100)
+begin
+  return query
+    select *
+    from platform.tenants t
+    where p_after_created_at is null
+       or (t.created_at, t.tenant_id) < (p_after_created_at, p_after_tenant_id)
+    order by t.created_at desc, t.tenant_id desc
+    limit least(greatest(coalesce(p_limit, 20), 1), 100);
+end
 $$;
 
 
@@ -4943,6 +5034,7 @@ CREATE FUNCTION platform.revoke_operator(p_operator_id uuid) RETURNS TABLE(opera
 #variable_conflict use_column
 declare
   v_caller uuid := core.current_operator_id();
+  v_now timestamptz := now();
 begin
   if v_caller is null then
     raise exception 'a platform change needs a named operator' using errcode = 'PT401';
@@ -4955,14 +5047,14 @@ begin
   -- The operators' rows first, then the chain head, in the order every
   -- writer of operators takes them.
   perform core.seize_chain_head('00000000-0000-0000-0000-000000000000');
-  if exists (select from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
-     and not exists (select from core.platform_operators o
+  if exists (select 1 from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
+     and not exists (select 1 from core.platform_operators o
                      where o.revoked_at is null and o.operator_id <> p_operator_id) then
     raise exception 'the last active operator cannot be revoked; create another first' using errcode = 'PT409';
   end if;
   return query
     update core.platform_operators o
-    set revoked_at = coalesce(o.revoked_at, now()), revoked_by = coalesce(o.revoked_by, v_caller)
+    set revoked_at = coalesce(o.revoked_at, v_now), revoked_by = coalesce(o.revoked_by, v_caller)
     where o.operator_id = p_operator_id
     returning o.operator_id, o.revoked_at;
 end
@@ -4981,12 +5073,16 @@ COMMENT ON FUNCTION platform.revoke_operator(p_operator_id uuid) IS 'Revokes an 
 --
 
 CREATE FUNCTION platform.save_idempotent_response(p_idempotency_key text, p_status integer, p_body jsonb) RETURNS void
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+declare
+  v_operator_id uuid := core.current_operator_id();
+begin
   update core.platform_idempotency_keys
   set response_status = p_status, response_body = p_body
-  where operator_id = core.current_operator_id() and idempotency_key = p_idempotency_key
+  where operator_id = v_operator_id and idempotency_key = p_idempotency_key;
+end
 $$;
 
 
@@ -5119,8 +5215,11 @@ COMMENT ON VIEW platform.plans IS 'The plans, one per tier, for platform operato
 --
 
 CREATE FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer DEFAULT NULL::integer, p_max_users integer DEFAULT NULL::integer, p_max_api_keys integer DEFAULT NULL::integer, p_max_metadata_bytes integer DEFAULT NULL::integer, p_requests_per_minute integer DEFAULT NULL::integer) RETURNS SETOF platform.plans
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+declare
+  v_plan platform.plans;
+begin
   update core.plans p
   set max_documents = coalesce(p_max_documents, p.max_documents),
       max_users = coalesce(p_max_users, p.max_users),
@@ -5129,7 +5228,11 @@ CREATE FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer DEF
       requests_per_minute = coalesce(p_requests_per_minute, p.requests_per_minute)
   where p.plan_id = p_plan_id
   returning p.plan_id, p.tier, p.max_documents, p.max_users, p.max_api_keys, p.max_metadata_bytes,
-    p.requests_per_minute, p.created_at, p.updated_at
+    p.requests_per_minute, p.created_at, p.updated_at into v_plan;
+  if found then
+    return next v_plan;
+  end if;
+end
 $$;
 
 
@@ -7471,4 +7574,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261201001600'),
     ('20261202000100'),
     ('20261202000200'),
-    ('20261202000300');
+    ('20261202000300'),
+    ('20261203000100');

@@ -77,7 +77,7 @@ select functions_are('core',
         'approved_now', 'hold_for_approval', 'issue_key_as', 'key_lineage', 'key_is_active', 'check_change_request',
         'check_key_issue', 'end_window_holders', 'register_key', 'check_domain_claim',
         'distributed_transaction', 'context_tenant_id', 'context_user_id', 'on_coordinator', 'on_workers',
-        'policy_without_sublinks', 'distribute_on_citus', 'transaction_time', 'on_citus',
+        'policy_without_sublinks', 'distribute_on_citus', 'distribute_tables_on_citus', 'transaction_time', 'on_citus',
         'set_tenant_domain'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 

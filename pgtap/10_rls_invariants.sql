@@ -5,7 +5,7 @@
 -- really finds the objects it is meant to judge (an empty query would pass
 -- vacuously).
 begin;
-select plan(95);
+select plan(98);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -736,6 +736,63 @@ select is(
         order by 1),
   '{}'::text[],
   'every foreign key has an index whose leading columns are its columns, so deletes and joins on it do not scan');
+
+-- No SQL-language function with arguments reads a table ------------------------
+-- Citus plans no parameterized statement of an SQL function over a
+-- distributed table (migration 20261203000100): a function that reads or
+-- writes rows and takes arguments is PL/pgSQL. What an SQL function reads is
+-- found by compiling its body again as an SQL-standard body, whose
+-- dependencies PostgreSQL records. Extensions' functions (pgTAP's) are not
+-- the schema's.
+
+create function pg_temp.relations_read(p_function oid) returns text[]
+language plpgsql
+as $$
+declare
+  v_function pg_proc;
+  v_probe oid := p_function;
+  v_read text[];
+begin
+  select * into strict v_function from pg_proc where oid = p_function;
+  if v_function.prosqlbody is null then
+    execute format('create function pg_temp.sql_body_probe(%s) returns %s language sql begin atomic %s
+; end', pg_get_function_arguments(p_function), pg_get_function_result(p_function),
+      regexp_replace(v_function.prosrc, ';\s*$', ''));
+    v_probe := 'pg_temp.sql_body_probe'::regproc;
+  end if;
+  select coalesce(array_agg(distinct d.refobjid::regclass::text order by d.refobjid::regclass::text), '{}')
+  into v_read
+  from pg_depend d join pg_class c on c.oid = d.refobjid join user_schemas n on n.oid = c.relnamespace
+  where d.classid = 'pg_proc'::regclass and d.objid = v_probe and d.refclassid = 'pg_class'::regclass;
+  if v_probe <> p_function then
+    drop function pg_temp.sql_body_probe;
+  end if;
+  return v_read;
+end
+$$;
+
+create temp view sql_functions_with_arguments as
+  select p.oid, p.oid::regprocedure::text as fn
+  from pg_proc p join user_schemas n on n.oid = p.pronamespace
+  where p.prolang = (select oid from pg_language where lanname = 'sql') and p.pronargs > 0
+    and not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid
+                    and d.deptype = 'e');
+
+create function pg_temp.reads_a_tenant(p_tenant_id uuid) returns bigint
+language sql stable
+as $$ select count(*) from core.tenants t where t.tenant_id = p_tenant_id -- a comment at the end $$;
+select is(pg_temp.relations_read('pg_temp.reads_a_tenant'::regproc), '{core.tenants}',
+  'the probe finds the table an SQL function reads');
+select cmp_ok((select count(*)::int from sql_functions_with_arguments), '>=', 5,
+  'the catalog query finds the SQL-language functions with arguments');
+select is(
+  -- Materialized, so that the probe runs on these functions alone, never
+  -- ahead of the view's filters on the rest of pg_proc.
+  array(with f as materialized (select * from sql_functions_with_arguments),
+             r as materialized (select f.fn, pg_temp.relations_read(f.oid) as reads from f)
+        select format('%s reads %s', r.fn, r.reads) from r where r.reads <> '{}' order by 1),
+  '{}'::text[],
+  'no SQL-language function with arguments reads a table or view (Citus cannot plan its parameterized statements)');
 
 select * from finish();
 rollback;

@@ -435,7 +435,7 @@ check_citus_functions_revoked() {
 # policies read on the shards, where no Citus table may be read; it holds
 # the same key on every node (checked here, by digest).
 check_tables_distributed() {
-  local local_tables worker key_digest failures=0
+  local local_tables generic worker key_digest failures=0
   local_tables="$(with_pg_env "$TEST_DATABASE_URL" psql -XAtc "
     select string_agg(c.oid::regclass::text, ', ' order by c.oid::regclass::text)
     from pg_class c
@@ -447,6 +447,14 @@ check_tables_distributed() {
     echo "tables left on the coordinator alone: $local_tables"
     failures=$((failures + 1))
   fi
+  # Citus plans no generic plan of theirs (migration 20261203000100).
+  generic="$(with_pg_env "$TEST_DATABASE_URL" psql -XAtc "
+    select string_agg(p.oid::regprocedure::text, ', ' order by p.oid::regprocedure::text) from pg_proc p
+    where 'plan_cache_mode=force_generic_plan' = any (p.proconfig)")" || return 1
+  if [ -n "$generic" ]; then
+    echo "functions still planned once for every call, which Citus cannot plan: $generic"
+    failures=$((failures + 1))
+  fi
   key_digest="select encode(sha256(secret), 'hex') from core.context_signing_key"
   for worker in $CITUS_WORKERS; do
     if [ "$(citus_node_psql "$worker" "$test_db" -c "$key_digest")" != "$(citus_node_psql coordinator "$test_db" -c "$key_digest")" ]; then
@@ -455,7 +463,7 @@ check_tables_distributed() {
     fi
   done
   [ "$failures" -eq 0 ] || return 1
-  echo "every table of core, api and platform is distributed or a reference table, and every worker holds the coordinator's context signing key"
+  echo "every table of core, api and platform is distributed or a reference table, no function is planned generically, and every worker holds the coordinator's context signing key"
 }
 
 # The ACL of each function, schema and table, and on a worker of each shard
