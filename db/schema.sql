@@ -159,6 +159,8 @@ CREATE FUNCTION api.claim_idempotency_key(p_idempotency_key text, p_request_hash
 declare
   v_tenant_id uuid := core.current_tenant_id();
   v_now timestamptz := now();
+  -- timestamptz + interval is stable, not immutable (time zones).
+  v_expires_at timestamptz := now() + interval '24 hours';
 begin
   -- Keep the table small: drop a few of this key's expired claims.
   delete from core.idempotency_keys k
@@ -175,7 +177,7 @@ begin
     values (p_idempotency_key, p_request_hash)
     on conflict (tenant_id, api_key_id, idempotency_key) do update
       set request_hash = excluded.request_hash, response_status = null, response_body = null,
-          created_at = v_now, expires_at = v_now + interval '24 hours'
+          created_at = v_now, expires_at = v_expires_at
       where k.expires_at < v_now
     returning true, k.request_hash, k.response_status, k.response_body;
   if not found then
@@ -2769,6 +2771,39 @@ CREATE FUNCTION core.distribute_on_citus() RETURNS text
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
+  v_result text := core.distribute_tables_on_citus();
+  v_function regprocedure;
+begin
+  if not core.on_citus() then
+    return v_result;
+  end if;
+  for v_function in
+    select p.oid::regprocedure from pg_proc p
+    where 'plan_cache_mode=force_generic_plan' = any (p.proconfig)
+  loop
+    execute format('alter function %s set plan_cache_mode = force_custom_plan', v_function);
+  end loop;
+  return v_result;
+end
+$$;
+
+
+--
+-- Name: FUNCTION distribute_on_citus(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.distribute_on_citus() IS 'Distributes every table on Citus and plans the functions planned once for each call instead (run as a superuser on the coordinator once the workers have joined); does nothing without the citus extension';
+
+
+--
+-- Name: distribute_tables_on_citus(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.distribute_tables_on_citus() RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
   v_reference constant regclass[] := array['core.templates', 'core.plans', 'core.platform_operators',
     'core.platform_idempotency_keys', 'core.tenant_domains', 'core.api_key_hashes'];
   v_local constant regclass[] := array['core.context_signing_key'];
@@ -3055,10 +3090,10 @@ $$;
 
 
 --
--- Name: FUNCTION distribute_on_citus(); Type: COMMENT; Schema: core; Owner: -
+-- Name: FUNCTION distribute_tables_on_citus(); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.distribute_on_citus() IS 'Distributes every table on Citus (run as a superuser on the coordinator once the workers have joined); does nothing without the citus extension';
+COMMENT ON FUNCTION core.distribute_tables_on_citus() IS 'The tables distributed on Citus, the first step of core.distribute_on_citus()';
 
 
 --
@@ -4711,6 +4746,8 @@ CREATE FUNCTION platform.claim_idempotency_key(p_idempotency_key text, p_request
 declare
   v_operator_id uuid := core.current_operator_id();
   v_now timestamptz := now();
+  -- timestamptz + interval is stable, not immutable (time zones).
+  v_expires_at timestamptz := now() + interval '24 hours';
 begin
   if v_operator_id is null then
     raise exception 'a platform change needs a named operator' using errcode = 'PT401';
@@ -4725,7 +4762,7 @@ begin
     values (v_operator_id, p_idempotency_key, p_request_hash)
     on conflict (operator_id, idempotency_key) do update
       set request_hash = excluded.request_hash, response_status = null, response_body = null,
-          created_at = v_now, expires_at = v_now + interval '24 hours'
+          created_at = v_now, expires_at = v_expires_at
       where k.expires_at < v_now
     returning true, k.request_hash, k.response_status, k.response_body;
   if not found then
