@@ -524,18 +524,23 @@ COMMENT ON FUNCTION api.create_user(p_email text, p_role text) IS 'Adds a user t
 --
 
 CREATE FUNCTION api.current_plan() RETURNS jsonb
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select jsonb_build_object(
-    'tier', p.tier,
-    'limits', jsonb_build_object('documents', p.max_documents, 'users', p.max_users, 'api_keys', p.max_api_keys,
-                                 'metadata_bytes', p.max_metadata_bytes, 'requests_per_minute', p.requests_per_minute),
-    'usage', jsonb_build_object('documents', u.documents, 'users', u.users, 'api_keys', u.api_keys))
-  from core.tenant_usage u
-  join core.tenants t on t.tenant_id = u.tenant_id
-  join core.plans p on p.tier = t.subscription_tier
-  where u.tenant_id = (select c.tenant_id from core.request_context c)
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return (
+    select jsonb_build_object(
+      'tier', p.tier,
+      'limits', jsonb_build_object('documents', p.max_documents, 'users', p.max_users, 'api_keys', p.max_api_keys,
+                                   'metadata_bytes', p.max_metadata_bytes, 'requests_per_minute', p.requests_per_minute),
+      'usage', jsonb_build_object('documents', u.documents, 'users', u.users, 'api_keys', u.api_keys))
+    from core.tenant_usage u
+    join core.tenants t on t.tenant_id = u.tenant_id
+    join core.plans p on p.tier = t.subscription_tier
+    where u.tenant_id = v_tenant_id and t.tenant_id = v_tenant_id);
+end
 $$;
 
 
@@ -656,10 +661,14 @@ COMMENT ON VIEW api.tenant IS 'The tenant of the current context: one row, or no
 --
 
 CREATE FUNCTION api.current_tenant() RETURNS SETOF api.tenant
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select * from api.tenant
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return query select * from api.tenant t where t.tenant_id = v_tenant_id;
+end
 $$;
 
 
@@ -797,10 +806,14 @@ COMMENT ON VIEW api.tenant_config IS 'Configuration of the current tenant: one r
 --
 
 CREATE FUNCTION api.current_tenant_config() RETURNS SETOF api.tenant_config
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select * from api.tenant_config
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return query select * from api.tenant_config c where c.tenant_id = v_tenant_id;
+end
 $$;
 
 
@@ -1000,6 +1013,50 @@ $$;
 --
 
 COMMENT ON FUNCTION api.export_audit_logs(p_from_seq bigint, p_limit integer) IS 'The current tenant''s audit chain from a seq, at most 1,000 rows, with hashes; values redacted as in api.audit_logs';
+
+
+--
+-- Name: get_document(uuid); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.get_document(p_document_id uuid) RETURNS SETOF api.documents
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return query select * from api.documents d where d.tenant_id = v_tenant_id and d.document_id = p_document_id;
+end
+$$;
+
+
+--
+-- Name: FUNCTION get_document(p_document_id uuid); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.get_document(p_document_id uuid) IS 'One document of the current tenant, or none';
+
+
+--
+-- Name: get_user(uuid); Type: FUNCTION; Schema: api; Owner: -
+--
+
+CREATE FUNCTION api.get_user(p_user_id uuid) RETURNS SETOF api.users
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return query select * from api.users u where u.tenant_id = v_tenant_id and u.user_id = p_user_id;
+end
+$$;
+
+
+--
+-- Name: FUNCTION get_user(p_user_id uuid); Type: COMMENT; Schema: api; Owner: -
+--
+
+COMMENT ON FUNCTION api.get_user(p_user_id uuid) IS 'One user of the current tenant, or none';
 
 
 --

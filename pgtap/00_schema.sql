@@ -51,8 +51,8 @@ select views_are('platform', array['tenants', 'audit_logs', 'operators', 'plans'
 select views_are('core', array['request_context'], 'core holds one view: the verified request context');
 
 select functions_are('api',
-  array['current_tenant', 'current_tenant_config', 'list_audit_logs', 'update_tenant_config', 'list_users', 'create_user', 'update_user', 'delete_user',
-        'list_documents', 'create_document', 'update_document', 'delete_document', 'create_api_key',
+  array['current_tenant', 'current_tenant_config', 'list_audit_logs', 'update_tenant_config', 'list_users', 'get_user', 'create_user', 'update_user', 'delete_user',
+        'list_documents', 'get_document', 'create_document', 'update_document', 'delete_document', 'create_api_key',
         'list_api_keys', 'revoke_api_key', 'begin_request', 'touch_api_key', 'schema_version',
         'claim_idempotency_key', 'save_idempotent_response', 'export_audit_logs', 'verify_audit_chain',
         'current_plan', 'request_approval', 'decide_approval', 'lease_requests'],

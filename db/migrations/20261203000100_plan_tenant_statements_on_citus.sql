@@ -10,8 +10,8 @@
  *   referencing distributed tables are not supported"). Every such function
  *   that reads or writes a tenant's rows is now PL/pgSQL, whose statements
  *   Citus plans with the arguments' values. 10_rls_invariants keeps it so:
- *   no function of api, core or platform with arguments is an SQL function
- *   unless it is immutable, and an immutable function reads no table.
+ *   no SQL-language function with arguments reads a table or view (what
+ *   one reads is found by compiling its body as an SQL-standard body).
  * - A statement filtered by row-level security alone names no tenant, so
  *   Citus sends it to all 32 shards, and a list function planned once for
  *   every call (plan_cache_mode = force_generic_plan) cannot be planned at
@@ -19,6 +19,12 @@
  *   tenant, a variable computed before it: Citus routes it to the one shard,
  *   and on one server it is the same index condition the policy gives. The
  *   policies stay what guarantees isolation; the filter only repeats them.
+ *   The service's reads of one user or document, a view read by id, go
+ *   through the new api.get_user and api.get_document for the same reason.
+ *   On Citus the list functions are planned for each call instead
+ *   (core.distribute_on_citus now switches them): Citus cannot prune a
+ *   generic plan under row-level security. scripts/test --citus checks that
+ *   every stable api function reaches only the tenant's shards.
  * - Citus evaluates a non-immutable function on the coordinator, once, and
  *   refuses one where it cannot (inside COALESCE or CASE, in ON CONFLICT DO
  *   UPDATE SET): now() is read into a variable first. A subquery that
@@ -650,6 +656,80 @@ end
 $$;
 
 
+
+-- Reads of one row ---------------------------------------------------------------------
+-- A read of a view by id (api.users where user_id = ...) names no tenant:
+-- Citus asks all 32 shards. The service reads one row through these
+-- functions instead, which name the context's tenant.
+
+create function api.get_user(p_user_id uuid) returns setof api.users
+language plpgsql stable
+as $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return query select * from api.users u where u.tenant_id = v_tenant_id and u.user_id = p_user_id;
+end
+$$;
+alter function api.get_user(uuid) owner to tenancy_owner;
+comment on function api.get_user(uuid) is 'One user of the current tenant, or none';
+grant execute on function api.get_user(uuid) to app_user;
+
+create function api.get_document(p_document_id uuid) returns setof api.documents
+language plpgsql stable
+as $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return query select * from api.documents d where d.tenant_id = v_tenant_id and d.document_id = p_document_id;
+end
+$$;
+alter function api.get_document(uuid) owner to tenancy_owner;
+comment on function api.get_document(uuid) is 'One document of the current tenant, or none';
+grant execute on function api.get_document(uuid) to app_user;
+
+create or replace function api.current_tenant() returns setof api.tenant
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return query select * from api.tenant t where t.tenant_id = v_tenant_id;
+end
+$$;
+
+create or replace function api.current_tenant_config() returns setof api.tenant_config
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return query select * from api.tenant_config c where c.tenant_id = v_tenant_id;
+end
+$$;
+
+create or replace function api.current_plan() returns jsonb
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return (
+    select jsonb_build_object(
+      'tier', p.tier,
+      'limits', jsonb_build_object('documents', p.max_documents, 'users', p.max_users, 'api_keys', p.max_api_keys,
+                                   'metadata_bytes', p.max_metadata_bytes, 'requests_per_minute', p.requests_per_minute),
+      'usage', jsonb_build_object('documents', u.documents, 'users', u.users, 'api_keys', u.api_keys))
+    from core.tenant_usage u
+    join core.tenants t on t.tenant_id = u.tenant_id
+    join core.plans p on p.tier = t.subscription_tier
+    where u.tenant_id = v_tenant_id and t.tenant_id = v_tenant_id);
+end
+$$;
+
 -- Planned for each call on Citus ------------------------------------------------------
 -- Citus cannot plan a list function's generic plan (with row-level
 -- security, no statement is a "fast path" it can prune at run time), and
@@ -694,6 +774,8 @@ select core.distribute_on_citus();
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
 
+drop function api.get_user(uuid);
+drop function api.get_document(uuid);
 drop function core.distribute_on_citus();
 alter function core.distribute_tables_on_citus() rename to distribute_on_citus;
 comment on function core.distribute_on_citus() is
@@ -1199,5 +1281,41 @@ begin
       limit v_limit;
   end if;
 end
+$function$
+;
+
+create or replace function api.current_plan()
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select jsonb_build_object(
+    'tier', p.tier,
+    'limits', jsonb_build_object('documents', p.max_documents, 'users', p.max_users, 'api_keys', p.max_api_keys,
+                                 'metadata_bytes', p.max_metadata_bytes, 'requests_per_minute', p.requests_per_minute),
+    'usage', jsonb_build_object('documents', u.documents, 'users', u.users, 'api_keys', u.api_keys))
+  from core.tenant_usage u
+  join core.tenants t on t.tenant_id = u.tenant_id
+  join core.plans p on p.tier = t.subscription_tier
+  where u.tenant_id = (select c.tenant_id from core.request_context c)
+$function$
+;
+create or replace function api.current_tenant()
+ RETURNS SETOF api.tenant
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select * from api.tenant
+$function$
+;
+create or replace function api.current_tenant_config()
+ RETURNS SETOF api.tenant_config
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select * from api.tenant_config
 $function$
 ;

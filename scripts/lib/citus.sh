@@ -517,3 +517,77 @@ check_privileges_on_every_node() {
   [ "$failures" -eq 0 ] || return 1
   echo "every function, schema, table and shard on the workers has the coordinator's owner and privileges ($(wc -l <"$WORK/acl.coordinator") objects)"
 }
+
+# Every tenant read of the api reaches one shard: each stable function of
+# api that app_user may execute (from the catalog, so a function added later
+# is held to it too), called with NULL arguments under a tenant's context,
+# names in the commands Citus sends to the workers only that tenant's
+# shards (and reference tables'). Citus prints those commands with
+# citus.log_remote_commands. The tenant and its key are made here, as an
+# operator: the bootstrap one, whose credential is the platform token (the
+# service's bootstrap then finds it made). The key reaches psql in its
+# environment, never an argv.
+check_tenant_reads_routed() {
+  local made tenant key functions function output shards allowed stray called=0 failures=0
+  made="$(PLATFORM_ADMIN_TOKEN="$PLATFORM_ADMIN_TOKEN" with_pg_env "$ADMIN_TEST_URL" psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
+\getenv token PLATFORM_ADMIN_TOKEN
+select encode(sha256(convert_to(:'token', 'UTF8')), 'hex') as credential \gset
+select platform.bootstrap_operator(:'credential') \gset
+begin;
+select operator_id from platform.begin_request(:'credential', gen_random_uuid(), null, false) \gset
+select tenant_id from platform.create_tenant('Routing check', null, 'pro', null) \gset
+commit;
+begin;
+select operator_id from platform.begin_request(:'credential', gen_random_uuid(), null, false) \gset
+select key from platform.create_api_key(:'tenant_id', 'routing check', '{*}', null) \gset
+commit;
+\echo :tenant_id :key
+SQL
+)" || { echo "could not make the tenant and key of the routing check"; return 1; }
+  read -r tenant key <<<"$made"
+  allowed="$(with_pg_env "$TEST_DATABASE_URL" psql -XAt -v tenant="$tenant" <<'SQL'
+select get_shard_id_for_distribution_column(p.logicalrelid, :'tenant'::uuid) from pg_dist_partition p where p.partmethod = 'h'
+union
+select s.shardid from pg_dist_shard s join pg_dist_partition p using (logicalrelid) where p.partmethod = 'n'
+order by 1;
+SQL
+)" || return 1
+  functions="$(with_pg_env "$APP_TEST_URL" psql -XAtc "
+    select format('select * from %s(%s)', p.oid::regproc, (select string_agg('null', ', ') from generate_series(1, p.pronargs)))
+    from pg_proc p
+    where p.pronamespace = 'api'::regnamespace and p.provolatile = 's' and has_function_privilege(p.oid, 'execute')
+    order by 1")" || return 1
+  while IFS= read -r function; do
+    [ -n "$function" ] || continue
+    output="$(ROUTING_KEY="$key" with_pg_env "$APP_TEST_URL" psql -XAtq -v ON_ERROR_STOP=1 -v call="$function" 2>&1 <<'SQL'
+\getenv key ROUTING_KEY
+select encode(sha256(convert_to(:'key', 'UTF8')), 'hex') as key_hash \gset
+begin isolation level read committed read write;
+select tenant_id from api.begin_request(:'key_hash', null, gen_random_uuid(), null, false) \gset
+set local citus.log_remote_commands = on;
+set local client_min_messages = log;
+:call;
+rollback;
+SQL
+)" || {
+      echo "$function failed: $(grep -m1 ERROR <<<"$output")"
+      failures=$((failures + 1))
+      continue
+    }
+    shards="$({ grep 'issuing' <<<"$output" || true; } | { grep -o 'core\.[a-z0-9_]*_[0-9][0-9]*' || true; } |
+      grep -o '[0-9]*$' | sort -un)" || true
+    [ -z "$shards" ] || called=$((called + 1))
+    stray="$(LC_ALL=C comm -23 <(LC_ALL=C sort -u <<<"$shards") <(LC_ALL=C sort -u <<<"$allowed") | paste -sd, -)"
+    if [ -n "$stray" ]; then
+      echo "$function reaches shards that are not the tenant's: $stray"
+      failures=$((failures + 1))
+    fi
+  done <<<"$functions"
+  # The list and read functions send commands; a run in which none did proved nothing.
+  if [ "$called" -lt 5 ]; then
+    echo "only $called of the api's stable functions sent a command to a worker; the check saw too little to judge"
+    failures=$((failures + 1))
+  fi
+  [ "$failures" -eq 0 ] || return 1
+  echo "$(grep -c . <<<"$functions") stable api functions called under one tenant's context: the $called that reached a worker reached only that tenant's shards"
+}

@@ -66,7 +66,7 @@ export const documentRoutes: Route[] = [
     permission: "documents:read",
     params: DocumentPath,
     response: Document,
-    run: ({ tx, params }) => tx`select * from api.documents where document_id = ${params.document_id}`,
+    run: ({ tx, params }) => tx`select * from api.get_document(${params.document_id})`,
     reply: (rows) => oneOr404(rows, "document"),
   }),
   dbRoute<Path, Record<string, never>, z.infer<typeof UpdateDocument>>({

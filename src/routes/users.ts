@@ -51,7 +51,7 @@ export const userRoutes: Route[] = [
     permission: "users:read",
     params: UserPath,
     response: User,
-    run: ({ tx, params }) => tx`select * from api.users where user_id = ${params.user_id}`,
+    run: ({ tx, params }) => tx`select * from api.get_user(${params.user_id})`,
     reply: (rows) => oneOr404(rows, "user"),
   }),
   dbRoute<Path, Record<string, never>, z.infer<typeof UpdateUser>>({
