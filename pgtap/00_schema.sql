@@ -55,7 +55,7 @@ select functions_are('api',
         'list_documents', 'get_document', 'create_document', 'update_document', 'delete_document', 'create_api_key',
         'list_api_keys', 'revoke_api_key', 'begin_request', 'touch_api_key', 'schema_version',
         'claim_idempotency_key', 'save_idempotent_response', 'export_audit_logs', 'verify_audit_chain',
-        'current_plan', 'request_approval', 'decide_approval', 'lease_requests'],
+        'current_plan', 'request_approval', 'decide_approval', 'get_approval', 'list_approvals', 'lease_requests'],
   'api holds exactly the functions the HTTP layer calls');
 select functions_are('platform',
   array['list_tenants', 'update_tenant', 'deactivate_tenant', 'list_audit_logs', 'create_tenant', 'create_api_key',

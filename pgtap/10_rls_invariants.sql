@@ -741,33 +741,36 @@ select is(
 -- Citus plans no parameterized statement of an SQL function over a
 -- distributed table (migration 20261203000100): a function that reads or
 -- writes rows and takes arguments is PL/pgSQL. What an SQL function reads is
--- found by compiling its body again as an SQL-standard body, whose
--- dependencies PostgreSQL records. Extensions' functions (pgTAP's) are not
--- the schema's.
+-- found by compiling its body again as an SQL-standard body and reading the
+-- relations of its range tables (every FROM, JOIN, subquery and write
+-- target) from the stored parse tree. Extensions' functions (pgTAP's) are
+-- not the schema's.
 
 create function pg_temp.relations_read(p_function oid) returns text[]
 language plpgsql
 as $$
 declare
   v_function pg_proc;
-  v_probe oid := p_function;
-  v_read text[];
+  v_body text;
 begin
   select * into strict v_function from pg_proc where oid = p_function;
-  if v_function.prosqlbody is null then
+  v_body := v_function.prosqlbody;
+  if v_body is null then
     execute format('create function pg_temp.sql_body_probe(%s) returns %s language sql begin atomic %s
 ; end', pg_get_function_arguments(p_function), pg_get_function_result(p_function),
       regexp_replace(v_function.prosrc, ';\s*$', ''));
-    v_probe := 'pg_temp.sql_body_probe'::regproc;
-  end if;
-  select coalesce(array_agg(distinct d.refobjid::regclass::text order by d.refobjid::regclass::text), '{}')
-  into v_read
-  from pg_depend d join pg_class c on c.oid = d.refobjid join user_schemas n on n.oid = c.relnamespace
-  where d.classid = 'pg_proc'::regclass and d.objid = v_probe and d.refclassid = 'pg_class'::regclass;
-  if v_probe <> p_function then
+    -- Looked up by name at run time: a regproc literal is planned once, and
+    -- every later call would read the first probe's.
+    select p.prosqlbody into strict v_body from pg_proc p
+    where p.proname = 'sql_body_probe' and p.pronamespace = pg_my_temp_schema();
     drop function pg_temp.sql_body_probe;
   end if;
-  return v_read;
+  -- A range table entry of kind 0 (RTE_RELATION) names a table or view.
+  return coalesce(
+    (select array_agg(distinct r.relid::regclass::text order by r.relid::regclass::text)
+     from (select m[1]::oid as relid from regexp_matches(v_body, ':rtekind 0 :relid (\d+)', 'g') as m) r
+     join pg_class c on c.oid = r.relid join user_schemas n on n.oid = c.relnamespace),
+    '{}');
 end
 $$;
 
@@ -781,8 +784,21 @@ create temp view sql_functions_with_arguments as
 create function pg_temp.reads_a_tenant(p_tenant_id uuid) returns bigint
 language sql stable
 as $$ select count(*) from core.tenants t where t.tenant_id = p_tenant_id -- a comment at the end $$;
-select is(pg_temp.relations_read('pg_temp.reads_a_tenant'::regproc), '{core.tenants}',
-  'the probe finds the table an SQL function reads');
+create function pg_temp.reads_a_user(p_user_id uuid) returns bigint
+language sql stable
+as $$ select count(*) from core.users u
+      where u.user_id = p_user_id and exists (select 1 from core.documents d where d.tenant_id = u.tenant_id) $$;
+create function pg_temp.reads_a_row(p_row core.audit_logs) returns text
+language sql immutable
+as $$ select p_row.action || p_row.resource_type $$;
+-- The probes in one statement, so that a probe that answers only its first
+-- call fails here; a row-typed argument's fields are not a table read.
+select is(
+  array(select pg_temp.relations_read(f)::text
+        from unnest(array['pg_temp.reads_a_tenant'::regproc, 'pg_temp.reads_a_user'::regproc,
+                          'pg_temp.reads_a_row'::regproc]) as f),
+  '{"{core.tenants}","{core.documents,core.users}","{}"}'::text[],
+  'the probe finds the tables an SQL function reads, on every call, and none in a row argument''s fields');
 select cmp_ok((select count(*)::int from sql_functions_with_arguments), '>=', 5,
   'the catalog query finds the SQL-language functions with arguments');
 select is(

@@ -45,6 +45,27 @@ Deno.test("a configuration change waits for another user's approval, is made onc
     assert.equal(asked.body.status, "pending");
     assert.deepEqual(asked.body.payload, { settings: { currency: "USD" } });
     assert.equal(await currency(server, tenant), "EUR", "nothing changed yet");
+    const shown = await expectStatus(200, {
+      server,
+      method: "GET",
+      path: `/v1/approvals/${asked.body.approval_id}`,
+      token: bob,
+    });
+    assert.equal(shown.body.status, "pending");
+    const listed = await expectStatus(200, { server, method: "GET", path: "/v1/approvals", token: bob });
+    assert.deepEqual(listed.body.items!.map((approval) => approval.approval_id), [asked.body.approval_id]);
+    const other = await createTenant(server, "two-people-config-other");
+    assertProblem(
+      await send(server, "GET", `/v1/approvals/${asked.body.approval_id}`, { token: other.key }),
+      404,
+    );
+    const otherList = await expectStatus(200, {
+      server,
+      method: "GET",
+      path: "/v1/approvals",
+      token: other.key,
+    });
+    assert.deepEqual(otherList.body.items, [], "another tenant lists none of them");
 
     const approve = `/v1/approvals/${asked.body.approval_id}/approve`;
     const own = await send(server, "POST", approve, { token: alice });

@@ -19,12 +19,17 @@
  *   tenant, a variable computed before it: Citus routes it to the one shard,
  *   and on one server it is the same index condition the policy gives. The
  *   policies stay what guarantees isolation; the filter only repeats them.
- *   The service's reads of one user or document, a view read by id, go
- *   through the new api.get_user and api.get_document for the same reason.
+ *   The service's reads of one user, document or approval request and its
+ *   list of approval requests, views read by id or whole, go through the
+ *   new api.get_user, api.get_document, api.get_approval and
+ *   api.list_approvals for the same reason.
  *   On Citus the list functions are planned for each call instead
  *   (core.distribute_on_citus now switches them): Citus cannot prune a
  *   generic plan under row-level security. scripts/test --citus checks that
  *   every stable api function reaches only the tenant's shards.
+ * - Citus filters its shards out of every read of pg_class with
+ *   relation_is_a_known_shard, revoked from everyone on the coordinator
+ *   until now: no runtime role could read pg_class there.
  * - Citus evaluates a non-immutable function on the coordinator, once, and
  *   refuses one where it cannot (inside COALESCE or CASE, in ON CONFLICT DO
  *   UPDATE SET): now() is read into a variable first. A subquery that
@@ -688,6 +693,33 @@ alter function api.get_document(uuid) owner to tenancy_owner;
 comment on function api.get_document(uuid) is 'One document of the current tenant, or none';
 grant execute on function api.get_document(uuid) to app_user;
 
+create function api.get_approval(p_approval_id uuid) returns setof api.approvals
+language plpgsql stable
+as $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return query select * from api.approvals a where a.tenant_id = v_tenant_id and a.approval_id = p_approval_id;
+end
+$$;
+alter function api.get_approval(uuid) owner to tenancy_owner;
+comment on function api.get_approval(uuid) is 'One approval request of the current tenant, or none';
+grant execute on function api.get_approval(uuid) to app_user;
+
+create function api.list_approvals() returns setof api.approvals
+language plpgsql stable
+as $$
+declare
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  return query select * from api.approvals a where a.tenant_id = v_tenant_id
+    order by a.created_at desc, a.approval_id desc limit 100;
+end
+$$;
+alter function api.list_approvals() owner to tenancy_owner;
+comment on function api.list_approvals() is 'The current tenant''s approval requests, newest first (at most 100)';
+grant execute on function api.list_approvals() to app_user;
+
 create or replace function api.current_tenant() returns setof api.tenant
 language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
@@ -759,6 +791,11 @@ begin
   loop
     execute format('alter function %s set plan_cache_mode = force_custom_plan', v_function);
   end loop;
+  -- Citus hides its shards from every read of pg_class, on the coordinator
+  -- too, with a filter that calls relation_is_a_known_shard: a role that
+  -- may not run it may not read pg_class (the service's /ready check
+  -- could not). It says only whether a table is a shard.
+  grant execute on function pg_catalog.relation_is_a_known_shard(regclass) to public;
   return v_result;
 end
 $$;
@@ -776,6 +813,8 @@ set local statement_timeout = '60s';
 
 drop function api.get_user(uuid);
 drop function api.get_document(uuid);
+drop function api.get_approval(uuid);
+drop function api.list_approvals();
 drop function core.distribute_on_citus();
 alter function core.distribute_tables_on_citus() rename to distribute_on_citus;
 comment on function core.distribute_on_citus() is

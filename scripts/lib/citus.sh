@@ -395,23 +395,25 @@ check_workers_refuse_passwords() {
 # cluster's background jobs or run SQL on other nodes. The aggregate helpers
 # among them (coord_combine_agg and the like) combine aggregates over several
 # shards, which no tenant query should need: each is to route to one shard.
-# One is let through everywhere: get_current_transaction_id, which says
+# Two are let through everywhere: get_current_transaction_id, which says
 # which distributed transaction this is (the request context and the audit
-# trail's time are bound to it) and sets nothing.
-# Six more are let through on the workers alone, which Citus calls over the
+# trail's time are bound to it) and sets nothing, and
+# relation_is_a_known_shard, which Citus calls in every read of pg_class to
+# hide its shards and which says only whether a table is one.
+# Five more are let through on the workers alone, which Citus calls over the
 # connections it opens to a worker, as the role it connects as:
 # assign_distributed_transaction_id, override_backend_data_gpid,
-# lock_shard_resources, lock_shard_metadata, read_intermediate_result (a
-# subquery's rows) and relation_is_a_known_shard. Only the nodes reach a
-# worker (the suite above); on the coordinator the first would let a
-# session bind itself to another transaction.
+# lock_shard_resources, lock_shard_metadata and read_intermediate_result (a
+# subquery's rows). Only the nodes reach a worker (the suite above); on the
+# coordinator the first would let a session bind itself to another
+# transaction.
 check_citus_functions_revoked() {
   local node granted failures=0 allowed
   for node in coordinator $CITUS_WORKERS; do
-    allowed="'get_current_transaction_id'"
+    allowed="'get_current_transaction_id', 'relation_is_a_known_shard'"
     [ "$node" = coordinator ] ||
       allowed="$allowed, 'assign_distributed_transaction_id', 'override_backend_data_gpid', 'lock_shard_resources',
-        'lock_shard_metadata', 'read_intermediate_result', 'relation_is_a_known_shard'"
+        'lock_shard_metadata', 'read_intermediate_result'"
     granted="$(citus_node_psql "$node" "$test_db" -c "
       select count(*) || ': ' || coalesce(string_agg(distinct p.proname, ', ' order by p.proname), '')
       from pg_proc p
@@ -425,7 +427,7 @@ check_citus_functions_revoked() {
     fi
   done
   [ "$failures" -eq 0 ] || return 1
-  echo "neither app_user nor uber_admin may execute any function of the citus extension, on any node, but get_current_transaction_id, and on the workers the six Citus calls itself"
+  echo "neither app_user nor uber_admin may execute any function of the citus extension, on any node, but get_current_transaction_id and relation_is_a_known_shard, and on the workers the five Citus calls itself"
 }
 
 # Every table of the project's schemas, found in the catalog, is a Citus

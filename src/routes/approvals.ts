@@ -68,7 +68,7 @@ export const approvalRoutes: Route[] = [
     summary: "The tenant's approval requests, newest first (at most 100)",
     access: "tenant",
     response: pageOf(Approval),
-    run: ({ tx }) => tx`select * from api.approvals order by created_at desc, approval_id desc limit 100`,
+    run: ({ tx }) => tx`select * from api.list_approvals() order by created_at desc, approval_id desc`,
     reply: (rows) => ({ items: rows, next_cursor: null }),
   }),
   dbRoute<Path>({
@@ -79,7 +79,7 @@ export const approvalRoutes: Route[] = [
     access: "tenant",
     params: ApprovalPath,
     response: Approval,
-    run: ({ tx, params }) => tx`select * from api.approvals where approval_id = ${params.approval_id}`,
+    run: ({ tx, params }) => tx`select * from api.get_approval(${params.approval_id})`,
     reply: (rows) => oneOr404(rows, "approval request"),
   }),
   dbRoute<Path>({

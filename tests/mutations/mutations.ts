@@ -322,9 +322,9 @@ export const MUTATIONS: Mutation[] = [
     name: "the last active operator may be revoked (the platform locks itself out)",
     definitionOf: "platform.revoke_operator(uuid)",
     find:
-      "if exists (select from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)",
+      "if exists (select 1 from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)",
     replace:
-      "if false and exists (select from core.platform_operators o where o.operator_id = p_operator_id)",
+      "if false and exists (select 1 from core.platform_operators o where o.operator_id = p_operator_id)",
     suites: ["pgtap/35_platform_operators.sql"],
   },
   {
@@ -396,7 +396,8 @@ export const MUTATIONS: Mutation[] = [
     definitionOf:
       "api.list_audit_logs(integer,timestamp with time zone,uuid,uuid,text,text,timestamp with time zone," +
       "timestamp with time zone)",
-    find: "select * from api.audit_logs a\n      where a.user_id = p_user_id",
+    // The tenant filter Citus routes by goes too: it repeats the policy.
+    find: "select * from api.audit_logs a\n      where a.tenant_id = v_tenant_id and a.user_id = p_user_id",
     replace: "select * from core.audit_rows_of_user(p_user_id) a\n      where a.user_id = p_user_id",
     suites: ["tests/audit_test.ts", "tests/cross_tenant_test.ts"],
   },
