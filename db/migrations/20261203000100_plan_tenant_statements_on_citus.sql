@@ -816,6 +816,15 @@ drop function api.get_document(uuid);
 drop function api.get_approval(uuid);
 drop function api.list_approvals();
 drop function core.distribute_on_citus();
+-- Revoked again on the coordinator, as the earlier core.distribute_on_citus()
+-- left it (the workers had it before this migration too).
+do $$
+begin
+  if to_regprocedure('pg_catalog.relation_is_a_known_shard(regclass)') is not null then
+    revoke execute on function pg_catalog.relation_is_a_known_shard(regclass) from public;
+  end if;
+end
+$$;
 alter function core.distribute_tables_on_citus() rename to distribute_on_citus;
 comment on function core.distribute_on_citus() is
   'Distributes every table on Citus (run as a superuser on the coordinator once the workers have joined); does nothing without the citus extension';
