@@ -166,6 +166,15 @@ Deno.test("a key that may issue keys is shown to its requester only, and works o
       token: bob,
     });
     assert.equal(listed.body.status, "expired");
+    const all = await expectStatus(200, { server, method: "GET", path: "/v1/approvals", token: bob });
+    assert.deepEqual(
+      all.body.items!.map((approval) => [approval.approval_id, approval.status]),
+      [[role.body.approval_id, "expired"], [deletion.body.approval_id, "rejected"], [
+        asked.body.approval_id,
+        "approved",
+      ]],
+      "the list shows every request, newest first",
+    );
     assertProblem(
       await send(server, "POST", `/v1/approvals/${role.body.approval_id}/approve`, { token: bob }),
       409,

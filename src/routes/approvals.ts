@@ -68,7 +68,7 @@ export const approvalRoutes: Route[] = [
     summary: "The tenant's approval requests, newest first (at most 100)",
     access: "tenant",
     response: pageOf(Approval),
-    run: ({ tx }) => tx`select * from api.list_approvals() order by created_at desc, approval_id desc`,
+    run: ({ tx }) => tx`select * from api.list_approvals()`,
     reply: (rows) => ({ items: rows, next_cursor: null }),
   }),
   dbRoute<Path>({
