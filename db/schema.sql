@@ -3066,6 +3066,7 @@ begin
   if not core.on_citus() then
     return v_result;
   end if;
+  perform core.separate_idempotency_keys_on_citus();
   for v_function in
     select p.oid::regprocedure from pg_proc p
     where 'plan_cache_mode=force_generic_plan' = any (p.proconfig)
@@ -4460,6 +4461,33 @@ COMMENT ON FUNCTION core.reject_audit_change() IS 'Trigger: refuses UPDATE, DELE
 
 
 --
+-- Name: require_active_operator(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.require_active_operator() RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  -- The platform role changes nothing without a named operator who is still
+  -- active (core.record_audit holds every audited change to it too).
+  if session_user = 'uber_admin' and not exists (
+       select from core.request_context c join core.platform_operators o on o.operator_id = c.operator_id
+       where o.revoked_at is null) then
+    raise exception 'a platform change needs a named, active operator (platform.begin_request)' using errcode = 'PT401';
+  end if;
+end
+$$;
+
+
+--
+-- Name: FUNCTION require_active_operator(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.require_active_operator() IS 'Raises PT401 unless a platform session (uber_admin) holds the context of a named operator still active';
+
+
+--
 -- Name: revoke_keys(uuid, uuid[]); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -4471,9 +4499,15 @@ begin
   -- A session holding these rows, the tenant's counts or its chain head
   -- locked would otherwise keep the keys from being revoked. The counts
   -- first, then the head: the order every metered writer takes them in.
+  -- On Citus they are left to the update's triggers, which take them in
+  -- that order on the tenant's worker: seized here, they would be held over
+  -- the connections of the seizing functions' owners, which the triggers
+  -- would wait for (see above).
   perform core.end_stale_transactions();
-  perform core.seize_usage_row(p_tenant_id);
-  perform core.seize_chain_head(p_tenant_id);
+  if not core.on_citus() then
+    perform core.seize_usage_row(p_tenant_id);
+    perform core.seize_chain_head(p_tenant_id);
+  end if;
   return query
     with recursive doomed (key_id) as (
       select k.key_id from core.tenant_api_keys k where k.tenant_id = p_tenant_id and k.key_id = any (p_key_ids)
@@ -4619,6 +4653,47 @@ COMMENT ON FUNCTION core.seize_usage_row(p_tenant_id uuid) IS 'Locks the tenant'
 
 
 --
+-- Name: separate_idempotency_keys_on_citus(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.separate_idempotency_keys_on_citus() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_foreign_key record;
+begin
+  if (select p.colocationid from pg_dist_partition p where p.logicalrelid = 'core.idempotency_keys'::regclass)
+     = (select p.colocationid from pg_dist_partition p where p.logicalrelid = 'core.tenants'::regclass) then
+    for v_foreign_key in
+      select c.conname from pg_constraint c where c.conrelid = 'core.idempotency_keys'::regclass and c.contype = 'f'
+    loop
+      execute format('alter table core.idempotency_keys drop constraint %I', v_foreign_key.conname);
+    end loop;
+    perform update_distributed_table_colocation('core.idempotency_keys', colocate_with => 'none');
+  end if;
+  if exists (select from pg_dist_partition p
+             where p.logicalrelid = 'core.platform_idempotency_keys'::regclass and p.partmethod = 'n') then
+    perform set_config('citus.enable_unsafe_triggers', 'on', true);
+    alter table core.platform_idempotency_keys drop constraint platform_idempotency_keys_operator_id_fkey;
+    perform undistribute_table('core.platform_idempotency_keys');
+    perform create_distributed_table('core.platform_idempotency_keys', 'operator_id', colocate_with => 'none');
+    -- A distributed table may refer to a reference table.
+    alter table core.platform_idempotency_keys add constraint platform_idempotency_keys_operator_id_fkey
+      foreign key (operator_id) references core.platform_operators (operator_id);
+  end if;
+end
+$$;
+
+
+--
+-- Name: FUNCTION separate_idempotency_keys_on_citus(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.separate_idempotency_keys_on_citus() IS 'On Citus, puts the two tables of Idempotency-Keys in shard groups of their own (a step of core.distribute_on_citus)';
+
+
+--
 -- Name: set_tenant_domain(uuid, text); Type: FUNCTION; Schema: core; Owner: -
 --
 
@@ -4629,13 +4704,7 @@ CREATE FUNCTION core.set_tenant_domain(p_tenant_id uuid, p_domain text) RETURNS 
 declare
   v_old text;
 begin
-  -- The platform role's rule, as in core.record_audit (which records the
-  -- row's change below): a named operator still active, or nothing.
-  if session_user = 'uber_admin' and not exists (
-       select from core.request_context c join core.platform_operators o on o.operator_id = c.operator_id
-       where o.revoked_at is null) then
-    raise exception 'a platform change needs a named, active operator (platform.begin_request)' using errcode = 'PT401';
-  end if;
+  perform core.require_active_operator();
   -- The Platform tenant, which no listing shows, holds no domain: one there
   -- would be taken from every tenant, out of sight.
   if p_tenant_id = '00000000-0000-0000-0000-000000000000' and p_domain is not null then
@@ -5162,14 +5231,16 @@ COMMENT ON VIEW platform.tenants IS 'Every tenant, for platform operators';
 --
 
 CREATE FUNCTION platform.create_tenant(p_name text, p_domain text DEFAULT NULL::text, p_subscription_tier text DEFAULT 'free'::text, p_template_name text DEFAULT NULL::text) RETURNS SETOF platform.tenants
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_tenant_id uuid;
   v_template core.templates;
 begin
+  perform core.require_active_operator();
   if p_template_name is not null then
-    select * into v_template from core.templates where name = p_template_name;
+    select * into v_template from core.templates t where t.name = p_template_name;
     if not found then
       raise exception 'unknown template "%"', p_template_name
         using errcode = 'no_data_found', hint = 'list templates with GET /v1/templates';
@@ -5187,7 +5258,9 @@ begin
   insert into core.tenant_configs (tenant_id, template_id, settings)
   values (v_tenant_id, v_template.template_id, coalesce(v_template.default_config, '{}'));
 
-  return query select * from platform.tenants where tenant_id = v_tenant_id;
+  return query
+    select t.tenant_id, t.name, t.domain, t.subscription_tier, t.deactivated_at, t.created_at, t.updated_at
+    from core.tenants t where t.tenant_id = v_tenant_id;
 end
 $$;
 
@@ -5579,9 +5652,11 @@ COMMENT ON FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer
 --
 
 CREATE FUNCTION platform.update_tenant(p_tenant_id uuid, p_name text DEFAULT NULL::text, p_domain text DEFAULT NULL::text, p_clear_domain boolean DEFAULT false, p_subscription_tier text DEFAULT NULL::text) RETURNS SETOF platform.tenants
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
+  perform core.require_active_operator();
   if p_clear_domain or p_domain is not null then
     perform core.set_tenant_domain(p_tenant_id, case when p_clear_domain then null else p_domain end);
   end if;
@@ -7719,4 +7794,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261202000100'),
     ('20261202000200'),
     ('20261202000300'),
-    ('20261203000100');
+    ('20261203000100'),
+    ('20261203000200');

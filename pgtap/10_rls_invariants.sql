@@ -360,8 +360,9 @@ select set_eq('select fn from definer_functions',
             ('core.seize_usage_row(uuid)'), ('api.current_plan()'), ('core.two_people_required(uuid)'),
             ('core.approved_now(uuid,text)'), ('core.hold_for_approval()'), ('api.request_approval(text,jsonb)'),
             ('api.decide_approval(uuid,boolean)'), ('api.lease_requests(integer)'), ('core.end_window_holders(uuid)'),
-            ('core.set_tenant_domain(uuid,text)') $$,
-  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, the trail''s partition maintenance, the plan''s usage counts, two-person approval, the lease of a minute''s requests, and a tenant''s domain with its claim)');
+            ('core.set_tenant_domain(uuid,text)'), ('platform.create_tenant(text,text,text,text)'),
+            ('platform.update_tenant(uuid,text,text,boolean,text)') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, the trail''s partition maintenance, the plan''s usage counts, two-person approval, the lease of a minute''s requests, and a tenant''s domain with its claim, and the tenant written as one role)');
 select is(
   array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace
         where p.prosrc ~* 'pg_(try_)?advisory' order by 1),

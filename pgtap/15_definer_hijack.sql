@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(35);
+select plan(36);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -102,11 +102,14 @@ select key as key_a from platform.create_api_key(:'tenant_a', 'Root', '{*}') \gs
 reset role;
 select is((select domain from core.tenant_domains where tenant_id = :'tenant_a'), 'hijacked.example',
   'core.set_tenant_domain claims the tenant''s domain with the shadows in place');
-insert into pg_temp.definers_called values ('core.set_tenant_domain(uuid,text)');
+insert into pg_temp.definers_called values ('core.set_tenant_domain(uuid,text)'),
+  ('platform.create_tenant(text,text,text,text)'), ('platform.update_tenant(uuid,text,text,boolean,text)');
 -- One person first; two-person approval is exercised at the end.
 update core.tenant_configs set settings = settings || '{"require_two_person_approval": false}' where tenant_id = :'tenant_a';
 set local role uber_admin;
 select tenant_id from platform.update_tenant(:'tenant_a', p_name => 'Hijacked, renamed') \gset ignored_
+select is((select name from platform.tenants where tenant_id = :'tenant_a'), 'Hijacked, renamed',
+  'platform.update_tenant renames the tenant with the shadows in place');
 select is((select claimed from platform.claim_idempotency_key('hijack-platform-retry', repeat('d', 64))), true,
   'platform.claim_idempotency_key claims a key with the shadows in place');
 select platform.save_idempotent_response('hijack-platform-retry', 201, '{"ok": true}') \gset ignored_

@@ -1,0 +1,496 @@
+-- migrate:up
+/*
+ * Why: on Citus a transaction reaches each node over one connection per
+ * role (the role a statement runs as: a definer's owner inside a definer),
+ * and once one role has written to a tenant's shards (or to the reference
+ * tables) no other role's statement may touch them in that transaction:
+ * Citus refuses it ("cannot perform query on placements that were modified
+ * in this transaction by a different user"), or, when the other role's
+ * statement waits for a row the first holds, cancels the transaction as a
+ * distributed deadlock (issue 14). Run distributed, the service failed
+ * wherever one request wrote as two roles. Each case is made one role's
+ * write here, without changing what a function does on one server:
+ * - An Idempotency-Key is claimed as tenancy_writer before the route
+ *   writes as another role, and its response saved after. On Citus the two
+ *   tables of Idempotency-Keys now sit in shard groups of their own
+ *   (core.idempotency_keys distributed by tenant_id but co-located with no
+ *   other table, core.platform_idempotency_keys by operator_id instead of a
+ *   reference table), so that their writes touch no tenant's shards. Citus
+ *   keeps foreign keys only within one shard group: there the keys to
+ *   core.tenants and core.tenant_api_keys go. Nothing is lost by it: a
+ *   claim is made only for the verified context's tenant and key, and
+ *   neither tenants nor keys are ever deleted by the service.
+ * - platform.create_tenant and platform.update_tenant wrote the tenant's
+ *   row as uber_admin and its domain, through core.set_tenant_domain, as
+ *   tenancy_auth, the registry's role. They now run as tenancy_auth
+ *   throughout (definers, with the grants that takes). On Citus a worker
+ *   sees the connection's role (tenancy_auth) as the session's, so the
+ *   platform's rule (a named operator still active: core.record_audit)
+ *   is checked by the functions themselves, on the coordinator, through
+ *   the new core.require_active_operator(), as core.set_tenant_domain
+ *   checked it.
+ * - core.revoke_keys locked the tenant's counts and chain head first, as
+ *   tenancy_meter and tenancy_auditor, then revoked as its caller, whose
+ *   triggers then waited for those locks. On Citus it leaves the locks to
+ *   the triggers (taken in the same order, counts then head).
+ * - A context copied into a session of a worker's own raised an error in
+ *   core.context_verifies there (a worker has no core.context_nonce): it
+ *   now fails to verify, and the session reads no row, as on the
+ *   coordinator. pgtap/citus/60_isolation_on_citus checks it on every shard.
+ */
+set local lock_timeout = '5s';
+set local statement_timeout = '300s';
+
+-- The platform's rule, in one place -------------------------------------------------
+
+set local role tenancy_owner;
+create function core.require_active_operator() returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  -- The platform role changes nothing without a named operator who is still
+  -- active (core.record_audit holds every audited change to it too).
+  if session_user = 'uber_admin' and not exists (
+       select from core.request_context c join core.platform_operators o on o.operator_id = c.operator_id
+       where o.revoked_at is null) then
+    raise exception 'a platform change needs a named, active operator (platform.begin_request)' using errcode = 'PT401';
+  end if;
+end
+$$;
+comment on function core.require_active_operator() is
+  'Raises PT401 unless a platform session (uber_admin) holds the context of a named operator still active';
+revoke execute on function core.require_active_operator() from public;
+grant execute on function core.require_active_operator() to tenancy_auth;
+reset role;
+
+create or replace function core.set_tenant_domain(p_tenant_id uuid, p_domain text) returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_old text;
+begin
+  perform core.require_active_operator();
+  -- The Platform tenant, which no listing shows, holds no domain: one there
+  -- would be taken from every tenant, out of sight.
+  if p_tenant_id = '00000000-0000-0000-0000-000000000000' and p_domain is not null then
+    raise exception 'the Platform tenant has no domain' using errcode = 'check_violation';
+  end if;
+  select t.domain into v_old from core.tenants t where t.tenant_id = p_tenant_id for update;
+  if not found or v_old is not distinct from p_domain then
+    return;
+  end if;
+  delete from core.tenant_domains d where d.domain = v_old and d.tenant_id = p_tenant_id;
+  -- A taken domain fails here, as a unique violation.
+  if p_domain is not null then
+    insert into core.tenant_domains (domain, tenant_id) values (p_domain, p_tenant_id);
+  end if;
+  update core.tenants t set domain = p_domain where t.tenant_id = p_tenant_id;
+end
+$$;
+
+-- A tenant is written as one role: tenancy_auth ------------------------------------
+
+grant select on table core.templates to tenancy_auth;
+grant select (name, subscription_tier, created_at, updated_at), insert (name, subscription_tier),
+  update (name, subscription_tier) on table core.tenants to tenancy_auth;
+grant insert (tenant_id, template_id, settings) on table core.tenant_configs to tenancy_auth;
+
+create or replace function platform.create_tenant(
+  p_name text,
+  p_domain text default null,
+  p_subscription_tier text default 'free',
+  p_template_name text default null
+) returns setof platform.tenants
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_tenant_id uuid;
+  v_template core.templates;
+begin
+  perform core.require_active_operator();
+  if p_template_name is not null then
+    select * into v_template from core.templates t where t.name = p_template_name;
+    if not found then
+      raise exception 'unknown template "%"', p_template_name
+        using errcode = 'no_data_found', hint = 'list templates with GET /v1/templates';
+    end if;
+  end if;
+
+  insert into core.tenants (name, subscription_tier)
+  values (p_name, coalesce(p_subscription_tier, 'free'))
+  returning tenant_id into v_tenant_id;
+  -- A taken domain fails here, as a unique violation.
+  if p_domain is not null then
+    perform core.set_tenant_domain(v_tenant_id, p_domain);
+  end if;
+
+  insert into core.tenant_configs (tenant_id, template_id, settings)
+  values (v_tenant_id, v_template.template_id, coalesce(v_template.default_config, '{}'));
+
+  return query
+    select t.tenant_id, t.name, t.domain, t.subscription_tier, t.deactivated_at, t.created_at, t.updated_at
+    from core.tenants t where t.tenant_id = v_tenant_id;
+end
+$$;
+alter function platform.create_tenant(text, text, text, text) owner to tenancy_auth;
+
+create or replace function platform.update_tenant(
+  p_tenant_id uuid,
+  p_name text default null,
+  p_domain text default null,
+  p_clear_domain boolean default false,
+  p_subscription_tier text default null
+) returns setof platform.tenants
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform core.require_active_operator();
+  if p_clear_domain or p_domain is not null then
+    perform core.set_tenant_domain(p_tenant_id, case when p_clear_domain then null else p_domain end);
+  end if;
+  return query
+    update core.tenants t
+    set name = coalesce(p_name, t.name),
+        subscription_tier = coalesce(p_subscription_tier, t.subscription_tier)
+    where t.tenant_id = p_tenant_id
+    returning t.tenant_id, t.name, t.domain, t.subscription_tier, t.deactivated_at, t.created_at, t.updated_at;
+end
+$$;
+alter function platform.update_tenant(uuid, text, text, boolean, text) owner to tenancy_auth;
+
+-- Revocations leave the locks to their triggers on Citus ---------------------------
+
+create or replace function core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[]) returns table (key_id uuid)
+language plpgsql
+as $$
+#variable_conflict use_column
+begin
+  -- A session holding these rows, the tenant's counts or its chain head
+  -- locked would otherwise keep the keys from being revoked. The counts
+  -- first, then the head: the order every metered writer takes them in.
+  -- On Citus they are left to the update's triggers, which take them in
+  -- that order on the tenant's worker: seized here, they would be held over
+  -- the connections of the seizing functions' owners, which the triggers
+  -- would wait for (see above).
+  perform core.end_stale_transactions();
+  if not core.on_citus() then
+    perform core.seize_usage_row(p_tenant_id);
+    perform core.seize_chain_head(p_tenant_id);
+  end if;
+  return query
+    with recursive doomed (key_id) as (
+      select k.key_id from core.tenant_api_keys k where k.tenant_id = p_tenant_id and k.key_id = any (p_key_ids)
+      union
+      select k.key_id from core.tenant_api_keys k join doomed d on k.issued_by_key_id = d.key_id
+      where k.tenant_id = p_tenant_id
+    )
+    update core.tenant_api_keys k
+    set revoked_at = now()
+    where k.tenant_id = p_tenant_id and k.key_id in (select d.key_id from doomed d) and k.revoked_at is null
+    returning k.key_id;
+end
+$$;
+
+-- A context fails to verify on a worker outside a distributed transaction ------------
+-- It raised an error there (the worker has no core.context_nonce), closed
+-- but not as "no context": now it reads no row, as anywhere else.
+
+create or replace function core.context_verifies(p_signed text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_nonce bigint;
+begin
+  -- On Citus the context is bound to the distributed transaction alone: a
+  -- worker cannot know which number the coordinator's session signed last.
+  if core.distributed_transaction() is not null then
+    v_nonce := 0;
+  else
+    begin
+      v_nonce := currval('core.context_nonce');
+    exception
+      -- This session never signed: nothing it holds can verify.
+      when object_not_in_prerequisite_state then
+        return false;
+      -- A Citus worker has no such sequence: outside a distributed
+      -- transaction (a session of its own there) nothing verifies.
+      when undefined_table then
+        return false;
+    end;
+  end if;
+  return encode(core.context_mac(left(p_signed, -65) || '|' || v_nonce,
+                                 (select k.secret from core.context_signing_key k)), 'hex') = right(p_signed, 64);
+end
+$function$;
+
+-- Idempotency-Keys in shard groups of their own on Citus ---------------------------
+
+create function core.separate_idempotency_keys_on_citus() returns void
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_foreign_key record;
+begin
+  if (select p.colocationid from pg_dist_partition p where p.logicalrelid = 'core.idempotency_keys'::regclass)
+     = (select p.colocationid from pg_dist_partition p where p.logicalrelid = 'core.tenants'::regclass) then
+    for v_foreign_key in
+      select c.conname from pg_constraint c where c.conrelid = 'core.idempotency_keys'::regclass and c.contype = 'f'
+    loop
+      execute format('alter table core.idempotency_keys drop constraint %I', v_foreign_key.conname);
+    end loop;
+    perform update_distributed_table_colocation('core.idempotency_keys', colocate_with => 'none');
+  end if;
+  if exists (select from pg_dist_partition p
+             where p.logicalrelid = 'core.platform_idempotency_keys'::regclass and p.partmethod = 'n') then
+    perform set_config('citus.enable_unsafe_triggers', 'on', true);
+    alter table core.platform_idempotency_keys drop constraint platform_idempotency_keys_operator_id_fkey;
+    perform undistribute_table('core.platform_idempotency_keys');
+    perform create_distributed_table('core.platform_idempotency_keys', 'operator_id', colocate_with => 'none');
+    -- A distributed table may refer to a reference table.
+    alter table core.platform_idempotency_keys add constraint platform_idempotency_keys_operator_id_fkey
+      foreign key (operator_id) references core.platform_operators (operator_id);
+  end if;
+end
+$$;
+comment on function core.separate_idempotency_keys_on_citus() is
+  'On Citus, puts the two tables of Idempotency-Keys in shard groups of their own (a step of core.distribute_on_citus)';
+revoke execute on function core.separate_idempotency_keys_on_citus() from public;
+alter function core.separate_idempotency_keys_on_citus() owner to tenancy_owner;
+
+create or replace function core.distribute_on_citus() returns text
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_result text := core.distribute_tables_on_citus();
+  v_function regprocedure;
+begin
+  if not core.on_citus() then
+    return v_result;
+  end if;
+  perform core.separate_idempotency_keys_on_citus();
+  for v_function in
+    select p.oid::regprocedure from pg_proc p
+    where 'plan_cache_mode=force_generic_plan' = any (p.proconfig)
+  loop
+    execute format('alter function %s set plan_cache_mode = force_custom_plan', v_function);
+  end loop;
+  -- Citus hides its shards from every read of pg_class, on the coordinator
+  -- too, with a filter that calls relation_is_a_known_shard: a role that
+  -- may not run it may not read pg_class (the service's /ready check
+  -- could not). It says only whether a table is a shard.
+  grant execute on function pg_catalog.relation_is_a_known_shard(regclass) to public;
+  return v_result;
+end
+$$;
+
+-- A deployment distributed before this migration is changed now: the
+-- tables, and tenancy_auth's inserts, which reach a shard with every column.
+do $$
+begin
+  -- (Nested: on one server there is no pg_dist_partition to plan a query on.)
+  if core.on_citus() then
+    if exists (select from pg_dist_partition p where p.logicalrelid = 'core.tenants'::regclass) then
+      perform core.distribute_on_citus();
+      grant insert on table core.tenants, core.tenant_configs to tenancy_auth;
+    end if;
+  end if;
+end
+$$;
+
+-- migrate:down
+set local lock_timeout = '5s';
+set local statement_timeout = '60s';
+
+create or replace function core.distribute_on_citus() returns text
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_result text := core.distribute_tables_on_citus();
+  v_function regprocedure;
+begin
+  if not core.on_citus() then
+    return v_result;
+  end if;
+  for v_function in
+    select p.oid::regprocedure from pg_proc p
+    where 'plan_cache_mode=force_generic_plan' = any (p.proconfig)
+  loop
+    execute format('alter function %s set plan_cache_mode = force_custom_plan', v_function);
+  end loop;
+  -- Citus hides its shards from every read of pg_class, on the coordinator
+  -- too, with a filter that calls relation_is_a_known_shard: a role that
+  -- may not run it may not read pg_class (the service's /ready check
+  -- could not). It says only whether a table is a shard.
+  grant execute on function pg_catalog.relation_is_a_known_shard(regclass) to public;
+  return v_result;
+end
+$$;
+-- A distributed deployment keeps its Idempotency-Keys where they are: their
+-- tables' foreign keys could come back only within one shard group.
+drop function core.separate_idempotency_keys_on_citus();
+
+create or replace function core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[]) returns table (key_id uuid)
+language plpgsql
+as $$
+#variable_conflict use_column
+begin
+  -- A session holding these rows, the tenant's counts or its chain head
+  -- locked would otherwise keep the keys from being revoked. The counts
+  -- first, then the head: the order every metered writer takes them in.
+  perform core.end_stale_transactions();
+  perform core.seize_usage_row(p_tenant_id);
+  perform core.seize_chain_head(p_tenant_id);
+  return query
+    with recursive doomed (key_id) as (
+      select k.key_id from core.tenant_api_keys k where k.tenant_id = p_tenant_id and k.key_id = any (p_key_ids)
+      union
+      select k.key_id from core.tenant_api_keys k join doomed d on k.issued_by_key_id = d.key_id
+      where k.tenant_id = p_tenant_id
+    )
+    update core.tenant_api_keys k
+    set revoked_at = now()
+    where k.tenant_id = p_tenant_id and k.key_id in (select d.key_id from doomed d) and k.revoked_at is null
+    returning k.key_id;
+end
+$$;
+
+alter function platform.update_tenant(uuid, text, text, boolean, text) owner to tenancy_owner;
+create or replace function platform.update_tenant(
+  p_tenant_id uuid,
+  p_name text default null,
+  p_domain text default null,
+  p_clear_domain boolean default false,
+  p_subscription_tier text default null
+) returns setof platform.tenants
+language plpgsql security invoker
+as $$
+begin
+  if p_clear_domain or p_domain is not null then
+    perform core.set_tenant_domain(p_tenant_id, case when p_clear_domain then null else p_domain end);
+  end if;
+  return query
+    update core.tenants t
+    set name = coalesce(p_name, t.name),
+        subscription_tier = coalesce(p_subscription_tier, t.subscription_tier)
+    where t.tenant_id = p_tenant_id
+    returning t.tenant_id, t.name, t.domain, t.subscription_tier, t.deactivated_at, t.created_at, t.updated_at;
+end
+$$;
+
+alter function platform.create_tenant(text, text, text, text) owner to tenancy_owner;
+create or replace function platform.create_tenant(
+  p_name text,
+  p_domain text default null,
+  p_subscription_tier text default 'free',
+  p_template_name text default null
+) returns setof platform.tenants
+language plpgsql security invoker
+as $$
+declare
+  v_tenant_id uuid;
+  v_template core.templates;
+begin
+  if p_template_name is not null then
+    select * into v_template from core.templates where name = p_template_name;
+    if not found then
+      raise exception 'unknown template "%"', p_template_name
+        using errcode = 'no_data_found', hint = 'list templates with GET /v1/templates';
+    end if;
+  end if;
+
+  insert into core.tenants (name, subscription_tier)
+  values (p_name, coalesce(p_subscription_tier, 'free'))
+  returning tenant_id into v_tenant_id;
+  -- A taken domain fails here, as a unique violation.
+  if p_domain is not null then
+    perform core.set_tenant_domain(v_tenant_id, p_domain);
+  end if;
+
+  insert into core.tenant_configs (tenant_id, template_id, settings)
+  values (v_tenant_id, v_template.template_id, coalesce(v_template.default_config, '{}'));
+
+  return query select * from platform.tenants where tenant_id = v_tenant_id;
+end
+$$;
+
+revoke insert (tenant_id, template_id, settings) on table core.tenant_configs from tenancy_auth;
+revoke select (name, subscription_tier, created_at, updated_at), insert (name, subscription_tier),
+  update (name, subscription_tier) on table core.tenants from tenancy_auth;
+revoke select on table core.templates from tenancy_auth;
+do $$
+begin
+  if core.on_citus() then
+    revoke insert on table core.tenants, core.tenant_configs from tenancy_auth;
+  end if;
+end
+$$;
+
+create or replace function core.set_tenant_domain(p_tenant_id uuid, p_domain text) returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_old text;
+begin
+  -- The platform role's rule, as in core.record_audit (which records the
+  -- row's change below): a named operator still active, or nothing.
+  if session_user = 'uber_admin' and not exists (
+       select from core.request_context c join core.platform_operators o on o.operator_id = c.operator_id
+       where o.revoked_at is null) then
+    raise exception 'a platform change needs a named, active operator (platform.begin_request)' using errcode = 'PT401';
+  end if;
+  -- The Platform tenant, which no listing shows, holds no domain: one there
+  -- would be taken from every tenant, out of sight.
+  if p_tenant_id = '00000000-0000-0000-0000-000000000000' and p_domain is not null then
+    raise exception 'the Platform tenant has no domain' using errcode = 'check_violation';
+  end if;
+  select t.domain into v_old from core.tenants t where t.tenant_id = p_tenant_id for update;
+  if not found or v_old is not distinct from p_domain then
+    return;
+  end if;
+  delete from core.tenant_domains d where d.domain = v_old and d.tenant_id = p_tenant_id;
+  -- A taken domain fails here, as a unique violation.
+  if p_domain is not null then
+    insert into core.tenant_domains (domain, tenant_id) values (p_domain, p_tenant_id);
+  end if;
+  update core.tenants t set domain = p_domain where t.tenant_id = p_tenant_id;
+end
+$$;
+drop function core.require_active_operator();
+
+create or replace function core.context_verifies(p_signed text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_nonce bigint;
+begin
+  -- On Citus the context is bound to the distributed transaction alone: a
+  -- worker cannot know which number the coordinator's session signed last.
+  if core.distributed_transaction() is not null then
+    v_nonce := 0;
+  else
+    begin
+      v_nonce := currval('core.context_nonce');
+    exception
+      -- This session never signed: nothing it holds can verify.
+      when object_not_in_prerequisite_state then
+        return false;
+    end;
+  end if;
+  return encode(core.context_mac(left(p_signed, -65) || '|' || v_nonce,
+                                 (select k.secret from core.context_signing_key k)), 'hex') = right(p_signed, 64);
+end
+$function$;
