@@ -33,6 +33,8 @@
  *   tenancy_meter and tenancy_auditor, then revoked as its caller, whose
  *   triggers then waited for those locks. On Citus it leaves the locks to
  *   the triggers (taken in the same order, counts then head).
+ *   A platform claim drops a few of its operator's own expired claims (not
+ *   anyone's, which would reach every shard; see below).
  * - A context copied into a session of a worker's own raised an error in
  *   core.context_verifies there (a worker has no core.context_nonce): it
  *   now fails to verify, and the session reads no row, as on the
@@ -232,6 +234,49 @@ $function$;
 
 -- Idempotency-Keys in shard groups of their own on Citus ---------------------------
 
+-- A platform claim drops a few of its own operator's expired claims, not
+-- anyone's: on Citus a delete across operators would reach every shard of
+-- core.platform_idempotency_keys, after which Citus takes no write to the
+-- reference table it refers to (core.platform_operators) in the
+-- transaction ("parallel DML access"). Claims of an operator who never
+-- claims again stay (at most a day's worth of its claims).
+create or replace function platform.claim_idempotency_key(p_idempotency_key text, p_request_hash text)
+returns table (claimed boolean, request_hash text, response_status integer, response_body jsonb)
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_operator_id uuid := core.current_operator_id();
+  v_now timestamptz := now();
+  -- timestamptz + interval is stable, not immutable (time zones).
+  v_expires_at timestamptz := now() + interval '24 hours';
+begin
+  if v_operator_id is null then
+    raise exception 'a platform change needs a named operator' using errcode = 'PT401';
+  end if;
+  -- Keep the table small: drop a few of this operator's expired claims.
+  delete from core.platform_idempotency_keys k
+  where k.operator_id = v_operator_id and k.expires_at < v_now and k.idempotency_key in (
+      select e.idempotency_key from core.platform_idempotency_keys e
+      where e.operator_id = v_operator_id and e.expires_at < v_now and e.idempotency_key <> p_idempotency_key
+      limit 10);
+  return query
+    insert into core.platform_idempotency_keys as k (operator_id, idempotency_key, request_hash)
+    values (v_operator_id, p_idempotency_key, p_request_hash)
+    on conflict (operator_id, idempotency_key) do update
+      set request_hash = excluded.request_hash, response_status = null, response_body = null,
+          created_at = v_now, expires_at = v_expires_at
+      where k.expires_at < v_now
+    returning true, k.request_hash, k.response_status, k.response_body;
+  if not found then
+    return query
+      select false, k.request_hash, k.response_status, k.response_body
+      from core.platform_idempotency_keys k
+      where k.operator_id = v_operator_id and k.idempotency_key = p_idempotency_key;
+  end if;
+end
+$$;
+
 create function core.separate_idempotency_keys_on_citus() returns void
 language plpgsql volatile
 set search_path = pg_catalog, pg_temp
@@ -338,6 +383,42 @@ $$;
 -- A distributed deployment keeps its Idempotency-Keys where they are: their
 -- tables' foreign keys could come back only within one shard group.
 drop function core.separate_idempotency_keys_on_citus();
+
+create or replace function platform.claim_idempotency_key(p_idempotency_key text, p_request_hash text)
+returns table (claimed boolean, request_hash text, response_status integer, response_body jsonb)
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_operator_id uuid := core.current_operator_id();
+  v_now timestamptz := now();
+  -- timestamptz + interval is stable, not immutable (time zones).
+  v_expires_at timestamptz := now() + interval '24 hours';
+begin
+  if v_operator_id is null then
+    raise exception 'a platform change needs a named operator' using errcode = 'PT401';
+  end if;
+  delete from core.platform_idempotency_keys k
+  where k.expires_at < v_now and (k.operator_id, k.idempotency_key) in (
+      select e.operator_id, e.idempotency_key from core.platform_idempotency_keys e
+      where e.expires_at < v_now and (e.operator_id, e.idempotency_key) <> (v_operator_id, p_idempotency_key)
+      limit 10);
+  return query
+    insert into core.platform_idempotency_keys as k (operator_id, idempotency_key, request_hash)
+    values (v_operator_id, p_idempotency_key, p_request_hash)
+    on conflict (operator_id, idempotency_key) do update
+      set request_hash = excluded.request_hash, response_status = null, response_body = null,
+          created_at = v_now, expires_at = v_expires_at
+      where k.expires_at < v_now
+    returning true, k.request_hash, k.response_status, k.response_body;
+  if not found then
+    return query
+      select false, k.request_hash, k.response_status, k.response_body
+      from core.platform_idempotency_keys k
+      where k.operator_id = v_operator_id and k.idempotency_key = p_idempotency_key;
+  end if;
+end
+$$;
 
 create or replace function core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[]) returns table (key_id uuid)
 language plpgsql

@@ -139,8 +139,8 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/35_platform_operators.sql"],
   },
   {
-    name: "core.set_tenant_domain runs without an operator's context",
-    definitionOf: "core.set_tenant_domain(uuid,text)",
+    name: "core.require_active_operator lets the platform role change tenants without an operator's context",
+    definitionOf: "core.require_active_operator()",
     find: "  if session_user = 'uber_admin' and not exists (",
     replace: "  if false and not exists (",
     suites: ["pgtap/35_platform_operators.sql"],
@@ -724,7 +724,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: "a key's revocation waits for whoever holds its tenant's chain head",
     definitionOf: "core.revoke_keys(uuid,uuid[])",
-    find: "  perform core.seize_chain_head(p_tenant_id);\n",
+    find: "    perform core.seize_chain_head(p_tenant_id);\n",
     replace: "",
     suites: ["tests/app_user_attacks_test.ts"],
   },
