@@ -34,7 +34,7 @@ create temporary table tenant_tables as
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 grant select on pg_temp.tenant_tables to app_user;
 
-select plan((select count(*)::integer * 10 from pg_temp.tenant_tables) + 8);
+select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 8);
 
 select cmp_ok((select count(*) from pg_temp.tenant_tables where partmethod = 'h'), '>=', 12::bigint,
   'the catalog finds the distributed tenant tables');
@@ -259,6 +259,10 @@ select is(pg_temp.seen_by_app_user(t.rel, t.key_columns,
           case when t.readable then '0' else 'refused 42501' end,
           format('under A''s context app_user reads none of B''s rows of %s by their ids', t.rel))
 from pg_temp.tenant_tables t order by t.rel::text;
+select is(pg_temp.seen_by_app_user(t.rel, t.key_columns, null, :'tenant_b'),
+          case when t.readable then '0' else 'refused 42501' end,
+          format('under A''s context app_user reads none of B''s rows of %s by B''s tenant_id', t.rel))
+from pg_temp.tenant_tables t order by t.rel::text;
 select is(pg_temp.tasks_of(format('select %s from %s r where r.tenant_id = %L', t.key_columns, t.rel, :'tenant_a'), t.readable),
           1, format('a read of A''s rows of %s is planned as one task', t.rel))
 from pg_temp.tenant_tables t order by t.rel::text;
@@ -301,6 +305,17 @@ select ok(pg_temp.app_user_writes(format(
 from pg_temp.tenant_tables t order by t.rel::text;
 commit;
 
+-- Without a context, app_user writes none of A's rows either.
+begin;
+select is(pg_temp.app_user_writes(pg_temp.insert_of(t.rel,
+            -- (a partition of another month, empty: A's row of the whole trail)
+            coalesce((select r.one_row from pg_temp.tenant_rows r where r.rel = t.rel and r.tenant_id = :'tenant_a'),
+                     (select r.one_row from pg_temp.tenant_rows r join pg_inherits i on i.inhparent = r.rel
+                      where i.inhrelid = t.rel and r.tenant_id = :'tenant_a')))),
+          '42501', format('without a context app_user may not insert a row of A into %s', t.rel))
+from pg_temp.tenant_tables t order by t.rel::text;
+commit;
+
 -- On the workers directly: A's context, copied from its transaction into a
 -- session of the superuser's own on each worker, lets app_user read no row
 -- of any shard (a context is bound to its distributed transaction); the
@@ -312,7 +327,8 @@ as $$
                                   when s.result ~ 'permission denied' then 'refused' else s.result end, ', ')
   from run_command_on_shards(p_rel::text, format(
     'select (xpath(''/row/c/text()'', query_to_xml(''select count(*) as c from %%s'', false, true, '''')))[1]::text '
-    || 'from (select set_config(''app.context'', %L, false), set_config(''role'', ''app_user'', false)) s', p_context)) s
+    || 'from (select %s set_config(''role'', ''app_user'', false)) s',
+    case when p_context is null then '' else format('set_config(''app.context'', %L, false),', p_context) end)) s
 $$;
 create function pg_temp.count_all(p_rel regclass) returns bigint
 language plpgsql
@@ -326,6 +342,9 @@ end
 $$;
 select is(pg_temp.on_shards_as_app_user(t.rel, :'context_a'), case when t.readable then '0' else 'refused' end,
           format('on the workers, app_user holding A''s context from another transaction reads no row of a shard of %s', t.rel))
+from pg_temp.tenant_tables t order by t.rel::text;
+select is(pg_temp.on_shards_as_app_user(t.rel, null), case when t.readable then '0' else 'refused' end,
+          format('on the workers, app_user without a context reads no row of a shard of %s', t.rel))
 from pg_temp.tenant_tables t order by t.rel::text;
 select is((select sum(s.result::bigint)::bigint from run_command_on_shards(t.rel::text, 'select count(*) from %s') s where s.success),
           pg_temp.count_all(t.rel),
