@@ -176,7 +176,8 @@ async function ensureSeeded(scale: Scale): Promise<string> {
   const owner = env("DATABASE_URL");
   const database = `tenancy_bench_${scale.name.replace("-", "_")}`;
   const url = withDatabase(owner, database);
-  const marker = `bench seed v2: ${scale.tenants} tenants x ${scale.docsPerTenant} documents`;
+  // v3: the keys' hashes are in core.api_key_hashes too (earlier seeds lack them).
+  const marker = `bench seed v3: ${scale.tenants} tenants x ${scale.docsPerTenant} documents`;
   const existing = await psql(
     withDatabase(owner, "postgres"),
     `select shobj_description(oid, 'pg_database') from pg_database where datname = '${database}'`,

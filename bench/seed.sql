@@ -40,6 +40,12 @@ select md5('tenant-' || t)::uuid, md5('key-' || t)::uuid,
        encode(sha256(convert_to('tnk_bench_' || lpad(t::text, 8, '0') || '_0123456789abcdef', 'UTF8')), 'hex'),
        left('tnk_bench_' || lpad(t::text, 8, '0'), 12), 'bench', array['*'], now(), now()
 from generate_series(1, :tenants) t;
+-- Each key's hash in the registry through which api.begin_request finds it
+-- (core.register_key writes both rows for the service).
+insert into core.api_key_hashes (key_hash, tenant_id, key_id)
+select encode(sha256(convert_to('tnk_bench_' || lpad(t::text, 8, '0') || '_0123456789abcdef', 'UTF8')), 'hex'),
+       md5('tenant-' || t)::uuid, md5('key-' || t)::uuid
+from generate_series(1, :tenants) t;
 \endif
 
 select :'step' = 'documents' as load_documents \gset
