@@ -3706,6 +3706,11 @@ begin
     if session_user = 'app_user' then
       raise exception 'a change to users needs a verified request context' using errcode = 'insufficient_privilege';
     end if;
+    -- Nor does another role acting for a request (on a Citus worker, the
+    -- role Citus connects as for a definer), but for an active operator.
+    if session_user <> 'app_user' and core.session_acts_for_a_request() and not core.request_has_actor(null) then
+      raise exception 'a change to users needs a verified request context' using errcode = 'insufficient_privilege';
+    end if;
     return coalesce(new, old);
   end if;
   v_rank := core.rank_of_caller(v_context.user_role, v_context.permissions);
@@ -3754,9 +3759,16 @@ begin
   -- A tenant's request (a key's context) is held to the tenant's rule; an
   -- operator's, or a DBA's without a context, is not. app_user without a
   -- verified context (one that lapsed mid-statement, say) is held too.
-  if not exists (select from core.request_context c where c.api_key_id is not null)
-     and session_user <> 'app_user' then
-    return case when tg_op = 'DELETE' then old else new end;
+  -- A session of another role that acts for a request (on a Citus worker,
+  -- the role Citus connects as for a definer) is held too, unless it acts
+  -- for an active operator.
+  if not exists (select from core.request_context c where c.api_key_id is not null) then
+    if not core.session_acts_for_a_request() then
+      return case when tg_op = 'DELETE' then old else new end;
+    end if;
+    if session_user <> 'app_user' and core.request_has_actor(null) then
+      return case when tg_op = 'DELETE' then old else new end;
+    end if;
   end if;
   -- (Nested: PL/pgSQL would look for each field on every table's row.)
   if tg_argv[0] = 'tenant_api_keys' then
@@ -4341,6 +4353,14 @@ begin
     raise exception 'a platform change needs a named, active operator (platform.begin_request)'
       using errcode = 'PT401';
   end if;
+  -- A session of another role that acts for a request (on a Citus worker,
+  -- the role Citus connects as for a definer) changes rows with an actor
+  -- too: the row's tenant's key, or an active operator.
+  if session_user <> 'app_user' and core.session_acts_for_a_request()
+     and not core.request_has_actor((v_row ->> 'tenant_id')::uuid) then
+    raise exception 'a change in a session of % needs the verified context of the row''s tenant or of an active operator',
+      session_user using errcode = 'insufficient_privilege';
+  end if;
 
   -- An update that changed nothing an auditor cares about leaves no entry.
   if tg_op = 'UPDATE' and cardinality(v_changed) = 0 then
@@ -4462,6 +4482,30 @@ $$;
 --
 
 COMMENT ON FUNCTION core.reject_audit_change() IS 'Trigger: refuses UPDATE, DELETE and TRUNCATE on the audit trail';
+
+
+--
+-- Name: request_has_actor(uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.request_has_actor(p_tenant_id uuid) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  return exists (select from core.request_context c
+                 where c.tenant_id = p_tenant_id
+                    or exists (select from core.platform_operators o
+                               where o.operator_id = c.operator_id and o.revoked_at is null));
+end
+$$;
+
+
+--
+-- Name: FUNCTION request_has_actor(p_tenant_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.request_has_actor(p_tenant_id uuid) IS 'Whether the verified context names an actor for a change of this tenant''s rows: its key, or an active operator';
 
 
 --
@@ -4695,6 +4739,26 @@ $$;
 --
 
 COMMENT ON FUNCTION core.separate_idempotency_keys_on_citus() IS 'On Citus, puts the two tables of Idempotency-Keys in shard groups of their own (a step of core.distribute_on_citus)';
+
+
+--
+-- Name: session_acts_for_a_request(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.session_acts_for_a_request() RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select session_user <> 'uber_admin'
+     and not coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = session_user), false)
+$$;
+
+
+--
+-- Name: FUNCTION session_acts_for_a_request(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.session_acts_for_a_request() IS 'Whether this session acts for the service''s requests: app_user''s, or on a Citus worker a definer''s owner''s; not the platform role''s, not a superuser''s';
 
 
 --

@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(36);
+select plan(37);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -195,8 +195,10 @@ select throws_ok($$ select 1 from api.create_api_key('Issuer', '{keys:write}') $
 select approval ->> 'approval_id' as approval_a from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
 select throws_ok(format('select * from api.decide_approval(%L, true)', :'approval_a'), 'PT403', null,
   'api.decide_approval refuses the key that asked, with the shadows in place');
+select ok(core.request_has_actor(:'tenant_a'), 'core.request_has_actor finds the key''s tenant with the shadows in place');
 reset role;
-insert into pg_temp.definers_called values ('api.request_approval(text,jsonb)'), ('api.decide_approval(uuid,boolean)');
+insert into pg_temp.definers_called values ('api.request_approval(text,jsonb)'), ('api.decide_approval(uuid,boolean)'),
+  ('core.request_has_actor(uuid)');
 insert into pg_temp.definers_called values ('api.touch_api_key(text)'), ('api.revoke_api_key(uuid)'),
   ('api.claim_idempotency_key(text,text)'), ('api.save_idempotent_response(text,integer,jsonb)'),
   ('api.delete_document(uuid)'), ('api.delete_user(uuid)');

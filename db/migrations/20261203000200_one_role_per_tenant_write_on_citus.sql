@@ -35,6 +35,10 @@
  *   the triggers (taken in the same order, counts then head).
  *   A platform claim drops a few of its operator's own expired claims (not
  *   anyone's, which would reach every shard; see below).
+ * - The triggers that hold a change to its actor (core.record_audit,
+ *   core.hold_for_approval, core.guard_user_roles) exempted every session
+ *   but app_user's and uber_admin's; on a worker a definer's session with a
+ *   context set apart for the workers went through (see below).
  * - A context copied into a session of a worker's own raised an error in
  *   core.context_verifies there (a worker has no core.context_nonce): it
  *   now fails to verify, and the session reads no row, as on the
@@ -197,6 +201,233 @@ begin
 end
 $$;
 
+-- Every change for a request has an actor on the node that makes it ------------------
+-- The triggers told a request's change from a DBA's by session_user: app_user
+-- (or uber_admin) needs the verified context, any other role none. On a
+-- Citus worker the session is the role Citus connects as, a definer's owner
+-- when the change runs in a definer, and its context is what reached that
+-- node, which a caller can set apart from the coordinator's (SET LOCAL is
+-- passed on, set_config is not): the definers' checks on the coordinator
+-- passed, and on the worker the change went through with no actor in the
+-- trail (a tenant made by the platform role), or past two-person approval
+-- (a key that may issue keys). Now only a superuser's session (a DBA's, a
+-- migration's) and the platform role's (held to its operator) change rows
+-- without a key's context; any other session needs the row's tenant's key
+-- or an active operator, on every node.
+
+set local role tenancy_owner;
+create function core.session_acts_for_a_request() returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select session_user <> 'uber_admin'
+     and not coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = session_user), false)
+$$;
+comment on function core.session_acts_for_a_request() is
+  'Whether this session acts for the service''s requests: app_user''s, or on a Citus worker a definer''s owner''s; not the platform role''s, not a superuser''s';
+grant execute on function core.session_acts_for_a_request()
+  to app_user, uber_admin, tenancy_auth, tenancy_auditor, tenancy_writer, tenancy_meter, tenancy_reaper;
+reset role;
+
+create function core.request_has_actor(p_tenant_id uuid) returns boolean
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return exists (select from core.request_context c
+                 where c.tenant_id = p_tenant_id
+                    or exists (select from core.platform_operators o
+                               where o.operator_id = c.operator_id and o.revoked_at is null));
+end
+$$;
+alter function core.request_has_actor(uuid) owner to tenancy_auth;
+comment on function core.request_has_actor(uuid) is
+  'Whether the verified context names an actor for a change of this tenant''s rows: its key, or an active operator';
+revoke execute on function core.request_has_actor(uuid) from public;
+grant execute on function core.request_has_actor(uuid)
+  to app_user, uber_admin, tenancy_auth, tenancy_auditor, tenancy_writer, tenancy_meter, tenancy_reaper;
+
+CREATE OR REPLACE FUNCTION core.record_audit()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_old jsonb := case when tg_op <> 'INSERT' then to_jsonb(old) end;
+  v_new jsonb := case when tg_op <> 'DELETE' then to_jsonb(new) end;
+  v_row jsonb := coalesce(v_new, v_old);
+  v_not_audited constant text[] := array['key_hash', 'token_hash', 'created_at', 'updated_at', 'last_used_at'];
+  v_changed text[];
+  v_context record;
+  v_operator_id uuid;
+  v_details jsonb;
+begin
+  select coalesce(array_agg(column_name order by column_name), '{}')
+  into v_changed
+  from jsonb_object_keys(v_row) as column_name
+  where column_name <> all (v_not_audited)
+    and (tg_op <> 'UPDATE' or v_old -> column_name is distinct from v_new -> column_name);
+
+  -- No verified context (a migration, a DBA): the actor columns stay NULL.
+  select c.tenant_id, c.user_id, c.api_key_id, c.request_id, c.client_request_id, c.operator_id
+  into v_context
+  from core.request_context c;
+
+  -- The service's role changes a tenant's rows only under that tenant's
+  -- context, so every change it makes has an actor.
+  if session_user = 'app_user' and v_context.tenant_id is distinct from (v_row ->> 'tenant_id')::uuid then
+    raise exception 'a change through app_user needs the verified request context of the row''s tenant'
+      using errcode = 'insufficient_privilege';
+  end if;
+
+  -- The bootstrap operator, the one that created itself, is its own actor.
+  v_operator_id := coalesce(v_context.operator_id,
+    case when tg_argv[1] = 'platform_operators' and tg_op = 'INSERT'
+              and v_new ->> 'created_by' = v_new ->> 'operator_id'
+         then (v_new ->> 'operator_id')::uuid end);
+  -- The platform role changes nothing, not even nothing, without a named
+  -- operator who is still active now (an operator revoking itself is
+  -- active until that change).
+  if session_user = 'uber_admin' and not exists (
+       select from core.platform_operators o
+       where o.operator_id = v_operator_id
+         and (o.revoked_at is null
+              or (tg_argv[1] = 'platform_operators' and tg_op = 'UPDATE'
+                  and (v_new ->> 'operator_id')::uuid = v_operator_id and v_old ->> 'revoked_at' is null))) then
+    raise exception 'a platform change needs a named, active operator (platform.begin_request)'
+      using errcode = 'PT401';
+  end if;
+  -- A session of another role that acts for a request (on a Citus worker,
+  -- the role Citus connects as for a definer) changes rows with an actor
+  -- too: the row's tenant's key, or an active operator.
+  if session_user <> 'app_user' and core.session_acts_for_a_request()
+     and not core.request_has_actor((v_row ->> 'tenant_id')::uuid) then
+    raise exception 'a change in a session of % needs the verified context of the row''s tenant or of an active operator',
+      session_user using errcode = 'insufficient_privilege';
+  end if;
+
+  -- An update that changed nothing an auditor cares about leaves no entry.
+  if tg_op = 'UPDATE' and cardinality(v_changed) = 0 then
+    return null;
+  end if;
+
+  -- Computed before the INSERT: Citus takes no subquery in an INSERT's VALUES.
+  v_details := jsonb_build_object('changed', to_jsonb(v_changed), 'db_role', session_user)
+    || case when v_old is null then '{}' else jsonb_build_object('old', (
+         select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_old) where key = any (v_changed))) end
+    || case when v_new is null then '{}' else jsonb_build_object('new', (
+         select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_new) where key = any (v_changed))) end;
+
+  insert into core.audit_logs
+    (tenant_id, user_id, api_key_id, operator_id, action, resource_type, resource_id, details, request_id,
+     client_request_id)
+  values (
+    coalesce((v_row ->> 'tenant_id')::uuid, '00000000-0000-0000-0000-000000000000'),
+    v_context.user_id,
+    v_context.api_key_id,
+    v_operator_id,
+    lower(tg_op),
+    tg_argv[1],
+    (v_row ->> tg_argv[0])::uuid,
+    v_details,
+    v_context.request_id::text,
+    v_context.client_request_id
+  );
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION core.hold_for_approval()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_operation text;
+  v_tenant_id uuid := case when tg_op = 'DELETE' then old.tenant_id else new.tenant_id end;
+begin
+  -- A tenant's request (a key's context) is held to the tenant's rule; an
+  -- operator's, or a DBA's without a context, is not. app_user without a
+  -- verified context (one that lapsed mid-statement, say) is held too.
+  -- A session of another role that acts for a request (on a Citus worker,
+  -- the role Citus connects as for a definer) is held too, unless it acts
+  -- for an active operator.
+  if not exists (select from core.request_context c where c.api_key_id is not null) then
+    if not core.session_acts_for_a_request() then
+      return case when tg_op = 'DELETE' then old else new end;
+    end if;
+    if session_user <> 'app_user' and core.request_has_actor(null) then
+      return case when tg_op = 'DELETE' then old else new end;
+    end if;
+  end if;
+  -- (Nested: PL/pgSQL would look for each field on every table's row.)
+  if tg_argv[0] = 'tenant_api_keys' then
+    if 'keys:write' = any (core.effective_permissions(new.permissions, null)) then
+      v_operation := 'create_api_key';
+    end if;
+  elsif tg_argv[0] = 'tenant_configs' then
+    v_operation := 'update_tenant_config';
+  elsif tg_op = 'DELETE' then
+    v_operation := 'delete_user';
+  elsif new.role is distinct from old.role then
+    v_operation := 'update_user_role';
+  end if;
+  if v_operation is not null and core.two_people_required(v_tenant_id)
+     and not core.approved_now(v_tenant_id, v_operation) then
+    raise exception 'this change needs a second person''s approval (require_two_person_approval)'
+      using errcode = 'PT428';
+  end if;
+  return case when tg_op = 'DELETE' then old else new end;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION core.guard_user_roles()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_context record;
+  v_rank integer;
+begin
+  select c.tenant_id, c.user_role, c.permissions into v_context from core.request_context c;
+  -- Platform operations and migrations carry no tenant context; the
+  -- service's role always does.
+  if v_context.tenant_id is null then
+    if session_user = 'app_user' then
+      raise exception 'a change to users needs a verified request context' using errcode = 'insufficient_privilege';
+    end if;
+    -- Nor does another role acting for a request (on a Citus worker, the
+    -- role Citus connects as for a definer), but for an active operator.
+    if session_user <> 'app_user' and core.session_acts_for_a_request() and not core.request_has_actor(null) then
+      raise exception 'a change to users needs a verified request context' using errcode = 'insufficient_privilege';
+    end if;
+    return coalesce(new, old);
+  end if;
+  v_rank := core.rank_of_caller(v_context.user_role, v_context.permissions);
+  if tg_op in ('UPDATE', 'DELETE') and core.role_rank(old.role) > v_rank then
+    raise exception 'a key cannot change or remove a user whose role is above its own' using errcode = 'PT403';
+  end if;
+  if tg_op = 'INSERT' and core.role_rank(new.role) > v_rank then
+    raise exception 'a key cannot add a user with a role above its own' using errcode = 'PT403';
+  end if;
+  if tg_op = 'UPDATE' and new.role is distinct from old.role then
+    -- "is not distinct from": for a key bound to no user the role is NULL,
+    -- and NULL = 'tenant_admin' would make the whole condition NULL.
+    if not (v_context.user_role is not distinct from 'tenant_admin'
+            or (v_context.user_role is null and v_context.permissions @> core.all_permissions())) then
+      raise exception 'a key changes roles only when bound to a tenant_admin or holding every permission'
+        using errcode = 'PT403';
+    end if;
+    if core.role_rank(new.role) > v_rank then
+      raise exception 'a key cannot raise a user above its own role' using errcode = 'PT403';
+    end if;
+  end if;
+  return coalesce(new, old);
+end
+$function$;
+
 -- A context fails to verify on a worker outside a distributed transaction ------------
 -- It raised an error there (the worker has no core.context_nonce), closed
 -- but not as "no context": now it reads no row, as anywhere else.
@@ -346,6 +577,10 @@ begin
     if exists (select from pg_dist_partition p where p.logicalrelid = 'core.tenants'::regclass) then
       perform core.distribute_on_citus();
       grant insert on table core.tenants, core.tenant_configs to tenancy_auth;
+      -- The triggers' new helpers, on the workers too.
+      perform create_distributed_function(f)
+      from unnest(array['core.session_acts_for_a_request()', 'core.request_has_actor(uuid)']::regprocedure[]) f
+      where not exists (select from pg_dist_object o where o.classid = 'pg_proc'::regclass and o.objid = f);
     end if;
   end if;
 end
@@ -548,6 +783,169 @@ begin
 end
 $$;
 drop function core.require_active_operator();
+
+CREATE OR REPLACE FUNCTION core.record_audit()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_old jsonb := case when tg_op <> 'INSERT' then to_jsonb(old) end;
+  v_new jsonb := case when tg_op <> 'DELETE' then to_jsonb(new) end;
+  v_row jsonb := coalesce(v_new, v_old);
+  v_not_audited constant text[] := array['key_hash', 'token_hash', 'created_at', 'updated_at', 'last_used_at'];
+  v_changed text[];
+  v_context record;
+  v_operator_id uuid;
+  v_details jsonb;
+begin
+  select coalesce(array_agg(column_name order by column_name), '{}')
+  into v_changed
+  from jsonb_object_keys(v_row) as column_name
+  where column_name <> all (v_not_audited)
+    and (tg_op <> 'UPDATE' or v_old -> column_name is distinct from v_new -> column_name);
+
+  -- No verified context (a migration, a DBA): the actor columns stay NULL.
+  select c.tenant_id, c.user_id, c.api_key_id, c.request_id, c.client_request_id, c.operator_id
+  into v_context
+  from core.request_context c;
+
+  -- The service's role changes a tenant's rows only under that tenant's
+  -- context, so every change it makes has an actor.
+  if session_user = 'app_user' and v_context.tenant_id is distinct from (v_row ->> 'tenant_id')::uuid then
+    raise exception 'a change through app_user needs the verified request context of the row''s tenant'
+      using errcode = 'insufficient_privilege';
+  end if;
+
+  -- The bootstrap operator, the one that created itself, is its own actor.
+  v_operator_id := coalesce(v_context.operator_id,
+    case when tg_argv[1] = 'platform_operators' and tg_op = 'INSERT'
+              and v_new ->> 'created_by' = v_new ->> 'operator_id'
+         then (v_new ->> 'operator_id')::uuid end);
+  -- The platform role changes nothing, not even nothing, without a named
+  -- operator who is still active now (an operator revoking itself is
+  -- active until that change).
+  if session_user = 'uber_admin' and not exists (
+       select from core.platform_operators o
+       where o.operator_id = v_operator_id
+         and (o.revoked_at is null
+              or (tg_argv[1] = 'platform_operators' and tg_op = 'UPDATE'
+                  and (v_new ->> 'operator_id')::uuid = v_operator_id and v_old ->> 'revoked_at' is null))) then
+    raise exception 'a platform change needs a named, active operator (platform.begin_request)'
+      using errcode = 'PT401';
+  end if;
+
+  -- An update that changed nothing an auditor cares about leaves no entry.
+  if tg_op = 'UPDATE' and cardinality(v_changed) = 0 then
+    return null;
+  end if;
+
+  -- Computed before the INSERT: Citus takes no subquery in an INSERT's VALUES.
+  v_details := jsonb_build_object('changed', to_jsonb(v_changed), 'db_role', session_user)
+    || case when v_old is null then '{}' else jsonb_build_object('old', (
+         select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_old) where key = any (v_changed))) end
+    || case when v_new is null then '{}' else jsonb_build_object('new', (
+         select coalesce(jsonb_object_agg(key, value), '{}') from jsonb_each(v_new) where key = any (v_changed))) end;
+
+  insert into core.audit_logs
+    (tenant_id, user_id, api_key_id, operator_id, action, resource_type, resource_id, details, request_id,
+     client_request_id)
+  values (
+    coalesce((v_row ->> 'tenant_id')::uuid, '00000000-0000-0000-0000-000000000000'),
+    v_context.user_id,
+    v_context.api_key_id,
+    v_operator_id,
+    lower(tg_op),
+    tg_argv[1],
+    (v_row ->> tg_argv[0])::uuid,
+    v_details,
+    v_context.request_id::text,
+    v_context.client_request_id
+  );
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION core.hold_for_approval()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_operation text;
+  v_tenant_id uuid := case when tg_op = 'DELETE' then old.tenant_id else new.tenant_id end;
+begin
+  -- A tenant's request (a key's context) is held to the tenant's rule; an
+  -- operator's, or a DBA's without a context, is not. app_user without a
+  -- verified context (one that lapsed mid-statement, say) is held too.
+  if not exists (select from core.request_context c where c.api_key_id is not null)
+     and session_user <> 'app_user' then
+    return case when tg_op = 'DELETE' then old else new end;
+  end if;
+  -- (Nested: PL/pgSQL would look for each field on every table's row.)
+  if tg_argv[0] = 'tenant_api_keys' then
+    if 'keys:write' = any (core.effective_permissions(new.permissions, null)) then
+      v_operation := 'create_api_key';
+    end if;
+  elsif tg_argv[0] = 'tenant_configs' then
+    v_operation := 'update_tenant_config';
+  elsif tg_op = 'DELETE' then
+    v_operation := 'delete_user';
+  elsif new.role is distinct from old.role then
+    v_operation := 'update_user_role';
+  end if;
+  if v_operation is not null and core.two_people_required(v_tenant_id)
+     and not core.approved_now(v_tenant_id, v_operation) then
+    raise exception 'this change needs a second person''s approval (require_two_person_approval)'
+      using errcode = 'PT428';
+  end if;
+  return case when tg_op = 'DELETE' then old else new end;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION core.guard_user_roles()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+declare
+  v_context record;
+  v_rank integer;
+begin
+  select c.tenant_id, c.user_role, c.permissions into v_context from core.request_context c;
+  -- Platform operations and migrations carry no tenant context; the
+  -- service's role always does.
+  if v_context.tenant_id is null then
+    if session_user = 'app_user' then
+      raise exception 'a change to users needs a verified request context' using errcode = 'insufficient_privilege';
+    end if;
+    return coalesce(new, old);
+  end if;
+  v_rank := core.rank_of_caller(v_context.user_role, v_context.permissions);
+  if tg_op in ('UPDATE', 'DELETE') and core.role_rank(old.role) > v_rank then
+    raise exception 'a key cannot change or remove a user whose role is above its own' using errcode = 'PT403';
+  end if;
+  if tg_op = 'INSERT' and core.role_rank(new.role) > v_rank then
+    raise exception 'a key cannot add a user with a role above its own' using errcode = 'PT403';
+  end if;
+  if tg_op = 'UPDATE' and new.role is distinct from old.role then
+    -- "is not distinct from": for a key bound to no user the role is NULL,
+    -- and NULL = 'tenant_admin' would make the whole condition NULL.
+    if not (v_context.user_role is not distinct from 'tenant_admin'
+            or (v_context.user_role is null and v_context.permissions @> core.all_permissions())) then
+      raise exception 'a key changes roles only when bound to a tenant_admin or holding every permission'
+        using errcode = 'PT403';
+    end if;
+    if core.role_rank(new.role) > v_rank then
+      raise exception 'a key cannot raise a user above its own role' using errcode = 'PT403';
+    end if;
+  end if;
+  return coalesce(new, old);
+end
+$function$;
+drop function core.request_has_actor(uuid);
+drop function core.session_acts_for_a_request();
 
 create or replace function core.context_verifies(p_signed text)
  RETURNS boolean

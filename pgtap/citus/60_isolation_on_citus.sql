@@ -34,7 +34,7 @@ create temporary table tenant_tables as
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 grant select on pg_temp.tenant_tables to app_user;
 
-select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 8);
+select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 12);
 
 select cmp_ok((select count(*) from pg_temp.tenant_tables where partmethod = 'h'), '>=', 12::bigint,
   'the catalog finds the distributed tenant tables');
@@ -76,6 +76,32 @@ select key as secret_a, key_id as key_a from platform.create_api_key(:'tenant_a'
 select key as secret_b from platform.create_api_key(:'tenant_b', 'B root', '{*}', :'user_b') \gset
 commit;
 select pg_temp.hash_of(:'secret_a') as hash_a, pg_temp.hash_of(:'secret_b') as hash_b \gset
+
+-- A context set apart for the workers (SET LOCAL is passed on to them,
+-- set_config is not): the definers' checks on the coordinator pass, and the
+-- change on the worker is refused all the same, for want of an actor there.
+begin;
+set local role uber_admin;
+select platform.begin_request(:'operator_hash', gen_random_uuid(), null, false) \gset ignored_
+select current_setting('app.context') as operator_context \gset
+set local app.context = 'garbage';
+select set_config('app.context', :'operator_context', true) \gset ignored_
+select throws_ok($$ select * from platform.create_tenant('Unattributed') $$, '42501', null,
+  'with another context on the workers, platform.create_tenant makes no tenant without an operator in the trail');
+select throws_ok(format('select * from platform.update_tenant(%L, p_name => %L)', :'tenant_a', 'Unattributed'), '42501', null,
+  '...nor does platform.update_tenant change one');
+rollback;
+begin;
+set local role app_user;
+select pg_temp.begin_as(:'hash_a') \gset ignored_
+select current_setting('app.context') as key_context \gset
+set local app.context = 'garbage';
+select set_config('app.context', :'key_context', true) \gset ignored_
+select throws_ok($$ select * from api.create_api_key('Escalation', '{keys:write}') $$, 'PT428', null,
+  'with another context on the workers, a key that may issue keys still waits for a second person');
+select throws_ok($$ select * from api.create_api_key('Unattributed', '{documents:read}') $$, '42501', null,
+  '...and any other key is refused, for want of an actor in the trail');
+rollback;
 
 -- The operator is revoked again: while one is active, the service would not
 -- bootstrap its own (the HTTP suites that follow use the service's).
