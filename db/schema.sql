@@ -1,7 +1,7 @@
 \restrict dbmate
 
--- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
--- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
+-- Dumped from database version 15.20 (Debian 15.20-0+deb12u1)
+-- Dumped by pg_dump version 15.20 (Debian 15.20-0+deb12u1)
 
 SET statement_timeout = 0;
 SET lock_timeout = 0;
@@ -4513,12 +4513,15 @@ COMMENT ON FUNCTION core.request_has_actor(p_tenant_id uuid) IS 'Whether the ver
 --
 
 CREATE FUNCTION core.require_active_operator() RETURNS void
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
   -- The platform role changes nothing without a named operator who is still
-  -- active (core.record_audit holds every audited change to it too).
+  -- active (core.record_audit holds every audited change to it too, but on
+  -- a Citus worker it reads the operators over the platform role's own
+  -- connection, which does not see an operator revoked earlier in the
+  -- transaction through the registry's; this reads them as the registry).
   if session_user = 'uber_admin' and not exists (
        select from core.request_context c join core.platform_operators o on o.operator_id = c.operator_id
        where o.revoked_at is null) then
@@ -4831,6 +4834,7 @@ declare
   v_payload text;
   v_context text;
   v_distributed boolean;
+  v_transaction bigint;
 begin
   if p_request_id is null then
     raise exception 'a request id is required' using errcode = 'null_value_not_allowed';
@@ -4863,6 +4867,21 @@ begin
       perform from core.tenants t where t.tenant_id = coalesce(p_tenant_id, '00000000-0000-0000-0000-000000000000');
       v_distributed := core.distributed_transaction() is not null;
     end if;
+  end if;
+  if v_distributed then
+    select t.transaction_number into v_transaction from pg_catalog.get_current_transaction_id() t;
+    begin
+      if currval('core.last_signed_transaction') = v_transaction then
+        raise exception 'on Citus a transaction holds one request context: this one was signed for already'
+          using errcode = 'invalid_transaction_state',
+                hint = 'begin a new transaction for another key''s or operator''s request';
+      end if;
+    exception
+      -- This session never signed.
+      when object_not_in_prerequisite_state then
+        null;
+    end;
+    perform setval('core.last_signed_transaction', v_transaction);
   end if;
   v_context := v_payload || '|' || encode(core.context_mac(
     v_payload || '|' || case when v_distributed then 0 else nextval('core.context_nonce') end,
@@ -5223,6 +5242,7 @@ CREATE FUNCTION platform.create_api_key(p_tenant_id uuid, p_name text, p_permiss
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
+  perform core.require_active_operator();
   if not exists (select from core.tenants t where t.tenant_id = p_tenant_id and t.deactivated_at is null) then
     raise exception 'no active tenant %', p_tenant_id using errcode = 'no_data_found';
   end if;
@@ -5257,6 +5277,7 @@ begin
   if v_caller is null then
     raise exception 'a platform change needs a named operator' using errcode = 'PT401';
   end if;
+  perform core.require_active_operator();
   return query
     insert into core.platform_operators as o (name, token_hash, token_prefix, created_by)
     values (p_name, encode(sha256(convert_to(v_token, 'UTF8')), 'hex'), left(v_token, 12), v_caller)
@@ -5352,6 +5373,7 @@ declare
   v_now timestamptz := now();
   v_tenant platform.tenants;
 begin
+  perform core.require_active_operator();
   update core.tenants
   set deactivated_at = coalesce(deactivated_at, v_now)
   where tenant_id = p_tenant_id
@@ -5481,6 +5503,7 @@ CREATE FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) RETURNS
     AS $$
 #variable_conflict use_column
 begin
+  perform core.require_active_operator();
   perform core.revoke_keys(p_tenant_id, array[p_key_id]);
   return query
     select k.tenant_id, k.key_id, k.revoked_at from core.tenant_api_keys k
@@ -5512,6 +5535,7 @@ begin
   if v_caller is null then
     raise exception 'a platform change needs a named operator' using errcode = 'PT401';
   end if;
+  perform core.require_active_operator();
   -- Serialises revocations, so two operators cannot revoke each other as
   -- the last two: each locks every active operator's row first. (Row locks
   -- only tenancy_auth can take, where an advisory lock anyone can hold.)
@@ -5693,6 +5717,7 @@ CREATE FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer DEF
 declare
   v_plan platform.plans;
 begin
+  perform core.require_active_operator();
   update core.plans p
   set max_documents = coalesce(p_max_documents, p.max_documents),
       max_users = coalesce(p_max_users, p.max_users),
@@ -6117,6 +6142,25 @@ COMMENT ON COLUMN core.idempotency_keys.expires_at IS 'After this the key may be
 --
 
 COMMENT ON COLUMN core.idempotency_keys.api_key_id IS 'API key that sent the request: the Idempotency-Key is that key''s';
+
+
+--
+-- Name: last_signed_transaction; Type: SEQUENCE; Schema: core; Owner: -
+--
+
+CREATE SEQUENCE core.last_signed_transaction
+    START WITH 0
+    INCREMENT BY 1
+    MINVALUE 0
+    NO MAXVALUE
+    CACHE 1;
+
+
+--
+-- Name: SEQUENCE last_signed_transaction; Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON SEQUENCE core.last_signed_transaction IS 'On Citus, per session (its currval): the distributed transaction a context was last signed for; set by core.sign_context alone';
 
 
 --

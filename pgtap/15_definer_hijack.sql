@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(37);
+select plan(38);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -119,8 +119,10 @@ select lives_ok(format('select core.seize_usage_row(%L)', :'tenant_a'), 'core.se
 select is((select max_documents from platform.update_plan((select plan_id from platform.plans where tier = 'free'),
   p_max_documents => 10001)), 10001,
   'platform.update_plan changes a plan with the shadows in place');
+select lives_ok('select core.require_active_operator()',
+  'core.require_active_operator finds the active operator with the shadows in place');
 reset role;
-insert into pg_temp.definers_called values ('core.seize_usage_row(uuid)');
+insert into pg_temp.definers_called values ('core.seize_usage_row(uuid)'), ('core.require_active_operator()');
 insert into pg_temp.definers_called values ('platform.create_api_key(uuid,text,text[],uuid,timestamp with time zone)'),
   ('platform.claim_idempotency_key(text,text)'), ('platform.save_idempotent_response(text,integer,jsonb)'),
   ('core.end_stale_transactions()'), ('core.seize_chain_head(uuid)');

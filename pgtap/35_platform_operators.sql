@@ -6,7 +6,7 @@
 -- uber_admin cannot read. The suite runs with session_user = uber_admin
 -- where the rule depends on it, as the service's admin pool does.
 begin;
-select plan(38);
+select plan(40);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -67,6 +67,24 @@ select throws_ok(format($$ select core.set_tenant_domain(%L, 'squat.example') $$
 select throws_ok($$ select platform.begin_request(pg_temp.hash_of('wrong-token'), gen_random_uuid()) $$,
   'PT401', 'unknown or revoked operator credential',
   'an unknown operator credential authenticates nothing');
+select throws_ok($$ select * from platform.claim_idempotency_key('no-operator', repeat('c', 64)) $$,
+  'PT401', 'a platform change needs a named operator',
+  'nor claim an Idempotency-Key');
+-- Every other function that changes anything asks first whether its operator
+-- is still active, on the node it runs on: on Citus the trail's trigger runs
+-- on a worker, over a connection that does not see an operator revoked
+-- earlier in the transaction through the registry's (migration
+-- 20261203000200). begin_request and bootstrap_operator make the operator;
+-- the Idempotency-Key pair writes nothing audited, and a response is stored
+-- only under a claim, refused above without an operator.
+select is(
+  array(select p.oid::regprocedure::text from pg_proc p
+        where p.pronamespace = 'platform'::regnamespace and p.provolatile = 'v'
+          and p.proname not in ('begin_request', 'bootstrap_operator', 'claim_idempotency_key', 'save_idempotent_response')
+          and p.prosrc !~ '\mperform core\.require_active_operator\(\);'
+        order by 1),
+  '{}'::text[],
+  'every platform function that changes anything calls core.require_active_operator');
 
 -- Two operators, told apart ----------------------------------------------------------------
 

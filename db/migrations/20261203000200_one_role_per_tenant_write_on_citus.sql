@@ -39,24 +39,41 @@
  *   core.hold_for_approval, core.guard_user_roles) exempted every session
  *   but app_user's and uber_admin's; on a worker a definer's session with a
  *   context set apart for the workers went through (see below).
+ * - Every context signed in one distributed transaction verified on every
+ *   node: a caller holding two keys (or two operators' credentials) left
+ *   one on the workers and the other on the coordinator, and the trail
+ *   named a key other than the one checked. A distributed transaction is
+ *   now signed for once (see below).
+ * - On a worker an operator revoked earlier in the transaction still acted
+ *   through the platform role's connection: every platform writer now
+ *   checks its operator on the coordinator first.
  * - A context copied into a session of a worker's own raised an error in
  *   core.context_verifies there (a worker has no core.context_nonce): it
  *   now fails to verify, and the session reads no row, as on the
  *   coordinator. pgtap/citus/60_isolation_on_citus checks it on every shard.
+ * The new functions are made as the migration's role and then given to
+ * their owners: on a deployment distributed already, Citus makes a new
+ * function on the workers as the role that made it, and no owner role may.
+ * (scripts/test --citus runs the newest migration on a distributed database.)
  */
 set local lock_timeout = '5s';
 set local statement_timeout = '300s';
 
 -- The platform's rule, in one place -------------------------------------------------
 
-set local role tenancy_owner;
+-- (Each new function is made as the migration's role and then given to its
+-- owner: on a distributed deployment Citus makes it on the workers as the
+-- role that made it, and tenancy_owner may not.)
 create function core.require_active_operator() returns void
-language plpgsql stable
+language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
   -- The platform role changes nothing without a named operator who is still
-  -- active (core.record_audit holds every audited change to it too).
+  -- active (core.record_audit holds every audited change to it too, but on
+  -- a Citus worker it reads the operators over the platform role's own
+  -- connection, which does not see an operator revoked earlier in the
+  -- transaction through the registry's; this reads them as the registry).
   if session_user = 'uber_admin' and not exists (
        select from core.request_context c join core.platform_operators o on o.operator_id = c.operator_id
        where o.revoked_at is null) then
@@ -64,11 +81,11 @@ begin
   end if;
 end
 $$;
+alter function core.require_active_operator() owner to tenancy_auth;
 comment on function core.require_active_operator() is
   'Raises PT401 unless a platform session (uber_admin) holds the context of a named operator still active';
 revoke execute on function core.require_active_operator() from public;
-grant execute on function core.require_active_operator() to tenancy_auth;
-reset role;
+grant execute on function core.require_active_operator() to uber_admin, tenancy_auth;
 
 create or replace function core.set_tenant_domain(p_tenant_id uuid, p_domain text) returns void
 language plpgsql security definer
@@ -103,6 +120,10 @@ grant select (name, subscription_tier, created_at, updated_at), insert (name, su
   update (name, subscription_tier) on table core.tenants to tenancy_auth;
 grant insert (tenant_id, template_id, settings) on table core.tenant_configs to tenancy_auth;
 
+-- The platform's functions run on the coordinator alone. On a deployment
+-- distributed already, Citus would make each one replaced here on the
+-- workers too, with PostgreSQL's default grant (anyone may execute it).
+set local citus.enable_ddl_propagation = off;
 create or replace function platform.create_tenant(
   p_name text,
   p_domain text default null,
@@ -168,6 +189,140 @@ end
 $$;
 alter function platform.update_tenant(uuid, text, text, boolean, text) owner to tenancy_auth;
 
+-- Every platform writer checks its operator on the coordinator ---------------------
+-- On a single server core.record_audit refuses an operator revoked earlier
+-- in the transaction; on a Citus worker the platform role's connection does
+-- not see that revocation, made over the registry's: an operator that
+-- revoked itself still deactivated tenants, revoked keys and changed plans
+-- there. Each writer asks core.require_active_operator first, which reads
+-- the operators as the registry does. (The Idempotency-Key pair writes no
+-- audited row; it needs a named operator, and keeps a self-revocation's
+-- response.)
+
+CREATE OR REPLACE FUNCTION platform.deactivate_tenant(p_tenant_id uuid) RETURNS SETOF platform.tenants
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := now();
+  v_tenant platform.tenants;
+begin
+  perform core.require_active_operator();
+  update core.tenants
+  set deactivated_at = coalesce(deactivated_at, v_now)
+  where tenant_id = p_tenant_id
+  returning tenant_id, name, domain, subscription_tier, deactivated_at, created_at, updated_at into v_tenant;
+  if found then
+    return next v_tenant;
+  end if;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) RETURNS TABLE(tenant_id uuid, key_id uuid, revoked_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+begin
+  perform core.require_active_operator();
+  perform core.revoke_keys(p_tenant_id, array[p_key_id]);
+  return query
+    select k.tenant_id, k.key_id, k.revoked_at from core.tenant_api_keys k
+    where k.tenant_id = p_tenant_id and k.key_id = p_key_id;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer DEFAULT NULL::integer, p_max_users integer DEFAULT NULL::integer, p_max_api_keys integer DEFAULT NULL::integer, p_max_metadata_bytes integer DEFAULT NULL::integer, p_requests_per_minute integer DEFAULT NULL::integer) RETURNS SETOF platform.plans
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_plan platform.plans;
+begin
+  perform core.require_active_operator();
+  update core.plans p
+  set max_documents = coalesce(p_max_documents, p.max_documents),
+      max_users = coalesce(p_max_users, p.max_users),
+      max_api_keys = coalesce(p_max_api_keys, p.max_api_keys),
+      max_metadata_bytes = coalesce(p_max_metadata_bytes, p.max_metadata_bytes),
+      requests_per_minute = coalesce(p_requests_per_minute, p.requests_per_minute)
+  where p.plan_id = p_plan_id
+  returning p.plan_id, p.tier, p.max_documents, p.max_users, p.max_api_keys, p.max_metadata_bytes,
+    p.requests_per_minute, p.created_at, p.updated_at into v_plan;
+  if found then
+    return next v_plan;
+  end if;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.create_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  perform core.require_active_operator();
+  if not exists (select from core.tenants t where t.tenant_id = p_tenant_id and t.deactivated_at is null) then
+    raise exception 'no active tenant %', p_tenant_id using errcode = 'no_data_found';
+  end if;
+  if p_expires_at is not null and p_expires_at <= now() then
+    raise exception 'expires_at must be in the future' using errcode = 'check_violation';
+  end if;
+  return query select * from core.issue_api_key(p_tenant_id, p_name, p_permissions, p_user_id, p_expires_at, null);
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.create_operator(p_name text) RETURNS TABLE(operator_id uuid, name text, token text, token_prefix text, created_by uuid, created_at timestamp with time zone, revoked_at timestamp with time zone, revoked_by uuid)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+declare
+  v_caller uuid := core.current_operator_id();
+  v_token text := 'tnop_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=');
+begin
+  if v_caller is null then
+    raise exception 'a platform change needs a named operator' using errcode = 'PT401';
+  end if;
+  perform core.require_active_operator();
+  return query
+    insert into core.platform_operators as o (name, token_hash, token_prefix, created_by)
+    values (p_name, encode(sha256(convert_to(v_token, 'UTF8')), 'hex'), left(v_token, 12), v_caller)
+    returning o.operator_id, o.name, v_token, o.token_prefix, o.created_by, o.created_at, o.revoked_at, o.revoked_by;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.revoke_operator(p_operator_id uuid) RETURNS TABLE(operator_id uuid, revoked_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+declare
+  v_caller uuid := core.current_operator_id();
+  v_now timestamptz := now();
+begin
+  if v_caller is null then
+    raise exception 'a platform change needs a named operator' using errcode = 'PT401';
+  end if;
+  perform core.require_active_operator();
+  -- Serialises revocations, so two operators cannot revoke each other as
+  -- the last two: each locks every active operator's row first. (Row locks
+  -- only tenancy_auth can take, where an advisory lock anyone can hold.)
+  perform core.end_stale_transactions();
+  perform from core.platform_operators o where o.revoked_at is null for update;
+  -- The operators' rows first, then the chain head, in the order every
+  -- writer of operators takes them.
+  perform core.seize_chain_head('00000000-0000-0000-0000-000000000000');
+  if exists (select 1 from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
+     and not exists (select 1 from core.platform_operators o
+                     where o.revoked_at is null and o.operator_id <> p_operator_id) then
+    raise exception 'the last active operator cannot be revoked; create another first' using errcode = 'PT409';
+  end if;
+  return query
+    update core.platform_operators o
+    set revoked_at = coalesce(o.revoked_at, v_now), revoked_by = coalesce(o.revoked_by, v_caller)
+    where o.operator_id = p_operator_id
+    returning o.operator_id, o.revoked_at;
+end
+$$;
+reset citus.enable_ddl_propagation;
+
 -- Revocations leave the locks to their triggers on Citus ---------------------------
 
 create or replace function core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[]) returns table (key_id uuid)
@@ -215,7 +370,6 @@ $$;
 -- without a key's context; any other session needs the row's tenant's key
 -- or an active operator, on every node.
 
-set local role tenancy_owner;
 create function core.session_acts_for_a_request() returns boolean
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -225,9 +379,10 @@ as $$
 $$;
 comment on function core.session_acts_for_a_request() is
   'Whether this session acts for the service''s requests: app_user''s, or on a Citus worker a definer''s owner''s; not the platform role''s, not a superuser''s';
+alter function core.session_acts_for_a_request() owner to tenancy_owner;
+revoke execute on function core.session_acts_for_a_request() from public;
 grant execute on function core.session_acts_for_a_request()
   to app_user, uber_admin, tenancy_auth, tenancy_auditor, tenancy_writer, tenancy_meter, tenancy_reaper;
-reset role;
 
 create function core.request_has_actor(p_tenant_id uuid) returns boolean
 language plpgsql stable security definer
@@ -463,6 +618,95 @@ begin
 end
 $function$;
 
+-- One context per distributed transaction ------------------------------------------
+-- On Citus a context is bound to the distributed transaction, not to the
+-- session's number (a worker cannot know which number the coordinator
+-- signed last), so every context signed in one transaction verified on
+-- every node. A caller holding two keys (or two operators' credentials)
+-- signed both, left the first on the workers (SET LOCAL is passed on) and
+-- the second on the coordinator (set_config is not): the definers checked
+-- one key and the trail named the other. Now a distributed transaction is
+-- signed for once. The session remembers the last one it signed for in a
+-- sequence's current value, which neither a rollback nor a savepoint's
+-- undoes, and which only the signer may set.
+
+create sequence core.last_signed_transaction as bigint minvalue 0;
+alter sequence core.last_signed_transaction owner to tenancy_owner;
+comment on sequence core.last_signed_transaction is
+  'On Citus, per session (its currval): the distributed transaction a context was last signed for; set by core.sign_context alone';
+grant usage, update on sequence core.last_signed_transaction to tenancy_auth;
+
+create or replace function core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text,
+  p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid default null)
+returns void
+language plpgsql
+as $$
+declare
+  v_payload text;
+  v_context text;
+  v_distributed boolean;
+  v_transaction bigint;
+begin
+  if p_request_id is null then
+    raise exception 'a request id is required' using errcode = 'null_value_not_allowed';
+  end if;
+  -- The separator can appear in no field: ids are uuids, roles and
+  -- permissions come from checked columns, and a client's id is checked here.
+  if p_client_request_id !~ '^[A-Za-z0-9._:-]{1,128}$' then
+    raise exception 'a client request id is 1-128 characters from A-Z a-z 0-9 . _ : -'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  -- Under REPEATABLE READ or SERIALIZABLE the whole transaction reads one
+  -- snapshot, possibly an old exported one: a revoked key would still pass.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'a request context is signed only in a READ COMMITTED transaction'
+      using errcode = 'invalid_transaction_state';
+  end if;
+  v_payload := concat_ws('|', 'v4', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
+    coalesce(p_user_id::text, ''), coalesce(p_user_role, ''), array_to_string(p_permissions, ','), p_request_id,
+    coalesce(p_client_request_id, ''), (extract(epoch from clock_timestamp()) * 1000000)::bigint,
+    coalesce(p_operator_id::text, ''));
+  -- The number is signed, not shown: the MAC covers payload and number.
+  v_distributed := core.distributed_transaction() is not null;
+  -- On Citus a transaction gets its distributed identity when it first
+  -- reaches a worker: the tenant's row (or the platform's) is read there
+  -- first, so that the context is bound to it.
+  -- (Nested: on a single server there is no pg_dist_partition to plan a
+  -- query on.)
+  if not v_distributed and to_regclass('pg_catalog.pg_dist_partition') is not null then
+    if exists (select from pg_catalog.pg_dist_partition d where d.logicalrelid = 'core.tenants'::regclass) then
+      perform from core.tenants t where t.tenant_id = coalesce(p_tenant_id, '00000000-0000-0000-0000-000000000000');
+      v_distributed := core.distributed_transaction() is not null;
+    end if;
+  end if;
+  if v_distributed then
+    select t.transaction_number into v_transaction from pg_catalog.get_current_transaction_id() t;
+    begin
+      if currval('core.last_signed_transaction') = v_transaction then
+        raise exception 'on Citus a transaction holds one request context: this one was signed for already'
+          using errcode = 'invalid_transaction_state',
+                hint = 'begin a new transaction for another key''s or operator''s request';
+      end if;
+    exception
+      -- This session never signed.
+      when object_not_in_prerequisite_state then
+        null;
+    end;
+    perform setval('core.last_signed_transaction', v_transaction);
+  end if;
+  v_context := v_payload || '|' || encode(core.context_mac(
+    v_payload || '|' || case when v_distributed then 0 else nextval('core.context_nonce') end,
+    (select k.secret from core.context_signing_key k)), 'hex');
+  perform set_config('app.context', v_context, true);
+  -- On Citus the workers evaluate the policies: SET LOCAL, unlike
+  -- set_config, is passed on to every node the transaction reaches.
+  if v_distributed then
+    perform set_config('citus.propagate_set_commands', 'local', true);
+    execute format('set local app.context = %L', v_context);
+  end if;
+end
+$$;
+
 -- Idempotency-Keys in shard groups of their own on Citus ---------------------------
 
 -- A platform claim drops a few of its own operator's expired claims, not
@@ -471,6 +715,8 @@ $function$;
 -- reference table it refers to (core.platform_operators) in the
 -- transaction ("parallel DML access"). Claims of an operator who never
 -- claims again stay (at most a day's worth of its claims).
+-- (On the coordinator alone, as above.)
+set local citus.enable_ddl_propagation = off;
 create or replace function platform.claim_idempotency_key(p_idempotency_key text, p_request_hash text)
 returns table (claimed boolean, request_hash text, response_status integer, response_body jsonb)
 language plpgsql security definer
@@ -507,6 +753,7 @@ begin
   end if;
 end
 $$;
+reset citus.enable_ddl_propagation;
 
 create function core.separate_idempotency_keys_on_citus() returns void
 language plpgsql volatile
@@ -619,6 +866,8 @@ $$;
 -- tables' foreign keys could come back only within one shard group.
 drop function core.separate_idempotency_keys_on_citus();
 
+-- The platform's functions on the coordinator alone, as in the up section.
+set local citus.enable_ddl_propagation = off;
 create or replace function platform.claim_idempotency_key(p_idempotency_key text, p_request_hash text)
 returns table (claimed boolean, request_hash text, response_status integer, response_body jsonb)
 language plpgsql security definer
@@ -654,6 +903,7 @@ begin
   end if;
 end
 $$;
+reset citus.enable_ddl_propagation;
 
 create or replace function core.revoke_keys(p_tenant_id uuid, p_key_ids uuid[]) returns table (key_id uuid)
 language plpgsql
@@ -680,6 +930,7 @@ begin
 end
 $$;
 
+set local citus.enable_ddl_propagation = off;
 alter function platform.update_tenant(uuid, text, text, boolean, text) owner to tenancy_owner;
 create or replace function platform.update_tenant(
   p_tenant_id uuid,
@@ -738,11 +989,13 @@ begin
   return query select * from platform.tenants where tenant_id = v_tenant_id;
 end
 $$;
+reset citus.enable_ddl_propagation;
 
 revoke insert (tenant_id, template_id, settings) on table core.tenant_configs from tenancy_auth;
 revoke select (name, subscription_tier, created_at, updated_at), insert (name, subscription_tier),
   update (name, subscription_tier) on table core.tenants from tenancy_auth;
 revoke select on table core.templates from tenancy_auth;
+
 do $$
 begin
   if core.on_citus() then
@@ -782,6 +1035,125 @@ begin
   update core.tenants t set domain = p_domain where t.tenant_id = p_tenant_id;
 end
 $$;
+set local citus.enable_ddl_propagation = off;
+CREATE OR REPLACE FUNCTION platform.deactivate_tenant(p_tenant_id uuid) RETURNS SETOF platform.tenants
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := now();
+  v_tenant platform.tenants;
+begin
+  update core.tenants
+  set deactivated_at = coalesce(deactivated_at, v_now)
+  where tenant_id = p_tenant_id
+  returning tenant_id, name, domain, subscription_tier, deactivated_at, created_at, updated_at into v_tenant;
+  if found then
+    return next v_tenant;
+  end if;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) RETURNS TABLE(tenant_id uuid, key_id uuid, revoked_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+begin
+  perform core.revoke_keys(p_tenant_id, array[p_key_id]);
+  return query
+    select k.tenant_id, k.key_id, k.revoked_at from core.tenant_api_keys k
+    where k.tenant_id = p_tenant_id and k.key_id = p_key_id;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer DEFAULT NULL::integer, p_max_users integer DEFAULT NULL::integer, p_max_api_keys integer DEFAULT NULL::integer, p_max_metadata_bytes integer DEFAULT NULL::integer, p_requests_per_minute integer DEFAULT NULL::integer) RETURNS SETOF platform.plans
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_plan platform.plans;
+begin
+  update core.plans p
+  set max_documents = coalesce(p_max_documents, p.max_documents),
+      max_users = coalesce(p_max_users, p.max_users),
+      max_api_keys = coalesce(p_max_api_keys, p.max_api_keys),
+      max_metadata_bytes = coalesce(p_max_metadata_bytes, p.max_metadata_bytes),
+      requests_per_minute = coalesce(p_requests_per_minute, p.requests_per_minute)
+  where p.plan_id = p_plan_id
+  returning p.plan_id, p.tier, p.max_documents, p.max_users, p.max_api_keys, p.max_metadata_bytes,
+    p.requests_per_minute, p.created_at, p.updated_at into v_plan;
+  if found then
+    return next v_plan;
+  end if;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.create_api_key(p_tenant_id uuid, p_name text, p_permissions text[], p_user_id uuid DEFAULT NULL::uuid, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(key text, key_id uuid, tenant_id uuid, key_prefix text, name text, permissions text[], user_id uuid, expires_at timestamp with time zone, revoked_at timestamp with time zone, last_used_at timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, issued_by_key_id uuid)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  if not exists (select from core.tenants t where t.tenant_id = p_tenant_id and t.deactivated_at is null) then
+    raise exception 'no active tenant %', p_tenant_id using errcode = 'no_data_found';
+  end if;
+  if p_expires_at is not null and p_expires_at <= now() then
+    raise exception 'expires_at must be in the future' using errcode = 'check_violation';
+  end if;
+  return query select * from core.issue_api_key(p_tenant_id, p_name, p_permissions, p_user_id, p_expires_at, null);
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.create_operator(p_name text) RETURNS TABLE(operator_id uuid, name text, token text, token_prefix text, created_by uuid, created_at timestamp with time zone, revoked_at timestamp with time zone, revoked_by uuid)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+declare
+  v_caller uuid := core.current_operator_id();
+  v_token text := 'tnop_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=');
+begin
+  if v_caller is null then
+    raise exception 'a platform change needs a named operator' using errcode = 'PT401';
+  end if;
+  return query
+    insert into core.platform_operators as o (name, token_hash, token_prefix, created_by)
+    values (p_name, encode(sha256(convert_to(v_token, 'UTF8')), 'hex'), left(v_token, 12), v_caller)
+    returning o.operator_id, o.name, v_token, o.token_prefix, o.created_by, o.created_at, o.revoked_at, o.revoked_by;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.revoke_operator(p_operator_id uuid) RETURNS TABLE(operator_id uuid, revoked_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+declare
+  v_caller uuid := core.current_operator_id();
+  v_now timestamptz := now();
+begin
+  if v_caller is null then
+    raise exception 'a platform change needs a named operator' using errcode = 'PT401';
+  end if;
+  -- Serialises revocations, so two operators cannot revoke each other as
+  -- the last two: each locks every active operator's row first. (Row locks
+  -- only tenancy_auth can take, where an advisory lock anyone can hold.)
+  perform core.end_stale_transactions();
+  perform from core.platform_operators o where o.revoked_at is null for update;
+  -- The operators' rows first, then the chain head, in the order every
+  -- writer of operators takes them.
+  perform core.seize_chain_head('00000000-0000-0000-0000-000000000000');
+  if exists (select 1 from core.platform_operators o where o.operator_id = p_operator_id and o.revoked_at is null)
+     and not exists (select 1 from core.platform_operators o
+                     where o.revoked_at is null and o.operator_id <> p_operator_id) then
+    raise exception 'the last active operator cannot be revoked; create another first' using errcode = 'PT409';
+  end if;
+  return query
+    update core.platform_operators o
+    set revoked_at = coalesce(o.revoked_at, v_now), revoked_by = coalesce(o.revoked_by, v_caller)
+    where o.operator_id = p_operator_id
+    returning o.operator_id, o.revoked_at;
+end
+$$;
+reset citus.enable_ddl_propagation;
+
 drop function core.require_active_operator();
 
 CREATE OR REPLACE FUNCTION core.record_audit()
@@ -944,6 +1316,61 @@ begin
   return coalesce(new, old);
 end
 $function$;
+
+CREATE OR REPLACE FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid DEFAULT NULL::uuid) RETURNS void
+    LANGUAGE plpgsql
+    AS $_$
+declare
+  v_payload text;
+  v_context text;
+  v_distributed boolean;
+begin
+  if p_request_id is null then
+    raise exception 'a request id is required' using errcode = 'null_value_not_allowed';
+  end if;
+  -- The separator can appear in no field: ids are uuids, roles and
+  -- permissions come from checked columns, and a client's id is checked here.
+  if p_client_request_id !~ '^[A-Za-z0-9._:-]{1,128}$' then
+    raise exception 'a client request id is 1-128 characters from A-Z a-z 0-9 . _ : -'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  -- Under REPEATABLE READ or SERIALIZABLE the whole transaction reads one
+  -- snapshot, possibly an old exported one: a revoked key would still pass.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'a request context is signed only in a READ COMMITTED transaction'
+      using errcode = 'invalid_transaction_state';
+  end if;
+  v_payload := concat_ws('|', 'v4', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
+    coalesce(p_user_id::text, ''), coalesce(p_user_role, ''), array_to_string(p_permissions, ','), p_request_id,
+    coalesce(p_client_request_id, ''), (extract(epoch from clock_timestamp()) * 1000000)::bigint,
+    coalesce(p_operator_id::text, ''));
+  -- The number is signed, not shown: the MAC covers payload and number.
+  v_distributed := core.distributed_transaction() is not null;
+  -- On Citus a transaction gets its distributed identity when it first
+  -- reaches a worker: the tenant's row (or the platform's) is read there
+  -- first, so that the context is bound to it.
+  -- (Nested: on a single server there is no pg_dist_partition to plan a
+  -- query on.)
+  if not v_distributed and to_regclass('pg_catalog.pg_dist_partition') is not null then
+    if exists (select from pg_catalog.pg_dist_partition d where d.logicalrelid = 'core.tenants'::regclass) then
+      perform from core.tenants t where t.tenant_id = coalesce(p_tenant_id, '00000000-0000-0000-0000-000000000000');
+      v_distributed := core.distributed_transaction() is not null;
+    end if;
+  end if;
+  v_context := v_payload || '|' || encode(core.context_mac(
+    v_payload || '|' || case when v_distributed then 0 else nextval('core.context_nonce') end,
+    (select k.secret from core.context_signing_key k)), 'hex');
+  perform set_config('app.context', v_context, true);
+  -- On Citus the workers evaluate the policies: SET LOCAL, unlike
+  -- set_config, is passed on to every node the transaction reaches.
+  if v_distributed then
+    perform set_config('citus.propagate_set_commands', 'local', true);
+    execute format('set local app.context = %L', v_context);
+  end if;
+end
+$_$;
+drop sequence core.last_signed_transaction;
+
 drop function core.request_has_actor(uuid);
 drop function core.session_acts_for_a_request();
 

@@ -34,7 +34,7 @@ create temporary table tenant_tables as
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 grant select on pg_temp.tenant_tables to app_user;
 
-select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 12);
+select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 18);
 
 select cmp_ok((select count(*) from pg_temp.tenant_tables where partmethod = 'h'), '>=', 12::bigint,
   'the catalog finds the distributed tenant tables');
@@ -74,8 +74,10 @@ set local role uber_admin;
 select platform.begin_request(:'operator_hash', gen_random_uuid(), null, false) \gset ignored_
 select key as secret_a, key_id as key_a from platform.create_api_key(:'tenant_a', 'A root', '{*}', :'user_a') \gset
 select key as secret_b from platform.create_api_key(:'tenant_b', 'B root', '{*}', :'user_b') \gset
+select key as secret_a2 from platform.create_api_key(:'tenant_a', 'A reader', '{documents:read}', :'user_a') \gset
 commit;
-select pg_temp.hash_of(:'secret_a') as hash_a, pg_temp.hash_of(:'secret_b') as hash_b \gset
+select pg_temp.hash_of(:'secret_a') as hash_a, pg_temp.hash_of(:'secret_b') as hash_b,
+       pg_temp.hash_of(:'secret_a2') as hash_a2 \gset
 
 -- A context set apart for the workers (SET LOCAL is passed on to them,
 -- set_config is not): the definers' checks on the coordinator pass, and the
@@ -102,6 +104,66 @@ select throws_ok($$ select * from api.create_api_key('Escalation', '{keys:write}
 select throws_ok($$ select * from api.create_api_key('Unattributed', '{documents:read}') $$, '42501', null,
   '...and any other key is refused, for want of an actor in the trail');
 rollback;
+
+-- One context per distributed transaction: every context signed in one
+-- verifies on every node, so a second would let a caller leave one on the
+-- workers and the other on the coordinator (the checks of one key, the
+-- trail of the other). Not even after a savepoint is rolled back.
+begin;
+set local role app_user;
+select pg_temp.begin_as(:'hash_a') \gset ignored_
+select throws_ok(format('select pg_temp.begin_as(%L)', :'hash_a2'), '25000', null,
+  'a second key''s context is not signed in a transaction that holds one');
+rollback;
+begin;
+set local role app_user;
+savepoint before_signing;
+select pg_temp.begin_as(:'hash_a2') \gset ignored_
+rollback to savepoint before_signing;
+select throws_ok(format('select pg_temp.begin_as(%L)', :'hash_a'), '25000', null,
+  '...nor after the first signing was rolled back to a savepoint');
+rollback;
+begin;
+set local role uber_admin;
+select platform.begin_request(:'operator_hash', gen_random_uuid(), null, false) \gset ignored_
+select throws_ok(format('select platform.begin_request(%L, gen_random_uuid(), null, false)', :'operator_hash'), '25000', null,
+  '...nor a second operator''s context');
+rollback;
+
+-- An operator that revoked itself acts no more in that transaction, on the
+-- workers either (where the platform role's connection does not see the
+-- revocation, made over the registry's). As the service's platform pool
+-- does, with session_user uber_admin.
+select plan_id as free_plan from core.plans where tier = 'free' \gset
+begin;
+insert into core.platform_operators (name, token_hash, token_prefix)
+values ('pgTAP on Citus second ' || :'run', pg_temp.hash_of(:'operator_token' || '-2'), 'tnop_pgtap')
+returning operator_id as second_operator_id \gset
+commit;
+begin;
+set local session authorization uber_admin;
+select platform.begin_request(:'operator_hash', gen_random_uuid(), null, false) \gset ignored_
+select operator_id from platform.revoke_operator(:'operator_id') \gset ignored_
+select throws_ok(format('select * from platform.deactivate_tenant(%L)', :'tenant_b'), 'PT401', null,
+  'an operator revoked earlier in the transaction deactivates no tenant');
+rollback;
+begin;
+set local session authorization uber_admin;
+select platform.begin_request(:'operator_hash', gen_random_uuid(), null, false) \gset ignored_
+select operator_id from platform.revoke_operator(:'operator_id') \gset ignored_
+select throws_ok(format('select * from platform.revoke_api_key(%L, %L)', :'tenant_a', :'key_a'), 'PT401', null,
+  '...revokes no key');
+rollback;
+begin;
+set local session authorization uber_admin;
+select platform.begin_request(:'operator_hash', gen_random_uuid(), null, false) \gset ignored_
+select operator_id from platform.revoke_operator(:'operator_id') \gset ignored_
+select throws_ok(format('select * from platform.update_plan(%L, p_max_users => 7)', :'free_plan'), 'PT401', null,
+  '...and changes no plan');
+rollback;
+begin;
+update core.platform_operators set revoked_at = now(), revoked_by = operator_id where operator_id = :'second_operator_id';
+commit;
 
 -- The operator is revoked again: while one is active, the service would not
 -- bootstrap its own (the HTTP suites that follow use the service's).

@@ -146,6 +146,13 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/35_platform_operators.sql"],
   },
   {
+    name: "platform.update_plan lets an operator revoked earlier in the transaction change plans",
+    definitionOf: "platform.update_plan(uuid,integer,integer,integer,integer,integer)",
+    find: "  perform core.require_active_operator();\n",
+    replace: "",
+    suites: ["pgtap/35_platform_operators.sql"],
+  },
+  {
     name: "a function named get_current_transaction_id that is not Citus's binds the contexts",
     definitionOf: "core.on_citus()",
     find: "and d.deptype = 'e' and e.extname = 'citus'",
