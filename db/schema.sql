@@ -162,6 +162,7 @@ declare
   -- timestamptz + interval is stable, not immutable (time zones).
   v_expires_at timestamptz := now() + interval '24 hours';
 begin
+  perform core.carry_context_to_workers();
   -- Keep the table small: drop a few of this key's expired claims.
   delete from core.idempotency_keys k
   where k.tenant_id = v_tenant_id
@@ -211,6 +212,7 @@ declare
   v_key_id uuid;
   v_issuer record;
 begin
+  perform core.carry_context_to_workers();
   select c.tenant_id, c.api_key_id into v_tenant_id, v_key_id from core.request_context c;
   select * into v_issuer from core.check_key_issue(v_tenant_id, v_key_id, p_permissions, p_user_id, p_expires_at);
   return query
@@ -838,6 +840,7 @@ declare
   v_result jsonb;
   v_needed text;
 begin
+  perform core.carry_context_to_workers();
   select c.tenant_id, c.api_key_id, c.user_id, c.permissions into v_context from core.request_context c;
   if v_context.tenant_id is null or not core.key_is_active(v_context.tenant_id, v_context.api_key_id) then
     raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
@@ -939,6 +942,7 @@ CREATE FUNCTION api.delete_document(p_document_id uuid) RETURNS SETOF api.docume
 declare
   v_tenant_id uuid := core.current_tenant_id();
 begin
+  perform core.carry_context_to_workers();
   return query
     delete from core.documents
     where tenant_id = v_tenant_id and document_id = p_document_id
@@ -970,6 +974,7 @@ declare
   v_tenant_id uuid := core.current_tenant_id();
   v_user api.users;
 begin
+  perform core.carry_context_to_workers();
   delete from core.users
   where tenant_id = v_tenant_id and user_id = p_user_id
   returning user_id, tenant_id, email, role, created_at, updated_at into v_user;
@@ -1289,6 +1294,7 @@ declare
   v_lock_timeout text;
   v_attempt integer;
 begin
+  perform core.carry_context_to_workers();
   if v_tenant_id is null then
     raise exception 'a lease of requests needs a tenant''s request context (api.begin_request)' using errcode = 'PT401';
   end if;
@@ -2042,6 +2048,7 @@ declare
   v_approval_id uuid;
   v_secret text;
 begin
+  perform core.carry_context_to_workers();
   select c.tenant_id, c.api_key_id, c.user_id into v_context from core.request_context c;
   if v_context.tenant_id is null or not core.key_is_active(v_context.tenant_id, v_context.api_key_id) then
     raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
@@ -2093,6 +2100,7 @@ declare
   v_caller record;
   v_target record;
 begin
+  perform core.carry_context_to_workers();
   select c.tenant_id, c.permissions, c.user_role, c.api_key_id into v_caller from core.request_context c;
   if v_caller.tenant_id is null then
     return;
@@ -2149,6 +2157,7 @@ CREATE FUNCTION api.save_idempotent_response(p_idempotency_key text, p_status in
 declare
   v_tenant_id uuid := core.current_tenant_id();
 begin
+  perform core.carry_context_to_workers();
   update core.idempotency_keys
   set response_status = p_status, response_body = p_body
   where tenant_id = v_tenant_id and idempotency_key = p_idempotency_key;
@@ -2190,6 +2199,7 @@ CREATE FUNCTION api.touch_api_key(p_key_hash text) RETURNS void
 declare
   v_claim record;
 begin
+  perform core.carry_context_to_workers();
   select h.tenant_id, h.key_id into v_claim from core.api_key_hashes h where h.key_hash = p_key_hash;
   if not found then
     return;
@@ -2256,6 +2266,7 @@ CREATE FUNCTION api.update_tenant_config(p_settings_patch jsonb) RETURNS SETOF a
 declare
   v_error text := core.settings_error(p_settings_patch);
 begin
+  perform core.carry_context_to_workers();
   if v_error is not null then
     raise exception '%', v_error using errcode = 'PT422';
   end if;
@@ -2573,6 +2584,32 @@ $_$;
 --
 
 COMMENT ON FUNCTION core.capped_expiry(p_tenant_id uuid, p_expires_at timestamp with time zone) IS 'The expiry a new key of this tenant gets: the one asked for, or the cap of api_key_max_lifetime_days when none was asked; refuses one beyond the cap';
+
+
+--
+-- Name: carry_context_to_workers(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.carry_context_to_workers() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  -- Without Citus loaded there is no other node (and no such setting).
+  if current_setting('citus.propagate_set_commands', true) is null or not core.on_citus() then
+    return;
+  end if;
+  perform set_config('citus.propagate_set_commands', 'local', true);
+  execute format('set local app.context = %L', coalesce(current_setting('app.context', true), ''));
+end
+$$;
+
+
+--
+-- Name: FUNCTION carry_context_to_workers(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.carry_context_to_workers() IS 'On Citus, passes the coordinator''s request context on to every node of the transaction; on one server, nothing';
 
 
 --
@@ -4775,6 +4812,7 @@ CREATE FUNCTION core.set_tenant_domain(p_tenant_id uuid, p_domain text) RETURNS 
 declare
   v_old text;
 begin
+  perform core.carry_context_to_workers();
   perform core.require_active_operator();
   -- The Platform tenant, which no listing shows, holds no domain: one there
   -- would be taken from every tenant, out of sight.
@@ -4834,7 +4872,6 @@ declare
   v_payload text;
   v_context text;
   v_distributed boolean;
-  v_transaction bigint;
 begin
   if p_request_id is null then
     raise exception 'a request id is required' using errcode = 'null_value_not_allowed';
@@ -4867,21 +4904,6 @@ begin
       perform from core.tenants t where t.tenant_id = coalesce(p_tenant_id, '00000000-0000-0000-0000-000000000000');
       v_distributed := core.distributed_transaction() is not null;
     end if;
-  end if;
-  if v_distributed then
-    select t.transaction_number into v_transaction from pg_catalog.get_current_transaction_id() t;
-    begin
-      if currval('core.last_signed_transaction') = v_transaction then
-        raise exception 'on Citus a transaction holds one request context: this one was signed for already'
-          using errcode = 'invalid_transaction_state',
-                hint = 'begin a new transaction for another key''s or operator''s request';
-      end if;
-    exception
-      -- This session never signed.
-      when object_not_in_prerequisite_state then
-        null;
-    end;
-    perform setval('core.last_signed_transaction', v_transaction);
   end if;
   v_context := v_payload || '|' || encode(core.context_mac(
     v_payload || '|' || case when v_distributed then 0 else nextval('core.context_nonce') end,
@@ -5199,6 +5221,7 @@ declare
   -- timestamptz + interval is stable, not immutable (time zones).
   v_expires_at timestamptz := now() + interval '24 hours';
 begin
+  perform core.carry_context_to_workers();
   if v_operator_id is null then
     raise exception 'a platform change needs a named operator' using errcode = 'PT401';
   end if;
@@ -5242,6 +5265,7 @@ CREATE FUNCTION platform.create_api_key(p_tenant_id uuid, p_name text, p_permiss
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
+  perform core.carry_context_to_workers();
   perform core.require_active_operator();
   if not exists (select from core.tenants t where t.tenant_id = p_tenant_id and t.deactivated_at is null) then
     raise exception 'no active tenant %', p_tenant_id using errcode = 'no_data_found';
@@ -5274,6 +5298,7 @@ declare
   v_caller uuid := core.current_operator_id();
   v_token text := 'tnop_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=');
 begin
+  perform core.carry_context_to_workers();
   if v_caller is null then
     raise exception 'a platform change needs a named operator' using errcode = 'PT401';
   end if;
@@ -5328,6 +5353,7 @@ declare
   v_tenant_id uuid;
   v_template core.templates;
 begin
+  perform core.carry_context_to_workers();
   perform core.require_active_operator();
   if p_template_name is not null then
     select * into v_template from core.templates t where t.name = p_template_name;
@@ -5532,6 +5558,7 @@ declare
   v_caller uuid := core.current_operator_id();
   v_now timestamptz := now();
 begin
+  perform core.carry_context_to_workers();
   if v_caller is null then
     raise exception 'a platform change needs a named operator' using errcode = 'PT401';
   end if;
@@ -5576,6 +5603,7 @@ CREATE FUNCTION platform.save_idempotent_response(p_idempotency_key text, p_stat
 declare
   v_operator_id uuid := core.current_operator_id();
 begin
+  perform core.carry_context_to_workers();
   update core.platform_idempotency_keys
   set response_status = p_status, response_body = p_body
   where operator_id = v_operator_id and idempotency_key = p_idempotency_key;
@@ -5750,6 +5778,7 @@ CREATE FUNCTION platform.update_tenant(p_tenant_id uuid, p_name text DEFAULT NUL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
+  perform core.carry_context_to_workers();
   perform core.require_active_operator();
   if p_clear_domain or p_domain is not null then
     perform core.set_tenant_domain(p_tenant_id, case when p_clear_domain then null else p_domain end);
@@ -6142,25 +6171,6 @@ COMMENT ON COLUMN core.idempotency_keys.expires_at IS 'After this the key may be
 --
 
 COMMENT ON COLUMN core.idempotency_keys.api_key_id IS 'API key that sent the request: the Idempotency-Key is that key''s';
-
-
---
--- Name: last_signed_transaction; Type: SEQUENCE; Schema: core; Owner: -
---
-
-CREATE SEQUENCE core.last_signed_transaction
-    START WITH 0
-    INCREMENT BY 1
-    MINVALUE 0
-    NO MAXVALUE
-    CACHE 1;
-
-
---
--- Name: SEQUENCE last_signed_transaction; Type: COMMENT; Schema: core; Owner: -
---
-
-COMMENT ON SEQUENCE core.last_signed_transaction IS 'On Citus, per session (its currval): the distributed transaction a context was last signed for; set by core.sign_context alone';
 
 
 --
@@ -7908,4 +7918,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261202000200'),
     ('20261202000300'),
     ('20261203000100'),
-    ('20261203000200');
+    ('20261203000200'),
+    ('20261203000300');

@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(38);
+select plan(39);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -213,6 +213,23 @@ select is(
         order by 1),
   '{}'::text[],
   'every SECURITY DEFINER function app_user or uber_admin may execute was called above');
+-- On Citus a caller may leave one of its contexts on the workers and another
+-- on the coordinator: each definer that changes rows passes the
+-- coordinator's on first, so that what it checked is what the trail names
+-- (migration 20261203000300, which says why the others need not).
+select is(
+  array(select p.oid::regprocedure::text from pg_proc p
+        where p.prosecdef and p.provolatile = 'v' and p.prorettype <> 'trigger'::regtype
+          and (has_function_privilege('app_user', p.oid, 'EXECUTE') or has_function_privilege('uber_admin', p.oid, 'EXECUTE'))
+          and p.oid not in ('api.begin_request(text,text,uuid,text,boolean)'::regprocedure,
+                            'platform.begin_request(text,uuid,text,boolean)'::regprocedure,
+                            'core.context_verifies(text)'::regprocedure, 'platform.bootstrap_operator(text)'::regprocedure,
+                            'core.end_stale_transactions()'::regprocedure, 'core.seize_chain_head(uuid)'::regprocedure,
+                            'core.seize_usage_row(uuid)'::regprocedure, 'core.maintain_audit_partitions()'::regprocedure)
+          and p.prosrc !~ '\mbegin\s+perform core\.carry_context_to_workers\(\);'
+        order by 1),
+  '{}'::text[],
+  'every definer the runtime roles may call that changes rows first passes its context on to the workers');
 select is(
   array(select t.tgname || ' on ' || t.tgrelid::regclass from pg_trigger t join pg_proc p on p.oid = t.tgfoid
         -- A partition's clone of a trigger runs its parent's function

@@ -39,11 +39,6 @@
  *   core.hold_for_approval, core.guard_user_roles) exempted every session
  *   but app_user's and uber_admin's; on a worker a definer's session with a
  *   context set apart for the workers went through (see below).
- * - Every context signed in one distributed transaction verified on every
- *   node: a caller holding two keys (or two operators' credentials) left
- *   one on the workers and the other on the coordinator, and the trail
- *   named a key other than the one checked. A distributed transaction is
- *   now signed for once (see below).
  * - On a worker an operator revoked earlier in the transaction still acted
  *   through the platform role's connection: every platform writer now
  *   checks its operator on the coordinator first.
@@ -617,95 +612,6 @@ begin
                                  (select k.secret from core.context_signing_key k)), 'hex') = right(p_signed, 64);
 end
 $function$;
-
--- One context per distributed transaction ------------------------------------------
--- On Citus a context is bound to the distributed transaction, not to the
--- session's number (a worker cannot know which number the coordinator
--- signed last), so every context signed in one transaction verified on
--- every node. A caller holding two keys (or two operators' credentials)
--- signed both, left the first on the workers (SET LOCAL is passed on) and
--- the second on the coordinator (set_config is not): the definers checked
--- one key and the trail named the other. Now a distributed transaction is
--- signed for once. The session remembers the last one it signed for in a
--- sequence's current value, which neither a rollback nor a savepoint's
--- undoes, and which only the signer may set.
-
-create sequence core.last_signed_transaction as bigint minvalue 0;
-alter sequence core.last_signed_transaction owner to tenancy_owner;
-comment on sequence core.last_signed_transaction is
-  'On Citus, per session (its currval): the distributed transaction a context was last signed for; set by core.sign_context alone';
-grant usage, update on sequence core.last_signed_transaction to tenancy_auth;
-
-create or replace function core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text,
-  p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid default null)
-returns void
-language plpgsql
-as $$
-declare
-  v_payload text;
-  v_context text;
-  v_distributed boolean;
-  v_transaction bigint;
-begin
-  if p_request_id is null then
-    raise exception 'a request id is required' using errcode = 'null_value_not_allowed';
-  end if;
-  -- The separator can appear in no field: ids are uuids, roles and
-  -- permissions come from checked columns, and a client's id is checked here.
-  if p_client_request_id !~ '^[A-Za-z0-9._:-]{1,128}$' then
-    raise exception 'a client request id is 1-128 characters from A-Z a-z 0-9 . _ : -'
-      using errcode = 'invalid_parameter_value';
-  end if;
-  -- Under REPEATABLE READ or SERIALIZABLE the whole transaction reads one
-  -- snapshot, possibly an old exported one: a revoked key would still pass.
-  if current_setting('transaction_isolation') <> 'read committed' then
-    raise exception 'a request context is signed only in a READ COMMITTED transaction'
-      using errcode = 'invalid_transaction_state';
-  end if;
-  v_payload := concat_ws('|', 'v4', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
-    coalesce(p_user_id::text, ''), coalesce(p_user_role, ''), array_to_string(p_permissions, ','), p_request_id,
-    coalesce(p_client_request_id, ''), (extract(epoch from clock_timestamp()) * 1000000)::bigint,
-    coalesce(p_operator_id::text, ''));
-  -- The number is signed, not shown: the MAC covers payload and number.
-  v_distributed := core.distributed_transaction() is not null;
-  -- On Citus a transaction gets its distributed identity when it first
-  -- reaches a worker: the tenant's row (or the platform's) is read there
-  -- first, so that the context is bound to it.
-  -- (Nested: on a single server there is no pg_dist_partition to plan a
-  -- query on.)
-  if not v_distributed and to_regclass('pg_catalog.pg_dist_partition') is not null then
-    if exists (select from pg_catalog.pg_dist_partition d where d.logicalrelid = 'core.tenants'::regclass) then
-      perform from core.tenants t where t.tenant_id = coalesce(p_tenant_id, '00000000-0000-0000-0000-000000000000');
-      v_distributed := core.distributed_transaction() is not null;
-    end if;
-  end if;
-  if v_distributed then
-    select t.transaction_number into v_transaction from pg_catalog.get_current_transaction_id() t;
-    begin
-      if currval('core.last_signed_transaction') = v_transaction then
-        raise exception 'on Citus a transaction holds one request context: this one was signed for already'
-          using errcode = 'invalid_transaction_state',
-                hint = 'begin a new transaction for another key''s or operator''s request';
-      end if;
-    exception
-      -- This session never signed.
-      when object_not_in_prerequisite_state then
-        null;
-    end;
-    perform setval('core.last_signed_transaction', v_transaction);
-  end if;
-  v_context := v_payload || '|' || encode(core.context_mac(
-    v_payload || '|' || case when v_distributed then 0 else nextval('core.context_nonce') end,
-    (select k.secret from core.context_signing_key k)), 'hex');
-  perform set_config('app.context', v_context, true);
-  -- On Citus the workers evaluate the policies: SET LOCAL, unlike
-  -- set_config, is passed on to every node the transaction reaches.
-  if v_distributed then
-    perform set_config('citus.propagate_set_commands', 'local', true);
-    execute format('set local app.context = %L', v_context);
-  end if;
-end
-$$;
 
 -- Idempotency-Keys in shard groups of their own on Citus ---------------------------
 
@@ -1316,60 +1222,6 @@ begin
   return coalesce(new, old);
 end
 $function$;
-
-CREATE OR REPLACE FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid DEFAULT NULL::uuid) RETURNS void
-    LANGUAGE plpgsql
-    AS $_$
-declare
-  v_payload text;
-  v_context text;
-  v_distributed boolean;
-begin
-  if p_request_id is null then
-    raise exception 'a request id is required' using errcode = 'null_value_not_allowed';
-  end if;
-  -- The separator can appear in no field: ids are uuids, roles and
-  -- permissions come from checked columns, and a client's id is checked here.
-  if p_client_request_id !~ '^[A-Za-z0-9._:-]{1,128}$' then
-    raise exception 'a client request id is 1-128 characters from A-Z a-z 0-9 . _ : -'
-      using errcode = 'invalid_parameter_value';
-  end if;
-  -- Under REPEATABLE READ or SERIALIZABLE the whole transaction reads one
-  -- snapshot, possibly an old exported one: a revoked key would still pass.
-  if current_setting('transaction_isolation') <> 'read committed' then
-    raise exception 'a request context is signed only in a READ COMMITTED transaction'
-      using errcode = 'invalid_transaction_state';
-  end if;
-  v_payload := concat_ws('|', 'v4', coalesce(p_tenant_id::text, ''), coalesce(p_api_key_id::text, ''),
-    coalesce(p_user_id::text, ''), coalesce(p_user_role, ''), array_to_string(p_permissions, ','), p_request_id,
-    coalesce(p_client_request_id, ''), (extract(epoch from clock_timestamp()) * 1000000)::bigint,
-    coalesce(p_operator_id::text, ''));
-  -- The number is signed, not shown: the MAC covers payload and number.
-  v_distributed := core.distributed_transaction() is not null;
-  -- On Citus a transaction gets its distributed identity when it first
-  -- reaches a worker: the tenant's row (or the platform's) is read there
-  -- first, so that the context is bound to it.
-  -- (Nested: on a single server there is no pg_dist_partition to plan a
-  -- query on.)
-  if not v_distributed and to_regclass('pg_catalog.pg_dist_partition') is not null then
-    if exists (select from pg_catalog.pg_dist_partition d where d.logicalrelid = 'core.tenants'::regclass) then
-      perform from core.tenants t where t.tenant_id = coalesce(p_tenant_id, '00000000-0000-0000-0000-000000000000');
-      v_distributed := core.distributed_transaction() is not null;
-    end if;
-  end if;
-  v_context := v_payload || '|' || encode(core.context_mac(
-    v_payload || '|' || case when v_distributed then 0 else nextval('core.context_nonce') end,
-    (select k.secret from core.context_signing_key k)), 'hex');
-  perform set_config('app.context', v_context, true);
-  -- On Citus the workers evaluate the policies: SET LOCAL, unlike
-  -- set_config, is passed on to every node the transaction reaches.
-  if v_distributed then
-    perform set_config('citus.propagate_set_commands', 'local', true);
-    execute format('set local app.context = %L', v_context);
-  end if;
-end
-$_$;
-drop sequence core.last_signed_transaction;
 
 drop function core.request_has_actor(uuid);
 drop function core.session_acts_for_a_request();
