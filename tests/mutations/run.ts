@@ -180,6 +180,11 @@ async function main(): Promise<number> {
       matching ? ` (matching "${matching}")` : ""
     }`,
   );
+  // A run of no mutation proves nothing: a filter that matches none is a mistake.
+  if (mutations.length === 0) {
+    console.error(`error: no mutation's name holds "${matching}"`);
+    return 1;
+  }
   // Without any mutation every suite passes, or a kill would mean nothing.
   await freshMutantDatabase();
   for (const suite of suites) {
