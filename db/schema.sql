@@ -5399,6 +5399,7 @@ declare
   v_now timestamptz := now();
   v_tenant platform.tenants;
 begin
+  perform core.carry_context_to_workers();
   perform core.require_active_operator();
   update core.tenants
   set deactivated_at = coalesce(deactivated_at, v_now)
@@ -5529,6 +5530,7 @@ CREATE FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) RETURNS
     AS $$
 #variable_conflict use_column
 begin
+  perform core.carry_context_to_workers();
   perform core.require_active_operator();
   perform core.revoke_keys(p_tenant_id, array[p_key_id]);
   return query
@@ -5745,6 +5747,7 @@ CREATE FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer DEF
 declare
   v_plan platform.plans;
 begin
+  perform core.carry_context_to_workers();
   perform core.require_active_operator();
   update core.plans p
   set max_documents = coalesce(p_max_documents, p.max_documents),

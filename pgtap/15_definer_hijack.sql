@@ -214,12 +214,14 @@ select is(
   '{}'::text[],
   'every SECURITY DEFINER function app_user or uber_admin may execute was called above');
 -- On Citus a caller may leave one of its contexts on the workers and another
--- on the coordinator: each definer that changes rows passes the
--- coordinator's on first, so that what it checked is what the trail names
--- (migration 20261203000300, which says why the others need not).
+-- on the coordinator: each definer that changes rows, and each platform
+-- function that does, passes the coordinator's on first, so that what it
+-- checked is what the trail names (migration 20261203000300, which says why
+-- the others need not).
 select is(
   array(select p.oid::regprocedure::text from pg_proc p
-        where p.prosecdef and p.provolatile = 'v' and p.prorettype <> 'trigger'::regtype
+        where p.provolatile = 'v' and p.prorettype <> 'trigger'::regtype
+          and (p.prosecdef or p.pronamespace = 'platform'::regnamespace)
           and (has_function_privilege('app_user', p.oid, 'EXECUTE') or has_function_privilege('uber_admin', p.oid, 'EXECUTE'))
           and p.oid not in ('api.begin_request(text,text,uuid,text,boolean)'::regprocedure,
                             'platform.begin_request(text,uuid,text,boolean)'::regprocedure,
@@ -229,7 +231,7 @@ select is(
           and p.prosrc !~ '\mbegin\s+perform core\.carry_context_to_workers\(\);'
         order by 1),
   '{}'::text[],
-  'every definer the runtime roles may call that changes rows first passes its context on to the workers');
+  'every definer the runtime roles may call that changes rows, and every platform function that does, first passes its context on to the workers');
 select is(
   array(select t.tgname || ' on ' || t.tgrelid::regclass from pg_trigger t join pg_proc p on p.oid = t.tgfoid
         -- A partition's clone of a trigger runs its parent's function

@@ -20,7 +20,11 @@
  * statement of app_user's or uber_admin's own, needs none: its writes are
  * checked on the worker (policies, triggers) against the context there, so
  * it does no more than that context's key could by SQL, and is filed under
- * it. The signers (api.begin_request, platform.begin_request) pass their
+ * it. The platform's own invoker functions carry the context too: they
+ * check their operator on the coordinator (core.require_active_operator),
+ * and on a worker the platform role's connection would take another
+ * context's operator, one revoked earlier in the transaction included, for
+ * active. The signers (api.begin_request, platform.begin_request) pass their
  * context on themselves. Left as they are, since they change no row a
  * request's actor is filed for: core.context_verifies (the check itself,
  * run inside statements, where no SET may run), platform.bootstrap_operator
@@ -50,7 +54,7 @@ alter function core.carry_context_to_workers() owner to tenancy_owner;
 comment on function core.carry_context_to_workers() is
   'On Citus, passes the coordinator''s request context on to every node of the transaction; on one server, nothing';
 revoke execute on function core.carry_context_to_workers() from public;
-grant execute on function core.carry_context_to_workers() to tenancy_auth, tenancy_writer, tenancy_meter;
+grant execute on function core.carry_context_to_workers() to uber_admin, tenancy_auth, tenancy_writer, tenancy_meter;
 
 -- The api's and the platform's functions run on the coordinator alone: on a
 -- deployment distributed already, Citus would make each one replaced here on
@@ -645,6 +649,61 @@ begin
     set revoked_at = coalesce(o.revoked_at, v_now), revoked_by = coalesce(o.revoked_by, v_caller)
     where o.operator_id = p_operator_id
     returning o.operator_id, o.revoked_at;
+end
+$$;
+CREATE OR REPLACE FUNCTION platform.deactivate_tenant(p_tenant_id uuid) RETURNS SETOF platform.tenants
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := now();
+  v_tenant platform.tenants;
+begin
+  perform core.carry_context_to_workers();
+  perform core.require_active_operator();
+  update core.tenants
+  set deactivated_at = coalesce(deactivated_at, v_now)
+  where tenant_id = p_tenant_id
+  returning tenant_id, name, domain, subscription_tier, deactivated_at, created_at, updated_at into v_tenant;
+  if found then
+    return next v_tenant;
+  end if;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) RETURNS TABLE(tenant_id uuid, key_id uuid, revoked_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+begin
+  perform core.carry_context_to_workers();
+  perform core.require_active_operator();
+  perform core.revoke_keys(p_tenant_id, array[p_key_id]);
+  return query
+    select k.tenant_id, k.key_id, k.revoked_at from core.tenant_api_keys k
+    where k.tenant_id = p_tenant_id and k.key_id = p_key_id;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer DEFAULT NULL::integer, p_max_users integer DEFAULT NULL::integer, p_max_api_keys integer DEFAULT NULL::integer, p_max_metadata_bytes integer DEFAULT NULL::integer, p_requests_per_minute integer DEFAULT NULL::integer) RETURNS SETOF platform.plans
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_plan platform.plans;
+begin
+  perform core.carry_context_to_workers();
+  perform core.require_active_operator();
+  update core.plans p
+  set max_documents = coalesce(p_max_documents, p.max_documents),
+      max_users = coalesce(p_max_users, p.max_users),
+      max_api_keys = coalesce(p_max_api_keys, p.max_api_keys),
+      max_metadata_bytes = coalesce(p_max_metadata_bytes, p.max_metadata_bytes),
+      requests_per_minute = coalesce(p_requests_per_minute, p.requests_per_minute)
+  where p.plan_id = p_plan_id
+  returning p.plan_id, p.tier, p.max_documents, p.max_users, p.max_api_keys, p.max_metadata_bytes,
+    p.requests_per_minute, p.created_at, p.updated_at into v_plan;
+  if found then
+    return next v_plan;
+  end if;
 end
 $$;
 reset citus.enable_ddl_propagation;
@@ -1253,6 +1312,58 @@ begin
     set revoked_at = coalesce(o.revoked_at, v_now), revoked_by = coalesce(o.revoked_by, v_caller)
     where o.operator_id = p_operator_id
     returning o.operator_id, o.revoked_at;
+end
+$$;
+CREATE OR REPLACE FUNCTION platform.deactivate_tenant(p_tenant_id uuid) RETURNS SETOF platform.tenants
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := now();
+  v_tenant platform.tenants;
+begin
+  perform core.require_active_operator();
+  update core.tenants
+  set deactivated_at = coalesce(deactivated_at, v_now)
+  where tenant_id = p_tenant_id
+  returning tenant_id, name, domain, subscription_tier, deactivated_at, created_at, updated_at into v_tenant;
+  if found then
+    return next v_tenant;
+  end if;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.revoke_api_key(p_tenant_id uuid, p_key_id uuid) RETURNS TABLE(tenant_id uuid, key_id uuid, revoked_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+begin
+  perform core.require_active_operator();
+  perform core.revoke_keys(p_tenant_id, array[p_key_id]);
+  return query
+    select k.tenant_id, k.key_id, k.revoked_at from core.tenant_api_keys k
+    where k.tenant_id = p_tenant_id and k.key_id = p_key_id;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION platform.update_plan(p_plan_id uuid, p_max_documents integer DEFAULT NULL::integer, p_max_users integer DEFAULT NULL::integer, p_max_api_keys integer DEFAULT NULL::integer, p_max_metadata_bytes integer DEFAULT NULL::integer, p_requests_per_minute integer DEFAULT NULL::integer) RETURNS SETOF platform.plans
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_plan platform.plans;
+begin
+  perform core.require_active_operator();
+  update core.plans p
+  set max_documents = coalesce(p_max_documents, p.max_documents),
+      max_users = coalesce(p_max_users, p.max_users),
+      max_api_keys = coalesce(p_max_api_keys, p.max_api_keys),
+      max_metadata_bytes = coalesce(p_max_metadata_bytes, p.max_metadata_bytes),
+      requests_per_minute = coalesce(p_requests_per_minute, p.requests_per_minute)
+  where p.plan_id = p_plan_id
+  returning p.plan_id, p.tier, p.max_documents, p.max_users, p.max_api_keys, p.max_metadata_bytes,
+    p.requests_per_minute, p.created_at, p.updated_at into v_plan;
+  if found then
+    return next v_plan;
+  end if;
 end
 $$;
 reset citus.enable_ddl_propagation;

@@ -34,7 +34,7 @@ create temporary table tenant_tables as
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 grant select on pg_temp.tenant_tables to app_user;
 
-select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 14);
+select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 15);
 
 select cmp_ok((select count(*) from pg_temp.tenant_tables where partmethod = 'h'), '>=', 12::bigint,
   'the catalog finds the distributed tenant tables');
@@ -118,6 +118,21 @@ select coalesce(array_agg(distinct a.operator_id)::text, 'none') as swapped_tena
 from core.audit_logs a where a.tenant_id = :'swapped_tenant' \gset
 select is(:'swapped_tenant_actors', format('{%s}', :'operator_id'),
   '...and with another operator''s context on the workers, the tenant an operator made is filed under that operator');
+
+begin;
+set local session authorization uber_admin;
+select platform.begin_request(:'second_operator_hash', gen_random_uuid(), null, false) \gset ignored_
+select current_setting('app.context') as second_operator_context \gset
+select platform.begin_request(:'operator_hash', gen_random_uuid(), null, false) \gset ignored_
+select current_setting('app.context') as first_operator_context \gset
+set local app.context = :'second_operator_context';
+select set_config('app.context', :'first_operator_context', true) \gset ignored_
+select tenant_id from platform.deactivate_tenant(:'swapped_tenant') \gset ignored_
+commit;
+select coalesce(array_agg(a.operator_id order by a.seq)::text, 'none') as deactivation_actors
+from core.audit_logs a where a.tenant_id = :'swapped_tenant' and a.resource_type = 'tenants' and a.action = 'update' \gset
+select is(:'deactivation_actors', format('{%s}', :'operator_id'),
+  '...and so is its deactivation through platform.deactivate_tenant, an invoker that checks its operator on the coordinator');
 
 -- With garbage on the workers, a key that may issue keys still waits for a
 -- second person.
