@@ -1,7 +1,7 @@
 \restrict dbmate
 
--- Dumped from database version 15.20 (Debian 15.20-0+deb12u1)
--- Dumped by pg_dump version 15.20 (Debian 15.20-0+deb12u1)
+-- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
+-- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
 
 SET statement_timeout = 0;
 SET lock_timeout = 0;
@@ -837,7 +837,6 @@ CREATE FUNCTION api.decide_approval(p_approval_id uuid, p_approve boolean) RETUR
 declare
   v_context record;
   v_request core.approval_requests;
-  v_result jsonb;
   v_needed text;
 begin
   perform core.carry_context_to_workers();
@@ -846,8 +845,7 @@ begin
     raise exception 'unknown, revoked or expired API key' using errcode = 'PT401';
   end if;
   select * into v_request from core.approval_requests a
-  where a.tenant_id = v_context.tenant_id and a.approval_id = p_approval_id
-  for update;
+  where a.tenant_id = v_context.tenant_id and a.approval_id = p_approval_id;
   if not found then
     raise exception 'no approval request with that id' using errcode = 'P0002';
   end if;
@@ -887,39 +885,16 @@ begin
     raise exception 'the API key may not make this change itself' using errcode = 'PT403';
   end if;
 
-  update core.approval_requests a
-  set status = case when p_approve then 'approved' else 'rejected' end,
-      decided_by_key_id = v_context.api_key_id, decided_by_user_id = v_context.user_id, decided_at = now(),
-      executing_xid = case when p_approve then pg_current_xact_id() end,
-      -- Decided, the request needs the key's hash no more (v_request has it).
-      key_hash = null
-  where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
-  if p_approve then
-    if v_request.operation = 'create_api_key' then
-      select to_jsonb(k) - 'key' into v_result from core.issue_key_as(v_request.tenant_id, v_request.requested_by_key_id,
-        v_request.payload ->> 'name',
-        array(select jsonb_array_elements_text(v_request.payload -> 'permissions')),
-        (v_request.payload ->> 'user_id')::uuid, (v_request.payload ->> 'expires_at')::timestamptz,
-        v_request.key_hash, v_request.key_prefix) k;
-    elsif v_request.operation = 'update_tenant_config' then
-      select to_jsonb(c) into v_result from api.update_tenant_config(v_request.payload -> 'settings') c;
-    elsif v_request.operation = 'delete_user' then
-      select to_jsonb(u) into v_result from api.delete_user((v_request.payload ->> 'user_id')::uuid) u;
-    else
-      update core.users u set role = v_request.payload ->> 'role', email = coalesce(v_request.payload ->> 'email', u.email)
-      where u.tenant_id = v_request.tenant_id and u.user_id = (v_request.payload ->> 'user_id')::uuid
-      returning jsonb_build_object('user_id', u.user_id, 'tenant_id', u.tenant_id, 'email', u.email, 'role', u.role,
-        'created_at', u.created_at, 'updated_at', u.updated_at) into v_result;
-    end if;
-    if v_result is null then
-      raise exception 'the change can no longer be made: its user is gone' using errcode = 'P0002';
-    end if;
-    update core.approval_requests a set executing_xid = null
-    where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
+  -- Decided as the role that makes the change: on Citus one role writes a
+  -- tenant's shards in a transaction (tenancy_writer changes the
+  -- configuration and deletes users; keys and roles are tenancy_auth's).
+  if p_approve and v_request.operation in ('update_tenant_config', 'delete_user') then
+    return query select d.approval, d.result from core.decide_as_writer(v_request.tenant_id, v_request.approval_id,
+      p_approve, v_context.api_key_id, v_context.user_id) d;
+  else
+    return query select d.approval, d.result from core.decide_request(v_request.tenant_id, v_request.approval_id,
+      p_approve, v_context.api_key_id, v_context.user_id) d;
   end if;
-  return query
-    select to_jsonb(a), v_result from api.approvals a
-    where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
 end
 $$;
 
@@ -1037,7 +1012,7 @@ CREATE TABLE core.approval_requests (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone DEFAULT (now() + '24:00:00'::interval) NOT NULL,
     decided_at timestamp with time zone,
-    executing_xid xid8,
+    executing_in text,
     key_hash text,
     key_prefix text,
     CONSTRAINT approval_requests_check CHECK (((status = 'pending'::text) = (decided_at IS NULL))),
@@ -1058,7 +1033,7 @@ ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_by_user_id SET STAT
 ALTER TABLE ONLY core.approval_requests ALTER COLUMN created_at SET STATISTICS 0;
 ALTER TABLE ONLY core.approval_requests ALTER COLUMN expires_at SET STATISTICS 0;
 ALTER TABLE ONLY core.approval_requests ALTER COLUMN decided_at SET STATISTICS 0;
-ALTER TABLE ONLY core.approval_requests ALTER COLUMN executing_xid SET STATISTICS 0;
+ALTER TABLE ONLY core.approval_requests ALTER COLUMN executing_in SET STATISTICS 0;
 ALTER TABLE ONLY core.approval_requests ALTER COLUMN key_hash SET STATISTICS 0;
 ALTER TABLE ONLY core.approval_requests ALTER COLUMN key_prefix SET STATISTICS 0;
 
@@ -1157,10 +1132,10 @@ COMMENT ON COLUMN core.approval_requests.decided_at IS 'When it was approved or 
 
 
 --
--- Name: COLUMN approval_requests.executing_xid; Type: COMMENT; Schema: core; Owner: -
+-- Name: COLUMN approval_requests.executing_in; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON COLUMN core.approval_requests.executing_xid IS 'Transaction performing the approved change, while it runs';
+COMMENT ON COLUMN core.approval_requests.executing_in IS 'Transaction performing the approved change (core.this_transaction), while it runs';
 
 
 --
@@ -2398,10 +2373,13 @@ CREATE FUNCTION core.approved_now(p_tenant_id uuid, p_operation text) RETURNS bo
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+declare
+  -- (Read first: Citus plans the statement below on the worker it runs on.)
+  v_transaction text := core.this_transaction();
 begin
   return exists (select 1 from core.approval_requests a
                  where a.tenant_id = p_tenant_id and a.operation = p_operation and a.status = 'approved'
-                   and a.executing_xid = pg_current_xact_id());
+                   and a.executing_in = v_transaction);
 end
 $$;
 
@@ -3090,6 +3068,93 @@ $$;
 --
 
 COMMENT ON FUNCTION core.current_operator_id() IS 'Platform operator of the verified request context; NULL outside platform requests';
+
+
+--
+-- Name: decide_as_writer(uuid, uuid, boolean, uuid, uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.decide_as_writer(p_tenant_id uuid, p_approval_id uuid, p_approve boolean, p_decided_by_key_id uuid, p_decided_by_user_id uuid) RETURNS TABLE(approval jsonb, result jsonb)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  perform core.carry_context_to_workers();
+  return query select d.approval, d.result
+    from core.decide_request(p_tenant_id, p_approval_id, p_approve, p_decided_by_key_id, p_decided_by_user_id) d;
+end
+$$;
+
+
+--
+-- Name: FUNCTION decide_as_writer(p_tenant_id uuid, p_approval_id uuid, p_approve boolean, p_decided_by_key_id uuid, p_decided_by_user_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.decide_as_writer(p_tenant_id uuid, p_approval_id uuid, p_approve boolean, p_decided_by_key_id uuid, p_decided_by_user_id uuid) IS 'core.decide_request as tenancy_writer, the role that changes the configuration and deletes users (api.decide_approval''s alone)';
+
+
+--
+-- Name: decide_request(uuid, uuid, boolean, uuid, uuid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.decide_request(p_tenant_id uuid, p_approval_id uuid, p_approve boolean, p_decided_by_key_id uuid, p_decided_by_user_id uuid) RETURNS TABLE(approval jsonb, result jsonb)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := now();
+  v_executing_in text := case when p_approve then core.this_transaction() end;
+  v_request core.approval_requests;
+  v_result jsonb;
+begin
+  -- Only a pending request is decided: the update waits for a concurrent
+  -- decision of it and then finds it decided.
+  update core.approval_requests a
+  set status = case when p_approve then 'approved' else 'rejected' end,
+      decided_by_key_id = p_decided_by_key_id, decided_by_user_id = p_decided_by_user_id, decided_at = v_now,
+      executing_in = v_executing_in,
+      -- Decided, the request needs the key's hash no more (once it is issued).
+      key_hash = case when p_approve then a.key_hash end
+  where a.tenant_id = p_tenant_id and a.approval_id = p_approval_id and a.status = 'pending' and a.expires_at > v_now
+  returning a.* into v_request;
+  if not found then
+    raise exception 'the request was decided meanwhile, or has expired' using errcode = 'PT409';
+  end if;
+  if p_approve then
+    if v_request.operation = 'create_api_key' then
+      select to_jsonb(k) - 'key' into v_result from core.issue_key_as(v_request.tenant_id, v_request.requested_by_key_id,
+        v_request.payload ->> 'name',
+        array(select jsonb_array_elements_text(v_request.payload -> 'permissions')),
+        (v_request.payload ->> 'user_id')::uuid, (v_request.payload ->> 'expires_at')::timestamptz,
+        v_request.key_hash, v_request.key_prefix) k;
+    elsif v_request.operation = 'update_tenant_config' then
+      select to_jsonb(c) into v_result from api.update_tenant_config(v_request.payload -> 'settings') c;
+    elsif v_request.operation = 'delete_user' then
+      select to_jsonb(u) into v_result from api.delete_user((v_request.payload ->> 'user_id')::uuid) u;
+    else
+      update core.users u set role = v_request.payload ->> 'role', email = coalesce(v_request.payload ->> 'email', u.email)
+      where u.tenant_id = v_request.tenant_id and u.user_id = (v_request.payload ->> 'user_id')::uuid
+      returning jsonb_build_object('user_id', u.user_id, 'tenant_id', u.tenant_id, 'email', u.email, 'role', u.role,
+        'created_at', u.created_at, 'updated_at', u.updated_at) into v_result;
+    end if;
+    if v_result is null then
+      raise exception 'the change can no longer be made: its user is gone' using errcode = 'P0002';
+    end if;
+    update core.approval_requests a set executing_in = null, key_hash = null
+    where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
+  end if;
+  return query
+    select to_jsonb(a), v_result from api.approvals a
+    where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
+end
+$$;
+
+
+--
+-- Name: FUNCTION decide_request(p_tenant_id uuid, p_approval_id uuid, p_approve boolean, p_decided_by_key_id uuid, p_decided_by_user_id uuid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.decide_request(p_tenant_id uuid, p_approval_id uuid, p_approve boolean, p_decided_by_key_id uuid, p_decided_by_user_id uuid) IS 'Approves (making the change) or rejects a pending request as its caller, once api.decide_approval has checked the decider; PT409 when no longer pending';
 
 
 --
@@ -4924,6 +4989,27 @@ $_$;
 --
 
 COMMENT ON FUNCTION core.sign_context(p_tenant_id uuid, p_api_key_id uuid, p_user_id uuid, p_user_role text, p_permissions text[], p_request_id uuid, p_client_request_id text, p_operator_id uuid) IS 'Sets app.context, signed for this transaction and for the session''s next number; usable only by tenancy_auth, which may read the signing key and advance the numbers';
+
+
+--
+-- Name: this_transaction(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.this_transaction() RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  return coalesce(core.distributed_transaction(), 'xid:' || pg_current_xact_id()::text);
+end
+$$;
+
+
+--
+-- Name: FUNCTION this_transaction(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.this_transaction() IS 'The current transaction, as every node taking part in it reads it: the distributed transaction on Citus, else the transaction id';
 
 
 --
@@ -7922,4 +8008,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261202000300'),
     ('20261203000100'),
     ('20261203000200'),
-    ('20261203000300');
+    ('20261203000300'),
+    ('20261204000100');

@@ -362,8 +362,8 @@ select set_eq('select fn from definer_functions',
             ('api.decide_approval(uuid,boolean)'), ('api.lease_requests(integer)'), ('core.end_window_holders(uuid)'),
             ('core.set_tenant_domain(uuid,text)'), ('platform.create_tenant(text,text,text,text)'),
             ('platform.update_tenant(uuid,text,text,boolean,text)'), ('core.request_has_actor(uuid)'),
-            ('core.require_active_operator()') $$,
-  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, the trail''s partition maintenance, the plan''s usage counts, two-person approval, the lease of a minute''s requests, a tenant''s domain with its claim, the tenant written as one role, whether a change has an actor, and whether the platform''s operator is still active)');
+            ('core.require_active_operator()'), ('core.decide_as_writer(uuid,uuid,boolean,uuid,uuid)') $$,
+  'only the reviewed functions run as SECURITY DEFINER (audit trigger, key authentication, issuing and revoking, platform context, the context''s number, the deletes and idempotency claims app_user may not make itself, the reads it may make only whole, the trail''s partition maintenance, the plan''s usage counts, two-person approval, the lease of a minute''s requests, a tenant''s domain with its claim, the tenant written as one role, whether a change has an actor, whether the platform''s operator is still active, and an approval decided as the role that makes its change)');
 select is(
   array(select p.oid::regprocedure::text from pg_proc p join user_schemas n on n.oid = p.pronamespace
         where p.prosrc ~* 'pg_(try_)?advisory' order by 1),

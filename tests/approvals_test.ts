@@ -190,3 +190,78 @@ Deno.test("a key that may issue keys is shown to its requester only, and works o
     await server.close();
   }
 });
+
+Deno.test("a user's new role and a user's deletion are made once approved, and two deciders at once decide a request once", async () => {
+  const server = await startServer();
+  try {
+    const { tenant, alice, bob } = await twoPeople(server, "two-people-users");
+    const [carol, dave] = await Promise.all(["carol", "dave"].map((name) =>
+      expectStatus(201, {
+        server,
+        method: "POST",
+        path: "/v1/users",
+        token: tenant.key,
+        body: { email: `${name}@${crypto.randomUUID().slice(0, 8)}.example`, role: "tenant_admin" },
+      })
+    ));
+    const carolUserId = String(carol.body.user_id);
+    const daveKey = (await issueKey(server, tenant.tenantId, { userId: String(dave.body.user_id) })).key;
+
+    const role = await expectStatus(202, {
+      server,
+      method: "PATCH",
+      path: `/v1/users/${carolUserId}`,
+      token: alice,
+      body: { role: "viewer" },
+    });
+    assert.equal(role.body.operation, "update_user_role");
+    const approvedRole = await expectStatus(200, {
+      server,
+      method: "POST",
+      path: `/v1/approvals/${role.body.approval_id}/approve`,
+      token: bob,
+    });
+    assert.equal((approvedRole.body.result as Record<string, unknown>).role, "viewer");
+    const changed = await expectStatus(200, {
+      server,
+      method: "GET",
+      path: `/v1/users/${carolUserId}`,
+      token: alice,
+    });
+    assert.equal(changed.body.role, "viewer");
+
+    const deletion = await expectStatus(202, {
+      server,
+      method: "DELETE",
+      path: `/v1/users/${carolUserId}`,
+      token: alice,
+    });
+    assert.equal(deletion.body.operation, "delete_user");
+    await expectStatus(200, { server, method: "GET", path: `/v1/users/${carolUserId}`, token: alice });
+    const approve = `/v1/approvals/${deletion.body.approval_id}/approve`;
+    const decisions = await Promise.all(
+      [bob, daveKey].map((token) => send(server, "POST", approve, { token })),
+    );
+    assert.deepEqual(
+      decisions.map((reply) => reply.status).sort(),
+      [200, 409],
+      "one decider wins, the other is told",
+    );
+    const winner = decisions.find((reply) => reply.status === 200)!;
+    assert.equal(winner.body.status, "approved");
+    assert.equal((winner.body.result as Record<string, unknown>).user_id, carolUserId);
+    assertProblem(await send(server, "GET", `/v1/users/${carolUserId}`, { token: alice }), 404);
+
+    const trail = await expectStatus(200, {
+      server,
+      method: "GET",
+      path: "/v1/audit-logs?resource_type=users",
+      token: tenant.key,
+    });
+    const actions = trail.body.items!.filter((entry) => entry.resource_id === carolUserId)
+      .map((entry) => entry.action).sort();
+    assert.deepEqual(actions, ["delete", "insert", "update"], "the role change and the deletion, each once");
+  } finally {
+    await server.close();
+  }
+});
