@@ -3105,6 +3105,7 @@ declare
   v_now timestamptz := now();
   v_executing_in text := case when p_approve then core.this_transaction() end;
   v_request core.approval_requests;
+  v_user core.users;
   v_result jsonb;
 begin
   -- Only a pending request is decided: the update waits for a concurrent
@@ -3132,10 +3133,15 @@ begin
     elsif v_request.operation = 'delete_user' then
       select to_jsonb(u) into v_result from api.delete_user((v_request.payload ->> 'user_id')::uuid) u;
     else
+      -- (The row made JSON after the update: Citus takes only immutable
+      -- functions in its RETURNING.)
       update core.users u set role = v_request.payload ->> 'role', email = coalesce(v_request.payload ->> 'email', u.email)
       where u.tenant_id = v_request.tenant_id and u.user_id = (v_request.payload ->> 'user_id')::uuid
-      returning jsonb_build_object('user_id', u.user_id, 'tenant_id', u.tenant_id, 'email', u.email, 'role', u.role,
-        'created_at', u.created_at, 'updated_at', u.updated_at) into v_result;
+      returning u.* into v_user;
+      if found then
+        v_result := jsonb_build_object('user_id', v_user.user_id, 'tenant_id', v_user.tenant_id, 'email', v_user.email,
+          'role', v_user.role, 'created_at', v_user.created_at, 'updated_at', v_user.updated_at);
+      end if;
     end if;
     if v_result is null then
       raise exception 'the change can no longer be made: its user is gone' using errcode = 'P0002';

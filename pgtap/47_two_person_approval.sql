@@ -5,9 +5,9 @@
 -- key it issued, an unbound key and a narrow key cannot approve; a rejected
 -- or expired request changes nothing; the trail has request and decision.
 begin;
-select plan(39);
+select plan(43);
 
-grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer;
+grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer, tenancy_auth;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
 set constraints core.advance_chain_head immediate;
 
@@ -82,6 +82,13 @@ select results_eq(
             and "timestamp" = now() order by seq desc limit 1 $$, :'t'),
   format('values (%L::uuid)', :'bob_key_id'),
   'the configuration change itself is recorded as the approver''s');
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
+select throws_ok($$ select 1 from api.update_tenant_config('{"currency": "JPY"}') $$, 'PT428', null,
+  'the next change in the same transaction is held back again: the approval let through its own change alone');
+reset role;
+select is((select executing_in from core.approval_requests where approval_id = :'config_request'), null,
+  'made, the change leaves no mark of its transaction on the request');
 
 -- A key, a role and a deletion --------------------------------------------------------------
 
@@ -184,6 +191,18 @@ select throws_ok(format('select * from api.decide_approval(%L, true)', :'root_re
   'an expired request can no longer be approved');
 reset role;
 select is((select settings ->> 'currency' from core.tenant_configs where tenant_id = :'t'), 'USD', '...and changed nothing');
+
+-- Decided once: api.decide_approval reads the request without locking it, so
+-- a decision it makes meanwhile (or the request's expiry) is caught when the
+-- request is marked. As the decision's role, past api.decide_approval's checks:
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
+set local role tenancy_auth;
+select throws_ok(format('select * from core.decide_request(%L, %L, true, %L, %L)', :'t', :'config_request', :'bob_key_id', :'bob'),
+  'PT409', 'the request was decided meanwhile, or has expired', 'a request decided meanwhile is not decided again');
+select throws_ok(format('select * from core.decide_request(%L, %L, true, %L, %L)', :'t', :'root_request', :'bob_key_id', :'bob'),
+  'PT409', 'the request was decided meanwhile, or has expired', 'nor one that expired meanwhile');
+reset role;
 
 -- Operators are not held to the tenant's rule -------------------------------------------------
 

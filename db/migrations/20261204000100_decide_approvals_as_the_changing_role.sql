@@ -42,13 +42,18 @@ set local citus.multi_shard_modify_mode = 'sequential';
 -- (Changed in place, not added anew: Citus takes no SET STATISTICS on a
 -- distributed table, and the column keeps its statistics target of 0 and
 -- its grants. Only api.decide_approval's functions read or write it, and
--- the table is small: the rewrite's lock is brief.)
--- squawk-ignore changing-column-type
-alter table core.approval_requests alter column executing_xid type text using null;
--- squawk-ignore renaming-column
-alter table core.approval_requests rename column executing_xid to executing_in;
-comment on column core.approval_requests.executing_in is
-  'Transaction performing the approved change (core.this_transaction), while it runs';
+-- the table is small: the rewrite's lock is brief. Each statement through
+-- EXECUTE: Citus passes these on to the shards as the text they came in,
+-- and dbmate sends a migration as one text of many statements, which the
+-- workers refuse.)
+do $$
+begin
+  execute 'alter table core.approval_requests alter column executing_xid type text using null';
+  execute 'alter table core.approval_requests rename column executing_xid to executing_in';
+  execute $comment$comment on column core.approval_requests.executing_in is
+    'Transaction performing the approved change (core.this_transaction), while it runs'$comment$;
+end
+$$;
 
 create function core.this_transaction() returns text
 language plpgsql volatile
@@ -92,6 +97,7 @@ declare
   v_now timestamptz := now();
   v_executing_in text := case when p_approve then core.this_transaction() end;
   v_request core.approval_requests;
+  v_user core.users;
   v_result jsonb;
 begin
   -- Only a pending request is decided: the update waits for a concurrent
@@ -119,10 +125,15 @@ begin
     elsif v_request.operation = 'delete_user' then
       select to_jsonb(u) into v_result from api.delete_user((v_request.payload ->> 'user_id')::uuid) u;
     else
+      -- (The row made JSON after the update: Citus takes only immutable
+      -- functions in its RETURNING.)
       update core.users u set role = v_request.payload ->> 'role', email = coalesce(v_request.payload ->> 'email', u.email)
       where u.tenant_id = v_request.tenant_id and u.user_id = (v_request.payload ->> 'user_id')::uuid
-      returning jsonb_build_object('user_id', u.user_id, 'tenant_id', u.tenant_id, 'email', u.email, 'role', u.role,
-        'created_at', u.created_at, 'updated_at', u.updated_at) into v_result;
+      returning u.* into v_user;
+      if found then
+        v_result := jsonb_build_object('user_id', v_user.user_id, 'tenant_id', v_user.tenant_id, 'email', v_user.email,
+          'role', v_user.role, 'created_at', v_user.created_at, 'updated_at', v_user.updated_at);
+      end if;
     end if;
     if v_result is null then
       raise exception 'the change can no longer be made: its user is gone' using errcode = 'P0002';
@@ -358,9 +369,12 @@ end
 $$;
 drop function core.this_transaction();
 
--- (No row holds a mark once committed.)
--- squawk-ignore renaming-column
-alter table core.approval_requests rename column executing_in to executing_xid;
--- squawk-ignore changing-column-type
-alter table core.approval_requests alter column executing_xid type xid8 using null;
-comment on column core.approval_requests.executing_xid is 'Transaction performing the approved change, while it runs';
+-- (No row holds a mark once committed. Through EXECUTE, as above.)
+do $$
+begin
+  execute 'alter table core.approval_requests rename column executing_in to executing_xid';
+  execute 'alter table core.approval_requests alter column executing_xid type xid8 using null';
+  execute $comment$comment on column core.approval_requests.executing_xid is
+    'Transaction performing the approved change, while it runs'$comment$;
+end
+$$;

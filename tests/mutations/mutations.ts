@@ -679,6 +679,27 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/47_two_person_approval.sql", "tests/approvals_test.ts"],
   },
   {
+    name: "a request decided or expired meanwhile is decided again",
+    definitionOf: "core.decide_request(uuid,uuid,boolean,uuid,uuid)",
+    find: "and a.status = 'pending' and a.expires_at > v_now",
+    replace: "",
+    suites: ["pgtap/47_two_person_approval.sql"],
+  },
+  {
+    name: "an approved request lets through every later change of its kind",
+    definitionOf: "core.approved_now(uuid,text)",
+    find: "and a.executing_in = v_transaction",
+    replace: "",
+    suites: ["pgtap/47_two_person_approval.sql"],
+  },
+  {
+    name: "an approved change leaves its transaction's mark on the request",
+    definitionOf: "core.decide_request(uuid,uuid,boolean,uuid,uuid)",
+    find: "set executing_in = null, key_hash = null",
+    replace: "set key_hash = null",
+    suites: ["pgtap/47_two_person_approval.sql"],
+  },
+  {
     name: "a revocation cannot end a session that locked the usage counts inside a savepoint",
     definitionOf: "core.end_usage_holders(uuid)",
     find: "where u.tenant_id = p_tenant_id and r.pids[i] = 0",
