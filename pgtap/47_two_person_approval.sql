@@ -5,7 +5,7 @@
 -- key it issued, an unbound key and a narrow key cannot approve; a rejected
 -- or expired request changes nothing; the trail has request and decision.
 begin;
-select plan(43);
+select plan(45);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer, tenancy_auth;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -202,6 +202,22 @@ select throws_ok(format('select * from core.decide_request(%L, %L, true, %L, %L)
   'PT409', 'the request was decided meanwhile, or has expired', 'a request decided meanwhile is not decided again');
 select throws_ok(format('select * from core.decide_request(%L, %L, true, %L, %L)', :'t', :'root_request', :'bob_key_id', :'bob'),
   'PT409', 'the request was decided meanwhile, or has expired', 'nor one that expired meanwhile');
+reset role;
+-- A request that expires while the deciding transaction runs (this one began
+-- long before): its expiry is read from the clock.
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'sibling')) \gset ignored_
+select approval ->> 'approval_id' as late_request from api.request_approval('update_tenant_config', '{"settings": {"currency": "SEK"}}') \gset
+reset role;
+update core.approval_requests set expires_at = clock_timestamp() + interval '100 milliseconds' where approval_id = :'late_request';
+select pg_sleep(0.2);
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'late_request'), 'PT409', 'the request has expired; ask again',
+  'a request that expired after the deciding transaction began is not approved');
+set local role tenancy_auth;
+select throws_ok(format('select * from core.decide_request(%L, %L, true, %L, %L)', :'t', :'late_request', :'bob_key_id', :'bob'),
+  'PT409', 'the request was decided meanwhile, or has expired', '...nor marked, past api.decide_approval''s check');
 reset role;
 
 -- Operators are not held to the tenant's rule -------------------------------------------------

@@ -26,7 +26,9 @@
  *   tenancy_auth alone may call). The request is marked only while still
  *   pending (the update waits for a concurrent decision and then finds the
  *   request decided), so each is decided once, as before.
- * On one server the behaviour is unchanged.
+ * - A request's expiry is read from the clock, not from the start of the
+ *   deciding transaction (which may have begun before the request expired).
+ * On one server the behaviour is otherwise unchanged.
  * The new functions are made as the migration's role and then given to
  * their owners (on a distributed deployment Citus makes a new function on
  * the workers as the role that made it).
@@ -94,7 +96,9 @@ language plpgsql volatile
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_now timestamptz := now();
+  -- The clock, not the transaction's start: a request expires while a
+  -- transaction waits to decide it.
+  v_now timestamptz := clock_timestamp();
   v_executing_in text := case when p_approve then core.this_transaction() end;
   v_request core.approval_requests;
   v_user core.users;
@@ -140,6 +144,11 @@ begin
     end if;
     update core.approval_requests a set executing_in = null, key_hash = null
     where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id;
+    -- (Its policies read the context: one that ended during the change
+    -- would leave the mark, were it not refused.)
+    if not found then
+      raise exception 'the request context ended during the decision' using errcode = 'PT401';
+    end if;
   end if;
   return query
     select to_jsonb(a), v_result from api.approvals a
@@ -201,7 +210,7 @@ begin
   if v_request.status <> 'pending' then
     raise exception 'the request was % already', v_request.status using errcode = 'PT409';
   end if;
-  if v_request.expires_at <= now() then
+  if v_request.expires_at <= clock_timestamp() then
     raise exception 'the request has expired; ask again' using errcode = 'PT409';
   end if;
   -- A request lives no longer than the key that made it, nor than its

@@ -686,6 +686,13 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/47_two_person_approval.sql"],
   },
   {
+    name: "a request is decided by the time its deciding transaction began, not the clock",
+    definitionOf: "core.decide_request(uuid,uuid,boolean,uuid,uuid)",
+    find: "v_now timestamptz := clock_timestamp();",
+    replace: "v_now timestamptz := now();",
+    suites: ["pgtap/47_two_person_approval.sql"],
+  },
+  {
     name: "an approved request lets through every later change of its kind",
     definitionOf: "core.approved_now(uuid,text)",
     find: "and a.executing_in = v_transaction",
