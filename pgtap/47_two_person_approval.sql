@@ -193,7 +193,7 @@ reset role;
 select is((select settings ->> 'currency' from core.tenant_configs where tenant_id = :'t'), 'USD', '...and changed nothing');
 
 -- Decided once: api.decide_approval reads the request without locking it, so
--- a decision it makes meanwhile (or the request's expiry) is caught when the
+-- a decision made meanwhile (or the request's expiry) is caught when the
 -- request is marked. As the decision's role, past api.decide_approval's checks:
 set local role app_user;
 select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
