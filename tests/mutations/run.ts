@@ -122,8 +122,14 @@ async function apply(mutation: Mutation): Promise<string> {
   return mutation.file ? await copySourceTree(mutation) : ROOT;
 }
 
+/** A suite's first failing test, and everything the suite printed. */
+interface Failure {
+  test: string;
+  output: string;
+}
+
 /** The first failure a suite reports, or null when it passes. */
-async function firstFailure(suite: string, tree: string): Promise<string | null> {
+async function firstFailure(suite: string, tree: string): Promise<Failure | null> {
   if (suite.startsWith("pgtap/")) {
     const result = await run("pg_prove", [`${ROOT}/${suite}`], {
       env: { ...Deno.env.toObject(), ...pgEnv(mutantUrl) },
@@ -131,11 +137,12 @@ async function firstFailure(suite: string, tree: string): Promise<string | null>
     if (result.success) return null;
     const failed = /^# Failed test \d+: "(.*)"$/m.exec(result.output);
     const crashed = /ERROR: {2}(.*)$/m.exec(result.output);
-    return failed
+    const test = failed
       ? failed[1]
       : crashed
       ? `the suite stopped: ${crashed[1]}`
       : result.output.trim().split("\n").at(-1)!;
+    return { test, output: result.output };
   }
   const app = withDatabase(env("APP_DATABASE_URL"), mutantDatabase);
   const admin = withDatabase(env("ADMIN_DATABASE_URL"), mutantDatabase);
@@ -160,7 +167,7 @@ async function firstFailure(suite: string, tree: string): Promise<string | null>
   });
   if (result.success) return null;
   const failed = /^\s*(.+?) \.\.\. FAILED/m.exec(result.output);
-  return failed ? failed[1] : result.output.trim().split("\n").at(-1)!;
+  return { test: failed ? failed[1] : result.output.trim().split("\n").at(-1)!, output: result.output };
 }
 
 interface Outcome {
@@ -190,8 +197,11 @@ async function main(): Promise<number> {
   for (const suite of suites) {
     const failure = await firstFailure(suite, ROOT);
     if (failure) {
+      // What the suite printed, so that a failure seen once (a race) can be
+      // understood from the run's log.
+      console.error(failure.output.trim());
       console.error(
-        `error: ${suite} fails without any mutation (${failure}); fix it before the mutation run`,
+        `error: ${suite} fails without any mutation (${failure.test}); fix it before the mutation run`,
       );
       return 1;
     }
@@ -215,7 +225,7 @@ async function main(): Promise<number> {
       for (const suite of mutation.suites) {
         const failure = await firstFailure(suite, tree);
         if (failure) {
-          outcome = { mutation: mutation.name, verdict: "killed", detail: `${suite}: ${failure}` };
+          outcome = { mutation: mutation.name, verdict: "killed", detail: `${suite}: ${failure.test}` };
           break;
         }
       }
