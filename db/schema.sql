@@ -1,7 +1,7 @@
 \restrict dbmate
 
--- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
--- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
+-- Dumped from database version 15.20 (Debian 15.20-0+deb12u1)
+-- Dumped by pg_dump version 15.20 (Debian 15.20-0+deb12u1)
 
 SET statement_timeout = 0;
 SET lock_timeout = 0;
@@ -2947,6 +2947,8 @@ declare
   v_name text := format('audit_logs_y%sm%s', to_char(v_from, 'YYYY'), to_char(v_from, 'MM'));
   v_column name;
   v_trigger name;
+  -- (NULL on one server, where the setting does not exist.)
+  v_unsafe_triggers text := current_setting('citus.enable_unsafe_triggers', true);
 begin
   if to_regclass(format('core.%I', v_name)) is not null then
     return null;
@@ -2959,6 +2961,11 @@ begin
   end loop;
   execute format('alter table core.%I enable row level security, force row level security', v_name);
   execute format('create trigger reject_truncate before truncate on core.%I for each statement execute function core.reject_audit_change()', v_name);
+  -- On Citus the partition is distributed as it is attached, triggers and
+  -- all, which Citus does only when told the triggers are safe on shards.
+  if v_unsafe_triggers is not null then
+    perform set_config('citus.enable_unsafe_triggers', 'on', true);
+  end if;
   execute format('alter table core.audit_logs attach partition core.%I for values from (%L) to (%L)',
     v_name, v_from, v_from + interval '1 month');
   -- Cloned row triggers start enabled on origin only.
@@ -2967,6 +2974,9 @@ begin
   loop
     execute format('alter table core.%I enable always trigger %I', v_name, v_trigger);
   end loop;
+  if v_unsafe_triggers is not null then
+    perform set_config('citus.enable_unsafe_triggers', v_unsafe_triggers, true);
+  end if;
   execute format('comment on table core.%I is %L', v_name,
     format('Audit entries whose transaction began in %s (UTC); a partition of core.audit_logs', to_char(v_from, 'YYYY-MM')));
   return v_name;
@@ -3197,6 +3207,7 @@ begin
   -- may not run it may not read pg_class (the service's /ready check
   -- could not). It says only whether a table is a shard.
   grant execute on function pg_catalog.relation_is_a_known_shard(regclass) to public;
+  perform core.let_owner_make_shards_on_workers();
   return v_result;
 end
 $$;
@@ -4045,6 +4056,46 @@ $$;
 --
 
 COMMENT ON FUNCTION core.key_lineage(p_tenant_id uuid, p_key_id uuid) IS 'A key and the keys that issued it, transitively';
+
+
+--
+-- Name: let_owner_make_shards_on_workers(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.let_owner_make_shards_on_workers() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  -- What Citus runs on a worker to make a new partition's shards, attach
+  -- them and record them (measured with Citus 13.2: refused one by one
+  -- until each was granted). The recording ones by both their names:
+  -- citus_internal.add_*, and citus_internal_add_* in pg_catalog, which
+  -- Citus 12 calls.
+  perform core.on_workers((
+    select string_agg(format('grant execute on function %s to tenancy_owner', p.oid::regprocedure), '; ')
+    from pg_proc p
+    join pg_namespace n on n.oid = p.pronamespace
+    join pg_depend d on d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e'
+    join pg_extension e on e.oid = d.refobjid and e.extname = 'citus'
+    where (n.nspname = 'pg_catalog'
+           and p.proname in ('worker_apply_shard_ddl_command', 'worker_apply_inter_shard_ddl_command',
+                             'worker_create_truncate_trigger', 'worker_fix_partition_shard_index_names',
+                             'citus_run_local_command', 'citus_internal_add_partition_metadata',
+                             'citus_internal_add_shard_metadata', 'citus_internal_add_placement_metadata',
+                             'citus_internal_add_object_metadata'))
+       or (n.nspname = 'citus_internal'
+           and p.proname in ('add_partition_metadata', 'add_shard_metadata', 'add_placement_metadata',
+                             'add_object_metadata'))));
+end
+$$;
+
+
+--
+-- Name: FUNCTION let_owner_make_shards_on_workers(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.let_owner_make_shards_on_workers() IS 'On Citus, lets tenancy_owner run on the workers the Citus functions that make a new audit partition''s shards (a step of core.distribute_on_citus)';
 
 
 --
@@ -8022,4 +8073,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261203000100'),
     ('20261203000200'),
     ('20261203000300'),
-    ('20261204000100');
+    ('20261204000100'),
+    ('20261204000200');

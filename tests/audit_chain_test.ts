@@ -198,14 +198,19 @@ Deno.test("entries with large details are exported whole, a few megabytes a page
   const server = await startServer();
   try {
     const tenant = await createTenant(server, "chain-large");
-    // Nine entries of about 1 MB each, and one with a number no double holds, written as a DBA would.
-    await server.owner`
-      insert into core.audit_logs (tenant_id, action, resource_type, resource_id, details)
-      select ${tenant.tenantId}, 'note', 'tenants', ${tenant.tenantId}, jsonb_build_object('blob', repeat(n::text, 1000000))
-      from generate_series(1, 9) n`;
-    await server.owner`
-      insert into core.audit_logs (tenant_id, action, resource_type, resource_id, details)
-      values (${tenant.tenantId}, 'note', 'tenants', ${tenant.tenantId}, '{"amount": 12345678901234567890}')`;
+    // Nine entries of about 1 MB each, and one with a number no double holds, written as a DBA would:
+    // in a transaction that reads the tenant's row first (on Citus a row's time is the distributed
+    // transaction's, which begins at the first statement that reaches a worker; see the README).
+    await server.owner.begin(async (tx) => {
+      await tx`select from core.tenants where tenant_id = ${tenant.tenantId}`;
+      await tx`
+        insert into core.audit_logs (tenant_id, action, resource_type, resource_id, details)
+        select ${tenant.tenantId}, 'note', 'tenants', ${tenant.tenantId}, jsonb_build_object('blob', repeat(n::text, 1000000))
+        from generate_series(1, 9) n`;
+      await tx`
+        insert into core.audit_logs (tenant_id, action, resource_type, resource_id, details)
+        values (${tenant.tenantId}, 'note', 'tenants', ${tenant.tenantId}, '{"amount": 12345678901234567890}')`;
+    });
     const [{ count }] = await server.owner`
       select count(*)::int as count from core.audit_logs where tenant_id = ${tenant.tenantId}`;
     const { text, entries, trailer } = await exportOf(server, "/v1/audit-logs/export", tenant.key);
