@@ -860,8 +860,19 @@ begin
   if not core.key_is_active(v_request.tenant_id, v_request.requested_by_key_id) then
     raise exception 'the key that asked for this change is revoked or expired' using errcode = 'PT409';
   end if;
-  perform core.check_change_request(v_request.tenant_id, v_request.requested_by_key_id, v_request.operation,
-    v_request.payload);
+  begin
+    perform core.check_change_request(v_request.tenant_id, v_request.requested_by_key_id, v_request.operation,
+      v_request.payload);
+  exception when no_data_found then
+    -- The request's user may be gone because a concurrent decision of this
+    -- very request removed it, after the request was read above.
+    if exists (select from core.approval_requests a
+               where a.tenant_id = v_request.tenant_id and a.approval_id = v_request.approval_id
+                 and a.status <> 'pending') then
+      raise exception 'the request was decided meanwhile' using errcode = 'PT409';
+    end if;
+    raise;
+  end;
   -- Nobody decides their own request, nor with a key of their making.
   if v_context.user_id is null then
     raise exception 'a key deciding a request must be bound to a user' using errcode = 'PT403';
@@ -8074,4 +8085,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261203000200'),
     ('20261203000300'),
     ('20261204000100'),
-    ('20261204000200');
+    ('20261204000200'),
+    ('20261204000300');

@@ -5,7 +5,7 @@
 -- key it issued, an unbound key and a narrow key cannot approve; a rejected
 -- or expired request changes nothing; the trail has request and decision.
 begin;
-select plan(45);
+select plan(46);
 
 grant execute on all functions in schema public to app_user, uber_admin, tenancy_writer, tenancy_auth;
 do $$ begin execute format('grant temporary on database %I to app_user, uber_admin, tenancy_writer', current_database()); end $$;
@@ -120,6 +120,21 @@ select is((select status from api.decide_approval(:'delete_request', false) cros
   'rejected', 'a deletion is rejected');
 reset role;
 select is((select count(*)::int from core.users where user_id = :'carol'), 1, '...and the user is still there');
+-- A request whose user is gone while it waits is refused as such (a
+-- decision of the same request made meanwhile is answered as one instead:
+-- tests/approvals_test.ts races two deciders).
+insert into core.users (tenant_id, email, role) values (:'t', 'dave@two.example', 'member') returning user_id as dave \gset
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'alice_key')) \gset ignored_
+select approval ->> 'approval_id' as dave_request from api.request_approval('delete_user', jsonb_build_object('user_id', :'dave')) \gset
+reset role;
+set local app.context = '';
+delete from core.users where user_id = :'dave';
+set local role app_user;
+select pg_temp.begin_as(pg_temp.hash_of(:'bob_key')) \gset ignored_
+select throws_ok(format('select * from api.decide_approval(%L, true)', :'dave_request'), 'P0002', 'no user with that id',
+  'a request whose user was removed while it waited, still pending, is a 404');
+reset role;
 
 -- Nobody approves their own request with a key of their making ------------------------------
 

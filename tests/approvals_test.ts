@@ -3,8 +3,8 @@
  * settings say require_two_person_approval: a held-back change answers 202
  * with a pending request and changes nothing; the asker cannot approve it;
  * another user's key approves it and the change is made once; a second
- * approval is a 409; a rejection and an expiry change nothing; the trail
- * shows the request and the decision.
+ * approval is a 409; a rejection and an expiry change nothing; a request
+ * whose user is gone is a 404; the trail shows the request and the decision.
  */
 import assert from "node:assert/strict";
 import { assertProblem, expectStatus, issueKey, send } from "./assertions.ts";
@@ -261,6 +261,43 @@ Deno.test("a user's new role and a user's deletion are made once approved, and t
     const actions = trail.body.items!.filter((entry) => entry.resource_id === carolUserId)
       .map((entry) => entry.action).sort();
     assert.deepEqual(actions, ["delete", "insert", "update"], "the role change and the deletion, each once");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a deletion whose user is removed while it waits answers 404, and stays pending", async () => {
+  const server = await startServer();
+  try {
+    const { tenant, alice, bob } = await twoPeople(server, "two-people-gone");
+    const erin = await expectStatus(201, {
+      server,
+      method: "POST",
+      path: "/v1/users",
+      token: tenant.key,
+      body: { email: `erin@${crypto.randomUUID().slice(0, 8)}.example` },
+    });
+    const erinUserId = String(erin.body.user_id);
+    const deletion = await expectStatus(202, {
+      server,
+      method: "DELETE",
+      path: `/v1/users/${erinUserId}`,
+      token: alice,
+    });
+    // Removed by hand meanwhile, as a DBA would (the owner's session holds no request context).
+    await server
+      .owner`delete from core.users where tenant_id = ${tenant.tenantId} and user_id = ${erinUserId}`;
+    assertProblem(
+      await send(server, "POST", `/v1/approvals/${deletion.body.approval_id}/approve`, { token: bob }),
+      404,
+    );
+    const shown = await expectStatus(200, {
+      server,
+      method: "GET",
+      path: `/v1/approvals/${deletion.body.approval_id}`,
+      token: bob,
+    });
+    assert.equal(shown.body.status, "pending", "refused, the request is not decided");
   } finally {
     await server.close();
   }

@@ -671,6 +671,15 @@ export const MUTATIONS: Mutation[] = [
     suites: ["pgtap/47_two_person_approval.sql", "pgtap/15_definer_hijack.sql"],
   },
   {
+    name: "a request whose user is gone while it waits is decided anyway",
+    definitionOf: "api.decide_approval(uuid,boolean)",
+    find:
+      "      raise exception 'the request was decided meanwhile' using errcode = 'PT409';\n    end if;\n    raise;\n",
+    replace:
+      "      raise exception 'the request was decided meanwhile' using errcode = 'PT409';\n    end if;\n",
+    suites: ["pgtap/47_two_person_approval.sql"],
+  },
+  {
     name: "the key that asked for a change, or its user, may approve it",
     definitionOf: "api.decide_approval(uuid,boolean)",
     find: "if v_context.api_key_id = v_request.requested_by_key_id\n" +
