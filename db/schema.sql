@@ -2952,14 +2952,16 @@ CREATE FUNCTION core.create_audit_partition(p_month timestamp with time zone) RE
     SET "DateStyle" TO 'ISO, MDY'
     SET default_tablespace TO ''
     SET default_table_access_method TO 'heap'
+    SET "citus.enable_unsafe_triggers" TO 'on'
+    SET "citus.enable_ddl_propagation" TO 'on'
+    SET "citus.enable_metadata_sync" TO 'on'
+    SET "citus.create_object_propagation" TO 'immediate'
     AS $$
 declare
   v_from timestamptz := date_trunc('month', p_month);
   v_name text := format('audit_logs_y%sm%s', to_char(v_from, 'YYYY'), to_char(v_from, 'MM'));
   v_column name;
   v_trigger name;
-  -- (NULL on one server, where the setting does not exist.)
-  v_unsafe_triggers text := current_setting('citus.enable_unsafe_triggers', true);
 begin
   if to_regclass(format('core.%I', v_name)) is not null then
     return null;
@@ -2972,11 +2974,6 @@ begin
   end loop;
   execute format('alter table core.%I enable row level security, force row level security', v_name);
   execute format('create trigger reject_truncate before truncate on core.%I for each statement execute function core.reject_audit_change()', v_name);
-  -- On Citus the partition is distributed as it is attached, triggers and
-  -- all, which Citus does only when told the triggers are safe on shards.
-  if v_unsafe_triggers is not null then
-    perform set_config('citus.enable_unsafe_triggers', 'on', true);
-  end if;
   execute format('alter table core.audit_logs attach partition core.%I for values from (%L) to (%L)',
     v_name, v_from, v_from + interval '1 month');
   -- Cloned row triggers start enabled on origin only.
@@ -2985,9 +2982,6 @@ begin
   loop
     execute format('alter table core.%I enable always trigger %I', v_name, v_trigger);
   end loop;
-  if v_unsafe_triggers is not null then
-    perform set_config('citus.enable_unsafe_triggers', v_unsafe_triggers, true);
-  end if;
   execute format('comment on table core.%I is %L', v_name,
     format('Audit entries whose transaction began in %s (UTC); a partition of core.audit_logs', to_char(v_from, 'YYYY-MM')));
   return v_name;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { EXPECTED_SCHEMA_VERSION } from "../src/schema_version.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { spawnService } from "./cluster.ts";
@@ -140,6 +141,73 @@ Deno.test("configuration defaults: pool of 10 with 2 opened at start-up", () => 
   assert.equal(config.poolMax, 10);
   assert.equal(config.poolMin, 2);
   assert.equal(config.port, 8000);
+});
+
+// Where a month's partition stands on each node: on one server its own
+// row-level security and triggers; on Citus, on every worker, how many of its
+// shards are attached to the trail's and their triggers, and how many shards
+// the worker's metadata lists for it. (Statement triggers left out: the
+// shards of the partitions made when the tables were distributed have none.)
+async function partitionShape(
+  server: Awaited<ReturnType<typeof startServer>>,
+  name: string,
+): Promise<unknown> {
+  const [{ citus }] = await server.owner`select core.on_citus() as citus`;
+  if (!citus) {
+    const [row] = await server.owner`
+      select c.relrowsecurity, c.relforcerowsecurity, c.relowner::regrole::text as owner,
+             (select string_agg(t.tgname || ':' || t.tgenabled::text, ',' order by t.tgname) from pg_trigger t
+              where t.tgrelid = c.oid and not t.tgisinternal) as triggers
+      from pg_class c where c.oid = ${"core." + name}::regclass`;
+    return row;
+  }
+  return await server.owner.unsafe(
+    `select nodeport, result from run_command_on_workers($command$
+       select count(*) filter (where exists (select from pg_inherits i where i.inhrelid = c.oid)) || ' attached of '
+              || count(*) || '; ' || string_agg(distinct coalesce(t.triggers, 'no triggers'), ' or ') || '; '
+              || (select count(*) from pg_dist_shard s where s.logicalrelid = to_regclass('core.${name}')) || ' in metadata'
+       from pg_class c
+       cross join lateral (select string_agg(regexp_replace(g.tgname, '_[0-9]+$', '') || ':' || g.tgenabled::text, ','
+                                             order by g.tgname) as triggers
+                           from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal and g.tgtype & 1 = 1) t
+       where c.relname ~ '^${name}_[0-9]+$' and c.relrowsecurity and c.relforcerowsecurity
+     $command$) order by nodeport`,
+  );
+}
+
+Deno.test("the trail's coming partition is made whole on every node, whatever Citus settings app_user chose", async () => {
+  const server = await startServer();
+  const app = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });
+  try {
+    const [{ furthest, before }] = await server.owner`
+      select format('audit_logs_y%s', to_char(date_trunc('month', now() at time zone 'UTC') + interval '3 months',
+                                              'YYYY"m"MM')) as furthest,
+             format('audit_logs_y%s', to_char(date_trunc('month', now() at time zone 'UTC') + interval '2 months',
+                                              'YYYY"m"MM')) as before`;
+    await server.owner.unsafe(`alter table core.audit_logs detach partition core.${furthest}`);
+    await server.owner.unsafe(`drop table core.${furthest}`);
+    // With the app_user password: every setting anyone may set that decides
+    // whether Citus makes a table on the workers, turned against it.
+    const { made, after } = await app.begin(async (tx) => {
+      for (
+        const setting of [
+          "citus.enable_ddl_propagation = off",
+          "citus.enable_metadata_sync = off",
+          "citus.create_object_propagation = deferred",
+          "citus.enable_unsafe_triggers = off",
+        ]
+      ) await tx.unsafe(`set local ${setting}`);
+      const made = await tx`select action, partition_name from core.maintain_audit_partitions()`;
+      const [{ after }] = await tx`select current_setting('citus.enable_unsafe_triggers') as after`;
+      return { made, after };
+    });
+    assert.deepEqual(made.map((row) => [row.action, row.partition_name]), [["created", furthest]]);
+    assert.equal(after, "off", "the maintenance leaves its caller's settings as they were");
+    assert.deepEqual(await partitionShape(server, furthest), await partitionShape(server, before));
+  } finally {
+    await app.end();
+    await server.close();
+  }
 });
 
 Deno.test("the service makes the audit trail's missing partitions when it starts", async () => {

@@ -17,7 +17,13 @@
  * Now:
  * - core.create_audit_partition allows Citus the trail's triggers while it
  *   attaches the partition (they run on the shards: migration
- *   20261202000200), and only then.
+ *   20261202000200), and only then. It also pins the Citus settings that
+ *   decide whether the partition is made on the workers at all: any role
+ *   may set them, and with the DDL's propagation or the metadata's sync
+ *   turned off by its caller (app_user, or uber_admin) the partition was
+ *   made on the coordinator only, or its shards without their triggers and
+ *   not attached (found by the attack on the first version of this
+ *   migration).
  * - On each worker, tenancy_owner (the trail's owner, which the
  *   maintenance runs as) may run the Citus functions that Citus calls
  *   there, over the owner's own connection, to make and record a new
@@ -40,14 +46,20 @@ set timezone = 'UTC'
 set datestyle = 'ISO, MDY'
 set default_tablespace = ''
 set default_table_access_method = 'heap'
+-- On Citus the partition is distributed as it is attached, triggers and
+-- all, which Citus does only when told the triggers are safe on shards; and
+-- only with its DDL passed on and its metadata synced to the workers. (On
+-- one server these are settings no one reads.)
+set citus.enable_unsafe_triggers = 'on'
+set citus.enable_ddl_propagation = 'on'
+set citus.enable_metadata_sync = 'on'
+set citus.create_object_propagation = 'immediate'
 as $$
 declare
   v_from timestamptz := date_trunc('month', p_month);
   v_name text := format('audit_logs_y%sm%s', to_char(v_from, 'YYYY'), to_char(v_from, 'MM'));
   v_column name;
   v_trigger name;
-  -- (NULL on one server, where the setting does not exist.)
-  v_unsafe_triggers text := current_setting('citus.enable_unsafe_triggers', true);
 begin
   if to_regclass(format('core.%I', v_name)) is not null then
     return null;
@@ -60,11 +72,6 @@ begin
   end loop;
   execute format('alter table core.%I enable row level security, force row level security', v_name);
   execute format('create trigger reject_truncate before truncate on core.%I for each statement execute function core.reject_audit_change()', v_name);
-  -- On Citus the partition is distributed as it is attached, triggers and
-  -- all, which Citus does only when told the triggers are safe on shards.
-  if v_unsafe_triggers is not null then
-    perform set_config('citus.enable_unsafe_triggers', 'on', true);
-  end if;
   execute format('alter table core.audit_logs attach partition core.%I for values from (%L) to (%L)',
     v_name, v_from, v_from + interval '1 month');
   -- Cloned row triggers start enabled on origin only.
@@ -73,9 +80,6 @@ begin
   loop
     execute format('alter table core.%I enable always trigger %I', v_name, v_trigger);
   end loop;
-  if v_unsafe_triggers is not null then
-    perform set_config('citus.enable_unsafe_triggers', v_unsafe_triggers, true);
-  end if;
   execute format('comment on table core.%I is %L', v_name,
     format('Audit entries whose transaction began in %s (UTC); a partition of core.audit_logs', to_char(v_from, 'YYYY-MM')));
   return v_name;
