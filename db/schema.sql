@@ -1305,13 +1305,15 @@ begin
       -- sessions taking turns at the row cannot keep the tenant's leases
       -- waiting either.
       v_lock_timeout := current_setting('lock_timeout');
-      perform set_config('lock_timeout', '200ms', true);
+      -- (SET LOCAL, which Citus passes on to the worker that waits; set_config
+      -- it does not, and there the wait lasted until the statement's timeout.)
+      execute 'set local lock_timeout = ''200ms''';
       begin
         perform from core.request_windows w where w.tenant_id = v_tenant_id for update;
       exception when lock_not_available then
         null;
       end;
-      perform set_config('lock_timeout', v_lock_timeout, true);
+      execute format('set local lock_timeout = %L', v_lock_timeout);
       for v_attempt in 1..100 loop
         perform from core.request_windows w where w.tenant_id = v_tenant_id for update skip locked;
         exit when found;
@@ -2956,6 +2958,8 @@ CREATE FUNCTION core.create_audit_partition(p_month timestamp with time zone) RE
     SET "citus.enable_ddl_propagation" TO 'on'
     SET "citus.enable_metadata_sync" TO 'on'
     SET "citus.create_object_propagation" TO 'immediate'
+    SET "citus.propagate_set_commands" TO 'none'
+    SET row_security TO 'on'
     AS $$
 declare
   v_from timestamptz := date_trunc('month', p_month);
@@ -3631,6 +3635,14 @@ CREATE FUNCTION core.end_chain_holders(p_tenant_id uuid) RETURNS integer
 declare
   v_ended integer;
 begin
+  -- On Citus the row and its lock are on a worker, which the coordinator's
+  -- pgrowlocks cannot see into: the holders are found there (the row read
+  -- through the tenant's context, the call pushed down with it).
+  if core.on_citus() then
+    return core.end_distributed_holders(array(
+      select g from core.audit_chain_heads t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
+      where t.tenant_id = p_tenant_id));
+  end if;
   perform pg_stat_clear_snapshot();
   -- pgrowlocks names the backends that hold a row's lock, whether they took
   -- it in a subtransaction or share it with others (a multixact): a row's
@@ -3652,6 +3664,40 @@ $$;
 --
 
 COMMENT ON FUNCTION core.end_chain_holders(p_tenant_id uuid) IS 'Ends the app_user or uber_admin sessions that hold this tenant''s audit chain head locked; returns how many';
+
+
+--
+-- Name: end_distributed_holders(bigint[]); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.end_distributed_holders(p_holders bigint[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_ended integer;
+begin
+  perform pg_stat_clear_snapshot();
+  -- A global id is the node's id times 10^10 plus the session's process id.
+  -- (Nested: on one server there is no pg_dist_node to plan a query on.)
+  if to_regclass('pg_catalog.pg_dist_node') is null then
+    return 0;
+  end if;
+  select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
+  from pg_stat_activity a
+  where a.pid in (select (g % 10000000000)::integer from unnest(p_holders) g
+                  where g / 10000000000 = (select n.nodeid from pg_dist_node n where n.groupid = 0))
+    and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database();
+  return v_ended;
+end
+$$;
+
+
+--
+-- Name: FUNCTION end_distributed_holders(p_holders bigint[]); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.end_distributed_holders(p_holders bigint[]) IS 'On Citus: ends the coordinator''s app_user and uber_admin sessions among the global ids of row_lock_holders; returns how many';
 
 
 --
@@ -3695,6 +3741,14 @@ CREATE FUNCTION core.end_usage_holders(p_tenant_id uuid) RETURNS integer
 declare
   v_ended integer;
 begin
+  -- On Citus the row and its lock are on a worker, which the coordinator's
+  -- pgrowlocks cannot see into: the holders are found there (the row read
+  -- through the tenant's context, the call pushed down with it).
+  if core.on_citus() then
+    return core.end_distributed_holders(array(
+      select g from core.tenant_usage t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
+      where t.tenant_id = p_tenant_id));
+  end if;
   perform pg_stat_clear_snapshot();
   -- pgrowlocks names the sessions holding the row's lock, except one taken
   -- inside a savepoint (released or not): its subtransaction's id maps to
@@ -3746,6 +3800,14 @@ CREATE FUNCTION core.end_window_holders(p_tenant_id uuid) RETURNS integer
 declare
   v_ended integer;
 begin
+  -- On Citus the row and its lock are on a worker, which the coordinator's
+  -- pgrowlocks cannot see into: the holders are found there (the row read
+  -- through the tenant's context, the call pushed down with it).
+  if core.on_citus() then
+    return core.end_distributed_holders(array(
+      select g from core.request_windows t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
+      where t.tenant_id = p_tenant_id));
+  end if;
   perform pg_stat_clear_snapshot();
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
   from (
@@ -4123,6 +4185,12 @@ declare
   v_month timestamptz;
   v_name text;
 begin
+  -- The coordinator makes them. (Any role may have Citus run this on a
+  -- worker, as a call pushed down with a query of a reference table; there
+  -- it would end sessions and then fail.)
+  if not core.on_coordinator() then
+    raise exception 'the trail''s partitions are made on the coordinator' using errcode = 'feature_not_supported';
+  end if;
   -- One maintainer at a time: attaching a partition takes this lock anyway,
   -- and the next caller, once it has it, finds nothing left to do. (Not an
   -- advisory lock, which any role could take first and hold.) A service
@@ -4729,6 +4797,10 @@ begin
   if not core.on_citus() then
     perform core.seize_usage_row(p_tenant_id);
     perform core.seize_chain_head(p_tenant_id);
+  else
+    -- Their holders are ended all the same, before the update waits for them.
+    perform core.end_usage_holders(p_tenant_id);
+    perform core.end_chain_holders(p_tenant_id);
   end if;
   return query
     with recursive doomed (key_id) as (
@@ -4815,6 +4887,50 @@ CREATE FUNCTION core.role_rank(p_role text) RETURNS integer
 --
 
 COMMENT ON FUNCTION core.role_rank(p_role text) IS 'Order of the roles: viewer 1, member 2, tenant_admin 3; anything else 0';
+
+
+--
+-- Name: row_lock_holders(oid, tid); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.row_lock_holders(p_shard oid, p_row tid) RETURNS bigint[]
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+begin
+  perform pg_stat_clear_snapshot();
+  -- As the enders on one server: the sessions pgrowlocks names, and for a
+  -- lock taken inside a savepoint (pid 0) every session holding the table
+  -- whose transaction began before it. Citus names a session it opened for
+  -- another node's transaction by that transaction's global id.
+  return array(
+    select distinct substring(s.application_name from '^citus_internal gpid=([0-9]+)$')::bigint
+    from (
+      select r.pids[i] as pid
+      from extensions.pgrowlocks(p_shard::regclass::text) r
+      cross join lateral generate_subscripts(r.xids, 1) as i
+      where r.locked_row = p_row and r.pids[i] <> 0
+      union
+      select l.pid
+      from extensions.pgrowlocks(p_shard::regclass::text) r
+      cross join lateral generate_subscripts(r.xids, 1) as i
+      join pg_locks l on l.locktype = 'relation' and l.relation = p_shard
+        and l.database = (select d.oid from pg_database d where d.datname = current_database())
+      join pg_stat_activity s on s.pid = l.pid
+      where r.locked_row = p_row and r.pids[i] = 0
+        and s.backend_xid::text::bigint <= r.xids[i]::text::bigint
+    ) holder
+    join pg_stat_activity s on s.pid = holder.pid
+    where s.pid <> pg_backend_pid() and s.application_name ~ '^citus_internal gpid=[0-9]+$');
+end
+$_$;
+
+
+--
+-- Name: FUNCTION row_lock_holders(p_shard oid, p_row tid); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.row_lock_holders(p_shard oid, p_row tid) IS 'On a Citus worker: the global ids of the sessions holding a row of a shard locked (run pushed down from the enders)';
 
 
 --
@@ -8080,4 +8196,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261203000300'),
     ('20261204000100'),
     ('20261204000200'),
-    ('20261204000300');
+    ('20261204000300'),
+    ('20261204000400');

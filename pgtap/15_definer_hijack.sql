@@ -15,7 +15,7 @@
 -- The shadows are planted before anything else runs in this session, so no
 -- function has a plan cached from before them.
 begin;
-select plan(39);
+select plan(41);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -116,13 +116,16 @@ select platform.save_idempotent_response('hijack-platform-retry', 201, '{"ok": t
 select is(core.end_stale_transactions(), 0, 'core.end_stale_transactions finds no stale transaction with the shadows in place');
 select lives_ok(format('select core.seize_chain_head(%L)', :'tenant_a'), 'core.seize_chain_head takes the head with the shadows in place');
 select lives_ok(format('select core.seize_usage_row(%L)', :'tenant_a'), 'core.seize_usage_row takes the counts with the shadows in place');
+select is(core.end_chain_holders(:'tenant_a'), 0, 'core.end_chain_holders ends no one with the shadows in place (this session holds the head)');
+select is(core.end_usage_holders(:'tenant_a'), 0, 'core.end_usage_holders ends no one with the shadows in place (this session holds the counts)');
 select is((select max_documents from platform.update_plan((select plan_id from platform.plans where tier = 'free'),
   p_max_documents => 10001)), 10001,
   'platform.update_plan changes a plan with the shadows in place');
 select lives_ok('select core.require_active_operator()',
   'core.require_active_operator finds the active operator with the shadows in place');
 reset role;
-insert into pg_temp.definers_called values ('core.seize_usage_row(uuid)'), ('core.require_active_operator()');
+insert into pg_temp.definers_called values ('core.seize_usage_row(uuid)'), ('core.require_active_operator()'),
+  ('core.end_chain_holders(uuid)'), ('core.end_usage_holders(uuid)');
 insert into pg_temp.definers_called values ('platform.create_api_key(uuid,text,text[],uuid,timestamp with time zone)'),
   ('platform.claim_idempotency_key(text,text)'), ('platform.save_idempotent_response(text,integer,jsonb)'),
   ('core.end_stale_transactions()'), ('core.seize_chain_head(uuid)');
@@ -217,7 +220,8 @@ select is(
 -- on the coordinator: each definer that changes rows, and each platform
 -- function that does, passes the coordinator's on first, so that what it
 -- checked is what the trail names (migration 20261203000300, which says why
--- the others need not).
+-- the others need not; the holders' enders, which uber_admin may call to
+-- revoke, end sessions and change no row: migration 20261204000400).
 select is(
   array(select p.oid::regprocedure::text from pg_proc p
         where p.provolatile = 'v' and p.prorettype <> 'trigger'::regtype
@@ -227,7 +231,8 @@ select is(
                             'platform.begin_request(text,uuid,text,boolean)'::regprocedure,
                             'core.context_verifies(text)'::regprocedure, 'platform.bootstrap_operator(text)'::regprocedure,
                             'core.end_stale_transactions()'::regprocedure, 'core.seize_chain_head(uuid)'::regprocedure,
-                            'core.seize_usage_row(uuid)'::regprocedure, 'core.maintain_audit_partitions()'::regprocedure)
+                            'core.seize_usage_row(uuid)'::regprocedure, 'core.maintain_audit_partitions()'::regprocedure,
+                            'core.end_chain_holders(uuid)'::regprocedure, 'core.end_usage_holders(uuid)'::regprocedure)
           and p.prosrc !~ '\mbegin\s+perform core\.carry_context_to_workers\(\);'
         order by 1),
   '{}'::text[],

@@ -31,6 +31,8 @@
  *   core.distribute_on_citus, taken here too on a deployment distributed
  *   already. tenancy_owner has no password, no worker takes one, and no
  *   runtime role may become it: only the nodes' own connections reach these.
+ * - core.maintain_audit_partitions refuses to run on a worker, where any
+ *   role may have Citus run it (found by the same attack).
  * On one server nothing changes.
  * (Dropping a partition on Citus, core.purge_audit_partitions, needs more of
  * Citus's functions, on the coordinator too: on Citus it is run as the
@@ -48,12 +50,15 @@ set default_tablespace = ''
 set default_table_access_method = 'heap'
 -- On Citus the partition is distributed as it is attached, triggers and
 -- all, which Citus does only when told the triggers are safe on shards; and
--- only with its DDL passed on and its metadata synced to the workers. (On
--- one server these are settings no one reads.)
+-- only with its DDL passed on and its metadata synced to the workers. None
+-- of the caller's settings go with it to the owner's connections to the
+-- workers. (On one server the citus settings are settings no one reads.)
 set citus.enable_unsafe_triggers = 'on'
 set citus.enable_ddl_propagation = 'on'
 set citus.enable_metadata_sync = 'on'
 set citus.create_object_propagation = 'immediate'
+set citus.propagate_set_commands = 'none'
+set row_security = 'on'
 as $$
 declare
   v_from timestamptz := date_trunc('month', p_month);
@@ -85,6 +90,51 @@ begin
   return v_name;
 end
 $$;
+
+CREATE OR REPLACE FUNCTION core.maintain_audit_partitions()
+ RETURNS TABLE(action text, partition_name text)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "TimeZone" TO 'UTC'
+ SET "DateStyle" TO 'ISO, MDY'
+ SET "IntervalStyle" TO 'postgres'
+ SET default_tablespace TO ''
+ SET default_table_access_method TO 'heap'
+ SET row_security TO 'on'
+ SET lock_timeout TO '2s'
+AS $function$
+#variable_conflict use_column
+declare
+  v_month timestamptz;
+  v_name text;
+begin
+  -- The coordinator makes them. (Any role may have Citus run this on a
+  -- worker, as a call pushed down with a query of a reference table; there
+  -- it would end sessions and then fail.)
+  if not core.on_coordinator() then
+    raise exception 'the trail''s partitions are made on the coordinator' using errcode = 'feature_not_supported';
+  end if;
+  -- One maintainer at a time: attaching a partition takes this lock anyway,
+  -- and the next caller, once it has it, finds nothing left to do. (Not an
+  -- advisory lock, which any role could take first and hold.) A service
+  -- session in the way (one that called this and never committed) is ended.
+  perform core.end_stale_transactions();
+  perform core.end_audit_lock_holders(array['ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock',
+    'ExclusiveLock', 'AccessExclusiveLock']);
+  lock table core.audit_logs in share update exclusive mode;
+  for v_month in
+    select generate_series(date_trunc('month', now()), date_trunc('month', now()) + interval '3 months', interval '1 month')
+  loop
+    v_name := core.create_audit_partition(v_month);
+    if v_name is not null then
+      return query select 'created', v_name;
+    end if;
+  end loop;
+  -- Dropping is not done here: see core.purge_audit_partitions.
+  return query select 'expired', e.name from core.expired_audit_partitions() e;
+end
+$function$;
 
 create function core.let_owner_make_shards_on_workers() returns void
 language plpgsql volatile
@@ -230,3 +280,42 @@ begin
   return v_name;
 end
 $$;
+
+CREATE OR REPLACE FUNCTION core.maintain_audit_partitions()
+ RETURNS TABLE(action text, partition_name text)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET "TimeZone" TO 'UTC'
+ SET "DateStyle" TO 'ISO, MDY'
+ SET "IntervalStyle" TO 'postgres'
+ SET default_tablespace TO ''
+ SET default_table_access_method TO 'heap'
+ SET row_security TO 'on'
+ SET lock_timeout TO '2s'
+AS $function$
+#variable_conflict use_column
+declare
+  v_month timestamptz;
+  v_name text;
+begin
+  -- One maintainer at a time: attaching a partition takes this lock anyway,
+  -- and the next caller, once it has it, finds nothing left to do. (Not an
+  -- advisory lock, which any role could take first and hold.) A service
+  -- session in the way (one that called this and never committed) is ended.
+  perform core.end_stale_transactions();
+  perform core.end_audit_lock_holders(array['ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock',
+    'ExclusiveLock', 'AccessExclusiveLock']);
+  lock table core.audit_logs in share update exclusive mode;
+  for v_month in
+    select generate_series(date_trunc('month', now()), date_trunc('month', now()) + interval '3 months', interval '1 month')
+  loop
+    v_name := core.create_audit_partition(v_month);
+    if v_name is not null then
+      return query select 'created', v_name;
+    end if;
+  end loop;
+  -- Dropping is not done here: see core.purge_audit_partitions.
+  return query select 'expired', e.name from core.expired_audit_partitions() e;
+end
+$function$;
