@@ -2192,14 +2192,17 @@ begin
   if not found then
     return;
   end if;
-  update core.api_key_usage u
-  set last_used_at = now()
-  where (u.tenant_id, u.key_id) = (
-    select s.tenant_id, s.key_id
-    from core.api_key_usage s
-    where s.tenant_id = v_claim.tenant_id and s.key_id = v_claim.key_id
-      and (s.last_used_at is null or s.last_used_at < now() - interval '1 minute')
-    for update skip locked);
+  -- The row is taken first, if no one holds it, then changed: each
+  -- statement names the tenant, so Citus sends each to its shard alone.
+  perform from core.api_key_usage s
+  where s.tenant_id = v_claim.tenant_id and s.key_id = v_claim.key_id
+    and (s.last_used_at is null or s.last_used_at < now() - interval '1 minute')
+  for update skip locked;
+  if found then
+    update core.api_key_usage u
+    set last_used_at = now()
+    where u.tenant_id = v_claim.tenant_id and u.key_id = v_claim.key_id;
+  end if;
 end
 $$;
 
@@ -3634,14 +3637,17 @@ CREATE FUNCTION core.end_chain_holders(p_tenant_id uuid) RETURNS integer
     AS $$
 declare
   v_ended integer;
+  v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
   -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it).
+  -- through the tenant's context, the call pushed down with it), then ended
+  -- here. (Two statements: as one, Citus pushed the ending down too.)
   if core.on_citus() then
-    return core.end_distributed_holders(array(
+    v_holders := array(
       select g from core.audit_chain_heads t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
-      where t.tenant_id = p_tenant_id));
+      where t.tenant_id = p_tenant_id);
+    return core.end_distributed_holders(v_holders);
   end if;
   perform pg_stat_clear_snapshot();
   -- pgrowlocks names the backends that hold a row's lock, whether they took
@@ -3678,9 +3684,10 @@ declare
   v_ended integer;
 begin
   perform pg_stat_clear_snapshot();
-  -- A global id is the node's id times 10^10 plus the session's process id.
+  -- A global id is the node's id times 10^10 plus the session's process id:
+  -- the coordinator's sessions are ended on the coordinator alone.
   -- (Nested: on one server there is no pg_dist_node to plan a query on.)
-  if to_regclass('pg_catalog.pg_dist_node') is null then
+  if to_regclass('pg_catalog.pg_dist_node') is null or not core.on_coordinator() then
     return 0;
   end if;
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
@@ -3740,14 +3747,17 @@ CREATE FUNCTION core.end_usage_holders(p_tenant_id uuid) RETURNS integer
     AS $$
 declare
   v_ended integer;
+  v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
   -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it).
+  -- through the tenant's context, the call pushed down with it), then ended
+  -- here. (Two statements: as one, Citus pushed the ending down too.)
   if core.on_citus() then
-    return core.end_distributed_holders(array(
+    v_holders := array(
       select g from core.tenant_usage t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
-      where t.tenant_id = p_tenant_id));
+      where t.tenant_id = p_tenant_id);
+    return core.end_distributed_holders(v_holders);
   end if;
   perform pg_stat_clear_snapshot();
   -- pgrowlocks names the sessions holding the row's lock, except one taken
@@ -3799,14 +3809,17 @@ CREATE FUNCTION core.end_window_holders(p_tenant_id uuid) RETURNS integer
     AS $$
 declare
   v_ended integer;
+  v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
   -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it).
+  -- through the tenant's context, the call pushed down with it), then ended
+  -- here. (Two statements: as one, Citus pushed the ending down too.)
   if core.on_citus() then
-    return core.end_distributed_holders(array(
+    v_holders := array(
       select g from core.request_windows t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
-      where t.tenant_id = p_tenant_id));
+      where t.tenant_id = p_tenant_id);
+    return core.end_distributed_holders(v_holders);
   end if;
   perform pg_stat_clear_snapshot();
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
@@ -8197,4 +8210,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261204000100'),
     ('20261204000200'),
     ('20261204000300'),
-    ('20261204000400');
+    ('20261204000400'),
+    ('20261204000500');

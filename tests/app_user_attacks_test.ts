@@ -70,9 +70,11 @@ Deno.test("a request context is signed only under READ COMMITTED, so an old snap
       await tx.unsafe(`set transaction snapshot '${snapshot}'`);
       return await begin(tx);
     });
+    // (On Citus the key is read on a worker, under a snapshot of its own:
+    // the revoked key is refused as revoked before any context is signed.)
     assert.equal(
       await codeOf(replayed),
-      "25000",
+      await onCitus(server) ? "PT401" : "25000",
       "the revoked key does not authenticate under the old snapshot",
     );
   } finally {
@@ -109,10 +111,12 @@ Deno.test("a context carried into a later transaction of the same message does n
         session.release();
       }
     };
+    // (On Citus a context is bound to its distributed transaction: carried
+    // into another it verifies under no isolation level.)
     assert.equal(
       await carryInto("read committed"),
-      1,
-      "under READ COMMITTED the carried context verifies (the control: it is genuine, and every statement reads the key afresh)",
+      await onCitus(server) ? 0 : 1,
+      "under READ COMMITTED the carried context verifies on one server (the control: it is genuine, and every statement reads the key afresh)",
     );
     assert.equal(await carryInto("repeatable read"), 0, "under REPEATABLE READ it does not");
     assert.equal(await carryInto("serializable"), 0, "nor under SERIALIZABLE");
@@ -210,6 +214,27 @@ async function heldAfter(server: TestServer, lastStatement: string): Promise<boo
   return false;
 }
 
+/** Whether the test database is distributed on Citus (scripts/test --citus). */
+async function onCitus(server: TestServer): Promise<boolean> {
+  const [{ citus }] = await server.owner`select core.on_citus() as citus`;
+  return citus;
+}
+
+/**
+ * On Citus, the sessions the workers keep for other nodes' transactions that
+ * hold a row they changed (a transaction id) and sit idle in that
+ * transaction: where an attacker's row locks are held there.
+ */
+async function idleWorkerHolders(server: TestServer, olderThan = "0 seconds"): Promise<number> {
+  const rows = await server.owner.unsafe(`select result from run_command_on_workers($command$
+    select count(*) from pg_stat_activity s
+    where s.state = 'idle in transaction' and s.application_name ~ '^citus_internal gpid=[0-9]+$'
+      and s.xact_start < now() - interval '${olderThan}'
+      and exists (select from pg_locks l where l.pid = s.pid and l.locktype = 'transactionid' and l.granted)
+  $command$)`);
+  return rows.reduce((sum, row) => sum + Number(row.result), 0);
+}
+
 async function stop(holder: Deno.ChildProcess | undefined): Promise<void> {
   if (!holder) return;
   try {
@@ -289,7 +314,13 @@ Deno.test("a session holding its tenant's audit chain never keeps a key from bei
       200,
       "past 30 s a write of the tenant ends the stale holder and goes through",
     );
-    assert.equal(await idleHolders(server), 0);
+    // (On Citus it is ended on the worker that holds the head, which cannot
+    // end the coordinator's session: that session can only fail from then on.)
+    if (await onCitus(server)) {
+      assert.equal(await idleWorkerHolders(server, "30 seconds"), 0, "no stale holder is left on a worker");
+    } else {
+      assert.equal(await idleHolders(server), 0);
+    }
   } finally {
     for (const holder of holders) await stop(holder);
     await server.close();
@@ -309,6 +340,7 @@ Deno.test("a session holding a key's usage row cannot stop that key, or the key 
     });
     assert.equal(issued.status, 201);
     const child = String(issued.body.key);
+    const citus = await onCitus(server);
 
     // What the attacker runs: record a use of each key, and keep the
     // transaction (and its row locks) open.
@@ -317,10 +349,15 @@ Deno.test("a session holding a key's usage row cannot stop that key, or the key 
       await tx`set local idle_in_transaction_session_timeout = 0`;
       await tx`select api.touch_api_key(${sha256Hex(tenant.key)})`;
       await tx`select api.touch_api_key(${sha256Hex(child)})`;
-      // An update took a transaction id: its rows stay locked until the end.
+      // An update took a transaction id: its rows stay locked until the end
+      // (on Citus on the worker that holds them).
       const [{ count }] = await tx`
         select count(*)::int from pg_locks where pid = pg_backend_pid() and locktype = 'transactionid'`;
-      assert.equal(count, 1, "the attacker's session holds the rows it updated");
+      assert.equal(
+        citus ? await idleWorkerHolders(server) : count,
+        1,
+        "the attacker's session holds the rows it updated",
+      );
       lockTaken();
       await unlock;
     });

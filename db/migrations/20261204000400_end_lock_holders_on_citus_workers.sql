@@ -81,9 +81,10 @@ declare
   v_ended integer;
 begin
   perform pg_stat_clear_snapshot();
-  -- A global id is the node's id times 10^10 plus the session's process id.
+  -- A global id is the node's id times 10^10 plus the session's process id:
+  -- the coordinator's sessions are ended on the coordinator alone.
   -- (Nested: on one server there is no pg_dist_node to plan a query on.)
-  if to_regclass('pg_catalog.pg_dist_node') is null then
+  if to_regclass('pg_catalog.pg_dist_node') is null or not core.on_coordinator() then
     return 0;
   end if;
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
@@ -99,6 +100,7 @@ comment on function core.end_distributed_holders(bigint[]) is
   'On Citus: ends the coordinator''s app_user and uber_admin sessions among the global ids of row_lock_holders; returns how many';
 revoke execute on function core.end_distributed_holders(bigint[]) from public;
 grant execute on function core.end_distributed_holders(bigint[]) to tenancy_reaper;
+grant execute on function core.on_coordinator() to tenancy_reaper;
 
 CREATE OR REPLACE FUNCTION core.end_window_holders(p_tenant_id uuid)
  RETURNS integer
@@ -108,14 +110,17 @@ CREATE OR REPLACE FUNCTION core.end_window_holders(p_tenant_id uuid)
 AS $function$
 declare
   v_ended integer;
+  v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
   -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it).
+  -- through the tenant's context, the call pushed down with it), then ended
+  -- here. (Two statements: as one, Citus pushed the ending down too.)
   if core.on_citus() then
-    return core.end_distributed_holders(array(
+    v_holders := array(
       select g from core.request_windows t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
-      where t.tenant_id = p_tenant_id));
+      where t.tenant_id = p_tenant_id);
+    return core.end_distributed_holders(v_holders);
   end if;
   perform pg_stat_clear_snapshot();
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
@@ -150,14 +155,17 @@ CREATE OR REPLACE FUNCTION core.end_usage_holders(p_tenant_id uuid)
 AS $function$
 declare
   v_ended integer;
+  v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
   -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it).
+  -- through the tenant's context, the call pushed down with it), then ended
+  -- here. (Two statements: as one, Citus pushed the ending down too.)
   if core.on_citus() then
-    return core.end_distributed_holders(array(
+    v_holders := array(
       select g from core.tenant_usage t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
-      where t.tenant_id = p_tenant_id));
+      where t.tenant_id = p_tenant_id);
+    return core.end_distributed_holders(v_holders);
   end if;
   perform pg_stat_clear_snapshot();
   -- pgrowlocks names the sessions holding the row's lock, except one taken
@@ -199,14 +207,17 @@ CREATE OR REPLACE FUNCTION core.end_chain_holders(p_tenant_id uuid)
 AS $function$
 declare
   v_ended integer;
+  v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
   -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it).
+  -- through the tenant's context, the call pushed down with it), then ended
+  -- here. (Two statements: as one, Citus pushed the ending down too.)
   if core.on_citus() then
-    return core.end_distributed_holders(array(
+    v_holders := array(
       select g from core.audit_chain_heads t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
-      where t.tenant_id = p_tenant_id));
+      where t.tenant_id = p_tenant_id);
+    return core.end_distributed_holders(v_holders);
   end if;
   perform pg_stat_clear_snapshot();
   -- pgrowlocks names the backends that hold a row's lock, whether they took
@@ -569,5 +580,6 @@ begin
 end
 $function$;
 
+revoke execute on function core.on_coordinator() from tenancy_reaper;
 drop function core.end_distributed_holders(bigint[]);
 drop function core.row_lock_holders(oid, tid);
