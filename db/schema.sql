@@ -2256,6 +2256,9 @@ CREATE FUNCTION api.update_tenant_config(p_settings_patch jsonb) RETURNS SETOF a
     AS $$
 declare
   v_error text := core.settings_error(p_settings_patch);
+  -- (Read first: Citus sends a statement to the tenant's shard alone only
+  -- when it names the tenant as a value, not through a subquery.)
+  v_tenant_id uuid := core.current_tenant_id();
 begin
   perform core.carry_context_to_workers();
   if v_error is not null then
@@ -2267,7 +2270,7 @@ begin
     update core.tenant_configs c
     set settings = (c.settings || p_settings_patch)
       - array(select e.key from jsonb_each(p_settings_patch) as e where e.value = 'null'::jsonb)
-    where c.tenant_id = (select core.current_tenant_id())
+    where c.tenant_id = v_tenant_id
     returning c.tenant_id, c.template_id, c.settings, c.created_at, c.updated_at;
 end
 $$;
@@ -3220,6 +3223,7 @@ begin
   -- could not). It says only whether a table is a shard.
   grant execute on function pg_catalog.relation_is_a_known_shard(regclass) to public;
   perform core.let_owner_make_shards_on_workers();
+  perform core.let_reaper_see_transactions();
   return v_result;
 end
 $$;
@@ -3640,9 +3644,10 @@ declare
   v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
-  -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it), then ended
-  -- here. (Two statements: as one, Citus pushed the ending down too.)
+  -- pgrowlocks cannot see into: the holders' transactions are found there
+  -- (the row read through the tenant's context, the call pushed down with
+  -- it), then their sessions ended here. (Two statements: as one, Citus
+  -- pushed the ending down too.)
   if core.on_citus() then
     v_holders := array(
       select g from core.audit_chain_heads t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
@@ -3676,7 +3681,7 @@ COMMENT ON FUNCTION core.end_chain_holders(p_tenant_id uuid) IS 'Ends the app_us
 -- Name: end_distributed_holders(bigint[]); Type: FUNCTION; Schema: core; Owner: -
 --
 
-CREATE FUNCTION core.end_distributed_holders(p_holders bigint[]) RETURNS integer
+CREATE FUNCTION core.end_distributed_holders(p_transactions bigint[]) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -3684,16 +3689,16 @@ declare
   v_ended integer;
 begin
   perform pg_stat_clear_snapshot();
-  -- A global id is the node's id times 10^10 plus the session's process id:
-  -- the coordinator's sessions are ended on the coordinator alone.
+  -- The coordinator's sessions are ended on the coordinator alone.
   -- (Nested: on one server there is no pg_dist_node to plan a query on.)
   if to_regclass('pg_catalog.pg_dist_node') is null or not core.on_coordinator() then
     return 0;
   end if;
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
-  from pg_stat_activity a
-  where a.pid in (select (g % 10000000000)::integer from unnest(p_holders) g
-                  where g / 10000000000 = (select n.nodeid from pg_dist_node n where n.groupid = 0))
+  from pg_catalog.get_all_active_transactions() t
+  join pg_stat_activity a on a.pid = t.process_id
+  where t.transaction_number = any (p_transactions)
+    and t.initiator_node_identifier = (select n.nodeid from pg_dist_node n where n.groupid = 0)
     and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database();
   return v_ended;
 end
@@ -3701,10 +3706,10 @@ $$;
 
 
 --
--- Name: FUNCTION end_distributed_holders(p_holders bigint[]); Type: COMMENT; Schema: core; Owner: -
+-- Name: FUNCTION end_distributed_holders(p_transactions bigint[]); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.end_distributed_holders(p_holders bigint[]) IS 'On Citus: ends the coordinator''s app_user and uber_admin sessions among the global ids of row_lock_holders; returns how many';
+COMMENT ON FUNCTION core.end_distributed_holders(p_transactions bigint[]) IS 'On Citus: ends the coordinator''s app_user and uber_admin sessions in the distributed transactions row_lock_holders names; returns how many';
 
 
 --
@@ -3750,9 +3755,10 @@ declare
   v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
-  -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it), then ended
-  -- here. (Two statements: as one, Citus pushed the ending down too.)
+  -- pgrowlocks cannot see into: the holders' transactions are found there
+  -- (the row read through the tenant's context, the call pushed down with
+  -- it), then their sessions ended here. (Two statements: as one, Citus
+  -- pushed the ending down too.)
   if core.on_citus() then
     v_holders := array(
       select g from core.tenant_usage t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
@@ -3812,9 +3818,10 @@ declare
   v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
-  -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it), then ended
-  -- here. (Two statements: as one, Citus pushed the ending down too.)
+  -- pgrowlocks cannot see into: the holders' transactions are found there
+  -- (the row read through the tenant's context, the call pushed down with
+  -- it), then their sessions ended here. (Two statements: as one, Citus
+  -- pushed the ending down too.)
   if core.on_citus() then
     v_holders := array(
       select g from core.request_windows t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
@@ -4176,6 +4183,28 @@ $$;
 --
 
 COMMENT ON FUNCTION core.let_owner_make_shards_on_workers() IS 'On Citus, lets tenancy_owner run on the workers the Citus functions that make a new audit partition''s shards (a step of core.distribute_on_citus)';
+
+
+--
+-- Name: let_reaper_see_transactions(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.let_reaper_see_transactions() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  grant execute on function pg_catalog.get_all_active_transactions() to tenancy_reaper;
+  perform core.on_workers('grant execute on function pg_catalog.get_all_active_transactions() to tenancy_reaper');
+end
+$$;
+
+
+--
+-- Name: FUNCTION let_reaper_see_transactions(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.let_reaper_see_transactions() IS 'On Citus, lets tenancy_reaper read which distributed transaction each session of every node is in (a step of core.distribute_on_citus)';
 
 
 --
@@ -4909,15 +4938,16 @@ COMMENT ON FUNCTION core.role_rank(p_role text) IS 'Order of the roles: viewer 1
 CREATE FUNCTION core.row_lock_holders(p_shard oid, p_row tid) RETURNS bigint[]
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $_$
+    AS $$
 begin
   perform pg_stat_clear_snapshot();
   -- As the enders on one server: the sessions pgrowlocks names, and for a
   -- lock taken inside a savepoint (pid 0) every session holding the table
-  -- whose transaction began before it. Citus names a session it opened for
-  -- another node's transaction by that transaction's global id.
+  -- whose transaction began before it. Of each, the distributed transaction
+  -- Citus assigned it, begun on the coordinator (which no runtime role can
+  -- set: assign_distributed_transaction_id is revoked from them there).
   return array(
-    select distinct substring(s.application_name from '^citus_internal gpid=([0-9]+)$')::bigint
+    select distinct t.transaction_number
     from (
       select r.pids[i] as pid
       from extensions.pgrowlocks(p_shard::regclass::text) r
@@ -4933,17 +4963,18 @@ begin
       where r.locked_row = p_row and r.pids[i] = 0
         and s.backend_xid::text::bigint <= r.xids[i]::text::bigint
     ) holder
-    join pg_stat_activity s on s.pid = holder.pid
-    where s.pid <> pg_backend_pid() and s.application_name ~ '^citus_internal gpid=[0-9]+$');
+    join pg_catalog.get_all_active_transactions() t on t.process_id = holder.pid
+    where holder.pid <> pg_backend_pid() and t.transaction_number <> 0
+      and t.initiator_node_identifier = (select n.nodeid from pg_dist_node n where n.groupid = 0));
 end
-$_$;
+$$;
 
 
 --
 -- Name: FUNCTION row_lock_holders(p_shard oid, p_row tid); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.row_lock_holders(p_shard oid, p_row tid) IS 'On a Citus worker: the global ids of the sessions holding a row of a shard locked (run pushed down from the enders)';
+COMMENT ON FUNCTION core.row_lock_holders(p_shard oid, p_row tid) IS 'On a Citus worker: the distributed transactions (begun on the coordinator) of the sessions holding a row of a shard locked (run pushed down from the enders)';
 
 
 --

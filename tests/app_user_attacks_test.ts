@@ -554,3 +554,67 @@ Deno.test("a session holding its tenant's rate-limit window is ended by the next
     await setup.close();
   }
 });
+
+Deno.test("a holder that names its session after another's gets itself ended, not the other", async () => {
+  const setup = await startServer();
+  let server: TestServer | undefined;
+  let victim: Deno.ChildProcess | undefined;
+  let holder: Deno.ChildProcess | undefined;
+  const pidOf = async (name: string): Promise<number | undefined> => {
+    const rows = await setup.owner`select pid from pg_stat_activity where application_name = ${name}`;
+    return rows[0]?.pid;
+  };
+  try {
+    const tenant = await createTenant(setup, "window-impostor");
+    // Another session of the service's role: the one the attacker would have ended.
+    const victimName = `victim-${crypto.randomUUID()}`;
+    victim = await openSession(`set application_name = '${victimName}';\nselect 1;\n`);
+    let victimPid: number | undefined;
+    for (let i = 0; i < 200 && !victimPid; i++) {
+      victimPid = await pidOf(victimName);
+      if (!victimPid) await sleep(50);
+    }
+    assert.ok(victimPid, "the other session is connected");
+    // On Citus a session's global id is its node's id times 10^10 plus its
+    // process id, and Citus names the sessions it opens on the workers after
+    // the coordinator's session: the attacker names its own after the victim.
+    const [{ nodeid }] = await onCitus(setup)
+      ? await setup.owner`select n.nodeid from pg_dist_node n where n.groupid = 0`
+      : [{ nodeid: 1 }];
+    const impostor = `citus_internal gpid=${BigInt(nodeid) * 10_000_000_000n + BigInt(victimPid)}`;
+    holder = await openSession(`
+      set citus.allow_nested_distributed_execution = on;
+      set application_name = '${impostor}';
+      set idle_in_transaction_session_timeout = 0;
+      set statement_timeout = 0;
+      begin;
+      select tenant_id from api.begin_request('${
+      sha256Hex(tenant.key)
+    }', null, gen_random_uuid(), null, false);
+      select granted from api.lease_requests();
+    `);
+    let holderPid: number | undefined;
+    for (let i = 0; i < 200; i++) {
+      const rows = await setup.owner`
+        select pid from pg_stat_activity
+        where application_name = ${impostor} and state = 'idle in transaction' and strpos(query, 'lease_requests') > 0`;
+      holderPid = rows[0]?.pid;
+      if (holderPid) break;
+      await sleep(50);
+    }
+    assert.ok(holderPid, "the impostor holds the tenant's window, idle in its transaction");
+
+    server = await startServer();
+    const { status } = await call(server, "GET", "/v1/tenant", { token: tenant.key });
+    assert.equal(status, 200, "the tenant's request is served");
+    const [{ alive }] = await setup
+      .owner`select count(*)::int as alive from pg_stat_activity where pid = ${holderPid}`;
+    assert.equal(alive, 0, "the impostor was ended");
+    assert.equal(await pidOf(victimName), victimPid, "the session it named itself after was not");
+  } finally {
+    await stop(holder);
+    await stop(victim);
+    await server?.close();
+    await setup.close();
+  }
+});

@@ -16,12 +16,22 @@
  * Now, on Citus:
  * - Each ender reads the tenant's row through the request's context (so the
  *   tenant's shard alone is read) and calls core.row_lock_holders with the
- *   row's shard and position, which Citus runs on that worker: the global
- *   ids of the sessions holding the row there (pgrowlocks, and Citus's name
- *   of each session's origin). core.end_distributed_holders ends those of
- *   the coordinator that are app_user's or uber_admin's, as on one server.
+ *   row's shard and position, which Citus runs on that worker: the
+ *   distributed transactions of the sessions holding the row there
+ *   (pgrowlocks, and the transaction Citus assigned each session). Then
+ *   core.end_distributed_holders ends the coordinator's sessions in those
+ *   transactions that are app_user's or uber_admin's, as on one server.
  *   Ending the coordinator's session ends its connections to the workers,
- *   and with them the lock.
+ *   and with them the lock. (Not by the global process id Citus puts in a
+ *   worker session's application name: a caller names its own session, and
+ *   Citus names the worker sessions after it, so an attacker holding a row
+ *   had another session ended, an operator's, and kept its lock: found by
+ *   the attack on the first version of this migration.)
+ * - tenancy_reaper may read the distributed transactions of every node's
+ *   sessions (get_all_active_transactions, which says only which
+ *   transaction each session is in): core.let_reaper_see_transactions, a
+ *   step of core.distribute_on_citus, taken here too on a deployment
+ *   distributed already.
  * - core.revoke_keys ends the holders of the tenant's counts and chain head
  *   before its update waits for them (on Citus it seizes neither: see
  *   migration 20261203000200); so tenancy_auth and uber_admin, who revoke,
@@ -35,7 +45,7 @@ set local statement_timeout = '60s';
 
 -- Run on the worker holding the row (pushed down with the row's shard and
 -- position); tenancy_reaper's alone, which may read every session's
--- application name there.
+-- transaction there.
 create function core.row_lock_holders(p_shard oid, p_row tid) returns bigint[]
 language plpgsql volatile
 set search_path = pg_catalog, pg_temp
@@ -44,10 +54,11 @@ begin
   perform pg_stat_clear_snapshot();
   -- As the enders on one server: the sessions pgrowlocks names, and for a
   -- lock taken inside a savepoint (pid 0) every session holding the table
-  -- whose transaction began before it. Citus names a session it opened for
-  -- another node's transaction by that transaction's global id.
+  -- whose transaction began before it. Of each, the distributed transaction
+  -- Citus assigned it, begun on the coordinator (which no runtime role can
+  -- set: assign_distributed_transaction_id is revoked from them there).
   return array(
-    select distinct substring(s.application_name from '^citus_internal gpid=([0-9]+)$')::bigint
+    select distinct t.transaction_number
     from (
       select r.pids[i] as pid
       from extensions.pgrowlocks(p_shard::regclass::text) r
@@ -63,17 +74,18 @@ begin
       where r.locked_row = p_row and r.pids[i] = 0
         and s.backend_xid::text::bigint <= r.xids[i]::text::bigint
     ) holder
-    join pg_stat_activity s on s.pid = holder.pid
-    where s.pid <> pg_backend_pid() and s.application_name ~ '^citus_internal gpid=[0-9]+$');
+    join pg_catalog.get_all_active_transactions() t on t.process_id = holder.pid
+    where holder.pid <> pg_backend_pid() and t.transaction_number <> 0
+      and t.initiator_node_identifier = (select n.nodeid from pg_dist_node n where n.groupid = 0));
 end
 $$;
 alter function core.row_lock_holders(oid, tid) owner to tenancy_reaper;
 comment on function core.row_lock_holders(oid, tid) is
-  'On a Citus worker: the global ids of the sessions holding a row of a shard locked (run pushed down from the enders)';
+  'On a Citus worker: the distributed transactions (begun on the coordinator) of the sessions holding a row of a shard locked (run pushed down from the enders)';
 revoke execute on function core.row_lock_holders(oid, tid) from public;
 grant execute on function core.row_lock_holders(oid, tid) to tenancy_reaper;
 
-create function core.end_distributed_holders(p_holders bigint[]) returns integer
+create function core.end_distributed_holders(p_transactions bigint[]) returns integer
 language plpgsql volatile
 set search_path = pg_catalog, pg_temp
 as $$
@@ -81,26 +93,81 @@ declare
   v_ended integer;
 begin
   perform pg_stat_clear_snapshot();
-  -- A global id is the node's id times 10^10 plus the session's process id:
-  -- the coordinator's sessions are ended on the coordinator alone.
+  -- The coordinator's sessions are ended on the coordinator alone.
   -- (Nested: on one server there is no pg_dist_node to plan a query on.)
   if to_regclass('pg_catalog.pg_dist_node') is null or not core.on_coordinator() then
     return 0;
   end if;
   select count(*) filter (where pg_terminate_backend(a.pid)) into v_ended
-  from pg_stat_activity a
-  where a.pid in (select (g % 10000000000)::integer from unnest(p_holders) g
-                  where g / 10000000000 = (select n.nodeid from pg_dist_node n where n.groupid = 0))
+  from pg_catalog.get_all_active_transactions() t
+  join pg_stat_activity a on a.pid = t.process_id
+  where t.transaction_number = any (p_transactions)
+    and t.initiator_node_identifier = (select n.nodeid from pg_dist_node n where n.groupid = 0)
     and a.usename in ('app_user', 'uber_admin') and a.pid <> pg_backend_pid() and a.datname = current_database();
   return v_ended;
 end
 $$;
 alter function core.end_distributed_holders(bigint[]) owner to tenancy_reaper;
 comment on function core.end_distributed_holders(bigint[]) is
-  'On Citus: ends the coordinator''s app_user and uber_admin sessions among the global ids of row_lock_holders; returns how many';
+  'On Citus: ends the coordinator''s app_user and uber_admin sessions in the distributed transactions row_lock_holders names; returns how many';
 revoke execute on function core.end_distributed_holders(bigint[]) from public;
 grant execute on function core.end_distributed_holders(bigint[]) to tenancy_reaper;
 grant execute on function core.on_coordinator() to tenancy_reaper;
+
+create function core.let_reaper_see_transactions() returns void
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  grant execute on function pg_catalog.get_all_active_transactions() to tenancy_reaper;
+  perform core.on_workers('grant execute on function pg_catalog.get_all_active_transactions() to tenancy_reaper');
+end
+$$;
+comment on function core.let_reaper_see_transactions() is
+  'On Citus, lets tenancy_reaper read which distributed transaction each session of every node is in (a step of core.distribute_on_citus)';
+revoke execute on function core.let_reaper_see_transactions() from public;
+alter function core.let_reaper_see_transactions() owner to tenancy_owner;
+
+create or replace function core.distribute_on_citus() returns text
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_result text := core.distribute_tables_on_citus();
+  v_function regprocedure;
+begin
+  if not core.on_citus() then
+    return v_result;
+  end if;
+  perform core.separate_idempotency_keys_on_citus();
+  for v_function in
+    select p.oid::regprocedure from pg_proc p
+    where 'plan_cache_mode=force_generic_plan' = any (p.proconfig)
+  loop
+    execute format('alter function %s set plan_cache_mode = force_custom_plan', v_function);
+  end loop;
+  -- Citus hides its shards from every read of pg_class, on the coordinator
+  -- too, with a filter that calls relation_is_a_known_shard: a role that
+  -- may not run it may not read pg_class (the service's /ready check
+  -- could not). It says only whether a table is a shard.
+  grant execute on function pg_catalog.relation_is_a_known_shard(regclass) to public;
+  perform core.let_owner_make_shards_on_workers();
+  perform core.let_reaper_see_transactions();
+  return v_result;
+end
+$$;
+
+-- A deployment distributed before this migration is changed now.
+do $$
+begin
+  -- (Nested: on one server there is no pg_dist_partition to plan a query on.)
+  if core.on_citus() then
+    if exists (select from pg_dist_partition p where p.logicalrelid = 'core.tenants'::regclass) then
+      perform core.let_reaper_see_transactions();
+    end if;
+  end if;
+end
+$$;
 
 CREATE OR REPLACE FUNCTION core.end_window_holders(p_tenant_id uuid)
  RETURNS integer
@@ -113,9 +180,10 @@ declare
   v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
-  -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it), then ended
-  -- here. (Two statements: as one, Citus pushed the ending down too.)
+  -- pgrowlocks cannot see into: the holders' transactions are found there
+  -- (the row read through the tenant's context, the call pushed down with
+  -- it), then their sessions ended here. (Two statements: as one, Citus
+  -- pushed the ending down too.)
   if core.on_citus() then
     v_holders := array(
       select g from core.request_windows t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
@@ -158,9 +226,10 @@ declare
   v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
-  -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it), then ended
-  -- here. (Two statements: as one, Citus pushed the ending down too.)
+  -- pgrowlocks cannot see into: the holders' transactions are found there
+  -- (the row read through the tenant's context, the call pushed down with
+  -- it), then their sessions ended here. (Two statements: as one, Citus
+  -- pushed the ending down too.)
   if core.on_citus() then
     v_holders := array(
       select g from core.tenant_usage t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
@@ -210,9 +279,10 @@ declare
   v_holders bigint[];
 begin
   -- On Citus the row and its lock are on a worker, which the coordinator's
-  -- pgrowlocks cannot see into: the holders are found there (the row read
-  -- through the tenant's context, the call pushed down with it), then ended
-  -- here. (Two statements: as one, Citus pushed the ending down too.)
+  -- pgrowlocks cannot see into: the holders' transactions are found there
+  -- (the row read through the tenant's context, the call pushed down with
+  -- it), then their sessions ended here. (Two statements: as one, Citus
+  -- pushed the ending down too.)
   if core.on_citus() then
     v_holders := array(
       select g from core.audit_chain_heads t cross join lateral unnest(core.row_lock_holders(t.tableoid, t.ctid)) g
@@ -582,4 +652,34 @@ $function$;
 
 revoke execute on function core.on_coordinator() from tenancy_reaper;
 drop function core.end_distributed_holders(bigint[]);
+create or replace function core.distribute_on_citus() returns text
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_result text := core.distribute_tables_on_citus();
+  v_function regprocedure;
+begin
+  if not core.on_citus() then
+    return v_result;
+  end if;
+  perform core.separate_idempotency_keys_on_citus();
+  for v_function in
+    select p.oid::regprocedure from pg_proc p
+    where 'plan_cache_mode=force_generic_plan' = any (p.proconfig)
+  loop
+    execute format('alter function %s set plan_cache_mode = force_custom_plan', v_function);
+  end loop;
+  -- Citus hides its shards from every read of pg_class, on the coordinator
+  -- too, with a filter that calls relation_is_a_known_shard: a role that
+  -- may not run it may not read pg_class (the service's /ready check
+  -- could not). It says only whether a table is a shard.
+  grant execute on function pg_catalog.relation_is_a_known_shard(regclass) to public;
+  perform core.let_owner_make_shards_on_workers();
+  return v_result;
+end
+$$;
+-- (The grants of get_all_active_transactions stay, as those of migration
+-- 20261204000200 do: they say only which transaction a session is in.)
+drop function core.let_reaper_see_transactions();
 drop function core.row_lock_holders(oid, tid);

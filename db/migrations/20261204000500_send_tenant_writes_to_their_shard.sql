@@ -10,9 +10,16 @@
  * service's connections: with a pool of two, requests answered 503 (found
  * by running tests/app_user_attacks_test.ts on Citus, which now runs there).
  *
- * Now the row is taken with FOR UPDATE SKIP LOCKED and then changed, each
- * statement naming the tenant, so each goes to the tenant's shard alone. On
- * one server the touch does what it did.
+ * The attack on this migration's first version found one more:
+ * api.update_tenant_config named the tenant through a subquery, and Citus
+ * sent its update to all 32 shards too (and one such transaction held open
+ * kept another tenant's configuration change waiting until its lock
+ * timeout).
+ *
+ * Now the touch takes the row with FOR UPDATE SKIP LOCKED and then changes
+ * it, and the configuration change names the tenant read into a variable:
+ * each statement goes to the tenant's shard alone. On one server each does
+ * what it did.
  */
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
@@ -50,6 +57,33 @@ begin
 end
 $function$;
 
+CREATE OR REPLACE FUNCTION api.update_tenant_config(p_settings_patch jsonb)
+ RETURNS SETOF api.tenant_config
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_error text := core.settings_error(p_settings_patch);
+  -- (Read first: Citus sends a statement to the tenant's shard alone only
+  -- when it names the tenant as a value, not through a subquery.)
+  v_tenant_id uuid := core.current_tenant_id();
+begin
+  perform core.carry_context_to_workers();
+  if v_error is not null then
+    raise exception '%', v_error using errcode = 'PT422';
+  end if;
+  -- A JSON merge patch of the top level: keys set to null are removed;
+  -- nulls nested inside a value are kept as sent.
+  return query
+    update core.tenant_configs c
+    set settings = (c.settings || p_settings_patch)
+      - array(select e.key from jsonb_each(p_settings_patch) as e where e.value = 'null'::jsonb)
+    where c.tenant_id = v_tenant_id
+    returning c.tenant_id, c.template_id, c.settings, c.created_at, c.updated_at;
+end
+$function$;
+
 reset citus.enable_ddl_propagation;
 
 -- migrate:down
@@ -79,6 +113,30 @@ begin
     where s.tenant_id = v_claim.tenant_id and s.key_id = v_claim.key_id
       and (s.last_used_at is null or s.last_used_at < now() - interval '1 minute')
     for update skip locked);
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION api.update_tenant_config(p_settings_patch jsonb)
+ RETURNS SETOF api.tenant_config
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_error text := core.settings_error(p_settings_patch);
+begin
+  perform core.carry_context_to_workers();
+  if v_error is not null then
+    raise exception '%', v_error using errcode = 'PT422';
+  end if;
+  -- A JSON merge patch of the top level: keys set to null are removed;
+  -- nulls nested inside a value are kept as sent.
+  return query
+    update core.tenant_configs c
+    set settings = (c.settings || p_settings_patch)
+      - array(select e.key from jsonb_each(p_settings_patch) as e where e.value = 'null'::jsonb)
+    where c.tenant_id = (select core.current_tenant_id())
+    returning c.tenant_id, c.template_id, c.settings, c.created_at, c.updated_at;
 end
 $function$;
 
