@@ -3,8 +3,9 @@
  * a compromised app host) and a key or two: what they can do with sessions
  * of their own next to the service's. A stale snapshot does not bring a
  * revoked key back, nor does a context carried into a later transaction, a
- * lock they hold does not stop a revocation, and terminating or cancelling
- * the service's sessions does not take the service down.
+ * lock they hold does not stop a revocation (nor, named after another
+ * session, get that one ended in its place), and terminating or cancelling
+ * the service's sessions does not take the service down. On Citus too.
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
