@@ -6,10 +6,11 @@
  * the change could still be asked for (core.check_change_request, which
  * looks the user up), each statement at its own snapshot: when the faster
  * decision committed between the two, the request had been read as pending
- * and the user was found gone. Seen once, in CI's run of
- * tests/approvals_test.ts (two deciders at once expect 200 and 409), and
- * not reproduced in 38 runs here since; the window is between two
- * statements of one function.
+ * and the user was found gone. The one way found, by reading, for CI's run
+ * of tests/approvals_test.ts to fail as it did once (two deciders at once
+ * expect 200 and 409; the run printed only the test's name); not
+ * reproduced in 38 runs here, the window being between two statements of
+ * one function.
  *
  * Now a user found gone while the request is checked is answered as a
  * decision made meanwhile when the request, read again, is no longer
