@@ -12,7 +12,7 @@ import postgres from "postgres";
 import { spawnService } from "./cluster.ts";
 import { sha256Hex } from "../src/http/auth.ts";
 import { pgEnv } from "./pg_env.ts";
-import { call, createTenant, requireEnv, startServer, type TestServer } from "./support.ts";
+import { call, createTenant, onCitus, requireEnv, startServer, type TestServer } from "./support.ts";
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -213,12 +213,6 @@ async function heldAfter(server: TestServer, lastStatement: string): Promise<boo
     await sleep(50);
   }
   return false;
-}
-
-/** Whether the test database is distributed on Citus (scripts/test --citus). */
-async function onCitus(server: TestServer): Promise<boolean> {
-  const [{ citus }] = await server.owner`select core.on_citus() as citus`;
-  return citus;
 }
 
 /**

@@ -114,6 +114,12 @@ export async function call(
   return { status: response.status, headers: response.headers, body: parsed };
 }
 
+/** Whether the test database is distributed on Citus (scripts/test --citus). */
+export async function onCitus(server: TestServer): Promise<boolean> {
+  const [{ citus }] = await server.owner`select core.on_citus() as citus`;
+  return citus;
+}
+
 /**
  * Provisions a tenant through the platform API (from the Fintech Template,
  * two-person approval switched off unless asked for), adds one user, and

@@ -3,7 +3,7 @@ import postgres from "postgres";
 import { EXPECTED_SCHEMA_VERSION } from "../src/schema_version.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { spawnService } from "./cluster.ts";
-import { call, requireEnv, startServer } from "./support.ts";
+import { call, onCitus, requireEnv, startServer, type TestServer } from "./support.ts";
 
 Deno.test("GET /health answers 200 without touching the database", async () => {
   const server = await startServer({ APP_DATABASE_URL: "postgres://nobody:wrong@127.0.0.1:1/none" });
@@ -143,17 +143,27 @@ Deno.test("configuration defaults: pool of 10 with 2 opened at start-up", () => 
   assert.equal(config.port, 8000);
 });
 
+/** The trail's partition for the month (UTC) that many months from now. */
+async function partitionAhead(server: TestServer, months: number): Promise<string> {
+  const [{ name }] = await server.owner`
+    select format('audit_logs_y%s', to_char(date_trunc('month', now() at time zone 'UTC')
+                                            + make_interval(months => ${months}), 'YYYY"m"MM')) as name`;
+  return name;
+}
+
+/** Takes a partition of the trail away, as if it had never been made. */
+async function dropPartition(server: TestServer, name: string): Promise<void> {
+  await server.owner.unsafe(`alter table core.audit_logs detach partition core.${name}`);
+  await server.owner.unsafe(`drop table core.${name}`);
+}
+
 // Where a month's partition stands on each node: on one server its own
 // row-level security and triggers; on Citus, on every worker, how many of its
 // shards are attached to the trail's and their triggers, and how many shards
 // the worker's metadata lists for it. (Statement triggers left out: the
 // shards of the partitions made when the tables were distributed have none.)
-async function partitionShape(
-  server: Awaited<ReturnType<typeof startServer>>,
-  name: string,
-): Promise<unknown> {
-  const [{ citus }] = await server.owner`select core.on_citus() as citus`;
-  if (!citus) {
+async function partitionShape(server: TestServer, name: string): Promise<unknown> {
+  if (!await onCitus(server)) {
     const [row] = await server.owner`
       select c.relrowsecurity, c.relforcerowsecurity, c.relowner::regrole::text as owner,
              (select string_agg(t.tgname || ':' || t.tgenabled::text, ',' order by t.tgname) from pg_trigger t
@@ -179,13 +189,9 @@ Deno.test("the trail's coming partition is made whole on every node, whatever Ci
   const server = await startServer();
   const app = postgres(requireEnv("APP_DATABASE_URL"), { max: 1, onnotice: () => {} });
   try {
-    const [{ furthest, before }] = await server.owner`
-      select format('audit_logs_y%s', to_char(date_trunc('month', now() at time zone 'UTC') + interval '3 months',
-                                              'YYYY"m"MM')) as furthest,
-             format('audit_logs_y%s', to_char(date_trunc('month', now() at time zone 'UTC') + interval '2 months',
-                                              'YYYY"m"MM')) as before`;
-    await server.owner.unsafe(`alter table core.audit_logs detach partition core.${furthest}`);
-    await server.owner.unsafe(`drop table core.${furthest}`);
+    const furthest = await partitionAhead(server, 3);
+    const before = await partitionAhead(server, 2);
+    await dropPartition(server, furthest);
     // With the app_user password: every setting anyone may set that decides
     // whether Citus makes a table on the workers, turned against it.
     const { made, after } = await app.begin(async (tx) => {
@@ -215,11 +221,8 @@ Deno.test("the service makes the audit trail's missing partitions when it starts
   let service;
   try {
     // The furthest month the maintenance keeps ready holds no row yet.
-    const [{ furthest }] = await server.owner`
-      select format('audit_logs_y%s', to_char(date_trunc('month', now() at time zone 'UTC') + interval '3 months',
-                                              'YYYY"m"MM')) as furthest`;
-    await server.owner.unsafe(`alter table core.audit_logs detach partition core.${furthest}`);
-    await server.owner.unsafe(`drop table core.${furthest}`);
+    const furthest = await partitionAhead(server, 3);
+    await dropPartition(server, furthest);
     service = await spawnService({});
     const deadline = performance.now() + 20_000;
     let made = false;
