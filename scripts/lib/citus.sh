@@ -536,6 +536,140 @@ check_privileges_on_every_node() {
   echo "every function, schema, table and shard on the workers has the coordinator's owner and privileges ($(wc -l <"$WORK/acl.coordinator") objects)"
 }
 
+# The tenant whose trail records what operators do to no tenant in particular.
+PLATFORM_TENANT_ID=00000000-0000-0000-0000-000000000000
+
+fixture_value() { # name text-of-name=value-words
+  tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
+}
+
+# The tenants, users, keys, a document and a pending approval that the calls
+# of scripts/lib/citus_routing_calls.txt name, made through the api and
+# platform functions as the service makes them, and committed. Prints
+# name=value lines; the keys among them are secrets, kept out of argv.
+make_routing_fixture() {
+  local platform tenant approving members approvers request
+  platform="$(PLATFORM_ADMIN_TOKEN="$PLATFORM_ADMIN_TOKEN" with_pg_env "$ADMIN_TEST_URL" psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
+\getenv token PLATFORM_ADMIN_TOKEN
+select encode(sha256(convert_to(:'token', 'UTF8')), 'hex') as credential \gset
+select platform.bootstrap_operator(:'credential') as bootstrapped \gset
+\set begin 'begin; select operator_id from platform.begin_request(:''credential'', gen_random_uuid(), null, false) \\gset'
+:begin
+select tenant_id from platform.create_tenant('Routing check', null, 'pro', null) \gset
+commit;
+:begin
+select key from platform.create_api_key(:'tenant_id', 'routing check', '{*}', null) \gset
+commit;
+:begin
+select tenant_id as approving_tenant_id from platform.create_tenant('Routing check, two people', null, 'pro', 'Fintech Template') \gset
+commit;
+:begin
+select key as approving_key from platform.create_api_key(:'approving_tenant_id', 'routing check', '{*}', null) \gset
+commit;
+:begin
+select operator_id as other_operator_id from platform.create_operator('routing-check-to-revoke-' || left(gen_random_uuid()::text, 8)) \gset
+commit;
+select plan_id from platform.plans where tier = 'pro' \gset
+\echo operator_id=:operator_id other_operator_id=:other_operator_id plan_id=:plan_id
+\echo tenant_id=:tenant_id key=:key approving_tenant_id=:approving_tenant_id approving_key=:approving_key
+SQL
+)" || { echo "could not make the routing check's tenants"; return 1; }
+  tenant="$(ROUTING_KEY="$(fixture_value key "$platform")" with_pg_env "$APP_TEST_URL" psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
+\getenv key ROUTING_KEY
+\set begin 'begin; select tenant_id from api.begin_request(encode(sha256(convert_to(:''key'', ''UTF8'')), ''hex''), null, gen_random_uuid(), null, false) \\gset'
+:begin
+select user_id from api.create_user('routing-admin@example.com', 'tenant_admin') \gset
+commit;
+:begin
+select user_id as member_id from api.create_user('routing-member@example.com', 'member') \gset
+commit;
+:begin
+select document_id from api.create_document(:'user_id', 'Routing check', repeat('a', 64), '{}') \gset
+commit;
+:begin
+select key_id as revocable_key_id from api.create_api_key('routing check, to revoke', '{documents:read}', null, null) \gset
+commit;
+\echo user_id=:user_id member_id=:member_id document_id=:document_id revocable_key_id=:revocable_key_id
+SQL
+)" || { echo "could not make the routing check's users, document and key"; return 1; }
+  members="$(ROUTING_KEY="$(fixture_value approving_key "$platform")" with_pg_env "$APP_TEST_URL" psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
+\getenv key ROUTING_KEY
+\set begin 'begin; select tenant_id from api.begin_request(encode(sha256(convert_to(:''key'', ''UTF8'')), ''hex''), null, gen_random_uuid(), null, false) \\gset'
+:begin
+select user_id as requesting_user_id from api.create_user('routing-requester@example.com', 'tenant_admin') \gset
+commit;
+:begin
+select user_id as approving_user_id from api.create_user('routing-approver@example.com', 'tenant_admin') \gset
+commit;
+\echo :requesting_user_id :approving_user_id
+SQL
+)" || { echo "could not make the routing check's two people"; return 1; }
+  # Issued by the operator, so that neither key shares an issuer with the other.
+  approvers="$(PLATFORM_ADMIN_TOKEN="$PLATFORM_ADMIN_TOKEN" with_pg_env "$ADMIN_TEST_URL" psql -XAtq -v ON_ERROR_STOP=1 \
+    -v tenant="$(fixture_value approving_tenant_id "$platform")" -v requester="${members% *}" -v approver="${members#* }" <<'SQL'
+\getenv token PLATFORM_ADMIN_TOKEN
+\set begin 'begin; select operator_id from platform.begin_request(encode(sha256(convert_to(:''token'', ''UTF8'')), ''hex''), gen_random_uuid(), null, false) \\gset'
+:begin
+select key as requester_key from platform.create_api_key(:'tenant', 'requester', '{*}', :'requester') \gset
+commit;
+:begin
+select key as approver_key from platform.create_api_key(:'tenant', 'approver', '{*}', :'approver') \gset
+commit;
+\echo :requester_key :approver_key
+SQL
+)" || { echo "could not make the routing check's keys of two people"; return 1; }
+  request="$(ROUTING_KEY="${approvers% *}" with_pg_env "$APP_TEST_URL" psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
+\getenv key ROUTING_KEY
+begin;
+select tenant_id from api.begin_request(encode(sha256(convert_to(:'key', 'UTF8')), 'hex'), null, gen_random_uuid(), null, false) \gset
+select approval ->> 'approval_id' as approval_id from api.request_approval('update_tenant_config', '{"settings": {"currency": "USD"}}') \gset
+commit;
+\echo :approval_id
+SQL
+)" || { echo "could not make the routing check's approval request"; return 1; }
+  printf '%s\n' $platform $tenant "requester_key=${approvers% *}" "approver_key=${approvers#* }" "approval_id=$request"
+}
+
+# The shards named in the commands a psql session was told Citus sent or ran
+# (citus.log_remote_commands), comma-separated. The distributed tables are
+# core's; their shards are named table_shardid.
+shards_reached() { # psql-output
+  { grep 'issuing\|executing the command locally' <<<"$1" || true; } |
+    { grep -o 'core\.[a-z0-9_]*_[0-9][0-9]*' || true; } | grep -o '[0-9]*$' | sort -un | paste -sd, -
+}
+
+# The shards among a comma-separated list that a call for one tenant should
+# not have reached, counted by table: none of a reference table is, and of a
+# table distributed by tenant_id only the tenant's (or, with a tenant of '',
+# any one tenant's) and the Platform tenant's if given, and of one
+# distributed by operator_id only the operator's.
+stray_shards() { # shards tenant platform-tenant-or-empty operator-or-empty
+  with_pg_env "$TEST_DATABASE_URL" psql -XAt -v ON_ERROR_STOP=1 -v shards="$1" -v tenant="$2" -v platform="$3" \
+    -v operator="$4" <<'SQL'
+with reached as (
+  select t.shardid, p.logicalrelid, p.partmethod, d.shardminvalue,
+         column_to_column_name(p.logicalrelid, p.partkey) as key_column
+  from unnest(string_to_array(:'shards', ',')::bigint[]) as t (shardid)
+  left join pg_dist_shard d using (shardid)
+  left join pg_dist_partition p using (logicalrelid)),
+stray as (
+  select coalesce(r.logicalrelid::text, 'no distributed table') as relation, r.shardid
+  from reached r
+  where r.partmethod is distinct from 'n'
+    and not (r.key_column = 'operator_id'
+             and r.shardid = get_shard_id_for_distribution_column(r.logicalrelid, nullif(:'operator', '')::uuid))
+    and not (r.key_column = 'tenant_id' and case
+               -- A tenant the call makes: one tenant's shards, whichever they are.
+               when :'tenant' = '' then (select count(distinct o.shardminvalue) from reached o where o.key_column = 'tenant_id') = 1
+               else r.shardid = get_shard_id_for_distribution_column(r.logicalrelid, nullif(:'tenant', '')::uuid) end)
+    and not (r.key_column = 'tenant_id' and :'platform' <> ''
+             and r.shardid = get_shard_id_for_distribution_column(r.logicalrelid, nullif(:'platform', '')::uuid)))
+select coalesce(string_agg(format('%s shard(s) of %s (%s)', n, relation, shards), ', '), '')
+from (select relation, count(*) as n, string_agg(shardid::text, ' ' order by shardid) as shards
+      from stray group by relation) as by_relation;
+SQL
+}
+
 # Every tenant read of the api reaches one shard: each stable function of
 # api that app_user may execute (from the catalog, so a function added later
 # is held to it too), called with NULL arguments under a tenant's context,
@@ -546,30 +680,9 @@ check_privileges_on_every_node() {
 # service's bootstrap then finds it made). The key reaches psql in its
 # environment, never an argv.
 check_tenant_reads_routed() {
-  local made tenant key functions function output shards allowed stray called=0 failures=0
-  made="$(PLATFORM_ADMIN_TOKEN="$PLATFORM_ADMIN_TOKEN" with_pg_env "$ADMIN_TEST_URL" psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
-\getenv token PLATFORM_ADMIN_TOKEN
-select encode(sha256(convert_to(:'token', 'UTF8')), 'hex') as credential \gset
-select platform.bootstrap_operator(:'credential') \gset
-begin;
-select operator_id from platform.begin_request(:'credential', gen_random_uuid(), null, false) \gset
-select tenant_id from platform.create_tenant('Routing check', null, 'pro', null) \gset
-commit;
-begin;
-select operator_id from platform.begin_request(:'credential', gen_random_uuid(), null, false) \gset
-select key from platform.create_api_key(:'tenant_id', 'routing check', '{*}', null) \gset
-commit;
-\echo :tenant_id :key
-SQL
-)" || { echo "could not make the tenant and key of the routing check"; return 1; }
-  read -r tenant key <<<"$made"
-  allowed="$(with_pg_env "$TEST_DATABASE_URL" psql -XAt -v tenant="$tenant" <<'SQL'
-select get_shard_id_for_distribution_column(p.logicalrelid, :'tenant'::uuid) from pg_dist_partition p where p.partmethod = 'h'
-union
-select s.shardid from pg_dist_shard s join pg_dist_partition p using (logicalrelid) where p.partmethod = 'n'
-order by 1;
-SQL
-)" || return 1
+  local fixture tenant key functions function output shards stray called=0 failures=0
+  fixture="$(make_routing_fixture)" || { echo "$fixture"; return 1; }
+  tenant="$(fixture_value tenant_id "$fixture")" key="$(fixture_value key "$fixture")"
   functions="$(with_pg_env "$APP_TEST_URL" psql -XAtc "
     select format('select * from %s(%s)', p.oid::regproc, (select string_agg('null', ', ') from generate_series(1, p.pronargs)))
     from pg_proc p
@@ -592,10 +705,9 @@ SQL
       failures=$((failures + 1))
       continue
     }
-    shards="$({ grep 'issuing' <<<"$output" || true; } | { grep -o 'core\.[a-z0-9_]*_[0-9][0-9]*' || true; } |
-      grep -o '[0-9]*$' | sort -un)" || true
+    shards="$(shards_reached "$output")"
     [ -z "$shards" ] || called=$((called + 1))
-    stray="$(LC_ALL=C comm -23 <(LC_ALL=C sort -u <<<"$shards") <(LC_ALL=C sort -u <<<"$allowed") | paste -sd, -)"
+    stray="$(stray_shards "$shards" "$tenant" "" "")" || return 1
     if [ -n "$stray" ]; then
       echo "$function reaches shards that are not the tenant's: $stray"
       failures=$((failures + 1))
@@ -608,4 +720,111 @@ SQL
   fi
   [ "$failures" -eq 0 ] || return 1
   echo "$(grep -c . <<<"$functions") stable api functions called under one tenant's context: the $called that reached a worker reached only that tenant's shards"
+}
+
+# Every function that changes data and that app_user or uber_admin may
+# execute, found in the catalog, is called once as scripts/lib/
+# citus_routing_calls.txt says, with Citus logging what it sends to the
+# workers: each shard a call reaches must be its context's tenant's, its
+# operator's, or a reference table's. A statement that names its tenant
+# through a subquery is sent to all 32 shards and locks each, so that one
+# open transaction holds up every tenant's writes; this finds it.
+check_tenant_writes_routed() {
+  local calls_file=scripts/lib/citus_routing_calls.txt fixture functions listed
+  local function context call url secret tenant platform begin output shards stray
+  local name failures=0 called=0 reached=0 quiet="" everyone=""
+  local -A value
+  fixture="$(make_routing_fixture)" || { echo "$fixture"; return 1; }
+  while IFS='=' read -r name call; do value[$name]="$call"; done <<<"$fixture"
+  functions="$(with_pg_env "$TEST_DATABASE_URL" psql -XAt -v ON_ERROR_STOP=1 <<'SQL'
+select p.oid::regprocedure from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+where p.provolatile = 'v'
+  and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\_%'
+  and (has_function_privilege('app_user', p.oid, 'execute') or has_function_privilege('uber_admin', p.oid, 'execute'))
+  and not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+order by 1;
+SQL
+)" || return 1
+  listed="$(grep -v '^\(#\|$\)' "$ROOT/$calls_file" | cut -d'|' -f1 | sed 's/ *$//' | LC_ALL=C sort)"
+  while IFS= read -r function; do
+    echo "$function is volatile and the runtime roles may execute it, but $calls_file has no call of it"
+    failures=$((failures + 1))
+  done < <(LC_ALL=C comm -23 <(LC_ALL=C sort <<<"$functions") <(cat <<<"$listed") | grep .)
+  while IFS= read -r function; do
+    echo "$calls_file calls $function, which is gone, not volatile, or not the runtime roles' to execute"
+    failures=$((failures + 1))
+  done < <(LC_ALL=C comm -13 <(LC_ALL=C sort <<<"$functions") <(cat <<<"$listed") | grep .)
+  while IFS='|' read -r function context call; do
+    function="${function% }" context="${context# }" context="${context% }" call="${call# }"
+    tenant="${value[tenant_id]}" platform="" secret="" begin=""
+    case "$context" in
+    key | requester | approver)
+      url="$APP_TEST_URL"
+      case "$context" in
+      key) secret="${value[key]}" ;;
+      requester) secret="${value[requester_key]}" tenant="${value[approving_tenant_id]}" ;;
+      approver) secret="${value[approver_key]}" tenant="${value[approving_tenant_id]}" ;;
+      esac
+      begin="select tenant_id from api.begin_request(encode(sha256(convert_to(:'secret', 'UTF8')), 'hex'), null, gen_random_uuid(), null, false) \gset" ;;
+    app_user) url="$APP_TEST_URL" ;;
+    operator | "new tenant")
+      # An operator's actions that concern no tenant are audited as the Platform tenant's.
+      url="$ADMIN_TEST_URL" secret="$PLATFORM_ADMIN_TOKEN" platform="$PLATFORM_TENANT_ID"
+      [ "$context" = operator ] || tenant=""
+      begin="select operator_id from platform.begin_request(encode(sha256(convert_to(:'secret', 'UTF8')), 'hex'), gen_random_uuid(), null, false) \gset" ;;
+    uber_admin) url="$ADMIN_TEST_URL" ;;
+    "every tenant")
+      everyone="$everyone${everyone:+, }$function"
+      continue ;;
+    *)
+      echo "$calls_file: $function has no context named '$context'"
+      failures=$((failures + 1))
+      continue ;;
+    esac
+    [ "$call" != - ] || call=""
+    called=$((called + 1))
+    # Secrets reach psql through its environment: a key hash authenticates as
+    # well as the key does.
+    output="$(ROUTING_SECRET="$secret" ROUTING_KEY="${value[key]}" PLATFORM_ADMIN_TOKEN="$PLATFORM_ADMIN_TOKEN" \
+      with_pg_env "$url" psql -XAtq -v ON_ERROR_STOP=1 \
+      -v tenant_id="${value[tenant_id]}" -v user_id="${value[user_id]}" -v member_id="${value[member_id]}" \
+      -v document_id="${value[document_id]}" -v revocable_key_id="${value[revocable_key_id]}" \
+      -v approval_id="${value[approval_id]}" -v operator_id="${value[operator_id]}" \
+      -v other_operator_id="${value[other_operator_id]}" -v plan_id="${value[plan_id]}" 2>&1 <<SQL
+\\getenv secret ROUTING_SECRET
+\\getenv routing_key ROUTING_KEY
+\\getenv token PLATFORM_ADMIN_TOKEN
+select encode(sha256(convert_to(:'routing_key', 'UTF8')), 'hex') as key_hash,
+       encode(sha256(convert_to(:'token', 'UTF8')), 'hex') as credential \\gset
+begin isolation level read committed read write;
+set local citus.log_remote_commands = on;
+set local client_min_messages = log;
+$begin
+$call;
+rollback;
+SQL
+)" || {
+      echo "$function failed: $(grep -m1 ERROR <<<"$output")"
+      failures=$((failures + 1))
+      continue
+    }
+    shards="$(shards_reached "$output")"
+    if [ -z "$shards" ]; then
+      quiet="$quiet${quiet:+, }$function"
+      continue
+    fi
+    reached=$((reached + 1))
+    stray="$(stray_shards "$shards" "$tenant" "$platform" "${value[operator_id]}")" || return 1
+    if [ -n "$stray" ]; then
+      echo "$function ($context) reaches shards that are not its tenant's: $stray"
+      failures=$((failures + 1))
+    fi
+  done < <(grep -v '^\(#\|$\)' "$ROOT/$calls_file")
+  # Most calls write a tenant's rows; a run in which few reached a worker proved little.
+  if [ "$reached" -lt $((called / 2)) ]; then
+    echo "only $reached of $called calls sent a command to a worker; the check saw too little to judge"
+    failures=$((failures + 1))
+  fi
+  [ "$failures" -eq 0 ] || return 1
+  echo "$called volatile functions of the runtime roles called once each: the $reached that reached a worker reached only their tenant's shards (reached none: ${quiet:-none}; not called, every tenant's by design: ${everyone:-none})"
 }
