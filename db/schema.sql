@@ -3224,6 +3224,7 @@ begin
   grant execute on function pg_catalog.relation_is_a_known_shard(regclass) to public;
   perform core.let_owner_make_shards_on_workers();
   perform core.let_reaper_see_transactions();
+  perform core.keep_insert_columns_on_coordinator();
   return v_result;
 end
 $$;
@@ -4068,6 +4069,43 @@ $$;
 --
 
 COMMENT ON FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_name text, p_permissions text[], p_user_id uuid, p_expires_at timestamp with time zone, p_key_hash text, p_key_prefix text) IS 'Issues a key, whose secret its requester holds, as another key of the tenant would (core.check_key_issue; the cap), naming it the issuer';
+
+
+--
+-- Name: keep_insert_columns_on_coordinator(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.keep_insert_columns_on_coordinator() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET "citus.enable_ddl_propagation" TO 'off'
+    AS $$
+declare
+  v_grant record;
+begin
+  for v_grant in
+    select c.oid::regclass as rel, a.grantee::regrole as role,
+           string_agg(quote_ident(att.attname), ', ' order by att.attnum) as columns
+    from pg_dist_partition d
+    join pg_class c on c.oid = d.logicalrelid
+    join pg_attribute att on att.attrelid = c.oid and att.attnum > 0 and not att.attisdropped
+    cross join lateral aclexplode(att.attacl) a
+    where a.privilege_type = 'INSERT' and a.grantee <> 0
+      and exists (select from aclexplode(c.relacl) t where t.grantee = a.grantee and t.privilege_type = 'INSERT')
+    group by 1, 2
+  loop
+    execute format('revoke insert on table %s from %s', v_grant.rel, v_grant.role);
+    execute format('grant insert (%s) on table %s to %s', v_grant.columns, v_grant.rel, v_grant.role);
+  end loop;
+end
+$$;
+
+
+--
+-- Name: FUNCTION keep_insert_columns_on_coordinator(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.keep_insert_columns_on_coordinator() IS 'On Citus, gives each role granted INSERT on some columns of a distributed table no INSERT on the rest on the coordinator, as on one server; the workers keep the whole table''s, which their shards need (a step of core.distribute_on_citus)';
 
 
 --
@@ -8242,4 +8280,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261204000200'),
     ('20261204000300'),
     ('20261204000400'),
-    ('20261204000500');
+    ('20261204000500'),
+    ('20261204000600');

@@ -34,7 +34,7 @@ create temporary table tenant_tables as
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 grant select on pg_temp.tenant_tables to app_user;
 
-select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 15);
+select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 19);
 
 select cmp_ok((select count(*) from pg_temp.tenant_tables where partmethod = 'h'), '>=', 12::bigint,
   'the catalog finds the distributed tenant tables');
@@ -494,6 +494,36 @@ begin;
 set local role app_user;
 select throws_ok(format('select pg_temp.begin_as(%L)', pg_temp.hash_of(:'child_secret')), 'PT401', null,
   'the revoked key opens no context at once');
+commit;
+
+-- Columns a role may not insert (migration 20261204000600): a shard gets
+-- every column of an insert, so there a role granted INSERT on some columns
+-- needs the whole table's; the coordinator, which the runtime roles reach
+-- alone, checks the columns a statement names itself.
+create temporary table column_inserters as
+  select distinct d.logicalrelid as rel, a.grantee::regrole as role
+  from pg_dist_partition d
+  join pg_attribute att on att.attrelid = d.logicalrelid and att.attnum > 0 and not att.attisdropped
+  cross join lateral aclexplode(att.attacl) a
+  where a.privilege_type = 'INSERT' and a.grantee <> 0;
+select cmp_ok((select count(*) from pg_temp.column_inserters where role = 'app_user'::regrole), '>=', 2::bigint,
+  'the catalog finds the columns the runtime roles may insert');
+select is_empty($$
+  select i.rel::text, i.role::text from pg_temp.column_inserters i
+  where has_table_privilege(i.role, i.rel, 'insert') $$,
+  'on the coordinator no role granted INSERT on some columns of a distributed table may insert the rest');
+select count(*) as placements, count(*) filter (where not p.success or p.result <> 't') as lacking
+from pg_temp.column_inserters i
+cross join lateral run_command_on_placements(i.rel,
+  format('select has_table_privilege(%L, %L, ''insert'')', i.role, '%s')) p \gset
+select ok(:'placements'::bigint > 0 and :'lacking'::bigint = 0,
+  format('on each of the %s shard placements the role may insert the whole table (%s may not)', :'placements', :'lacking'));
+begin;
+set local role app_user;
+select pg_temp.begin_as(:'hash_a') \gset ignored_
+select throws_ok(format(
+  'insert into core.documents (user_id, title, content_hash, created_at) values (%L, ''Backdated'', repeat(''e'', 64), ''2001-01-01'')',
+  :'user_a'), '42501', null, 'app_user under A''s context gives a document no created_at of its own');
 commit;
 
 select * from finish();

@@ -486,11 +486,20 @@ check_tables_distributed() {
 
 # The ACL of each function, schema and table, and on a worker of each shard
 # as the ACL of the table it belongs to.
-citus_acl_query() { # shards-as-tables: yes or no
-  local relname="c.relname" partitions=""
+citus_acl_query() { # shards-as-tables: yes (a worker's) or no (the coordinator's)
+  local relname="c.relname" partitions="" column_inserts=""
   if [ "$1" = yes ]; then
     relname="regexp_replace(c.relname, '_[0-9]+\$', '')"
     partitions=" and not c.relispartition"
+  else
+    # A shard receives every column of an insert, so on the workers a role
+    # the coordinator grants INSERT on some columns of a distributed table
+    # has the whole table's (migration 20261204000600).
+    column_inserts="union
+    select format('%s=INSERT/%s', e.grantee::regrole, e.grantor::regrole)
+    from pg_attribute att cross join lateral aclexplode(att.attacl) e
+    where att.attrelid = c.oid and att.attnum > 0 and e.privilege_type = 'INSERT' and e.grantee <> 0
+      and exists (select from pg_dist_partition d where d.logicalrelid = c.oid)"
   fi
   cat <<SQL
 with ours as (select oid, nspname from pg_namespace where nspname in ('core', 'api', 'platform', 'extensions'))
@@ -500,8 +509,15 @@ union all
 select 'schema ' || nspname || ' ' || nspowner::regrole || ' ' || coalesce((select string_agg(i::text, ',' order by i::text) from unnest(nspacl) i), '(default)')
 from pg_namespace where oid in (select oid from ours)
 union all
-select 'relation ' || ours.nspname || '.' || $relname || ' ' || c.relowner::regrole || ' ' || coalesce((select string_agg(i::text, ',' order by i::text) from unnest(c.relacl) i), '(default)')
+-- A table's privileges one per line, so that a difference names the privilege.
+select 'relation ' || ours.nspname || '.' || $relname || ' ' || c.relowner::regrole || ' ' || coalesce(g.privilege, '(default)')
 from pg_class c join ours on ours.oid = c.relnamespace
+left join lateral (
+    select format('%s=%s%s/%s', case when e.grantee = 0 then 'public' else e.grantee::regrole::text end,
+                  e.privilege_type, case when e.is_grantable then ' with grant option' else '' end, e.grantor::regrole)
+    from aclexplode(c.relacl) e
+    $column_inserts
+  ) as g (privilege) on true
 where c.relkind in ('r', 'p', 'v', 'S')$partitions
 SQL
 }
@@ -527,13 +543,13 @@ check_privileges_on_every_node() {
       where not c.relispartition order by 1")
     LC_ALL=C comm -23 "$WORK/acl.$worker" "$WORK/acl.coordinator" >"$WORK/acl.$worker.diff"
     if [ -s "$WORK/acl.$worker.diff" ]; then
-      echo "$worker: $(wc -l <"$WORK/acl.$worker.diff") objects whose owner or privileges differ from the coordinator's, first:"
+      echo "$worker: $(wc -l <"$WORK/acl.$worker.diff") owners or privileges the coordinator does not have, first:"
       head -n 10 "$WORK/acl.$worker.diff" | sed 's/^/  /'
       failures=$((failures + 1))
     fi
   done
   [ "$failures" -eq 0 ] || return 1
-  echo "every function, schema, table and shard on the workers has the coordinator's owner and privileges ($(wc -l <"$WORK/acl.coordinator") objects)"
+  echo "every function, schema, table and shard on the workers has the coordinator's owner and privileges ($(cut -d' ' -f1,2 "$WORK/acl.coordinator" | sort -u | wc -l) objects)"
 }
 
 # The tenant whose trail records what operators do to no tenant in particular.
