@@ -559,9 +559,11 @@ fixture_value() { # name text-of-name=value-words
   tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
 }
 
-# The tenants, users, keys, a document and a pending approval that the calls
-# of scripts/lib/citus_routing_calls.txt name, made through the api and
-# platform functions as the service makes them, and committed. Prints
+# The tenants, users, keys, a document and a pending approval that the
+# routing checks call functions on (scripts/lib/citus_routing_calls.txt
+# names them), made through the api and platform functions as the service
+# makes them, and committed; as the bootstrap operator, whose credential is
+# the platform token (the service's bootstrap then finds it made). Prints
 # name=value lines; the keys among them are secrets, kept out of argv.
 make_routing_fixture() {
   local platform tenant approving members approvers request
@@ -691,10 +693,8 @@ SQL
 # is held to it too), called with NULL arguments under a tenant's context,
 # names in the commands Citus sends to the workers only that tenant's
 # shards (and reference tables'). Citus prints those commands with
-# citus.log_remote_commands. The tenant and its key are made here, as an
-# operator: the bootstrap one, whose credential is the platform token (the
-# service's bootstrap then finds it made). The key reaches psql in its
-# environment, never an argv.
+# citus.log_remote_commands. The tenant and its key are the routing
+# fixture's; the key reaches psql in its environment, never an argv.
 check_tenant_reads_routed() {
   local fixture tenant key functions function output shards stray called=0 failures=0
   fixture="$(make_routing_fixture)" || { echo "$fixture"; return 1; }
@@ -738,11 +738,11 @@ SQL
   echo "$(grep -c . <<<"$functions") stable api functions called under one tenant's context: the $called that reached a worker reached only that tenant's shards"
 }
 
-# Every function that changes data and that app_user or uber_admin may
-# execute, found in the catalog, is called once as scripts/lib/
-# citus_routing_calls.txt says, with Citus logging what it sends to the
-# workers: each shard a call reaches must be its context's tenant's, its
-# operator's, or a reference table's. A statement that names its tenant
+# Every volatile function (one that may change data) that app_user or
+# uber_admin may execute, found in the catalog, is called once as
+# scripts/lib/citus_routing_calls.txt says, with Citus logging what it sends
+# to the workers: each shard a call reaches must be its context's tenant's,
+# its operator's, or a reference table's. A statement that names its tenant
 # through a subquery is sent to all 32 shards and locks each, so that one
 # open transaction holds up every tenant's writes; this finds it.
 check_tenant_writes_routed() {
