@@ -184,7 +184,7 @@ Deno.test("with every connection busy, the excess requests get 503 within DB_POO
     const { promise: unlock, resolve: release } = Promise.withResolvers<void>();
     const { promise: locked, resolve: lockTaken } = Promise.withResolvers<void>();
     const holder = owner.begin(async (tx) => {
-      await tx`select 1 from core.documents where document_id = ${documentId} for update`;
+      await tx`select 1 from core.documents where tenant_id = ${tenant.tenantId} and document_id = ${documentId} for update`;
       lockTaken();
       await unlock;
     });
@@ -250,13 +250,23 @@ Deno.test("with every connection busy, the excess requests get 503 within DB_POO
   }
 });
 
-/** Waits until `count` app_user sessions are blocked on a lock, within a bound. */
+/**
+ * Waits until `count` app_user sessions are blocked on a lock, within a bound.
+ * On Citus the lock is on a worker: the coordinator's session waits for its
+ * answer, and citus_lock_waits names it by its global process id.
+ */
 async function waitForBlocked(owner: postgres.Sql, count: number): Promise<number[]> {
   const deadline = performance.now() + 5000;
+  const distributed = (await owner`select core.on_citus() as citus`)[0].citus;
   let pids: number[] = [];
   while (performance.now() < deadline) {
-    pids = (await owner`
-      select pid from pg_stat_activity where usename = 'app_user' and wait_event_type = 'Lock'`)
+    pids = (distributed
+      ? await owner`
+        select distinct a.pid from citus_lock_waits w
+        join pg_stat_activity a on a.pid = (w.waiting_gpid % 10000000000)::integer
+        where a.usename = 'app_user' and w.waiting_nodeid = (select nodeid from pg_dist_node where groupid = 0)`
+      : await owner`
+        select pid from pg_stat_activity where usename = 'app_user' and wait_event_type = 'Lock'`)
       .map((row) => row.pid);
     if (pids.length >= count) return pids;
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -283,7 +293,7 @@ Deno.test("requests whose database sessions are terminated get 503 or succeed on
     const { promise: unlock, resolve: release } = Promise.withResolvers<void>();
     const { promise: locked, resolve: lockTaken } = Promise.withResolvers<void>();
     const holder = owner.begin(async (tx) => {
-      await tx`select 1 from core.documents where document_id = ${documentId} for update`;
+      await tx`select 1 from core.documents where tenant_id = ${tenant.tenantId} and document_id = ${documentId} for update`;
       await tx`insert into core.idempotency_keys (tenant_id, api_key_id, idempotency_key, request_hash)
                values (${tenant.tenantId}, ${tenant.keyId}, ${key}, ${"0".repeat(64)})`;
       lockTaken();

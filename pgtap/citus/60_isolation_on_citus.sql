@@ -34,7 +34,7 @@ create temporary table tenant_tables as
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 grant select on pg_temp.tenant_tables to app_user;
 
-select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 19);
+select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 20);
 
 select cmp_ok((select count(*) from pg_temp.tenant_tables where partmethod = 'h'), '>=', 12::bigint,
   'the catalog finds the distributed tenant tables');
@@ -512,12 +512,22 @@ select is_empty($$
   select i.rel::text, i.role::text from pg_temp.column_inserters i
   where has_table_privilege(i.role, i.rel, 'insert') $$,
   'on the coordinator no role granted INSERT on some columns of a distributed table may insert the rest');
+-- A shard Citus moves or splits is made with the coordinator's grants of its
+-- table, the column grants alone; running core.distribute_on_citus again
+-- grants it the whole table's INSERT (README).
+select count(*) filter (where p.success) as stripped
+from run_command_on_placements('core.documents', 'revoke insert on table %s from app_user') p \gset
+select count(*) filter (where p.result = 't') as still_granted
+from run_command_on_placements('core.documents', $$select has_table_privilege('app_user', '%s', 'insert')$$) p \gset
+select is(:'still_granted'::bigint, 0::bigint,
+  format('%s placements of core.documents made as a moved shard is: app_user may not insert there', :'stripped'));
+select core.distribute_on_citus() as redistributed \gset
 select count(*) as placements, count(*) filter (where not p.success or p.result <> 't') as lacking
 from pg_temp.column_inserters i
 cross join lateral run_command_on_placements(i.rel,
   format('select has_table_privilege(%L, %L, ''insert'')', i.role, '%s')) p \gset
 select ok(:'placements'::bigint > 0 and :'lacking'::bigint = 0,
-  format('on each of the %s shard placements the role may insert the whole table (%s may not)', :'placements', :'lacking'));
+  format('distributed again, on each of the %s shard placements the role may insert the whole table (%s may not)', :'placements', :'lacking'));
 begin;
 set local role app_user;
 select pg_temp.begin_as(:'hash_a') \gset ignored_

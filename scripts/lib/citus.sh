@@ -566,7 +566,7 @@ fixture_value() { # name text-of-name=value-words
 # the platform token (the service's bootstrap then finds it made). Prints
 # name=value lines; the keys among them are secrets, kept out of argv.
 make_routing_fixture() {
-  local platform tenant approving members approvers request
+  local platform tenant members approvers request
   platform="$(PLATFORM_ADMIN_TOKEN="$PLATFORM_ADMIN_TOKEN" with_pg_env "$ADMIN_TEST_URL" psql -XAtq -v ON_ERROR_STOP=1 <<'SQL'
 \getenv token PLATFORM_ADMIN_TOKEN
 select encode(sha256(convert_to(:'token', 'UTF8')), 'hex') as credential \gset
@@ -622,7 +622,8 @@ commit;
 \echo :requesting_user_id :approving_user_id
 SQL
 )" || { echo "could not make the routing check's two people"; return 1; }
-  # Issued by the operator, so that neither key shares an issuer with the other.
+  # Issued by the operator: a key no key issued, so that approving the
+  # other's request is not approving one's own (api.decide_approval).
   approvers="$(PLATFORM_ADMIN_TOKEN="$PLATFORM_ADMIN_TOKEN" with_pg_env "$ADMIN_TEST_URL" psql -XAtq -v ON_ERROR_STOP=1 \
     -v tenant="$(fixture_value approving_tenant_id "$platform")" -v requester="${members% *}" -v approver="${members#* }" <<'SQL'
 \getenv token PLATFORM_ADMIN_TOKEN
@@ -645,15 +646,22 @@ commit;
 \echo :approval_id
 SQL
 )" || { echo "could not make the routing check's approval request"; return 1; }
-  printf '%s\n' $platform $tenant "requester_key=${approvers% *}" "approver_key=${approvers#* }" "approval_id=$request"
+  tr ' ' '\n' <<<"$platform $tenant"
+  printf '%s\n' "requester_key=${approvers% *}" "approver_key=${approvers#* }" "approval_id=$request"
 }
 
 # The shards named in the commands a psql session was told Citus sent or ran
-# (citus.log_remote_commands), comma-separated. The distributed tables are
-# core's; their shards are named table_shardid.
+# (citus.log_remote_commands, on the coordinator and, passed on with SET
+# LOCAL, on the workers), comma-separated. A shard is named
+# schema.table_shardid, in a schema that holds distributed tables.
 shards_reached() { # psql-output
+  local schemas
+  schemas="$(with_pg_env "$TEST_DATABASE_URL" psql -XAt -v ON_ERROR_STOP=1 -c "
+    select string_agg(distinct n.nspname, '\|') from pg_dist_partition d
+    join pg_class c on c.oid = d.logicalrelid join pg_namespace n on n.oid = c.relnamespace")" || return 1
   { grep 'issuing\|executing the command locally' <<<"$1" || true; } |
-    { grep -o 'core\.[a-z0-9_]*_[0-9][0-9]*' || true; } | grep -o '[0-9]*$' | sort -un | paste -sd, -
+    { grep -o "\($schemas\)\.[a-z0-9_]*_[0-9][0-9]*" || true; } | { grep -o '[0-9]*$' || true; } |
+    sort -un | paste -sd, -
 }
 
 # The shards among a comma-separated list that a call for one tenant should
@@ -674,14 +682,18 @@ stray as (
   select coalesce(r.logicalrelid::text, 'no distributed table') as relation, r.shardid
   from reached r
   where r.partmethod is distinct from 'n'
-    and not (r.key_column = 'operator_id'
+    and not (r.key_column = 'operator_id' and :'operator' <> ''
              and r.shardid = get_shard_id_for_distribution_column(r.logicalrelid, nullif(:'operator', '')::uuid))
-    and not (r.key_column = 'tenant_id' and case
-               -- A tenant the call makes: one tenant's shards, whichever they are.
-               when :'tenant' = '' then (select count(distinct o.shardminvalue) from reached o where o.key_column = 'tenant_id') = 1
-               else r.shardid = get_shard_id_for_distribution_column(r.logicalrelid, nullif(:'tenant', '')::uuid) end)
     and not (r.key_column = 'tenant_id' and :'platform' <> ''
-             and r.shardid = get_shard_id_for_distribution_column(r.logicalrelid, nullif(:'platform', '')::uuid)))
+             and r.shardid = get_shard_id_for_distribution_column(r.logicalrelid, nullif(:'platform', '')::uuid))
+    and not (r.key_column = 'tenant_id' and case
+               -- A tenant the call makes: one tenant's shards, whichever they are
+               -- (the Platform tenant's aside).
+               when :'tenant' = '' then (
+                 select count(distinct o.shardminvalue) from reached o
+                 where o.key_column = 'tenant_id'
+                   and not (:'platform' <> '' and o.shardid = get_shard_id_for_distribution_column(o.logicalrelid, nullif(:'platform', '')::uuid))) = 1
+               else r.shardid = get_shard_id_for_distribution_column(r.logicalrelid, nullif(:'tenant', '')::uuid) end))
 select coalesce(string_agg(format('%s shard(s) of %s (%s)', n, relation, shards), ', '), '')
 from (select relation, count(*) as n, string_agg(shardid::text, ' ' order by shardid) as shards
       from stray group by relation) as by_relation;
@@ -721,7 +733,7 @@ SQL
       failures=$((failures + 1))
       continue
     }
-    shards="$(shards_reached "$output")"
+    shards="$(shards_reached "$output")" || return 1
     [ -z "$shards" ] || called=$((called + 1))
     stray="$(stray_shards "$shards" "$tenant" "" "")" || return 1
     if [ -n "$stray" ]; then
@@ -747,11 +759,11 @@ SQL
 # open transaction holds up every tenant's writes; this finds it.
 check_tenant_writes_routed() {
   local calls_file=scripts/lib/citus_routing_calls.txt fixture functions listed
-  local function context call url secret tenant platform begin output shards stray
-  local name failures=0 called=0 reached=0 quiet="" everyone=""
+  local function context call url secret token tenant platform operator begin output shards stray
+  local line failures=0 called=0 reached=0 quiet="" everyone=""
   local -A value
   fixture="$(make_routing_fixture)" || { echo "$fixture"; return 1; }
-  while IFS='=' read -r name call; do value[$name]="$call"; done <<<"$fixture"
+  while IFS= read -r line; do value[${line%%=*}]="${line#*=}"; done <<<"$fixture"
   functions="$(with_pg_env "$TEST_DATABASE_URL" psql -XAt -v ON_ERROR_STOP=1 <<'SQL'
 select p.oid::regprocedure from pg_proc p join pg_namespace n on n.oid = p.pronamespace
 where p.provolatile = 'v'
@@ -761,7 +773,11 @@ where p.provolatile = 'v'
 order by 1;
 SQL
 )" || return 1
-  listed="$(grep -v '^\(#\|$\)' "$ROOT/$calls_file" | cut -d'|' -f1 | sed 's/ *$//' | LC_ALL=C sort)"
+  listed="$(grep -v '^\(#\|$\)' "$ROOT/$calls_file" | cut -d'|' -f1 | sed 's/^ *//; s/ *$//' | LC_ALL=C sort)"
+  while IFS= read -r function; do
+    echo "$calls_file calls $function more than once"
+    failures=$((failures + 1))
+  done < <(uniq -d <<<"$listed" | grep .)
   while IFS= read -r function; do
     echo "$function is volatile and the runtime roles may execute it, but $calls_file has no call of it"
     failures=$((failures + 1))
@@ -769,10 +785,10 @@ SQL
   while IFS= read -r function; do
     echo "$calls_file calls $function, which is gone, not volatile, or not the runtime roles' to execute"
     failures=$((failures + 1))
-  done < <(LC_ALL=C comm -13 <(LC_ALL=C sort <<<"$functions") <(cat <<<"$listed") | grep .)
+  done < <(LC_ALL=C comm -13 <(LC_ALL=C sort <<<"$functions") <(uniq <<<"$listed") | grep .)
   while IFS='|' read -r function context call; do
-    function="${function% }" context="${context# }" context="${context% }" call="${call# }"
-    tenant="${value[tenant_id]}" platform="" secret="" begin=""
+    function="$(sed 's/^ *//; s/ *$//' <<<"$function")" context="$(sed 's/^ *//; s/ *$//' <<<"$context")"
+    call="${call# }" tenant="${value[tenant_id]}" platform="" operator="" secret="" token="" begin=""
     case "$context" in
     key | requester | approver)
       url="$APP_TEST_URL"
@@ -785,10 +801,11 @@ SQL
     app_user) url="$APP_TEST_URL" ;;
     operator | "new tenant")
       # An operator's actions that concern no tenant are audited as the Platform tenant's.
-      url="$ADMIN_TEST_URL" secret="$PLATFORM_ADMIN_TOKEN" platform="$PLATFORM_TENANT_ID"
+      url="$ADMIN_TEST_URL" secret="$PLATFORM_ADMIN_TOKEN" token="$PLATFORM_ADMIN_TOKEN"
+      platform="$PLATFORM_TENANT_ID" operator="${value[operator_id]}"
       [ "$context" = operator ] || tenant=""
       begin="select operator_id from platform.begin_request(encode(sha256(convert_to(:'secret', 'UTF8')), 'hex'), gen_random_uuid(), null, false) \gset" ;;
-    uber_admin) url="$ADMIN_TEST_URL" ;;
+    uber_admin) url="$ADMIN_TEST_URL" token="$PLATFORM_ADMIN_TOKEN" operator="${value[operator_id]}" ;;
     "every tenant")
       everyone="$everyone${everyone:+, }$function"
       continue ;;
@@ -800,8 +817,10 @@ SQL
     [ "$call" != - ] || call=""
     called=$((called + 1))
     # Secrets reach psql through its environment: a key hash authenticates as
-    # well as the key does.
-    output="$(ROUTING_SECRET="$secret" ROUTING_KEY="${value[key]}" PLATFORM_ADMIN_TOKEN="$PLATFORM_ADMIN_TOKEN" \
+    # well as the key does. The logging is set again after the context, which
+    # passes SET LOCAL on to the workers: then what the shards' triggers run
+    # there is logged too.
+    output="$(ROUTING_SECRET="$secret" ROUTING_KEY="${value[key]}" ROUTING_TOKEN="$token" \
       with_pg_env "$url" psql -XAtq -v ON_ERROR_STOP=1 \
       -v tenant_id="${value[tenant_id]}" -v user_id="${value[user_id]}" -v member_id="${value[member_id]}" \
       -v document_id="${value[document_id]}" -v revocable_key_id="${value[revocable_key_id]}" \
@@ -809,28 +828,29 @@ SQL
       -v other_operator_id="${value[other_operator_id]}" -v plan_id="${value[plan_id]}" 2>&1 <<SQL
 \\getenv secret ROUTING_SECRET
 \\getenv routing_key ROUTING_KEY
-\\getenv token PLATFORM_ADMIN_TOKEN
+\\getenv token ROUTING_TOKEN
 select encode(sha256(convert_to(:'routing_key', 'UTF8')), 'hex') as key_hash,
        encode(sha256(convert_to(:'token', 'UTF8')), 'hex') as credential \\gset
+\\set log 'set local citus.propagate_set_commands = local; set local citus.log_remote_commands = on; set local client_min_messages = log;'
 begin isolation level read committed read write;
-set local citus.log_remote_commands = on;
-set local client_min_messages = log;
+:log
 $begin
+:log
 $call;
 rollback;
 SQL
 )" || {
-      echo "$function failed: $(grep -m1 ERROR <<<"$output")"
+      echo "$function failed: $({ grep -m1 'ERROR\|FATAL\|error:' <<<"$output" || head -n 1 <<<"$output"; })"
       failures=$((failures + 1))
       continue
     }
-    shards="$(shards_reached "$output")"
+    shards="$(shards_reached "$output")" || return 1
     if [ -z "$shards" ]; then
       quiet="$quiet${quiet:+, }$function"
       continue
     fi
     reached=$((reached + 1))
-    stray="$(stray_shards "$shards" "$tenant" "$platform" "${value[operator_id]}")" || return 1
+    stray="$(stray_shards "$shards" "$tenant" "$platform" "$operator")" || return 1
     if [ -n "$stray" ]; then
       echo "$function ($context) reaches shards that are not its tenant's: $stray"
       failures=$((failures + 1))
