@@ -4082,20 +4082,33 @@ CREATE FUNCTION core.keep_insert_columns_on_coordinator() RETURNS void
     AS $$
 declare
   v_grant record;
+  v_lacking bigint;
 begin
   for v_grant in
     select c.oid::regclass as rel, a.grantee::regrole as role,
-           string_agg(quote_ident(att.attname), ', ' order by att.attnum) as columns
+           string_agg(quote_ident(att.attname), ', ' order by att.attnum) as columns,
+           bool_or(exists (select from aclexplode(c.relacl) t
+                           where t.grantee = a.grantee and t.privilege_type = 'INSERT')) as whole_table
     from pg_dist_partition d
     join pg_class c on c.oid = d.logicalrelid
     join pg_attribute att on att.attrelid = c.oid and att.attnum > 0 and not att.attisdropped
     cross join lateral aclexplode(att.attacl) a
     where a.privilege_type = 'INSERT' and a.grantee <> 0
-      and exists (select from aclexplode(c.relacl) t where t.grantee = a.grantee and t.privilege_type = 'INSERT')
     group by 1, 2
   loop
-    execute format('revoke insert on table %s from %s', v_grant.rel, v_grant.role);
-    execute format('grant insert (%s) on table %s to %s', v_grant.columns, v_grant.rel, v_grant.role);
+    if v_grant.whole_table then
+      execute format('revoke insert on table %s from %s', v_grant.rel, v_grant.role);
+      execute format('grant insert (%s) on table %s to %s', v_grant.columns, v_grant.rel, v_grant.role);
+    end if;
+    -- Citus makes a shard placement (a moved or split shard too) with the
+    -- coordinator's grants of its table: so each is granted again here,
+    -- which running core.distribute_on_citus again after moving shards does.
+    select count(*) filter (where not p.success) into v_lacking
+    from run_command_on_placements(v_grant.rel,
+      format('grant insert on table %s to %s', '%s', v_grant.role)) p;
+    if v_lacking > 0 then
+      raise exception '% shard placements of % could not grant % INSERT', v_lacking, v_grant.rel, v_grant.role;
+    end if;
   end loop;
 end
 $$;
@@ -4105,7 +4118,7 @@ $$;
 -- Name: FUNCTION keep_insert_columns_on_coordinator(); Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON FUNCTION core.keep_insert_columns_on_coordinator() IS 'On Citus, gives each role granted INSERT on some columns of a distributed table no INSERT on the rest on the coordinator, as on one server; the workers keep the whole table''s, which their shards need (a step of core.distribute_on_citus)';
+COMMENT ON FUNCTION core.keep_insert_columns_on_coordinator() IS 'On Citus, gives each role granted INSERT on some columns of a distributed table no INSERT on the rest on the coordinator, as on one server, and INSERT on the whole of every shard placement of it, which Citus sends every column (a step of core.distribute_on_citus)';
 
 
 --
