@@ -3225,6 +3225,7 @@ begin
   perform core.let_owner_make_shards_on_workers();
   perform core.let_reaper_see_transactions();
   perform core.keep_insert_columns_on_coordinator();
+  perform core.hide_runtime_commands_on_workers();
   return v_result;
 end
 $$;
@@ -3956,6 +3957,31 @@ $$;
 --
 
 COMMENT ON FUNCTION core.guard_user_roles() IS 'Trigger: who may add, change or remove which users, and change roles, by the role of the calling key''s user';
+
+
+--
+-- Name: hide_runtime_commands_on_workers(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.hide_runtime_commands_on_workers() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  perform core.on_workers('alter role app_user set track_activities = off; '
+    || 'alter role uber_admin set track_activities = off; '
+    -- A session keeps what it started with: each starts again.
+    || 'select pg_terminate_backend(a.pid) from pg_stat_activity a '
+    || 'where a.usename in (''app_user'', ''uber_admin'') and a.pid <> pg_backend_pid()');
+end
+$$;
+
+
+--
+-- Name: FUNCTION hide_runtime_commands_on_workers(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.hide_runtime_commands_on_workers() IS 'On Citus, has the workers record no command of app_user''s and uber_admin''s sessions, where another session of the role would read the contexts Citus begins transactions with (a step of core.distribute_on_citus)';
 
 
 --
@@ -8294,4 +8320,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261204000300'),
     ('20261204000400'),
     ('20261204000500'),
-    ('20261204000600');
+    ('20261204000600'),
+    ('20261204000700');

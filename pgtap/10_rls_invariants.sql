@@ -5,7 +5,7 @@
 -- really finds the objects it is meant to judge (an empty query would pass
 -- vacuously).
 begin;
-select plan(98);
+select plan(99);
 
 -- The chain's head moves when a transaction commits (a deferred trigger);
 -- this suite never commits, so it moves at the end of each statement.
@@ -622,6 +622,16 @@ select is(
         order by 1),
   '{}'::text[],
   'app_user is not a member, directly or indirectly, of any role that bypasses row-level security');
+-- pg_stat_activity shows a session's command to its own role's sessions and
+-- to members of its role or of pg_read_all_stats: on Citus the commands on
+-- a worker carry contexts (migration 20261204000700).
+select is(
+  array(select r.rolname::text from pg_roles r
+        where r.rolname not in ('app_user', 'uber_admin')
+          and (pg_has_role('app_user', r.oid, 'MEMBER') or pg_has_role('uber_admin', r.oid, 'MEMBER'))
+        order by 1),
+  '{}'::text[],
+  'neither app_user nor uber_admin is a member of any other role, pg_read_all_stats among them: each reads only its own role''s commands');
 -- SET ROLE is checked against the session user, so become app_user for the
 -- session (the superuser may, and may come back) rather than only SET ROLE.
 set local session authorization app_user;

@@ -34,7 +34,7 @@ create temporary table tenant_tables as
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 grant select on pg_temp.tenant_tables to app_user;
 
-select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 20);
+select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 22);
 
 select cmp_ok((select count(*) from pg_temp.tenant_tables where partmethod = 'h'), '>=', 12::bigint,
   'the catalog finds the distributed tenant tables');
@@ -495,6 +495,25 @@ set local role app_user;
 select throws_ok(format('select pg_temp.begin_as(%L)', pg_temp.hash_of(:'child_secret')), 'PT401', null,
   'the revoked key opens no context at once');
 commit;
+
+-- The commands Citus sends a worker carry contexts, which are bound there to
+-- the distributed transaction alone, and app_user may run functions there in
+-- a pushed-down SELECT: no session of a runtime role may read another's
+-- commands on a worker (migration 20261204000700).
+select count(*) as workers, count(*) filter (where w.success and w.result = 't') as hiding
+from run_command_on_workers($$
+  select count(*) = 2 from pg_roles r
+  where r.rolname in ('app_user', 'uber_admin')
+    and exists (select from pg_db_role_setting s
+                where s.setrole = r.oid and s.setdatabase = 0 and 'track_activities=off' = any (s.setconfig))$$) w \gset
+select ok(:'workers'::bigint = 2 and :'hiding'::bigint = 2,
+  format('on each worker app_user''s and uber_admin''s sessions record no command (%s of %s)', :'hiding', :'workers'));
+select sum(split_part(w.result, ' ', 1)::bigint) as runtime_sessions, sum(split_part(w.result, ' ', 2)::bigint) as shown
+from run_command_on_workers($$
+  select count(*) || ' ' || count(*) filter (where coalesce(a.query, '') <> '')
+  from pg_stat_activity a where a.usename in ('app_user', 'uber_admin')$$) w \gset
+select ok(:'runtime_sessions'::bigint > 0 and :'shown'::bigint = 0,
+  format('of the %s sessions this suite''s requests left on the workers, %s show a command', :'runtime_sessions', :'shown'));
 
 -- Columns a role may not insert (migration 20261204000600): a shard gets
 -- every column of an insert, so there a role granted INSERT on some columns
