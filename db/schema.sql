@@ -4104,17 +4104,15 @@ COMMENT ON FUNCTION core.issue_key_as(p_tenant_id uuid, p_issuer_key_id uuid, p_
 CREATE FUNCTION core.keep_insert_columns_on_coordinator() RETURNS void
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "citus.enable_ddl_propagation" TO 'off'
+    SET "citus.multi_shard_modify_mode" TO 'sequential'
     AS $$
 declare
   v_grant record;
-  v_lacking bigint;
+  v_propagating text := current_setting('citus.enable_ddl_propagation');
 begin
   for v_grant in
     select c.oid::regclass as rel, a.grantee::regrole as role,
-           string_agg(quote_ident(att.attname), ', ' order by att.attnum) as columns,
-           bool_or(exists (select from aclexplode(c.relacl) t
-                           where t.grantee = a.grantee and t.privilege_type = 'INSERT')) as whole_table
+           string_agg(quote_ident(att.attname), ', ' order by att.attnum) as columns
     from pg_dist_partition d
     join pg_class c on c.oid = d.logicalrelid
     join pg_attribute att on att.attrelid = c.oid and att.attnum > 0 and not att.attisdropped
@@ -4122,20 +4120,19 @@ begin
     where a.privilege_type = 'INSERT' and a.grantee <> 0
     group by 1, 2
   loop
-    if v_grant.whole_table then
-      execute format('revoke insert on table %s from %s', v_grant.rel, v_grant.role);
-      execute format('grant insert (%s) on table %s to %s', v_grant.columns, v_grant.rel, v_grant.role);
-    end if;
-    -- Citus makes a shard placement (a moved or split shard too) with the
-    -- coordinator's grants of its table: so each is granted again here,
-    -- which running core.distribute_on_citus again after moving shards does.
-    select count(*) filter (where not p.success) into v_lacking
-    from run_command_on_placements(v_grant.rel,
-      format('grant insert on table %s to %s', '%s', v_grant.role)) p;
-    if v_lacking > 0 then
-      raise exception '% shard placements of % could not grant % INSERT', v_lacking, v_grant.rel, v_grant.role;
-    end if;
+    -- The whole table's on every node, Citus passing it on to each shard
+    -- placement in this transaction (shards made here too). Citus makes a
+    -- placement (a moved or split shard's too) with the coordinator's
+    -- grants of its table: running core.distribute_on_citus again after
+    -- moving shards grants it here.
+    perform set_config('citus.enable_ddl_propagation', 'on', true);
+    execute format('grant insert on table %s to %s', v_grant.rel, v_grant.role);
+    -- Then on the coordinator's table alone, the columns again.
+    perform set_config('citus.enable_ddl_propagation', 'off', true);
+    execute format('revoke insert on table %s from %s', v_grant.rel, v_grant.role);
+    execute format('grant insert (%s) on table %s to %s', v_grant.columns, v_grant.rel, v_grant.role);
   end loop;
+  perform set_config('citus.enable_ddl_propagation', v_propagating, true);
 end
 $$;
 

@@ -19,13 +19,13 @@
  *
  * Now core.keep_insert_columns_on_coordinator, a step of
  * core.distribute_on_citus, and taken here too on a deployment distributed
- * already, takes the whole table's INSERT back from each role that the
- * coordinator grants INSERT on some columns of a distributed table, and
- * grants it those columns again (revoking a table's INSERT revokes its
- * columns' too). On the coordinator alone: the workers' tables and shards
- * keep it. Measured: an insert naming created_at as app_user is then refused
- * ("permission denied for table documents"), and the one api.create_document
- * makes goes in. On one server nothing changes.
+ * already, grants each role that the coordinator grants INSERT on some
+ * columns of a distributed table INSERT on the whole table on every node
+ * (so on every shard placement), then takes it back on the coordinator's
+ * table alone and grants it those columns again (revoking a table's INSERT
+ * revokes its columns' too). Measured: an insert naming created_at as
+ * app_user is then refused ("permission denied for table documents"), and
+ * the one api.create_document makes goes in. On one server nothing changes.
  */
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
@@ -33,18 +33,17 @@ set local statement_timeout = '60s';
 create function core.keep_insert_columns_on_coordinator() returns void
 language plpgsql volatile
 set search_path = pg_catalog, pg_temp
--- The coordinator's tables alone: the workers' keep the whole table's INSERT.
-set citus.enable_ddl_propagation = off
+-- Grants on tables with foreign keys to reference tables, over one
+-- connection per node (Citus refuses them after parallel work otherwise).
+set citus.multi_shard_modify_mode = 'sequential'
 as $$
 declare
   v_grant record;
-  v_lacking bigint;
+  v_propagating text := current_setting('citus.enable_ddl_propagation');
 begin
   for v_grant in
     select c.oid::regclass as rel, a.grantee::regrole as role,
-           string_agg(quote_ident(att.attname), ', ' order by att.attnum) as columns,
-           bool_or(exists (select from aclexplode(c.relacl) t
-                           where t.grantee = a.grantee and t.privilege_type = 'INSERT')) as whole_table
+           string_agg(quote_ident(att.attname), ', ' order by att.attnum) as columns
     from pg_dist_partition d
     join pg_class c on c.oid = d.logicalrelid
     join pg_attribute att on att.attrelid = c.oid and att.attnum > 0 and not att.attisdropped
@@ -52,20 +51,19 @@ begin
     where a.privilege_type = 'INSERT' and a.grantee <> 0
     group by 1, 2
   loop
-    if v_grant.whole_table then
-      execute format('revoke insert on table %s from %s', v_grant.rel, v_grant.role);
-      execute format('grant insert (%s) on table %s to %s', v_grant.columns, v_grant.rel, v_grant.role);
-    end if;
-    -- Citus makes a shard placement (a moved or split shard too) with the
-    -- coordinator's grants of its table: so each is granted again here,
-    -- which running core.distribute_on_citus again after moving shards does.
-    select count(*) filter (where not p.success) into v_lacking
-    from run_command_on_placements(v_grant.rel,
-      format('grant insert on table %s to %s', '%s', v_grant.role)) p;
-    if v_lacking > 0 then
-      raise exception '% shard placements of % could not grant % INSERT', v_lacking, v_grant.rel, v_grant.role;
-    end if;
+    -- The whole table's on every node, Citus passing it on to each shard
+    -- placement in this transaction (shards made here too). Citus makes a
+    -- placement (a moved or split shard's too) with the coordinator's
+    -- grants of its table: running core.distribute_on_citus again after
+    -- moving shards grants it here.
+    perform set_config('citus.enable_ddl_propagation', 'on', true);
+    execute format('grant insert on table %s to %s', v_grant.rel, v_grant.role);
+    -- Then on the coordinator's table alone, the columns again.
+    perform set_config('citus.enable_ddl_propagation', 'off', true);
+    execute format('revoke insert on table %s from %s', v_grant.rel, v_grant.role);
+    execute format('grant insert (%s) on table %s to %s', v_grant.columns, v_grant.rel, v_grant.role);
   end loop;
+  perform set_config('citus.enable_ddl_propagation', v_propagating, true);
 end
 $$;
 comment on function core.keep_insert_columns_on_coordinator() is
