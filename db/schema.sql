@@ -3226,6 +3226,7 @@ begin
   perform core.let_reaper_see_transactions();
   perform core.keep_insert_columns_on_coordinator();
   perform core.hide_runtime_commands_on_workers();
+  perform core.keep_intermediate_results_from_runtime_roles();
   return v_result;
 end
 $$;
@@ -4142,6 +4143,30 @@ $$;
 --
 
 COMMENT ON FUNCTION core.keep_insert_columns_on_coordinator() IS 'On Citus, gives each role granted INSERT on some columns of a distributed table no INSERT on the rest on the coordinator, as on one server, and INSERT on the whole of every shard placement of it, which Citus sends every column (a step of core.distribute_on_citus)';
+
+
+--
+-- Name: keep_intermediate_results_from_runtime_roles(); Type: FUNCTION; Schema: core; Owner: -
+--
+
+CREATE FUNCTION core.keep_intermediate_results_from_runtime_roles() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  perform core.on_workers(
+    'revoke execute on function pg_catalog.read_intermediate_result(text, pg_catalog.citus_copy_format) from public; '
+    || 'grant execute on function pg_catalog.read_intermediate_result(text, pg_catalog.citus_copy_format) '
+    || 'to tenancy_owner, tenancy_auth, tenancy_writer, tenancy_auditor, tenancy_meter, tenancy_reaper');
+end
+$$;
+
+
+--
+-- Name: FUNCTION keep_intermediate_results_from_runtime_roles(); Type: COMMENT; Schema: core; Owner: -
+--
+
+COMMENT ON FUNCTION core.keep_intermediate_results_from_runtime_roles() IS 'On Citus, lets only the definers'' owners read the rows Citus keeps on a worker between the commands of a transaction (a step of core.distribute_on_citus)';
 
 
 --
@@ -6739,7 +6764,7 @@ CREATE VIEW core.request_context WITH (security_barrier='true') AS
         CASE
             WHEN ((c.signed IS NULL) OR (split_part(c.signed, '|'::text, 1) <> 'v4'::text)) THEN false
             WHEN (NOT core.context_verifies(c.signed)) THEN false
-            ELSE ((split_part(c.signed, '|'::text, 9))::bigint < ((EXTRACT(epoch FROM statement_timestamp()) * (1000000)::numeric))::bigint)
+            ELSE (((split_part(c.signed, '|'::text, 9))::bigint < ((EXTRACT(epoch FROM statement_timestamp()) * (1000000)::numeric))::bigint) AND ((split_part(c.signed, '|'::text, 9))::bigint > ((EXTRACT(epoch FROM (clock_timestamp() - '00:00:30'::interval)) * (1000000)::numeric))::bigint))
         END AND (current_setting('transaction_isolation'::text) = 'read committed'::text) AND (clock_timestamp() < (transaction_timestamp() + '00:00:30'::interval)));
 
 
@@ -6747,7 +6772,7 @@ CREATE VIEW core.request_context WITH (security_barrier='true') AS
 -- Name: VIEW request_context; Type: COMMENT; Schema: core; Owner: -
 --
 
-COMMENT ON VIEW core.request_context IS 'The verified context: one row when app.context carries a valid signature of this transaction and of the number this session signed last, was signed before the current statement, is less than 30 s old and the transaction is READ COMMITTED; else none';
+COMMENT ON VIEW core.request_context IS 'The verified context: one row when app.context carries a valid signature of this transaction and of the number this session signed last, was signed before the current statement and less than 30 s ago, the transaction began less than 30 s ago and is READ COMMITTED; else none';
 
 
 --
@@ -8318,4 +8343,6 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261204000400'),
     ('20261204000500'),
     ('20261204000600'),
-    ('20261204000700');
+    ('20261204000700'),
+    ('20261204000800'),
+    ('20261204000900');

@@ -82,7 +82,7 @@ select functions_are('core',
         'session_acts_for_a_request', 'request_has_actor', 'carry_context_to_workers', 'this_transaction',
         'decide_request', 'decide_as_writer', 'let_owner_make_shards_on_workers', 'row_lock_holders',
         'end_distributed_holders', 'let_reaper_see_transactions', 'keep_insert_columns_on_coordinator',
-        'hide_runtime_commands_on_workers'],
+        'hide_runtime_commands_on_workers', 'keep_intermediate_results_from_runtime_roles'],
   'core holds exactly the context signer and readers, the permission model, trigger functions, key issuer and revoker, page bound and the trail''s partition maintenance');
 
 -- Columns, types and nullability ----------------------------------------------

@@ -34,7 +34,7 @@ create temporary table tenant_tables as
     and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped);
 grant select on pg_temp.tenant_tables to app_user;
 
-select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 22);
+select plan((select count(*)::integer * 13 from pg_temp.tenant_tables) + 23);
 
 select cmp_ok((select count(*) from pg_temp.tenant_tables where partmethod = 'h'), '>=', 12::bigint,
   'the catalog finds the distributed tenant tables');
@@ -514,6 +514,28 @@ from run_command_on_workers($$
   from pg_stat_activity a where a.usename in ('app_user', 'uber_admin')$$) w \gset
 select ok(:'runtime_sessions'::bigint > 0 and :'shown'::bigint = 0,
   format('of the %s sessions this suite''s requests left on the workers, %s show a command', :'runtime_sessions', :'shown'));
+
+-- A context taken from one of A's requests, with its distributed
+-- transaction, and set again on a worker by a SELECT sent there whole
+-- (which may assign itself that transaction there): worth nothing 30 s
+-- after it was signed (migration 20261204000800).
+begin;
+set local role app_user;
+select pg_temp.begin_as(:'hash_a') \gset ignored_
+select current_setting('app.context') as old_context, t.initiator_node_identifier as old_node,
+       t.transaction_number as old_number, t.transaction_stamp as old_stamp
+from get_current_transaction_id() t \gset
+commit;
+select pg_sleep(31) \gset ignored_
+set role app_user;
+select count(*) as outer_rows,
+       (select assign_distributed_transaction_id(:'old_node', :'old_number', :'old_stamp')) is null as assigned,
+       (select set_config('app.context', :'old_context', true)) is not null as set_again,
+       (select count(*) from core.documents d2 where d2.tenant_id = :'tenant_a') as replayed
+from core.documents d where d.tenant_id = :'tenant_a' \gset
+reset role;
+select is(:'replayed'::bigint, 0::bigint,
+  'a context of A''s set again on a worker with its transaction 31 s after its signing reads none of A''s documents');
 
 -- Columns a role may not insert (migration 20261204000600): a shard gets
 -- every column of an insert, so there a role granted INSERT on some columns
